@@ -1,0 +1,301 @@
+//! Webhook endpoints: create (with a `webhook.test` event sent to it), read, update,
+//! delete, reveal and rotate the secret, send a test event.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{double_option, parse_id, Auth, Body};
+use crate::app::AppState;
+use crate::delivery::sender::RESERVED_HEADERS;
+use crate::delivery::worker::SECRET_PURPOSE;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{format_ms, EventType, Envelope};
+use crate::seal::{new_webhook_secret, validate_webhook_secret};
+use crate::store::{Endpoint, EndpointSpec, EndpointWriteError, Target};
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    consecutive_failures: i64,
+    first_failure_at: Option<String>,
+    last_success_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    id: Uuid,
+    url: String,
+    description: String,
+    event_types: Vec<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    method: String,
+    headers: BTreeMap<String, String>,
+    rate_limit_per_sec: Option<i64>,
+    health: Health,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
+        EndpointView {
+            id: e.id,
+            url: e.url,
+            description: e.description,
+            event_types: e.event_types,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            method: e.method,
+            headers: e.headers,
+            rate_limit_per_sec: e.rate_limit_per_sec,
+            health: Health {
+                consecutive_failures: e.consecutive_failures,
+                first_failure_at: e.first_failure_at.map(format_ms),
+                last_success_at: e.last_success_at.map(format_ms),
+            },
+            created_at: format_ms(e.created_at),
+            updated_at: format_ms(e.updated_at),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    url: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    event_types: Vec<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "post")]
+    method: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    rate_limit_per_sec: Option<i64>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn post() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    url: Option<String>,
+    description: Option<String>,
+    event_types: Option<Vec<String>>,
+    enabled: Option<bool>,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    rate_limit_per_sec: Option<Option<i64>>,
+}
+
+/// Validates and normalises a spec; every problem is reported at once.
+fn validate(state: &AppState, mut spec: EndpointSpec) -> ApiResult<EndpointSpec> {
+    let mut problems = Vec::new();
+    let policy = state.worker.sender().policy();
+    match policy.check_url(spec.url.trim()) {
+        Ok(u) => spec.url = u.to_string(),
+        Err(refusal) => problems.push(format!("url: {refusal}")),
+    }
+    if spec.description.len() > 1000 {
+        problems.push("description: at most 1000 characters".into());
+    }
+    let unknown: Vec<&str> = spec.event_types.iter().filter(|t| t.parse::<EventType>().is_err()).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        problems.push(format!("event_types: unknown event types: {} (see GET /v1/event-types)", unknown.join(", ")));
+    }
+    spec.event_types.sort();
+    spec.event_types.dedup();
+    spec.method = spec.method.to_ascii_uppercase();
+    if spec.method != "POST" && spec.method != "GET" {
+        problems.push(format!("method: must be POST or GET, not `{}`", spec.method));
+    }
+    let mut headers = BTreeMap::new();
+    for (k, v) in &spec.headers {
+        let lower = k.to_ascii_lowercase();
+        if HeaderName::from_bytes(k.as_bytes()).is_err() {
+            problems.push(format!("headers: `{k}` is not a valid header name"));
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            problems.push(format!("headers: `{k}` is set by Wearbridge and cannot be overridden"));
+        } else if HeaderValue::from_str(v).is_err() {
+            problems.push(format!("headers: the value of `{k}` is not a valid header value"));
+        }
+        headers.insert(lower, v.clone());
+    }
+    spec.headers = headers;
+    if let Some(r) = spec.rate_limit_per_sec {
+        if !(1..=100_000).contains(&r) {
+            problems.push("rate_limit_per_sec: must be between 1 and 100000, or null for none".into());
+        }
+    }
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(ApiError::validation(problems.join("; ")))
+    }
+}
+
+fn write_error(e: EndpointWriteError) -> ApiError {
+    match e {
+        EndpointWriteError::DuplicateUrl(url) => ApiError::conflict(format!("this team already has an endpoint with URL {url}")),
+        EndpointWriteError::Db(e) => e.into(),
+    }
+}
+
+async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiResult<Uuid> {
+    let id = Uuid::new_v4();
+    let data = json!({"message": "This is a test event from Wearbridge.", "endpoint_id": endpoint});
+    let env = Envelope::new(id, EventType::WebhookTest, team, None, data);
+    state.store.publish(team, &[env], Target::Endpoint(endpoint)).await?;
+    Ok(id)
+}
+
+pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateEndpoint>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let spec = validate(
+        &s,
+        EndpointSpec {
+            url: req.url,
+            description: req.description,
+            event_types: req.event_types,
+            enabled: req.enabled,
+            method: req.method,
+            headers: req.headers,
+            rate_limit_per_sec: req.rate_limit_per_sec,
+        },
+    )?;
+    let secret = match req.secret {
+        Some(secret) => {
+            validate_webhook_secret(&secret).map_err(|m| ApiError::validation(format!("secret: {m}")))?;
+            secret
+        }
+        None => new_webhook_secret(),
+    };
+    let ep = s.store.create_endpoint(team.id, &spec, &s.sealer.seal(SECRET_PURPOSE, &secret)).await.map_err(write_error)?;
+    let test_event = if ep.enabled { Some(send_test_event(&s, team.id, ep.id).await?) } else { None };
+    let mut view = EndpointView::from(ep);
+    view.secret = Some(secret);
+    let mut body = serde_json::to_value(view).expect("views serialise");
+    body["test_event_id"] = json!(test_event);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub async fn list(State(s): State<AppState>, Auth(team): Auth) -> ApiResult<Json<serde_json::Value>> {
+    let eps: Vec<EndpointView> = s.store.list_endpoints(team.id).await?.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"data": eps})))
+}
+
+async fn load(s: &AppState, team: Uuid, raw: &str) -> ApiResult<Endpoint> {
+    let id = parse_id(raw, "endpoint")?;
+    s.store.get_endpoint(team, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
+    Ok(Json(load(&s, team.id, &id).await?.into()))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateEndpoint>,
+) -> ApiResult<Json<EndpointView>> {
+    let ep = load(&s, team.id, &id).await?;
+    let mut spec = EndpointSpec::from(&ep);
+    if let Some(v) = req.url {
+        spec.url = v;
+    }
+    if let Some(v) = req.description {
+        spec.description = v;
+    }
+    if let Some(v) = req.event_types {
+        spec.event_types = v;
+    }
+    if let Some(v) = req.enabled {
+        spec.enabled = v;
+    }
+    if let Some(v) = req.method {
+        spec.method = v;
+    }
+    if let Some(v) = req.headers {
+        spec.headers = v;
+    }
+    if let Some(v) = req.rate_limit_per_sec {
+        spec.rate_limit_per_sec = v;
+    }
+    let spec = validate(&s, spec)?;
+    let ep = s.store.update_endpoint(team.id, ep.id, &spec).await.map_err(write_error)?.ok_or_else(|| ApiError::not_found("endpoint"))?;
+    Ok(Json(ep.into()))
+}
+
+pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let ep = load(&s, team.id, &id).await?;
+    s.store.delete_endpoint(team.id, ep.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn secret(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let ep = load(&s, team.id, &id).await?;
+    let key = s.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?;
+    let previous_valid = ep.previous_secret_expires_at.filter(|t| *t > crate::now_ms()).map(format_ms);
+    Ok(Json(json!({"key": key, "previous_key_valid_until": previous_valid})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ep = load(&s, team.id, &id).await?;
+    // The body is optional: empty means "generate a new key".
+    let req: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let key = match req.key {
+        Some(k) => {
+            validate_webhook_secret(&k).map_err(|m| ApiError::validation(format!("key: {m}")))?;
+            k
+        }
+        None => new_webhook_secret(),
+    };
+    let grace_until = crate::now_ms() + (s.config.secret_rotation_grace_secs as i64) * 1000;
+    s.store.rotate_endpoint_secret(team.id, ep.id, &s.sealer.seal(SECRET_PURPOSE, &key), grace_until).await?;
+    Ok(Json(json!({"key": key, "previous_key_valid_until": format_ms(grace_until)})))
+}
+
+pub async fn send_test(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let ep = load(&s, team.id, &id).await?;
+    if !ep.enabled {
+        return Err(ApiError::validation("the endpoint is disabled; enable it first"));
+    }
+    let event_id = send_test_event(&s, team.id, ep.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))))
+}

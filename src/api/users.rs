@@ -1,0 +1,92 @@
+//! Users: the team's end users, keyed by the team's own `client_user_id`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{parse_id, Auth, Body, Query};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::events::format_ms;
+use crate::store::{CreateUserError, User};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    client_user_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    user_id: Uuid,
+    team_id: Uuid,
+    client_user_id: String,
+    created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView { user_id: u.user_id, team_id: u.team_id, client_user_id: u.client_user_id, created_at: format_ms(u.created_at) }
+    }
+}
+
+pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let id = req.client_user_id.trim();
+    if id.is_empty() || id.len() > 255 {
+        return Err(ApiError::validation("`client_user_id` must be 1 to 255 characters"));
+    }
+    match s.store.create_user(team.id, id).await {
+        Ok(u) => Ok((StatusCode::CREATED, Json(u.into()))),
+        Err(CreateUserError::Duplicate(c)) => Err(ApiError::conflict(format!("a user with client_user_id `{c}` already exists"))),
+        Err(CreateUserError::Db(e)) => Err(e.into()),
+    }
+}
+
+pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+    let id = parse_id(&id, "user")?;
+    s.store.get_user(team.id, id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
+}
+
+pub async fn resolve(State(s): State<AppState>, Auth(team): Auth, Path(client_user_id): Path<String>) -> ApiResult<Json<UserView>> {
+    s.store.resolve_user(team.id, &client_user_id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    offset: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserList {
+    users: Vec<UserView>,
+    total: i64,
+    offset: i64,
+    limit: i64,
+}
+
+pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<Page>) -> ApiResult<Json<UserList>> {
+    if p.offset < 0 || !(1..=1000).contains(&p.limit) {
+        return Err(ApiError::validation("`offset` must be ≥ 0 and `limit` between 1 and 1000"));
+    }
+    let (users, total) = s.store.list_users(team.id, p.offset, p.limit).await?;
+    Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), total, offset: p.offset, limit: p.limit }))
+}
+
+pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = parse_id(&id, "user")?;
+    if s.store.delete_user(team.id, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("user"))
+    }
+}

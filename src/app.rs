@@ -1,0 +1,82 @@
+//! The running gateway: store, HTTP API and delivery worker wired together. `serve`,
+//! `demo`, `bench` and the tests all start it through [`Gateway::start`], so they run
+//! exactly what production runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::delivery::{Sender, UrlPolicy, Worker};
+use crate::seal::Sealer;
+use crate::store::Store;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub sealer: Sealer,
+    pub worker: Arc<Worker>,
+    pub config: Arc<Config>,
+}
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Migrates the database, binds the listener and starts serving (and delivering,
+    /// unless the config turns the worker off).
+    pub async fn start(config: Config, sealer: Sealer) -> anyhow::Result<Gateway> {
+        config.validate()?;
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        Self::start_with(config, sealer, store).await
+    }
+
+    pub async fn start_with(config: Config, sealer: Sealer, store: Store) -> anyhow::Result<Gateway> {
+        let policy = UrlPolicy { allow_http: config.allow_http, allowed_cidrs: config.allow_private_cidrs.clone() };
+        let sender = Sender::new(policy, config.delivery_timeout(), config.delivery_concurrency);
+        let worker = Arc::new(Worker::new(store.clone(), sender, sealer.clone(), &config));
+        let state = AppState { store, sealer, worker: worker.clone(), config: Arc::new(config.clone()) };
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let router = crate::api::router(state.clone());
+        let mut server_rx = rx.clone();
+        let server = tokio::spawn(async move {
+            let stop = async move {
+                let _ = server_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        let worker = config.worker.then(|| tokio::spawn(worker.run(rx)));
+        tracing::info!(%addr, worker = config.worker, "wearbridge gateway listening");
+        Ok(Gateway { addr, state, shutdown, server, worker })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests and claims, lets in-flight deliveries finish and
+    /// commits their results.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        if let Some(w) = self.worker {
+            let _ = w.await;
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The `wearbridge` command line: one file per command. Every option of the gateway
+//! lives in [`Config`] and is shared by all commands.
+
+mod bench;
+mod demo;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::Gateway;
+use crate::config::{Config, LogFormat};
+use crate::seal::Sealer;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "wearbridge", version, about = "Self-hostable wearable data gateway with Standard Webhooks delivery")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: HTTP API and delivery worker (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage teams.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// Run the whole flow locally on a fresh SQLite database against a local receiver
+    /// that verifies every signature; exits 0 only if every delivery verified.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team and print its API key (shown once, alone on the last line).
+    Create {
+        /// The team's display name.
+        name: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_env("WEARBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => {
+            let sealer = Sealer::load(config.secret_key.as_deref(), config.dev, &std::env::current_dir()?)?;
+            let gateway = Gateway::start(config, sealer).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight deliveries");
+            gateway.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", crate::store::redact_url(&config.database_url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Team { command: TeamCommand::Create { name } } => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty(), "a team needs a name");
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let (team, key) = store.create_team(name).await.context("creating the team")?;
+            println!("team {} created: {}", team.name, team.id);
+            println!("API key (shown once; it is stored only as a hash):");
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(config, args).await,
+        Command::Bench { command } => bench::run(config, command).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

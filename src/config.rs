@@ -1,0 +1,154 @@
+//! The gateway's configuration: one struct, every field a clap flag with an
+//! `env = "WEARBRIDGE_*"` twin and its default shown in `--help`. Durations carry their
+//! unit in the name (`_secs`, `_ms`) so a value never has to be guessed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+
+/// Default retry schedule, as Svix sends it: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
+/// 10 h, 10 h. Each entry is the delay before that attempt; its length is the number
+/// of attempts.
+pub const DEFAULT_RETRY_SCHEDULE_SECS: &str = "0,5,300,1800,7200,18000,36000,36000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(long, env = "WEARBRIDGE_DATABASE_URL", default_value = "sqlite://wearbridge.db", global = true)]
+    pub database_url: String,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "WEARBRIDGE_LISTEN_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub listen_addr: SocketAddr,
+
+    /// Master key that encrypts provider tokens and webhook secrets at rest (any string
+    /// of at least 32 characters, e.g. `openssl rand -base64 32`). Required by `serve`
+    /// unless `--dev`.
+    #[arg(long, env = "WEARBRIDGE_SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<String>,
+
+    /// Development mode: without a secret key, generate one and keep it in
+    /// `.wearbridge-dev-key` in the working directory (with a warning).
+    #[arg(long, env = "WEARBRIDGE_DEV", default_value_t = false, global = true)]
+    pub dev: bool,
+
+    /// Allow plain `http://` webhook URLs (otherwise only `https://`).
+    #[arg(long, env = "WEARBRIDGE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub allow_http: bool,
+
+    /// Comma-separated CIDRs that webhooks may reach although they are loopback, private
+    /// or link-local (e.g. `127.0.0.0/8`). Empty: none.
+    #[arg(long, env = "WEARBRIDGE_ALLOW_PRIVATE_CIDRS", value_delimiter = ',', global = true)]
+    pub allow_private_cidrs: Vec<IpNet>,
+
+    /// Delay before each delivery attempt, comma-separated seconds; its length is the
+    /// number of attempts. Each delay after the first gets ±20 % jitter.
+    #[arg(long, env = "WEARBRIDGE_RETRY_SCHEDULE_SECS", value_delimiter = ',', default_value = DEFAULT_RETRY_SCHEDULE_SECS, global = true)]
+    pub retry_schedule_secs: Vec<u64>,
+
+    /// Timeout of one delivery attempt, connect to last byte.
+    #[arg(long, env = "WEARBRIDGE_DELIVERY_TIMEOUT_SECS", default_value_t = 15, global = true)]
+    pub delivery_timeout_secs: u64,
+
+    /// Deliveries in flight at once, per process.
+    #[arg(long, env = "WEARBRIDGE_DELIVERY_CONCURRENCY", default_value_t = 256, global = true)]
+    pub delivery_concurrency: usize,
+
+    /// Deliveries claimed from the queue per query.
+    #[arg(long, env = "WEARBRIDGE_DELIVERY_BATCH", default_value_t = 256, global = true)]
+    pub delivery_batch: usize,
+
+    /// How long a claimed delivery stays reserved for the process that claimed it; a
+    /// process killed mid-send loses its claims after this and another one retries them.
+    /// Keep it above the delivery timeout.
+    #[arg(long, env = "WEARBRIDGE_DELIVERY_LEASE_SECS", default_value_t = 60, global = true)]
+    pub delivery_lease_secs: u64,
+
+    /// How often an idle worker looks for due work written by other processes (work
+    /// published in-process wakes it at once).
+    #[arg(long, env = "WEARBRIDGE_POLL_INTERVAL_MS", default_value_t = 200, global = true)]
+    pub poll_interval_ms: u64,
+
+    /// Disable an endpoint whose deliveries have all failed for this long (default 5 days).
+    #[arg(long, env = "WEARBRIDGE_DISABLE_AFTER_SECS", default_value_t = 432_000, global = true)]
+    pub disable_after_secs: u64,
+
+    /// How long a rotated-out webhook secret keeps signing beside the new one (default 24 h).
+    #[arg(long, env = "WEARBRIDGE_SECRET_ROTATION_GRACE_SECS", default_value_t = 86_400, global = true)]
+    pub secret_rotation_grace_secs: u64,
+
+    /// Largest request body the API accepts; larger ones get 413.
+    #[arg(long, env = "WEARBRIDGE_MAX_BODY_BYTES", default_value_t = 1_048_576, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Run the delivery worker in this process (turn off for an API-only process).
+    #[arg(long, env = "WEARBRIDGE_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub worker: bool,
+
+    /// Log format.
+    #[arg(long, env = "WEARBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// A configuration with every default, as `wearbridge` with no flags and no
+    /// environment would have it; for tests and in-process tools (demo, bench).
+    pub fn defaults() -> Config {
+        use clap::{FromArgMatches, Command};
+        let cmd = Config::augment_args(Command::new("wearbridge").no_binary_name(true));
+        let matches = cmd.try_get_matches_from(Vec::<String>::new()).expect("defaults parse");
+        Config::from_arg_matches(&matches).expect("defaults parse")
+    }
+
+    /// This configuration, made to run beside local receivers: listens on a random
+    /// loopback port and lets webhooks reach loopback over plain HTTP (demo, bench, tests).
+    pub fn for_loopback(mut self) -> Config {
+        self.listen_addr = "127.0.0.1:0".parse().expect("valid address");
+        self.allow_http = true;
+        self.allow_private_cidrs = vec!["127.0.0.0/8".parse().expect("valid CIDR")];
+        self
+    }
+
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_secs(self.delivery_timeout_secs)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.retry_schedule_secs.is_empty(), "WEARBRIDGE_RETRY_SCHEDULE_SECS needs at least one entry");
+        anyhow::ensure!(self.delivery_concurrency > 0, "WEARBRIDGE_DELIVERY_CONCURRENCY must be at least 1");
+        anyhow::ensure!(self.delivery_batch > 0, "WEARBRIDGE_DELIVERY_BATCH must be at least 1");
+        anyhow::ensure!(
+            self.delivery_lease_secs > self.delivery_timeout_secs,
+            "WEARBRIDGE_DELIVERY_LEASE_SECS ({}) must exceed WEARBRIDGE_DELIVERY_TIMEOUT_SECS ({})",
+            self.delivery_lease_secs,
+            self.delivery_timeout_secs
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = Config::defaults();
+        assert_eq!(c.database_url, "sqlite://wearbridge.db");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.retry_schedule_secs, vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(c.delivery_timeout_secs, 15);
+        assert_eq!(c.disable_after_secs, 5 * 24 * 3600);
+        assert!(!c.allow_http);
+        assert!(c.allow_private_cidrs.is_empty());
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,465 @@
+//! The delivery queue and its log. A delivery is (event × endpoint) with a status:
+//!
+//! - `pending`: waiting for its first attempt (or re-queued by recover);
+//! - `retrying`: an attempt failed and another is scheduled at `next_attempt_at`;
+//! - `succeeded`: an attempt got a 2xx;
+//! - `exhausted`: the schedule ran out, or the endpoint was disabled or gone.
+//!
+//! Claiming pushes `next_attempt_at` out by a lease and remembers that value; the
+//! completion only lands if the lease is still the one it claimed, so a delivery whose
+//! lease ran out and that another worker took over is not overwritten by a late finisher.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{get_uuid, placeholders, Backend, Store};
+use crate::now_ms;
+
+/// A delivery claimed by a worker, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub team_id: Uuid,
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// The `next_attempt_at` this claim wrote; the completion must match it.
+    pub lease: i64,
+    pub payload: String,
+}
+
+/// One HTTP try, as the log keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub run_number: i64,
+    /// `scheduled` (the worker) or `manual` (resend).
+    pub trigger: String,
+    pub attempted_at: i64,
+    pub url: String,
+    pub request_headers: BTreeMap<String, String>,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    /// `timeout`, `connect`, `dns`, `tls`, `http`, `blocked` (outbound policy) or null.
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// How an attempt ended, for the endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// 410 Gone: the receiver asks us to stop; the endpoint is disabled.
+    Gone,
+}
+
+/// What a worker writes back for one claimed delivery.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub delivery_id: i64,
+    pub endpoint_id: Uuid,
+    pub lease: i64,
+    /// None when nothing was sent (rate-limited: only rescheduled; endpoint disabled).
+    pub attempt: Option<(Attempt, Outcome)>,
+    pub status: &'static str,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySummary {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub event_created_at: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryDetail {
+    pub endpoint_id: Uuid,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub attempt_log: Vec<Attempt>,
+}
+
+fn is_open(status: &str) -> bool {
+    status == "pending" || status == "retrying"
+}
+
+fn attempt_from(r: &AnyRow) -> Result<Attempt, sqlx::Error> {
+    Ok(Attempt {
+        run_number: r.try_get("run_number")?,
+        trigger: r.try_get("trigger")?,
+        attempted_at: r.try_get("attempted_at")?,
+        url: r.try_get("url")?,
+        request_headers: super::get_json(r, "request_headers")?,
+        response_status: r.try_get("response_status")?,
+        response_body: r.try_get("response_body")?,
+        duration_ms: r.try_get("duration_ms")?,
+        error_kind: r.try_get("error_kind")?,
+        error_message: r.try_get("error_message")?,
+    })
+}
+
+const ATTEMPT_CHUNK: usize = 500;
+
+impl Store {
+    /// Claims up to `limit` due deliveries, reserving each until `lease_until`.
+    pub async fn claim_deliveries(&self, limit: usize, lease_until: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = now_ms();
+        // Any number of processes may claim at once: PostgreSQL skips rows another
+        // transaction holds; SQLite runs one writer at a time, so the UPDATE is atomic.
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
+                   SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 \
+                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, team_id, event_id, endpoint_id, attempts"
+            }
+            Backend::Sqlite => {
+                "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
+                   SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 \
+                   ORDER BY next_attempt_at LIMIT $3) \
+                 RETURNING id, team_id, event_id, endpoint_id, attempts"
+            }
+        };
+        let rows = sqlx::query(sql).bind(lease_until).bind(now).bind(limit as i64).fetch_all(&self.writer).await?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(Claimed {
+                id: r.try_get("id")?,
+                team_id: get_uuid(r, "team_id")?,
+                event_id: get_uuid(r, "event_id")?,
+                endpoint_id: get_uuid(r, "endpoint_id")?,
+                attempts: r.try_get("attempts")?,
+                lease: lease_until,
+                payload: String::new(),
+            });
+        }
+        let mut ids: Vec<String> = claimed.iter().map(|c| c.event_id.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        let sql = format!("SELECT id, payload FROM events WHERE id IN ({})", placeholders(1, ids.len()));
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(id.as_str());
+        }
+        let payloads: HashMap<String, String> = q
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("payload")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        for c in &mut claimed {
+            if let Some(p) = payloads.get(&c.event_id.to_string()) {
+                c.payload = p.clone();
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Writes back a batch of finished deliveries in one transaction: the attempts, the
+    /// deliveries' new state (only where the claim still holds) and the endpoints'
+    /// health. Endpoints failing since before `disable_failing_since` are disabled.
+    /// Returns the ids of endpoints disabled now.
+    pub async fn complete_deliveries(&self, batch: &[Completion], disable_failing_since: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+        if batch.is_empty() {
+            return Ok(vec![]);
+        }
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        // Delivery state first (the first statement takes SQLite's write lock).
+        for chunk in batch.chunks(ATTEMPT_CHUNK) {
+            // VALUES columns are named column1… on both backends; the casts type the
+            // parameters for PostgreSQL.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<usize> = (i * 7 + 2..i * 7 + 9).collect();
+                    format!(
+                        "(CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                         CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at = v.column4, \
+                 last_status_code = COALESCE(v.column5, deliveries.last_status_code), \
+                 last_attempt_at = COALESCE(v.column6, deliveries.last_attempt_at), updated_at = $1 \
+                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1 AND deliveries.next_attempt_at = v.column7",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for c in chunk {
+                let (code, at) = match &c.attempt {
+                    Some((a, _)) => (a.response_status, Some(a.attempted_at)),
+                    None => (None, None),
+                };
+                q = q
+                    .bind(c.delivery_id)
+                    .bind(c.status)
+                    .bind(c.attempts)
+                    .bind(c.next_attempt_at)
+                    .bind(code)
+                    .bind(at)
+                    .bind(c.lease);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let attempts: Vec<(i64, &Attempt)> =
+            batch.iter().filter_map(|c| c.attempt.as_ref().map(|(a, _)| (c.delivery_id, a))).collect();
+        insert_attempts(&mut tx, &attempts).await?;
+
+        // Endpoint health, in the order the attempts finished.
+        let mut health: HashMap<Uuid, (bool, i64, i64, bool)> = HashMap::new(); // (reset, failures, first failure, gone)
+        for c in batch {
+            let Some((a, outcome)) = &c.attempt else { continue };
+            let h = health.entry(c.endpoint_id).or_insert((false, 0, i64::MAX, false));
+            match outcome {
+                Outcome::Success => *h = (true, 0, i64::MAX, h.3),
+                Outcome::Failure | Outcome::Gone => {
+                    h.1 += 1;
+                    h.2 = h.2.min(a.attempted_at);
+                    h.3 |= *outcome == Outcome::Gone;
+                }
+            }
+        }
+        let mut disabled = Vec::new();
+        for (ep, (reset, failures, first, gone)) in health {
+            let ep_s = ep.to_string();
+            if reset {
+                sqlx::query("UPDATE endpoints SET consecutive_failures = $2, first_failure_at = $3, last_success_at = $4 WHERE id = $1")
+                    .bind(&ep_s)
+                    .bind(failures)
+                    .bind(if failures > 0 { Some(first) } else { None })
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            } else if failures > 0 {
+                sqlx::query(
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + $2, \
+                     first_failure_at = COALESCE(first_failure_at, $3) WHERE id = $1",
+                )
+                .bind(&ep_s)
+                .bind(failures)
+                .bind(first)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let reason = if gone {
+                Some("the endpoint answered 410 Gone".to_string())
+            } else {
+                None
+            };
+            let res = match reason {
+                Some(reason) => {
+                    sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
+                        .bind(&ep_s)
+                        .bind(reason)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE endpoints SET enabled = FALSE, updated_at = $3, \
+                         disabled_reason = 'every delivery failed since ' || CAST(first_failure_at AS TEXT) || ' (Unix ms)' \
+                         WHERE id = $1 AND enabled = TRUE AND first_failure_at IS NOT NULL AND first_failure_at <= $2",
+                    )
+                    .bind(&ep_s)
+                    .bind(disable_failing_since)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            if res.rows_affected() > 0 {
+                disabled.push(ep);
+            }
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    /// Records a manual attempt (resend). `status` is the delivery's status after it:
+    /// `succeeded` on success, else unchanged (a failed resend leaves any scheduled
+    /// retries as they were).
+    pub async fn record_manual_attempt(&self, delivery_id: i64, attempt: &Attempt, status: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = $2, attempts = attempts + 1, last_status_code = $3, \
+             last_attempt_at = $4, updated_at = $4 WHERE id = $1",
+        )
+        .bind(delivery_id)
+        .bind(status)
+        .bind(attempt.response_status)
+        .bind(attempt.attempted_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_attempts(&mut tx, &[(delivery_id, attempt)]).await?;
+        tx.commit().await
+    }
+
+    /// A team's delivery of one event to one endpoint: (delivery id, attempts, status).
+    pub async fn find_delivery(&self, team: Uuid, endpoint: Uuid, event: Uuid) -> Result<Option<(i64, i64, String)>, sqlx::Error> {
+        let row = sqlx::query("SELECT id, attempts, status FROM deliveries WHERE team_id = $1 AND endpoint_id = $2 AND event_id = $3")
+            .bind(team.to_string())
+            .bind(endpoint.to_string())
+            .bind(event.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?, r.try_get("status")?))).transpose()
+    }
+
+    /// The last `limit` deliveries to an endpoint, newest first.
+    pub async fn list_endpoint_deliveries(
+        &self,
+        team: Uuid,
+        endpoint: Uuid,
+        limit: i64,
+        status: Option<&str>,
+    ) -> Result<Vec<DeliverySummary>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT d.event_id, e.event_type, e.created_at AS event_created_at, d.status, d.attempts, \
+             d.last_status_code, d.last_attempt_at, d.next_attempt_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.team_id = $1 AND d.endpoint_id = $2 AND ($3 = '' OR d.status = $3) \
+             ORDER BY d.id DESC LIMIT $4",
+        )
+        .bind(team.to_string())
+        .bind(endpoint.to_string())
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(DeliverySummary {
+                    event_id: get_uuid(r, "event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    event_created_at: r.try_get("event_created_at")?,
+                    next_attempt_at: if is_open(&status) { Some(r.try_get("next_attempt_at")?) } else { None },
+                    status,
+                    attempts: r.try_get("attempts")?,
+                    last_status_code: r.try_get("last_status_code")?,
+                    last_attempt_at: r.try_get("last_attempt_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every delivery of a team's event, each with its full attempt log.
+    pub async fn event_deliveries(&self, team: Uuid, event: Uuid) -> Result<Vec<DeliveryDetail>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, endpoint_id, status, attempts, last_status_code, next_attempt_at FROM deliveries \
+             WHERE team_id = $1 AND event_id = $2 ORDER BY id",
+        )
+        .bind(team.to_string())
+        .bind(event.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let log = sqlx::query(
+                "SELECT run_number, trigger, attempted_at, url, request_headers, response_status, response_body, \
+                 duration_ms, error_kind, error_message FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let status: String = r.try_get("status")?;
+            out.push(DeliveryDetail {
+                endpoint_id: get_uuid(&r, "endpoint_id")?,
+                next_attempt_at: if is_open(&status) { Some(r.try_get("next_attempt_at")?) } else { None },
+                status,
+                attempts: r.try_get("attempts")?,
+                last_status_code: r.try_get("last_status_code")?,
+                attempt_log: log.iter().map(attempt_from).collect::<Result<_, _>>()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Re-queues every delivery to `endpoint` created since `since` that failed
+    /// (`retrying` or `exhausted`), due now. Each gets one more attempt.
+    pub async fn recover_deliveries(&self, team: Uuid, endpoint: Uuid, since: i64) -> Result<u64, sqlx::Error> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $4, updated_at = $4 \
+             WHERE team_id = $1 AND endpoint_id = $2 AND created_at >= $3 \
+             AND (status = 'exhausted' OR (status = 'retrying' AND attempts > 0))",
+        )
+        .bind(team.to_string())
+        .bind(endpoint.to_string())
+        .bind(since)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        if res.rows_affected() > 0 {
+            self.notify_work();
+        }
+        Ok(res.rows_affected())
+    }
+
+    /// Deliveries by status, over the whole database (metrics, tests, bench).
+    pub async fn delivery_counts(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+
+    /// When the next open delivery falls due, if any (lets an idle worker sleep exactly).
+    pub async fn next_due_at(&self) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'retrying')")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("t")
+    }
+}
+
+async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Attempt)]) -> Result<(), sqlx::Error> {
+    for chunk in attempts.chunks(ATTEMPT_CHUNK / 2) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 11 + 1, 11))).collect();
+        let sql = format!(
+            "INSERT INTO attempts (delivery_id, run_number, trigger, attempted_at, url, request_headers, \
+             response_status, response_body, duration_ms, error_kind, error_message) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (delivery_id, a) in chunk {
+            q = q
+                .bind(*delivery_id)
+                .bind(a.run_number)
+                .bind(a.trigger.clone())
+                .bind(a.attempted_at)
+                .bind(a.url.clone())
+                .bind(serde_json::to_string(&a.request_headers).expect("strings serialise"))
+                .bind(a.response_status)
+                .bind(a.response_body.clone())
+                .bind(a.duration_ms)
+                .bind(a.error_kind.clone())
+                .bind(a.error_message.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

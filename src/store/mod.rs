@@ -1,0 +1,217 @@
+//! The store: the only module that speaks SQL. SQLite (embedded default) and PostgreSQL
+//! sit behind one [`Store`], chosen by the URL. Queries are written once where the
+//! dialects agree (`$n` placeholders, `ON CONFLICT`, `RETURNING`, `UPDATE … FROM
+//! (VALUES …)`); where they do not (claiming work with `FOR UPDATE SKIP LOCKED`) the two
+//! texts stand side by side. Work queues are tables; times are Unix milliseconds.
+//!
+//! SQLite gets a separate one-connection pool for writes: SQLite has one writer at a
+//! time anyway, and queueing writers in-process is faster and never hits `SQLITE_BUSY`.
+//! Other processes sharing the file wait on `busy_timeout`.
+
+mod deliveries;
+mod endpoints;
+mod events;
+mod tenancy;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use deliveries::*;
+pub use endpoints::*;
+pub use events::*;
+pub use tenancy::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Every migration, embedded at compile time, as (version, name, SQLite text, PostgreSQL
+/// text). The files in `migrations/sqlite` and `migrations/postgres` must match this list
+/// one to one (a test checks).
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "core",
+    include_str!("../../migrations/sqlite/0001_core.sql"),
+    include_str!("../../migrations/postgres/0001_core.sql"),
+)];
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Reads (and, on PostgreSQL, writes too).
+    pool: AnyPool,
+    /// Writes: on SQLite a single connection, on PostgreSQL the same pool.
+    writer: AnyPool,
+    /// Wakes this process's delivery worker when it publishes work.
+    work: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…`, created if missing, or `postgres://…`).
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL `{}`: use sqlite://PATH or postgres://…", redact_url(url));
+        };
+        match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                let opts = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url}"))?;
+                let pool = sqlite_pool(opts.clone(), 8).await?;
+                let writer = sqlite_pool(opts, 1).await?;
+                Ok(Store { backend, pool, writer, work: Arc::new(Notify::new()) })
+            }
+            Backend::Postgres => {
+                let opts = AnyConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("connecting to {}", redact_url(url)))?;
+                Ok(Store { backend, writer: pool.clone(), pool, work: Arc::new(Notify::new()) })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration of this backend's dialect.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrations: Vec<Migration> = MIGRATIONS
+            .iter()
+            .map(|(version, name, sqlite, pg)| {
+                let sql = if self.backend == Backend::Sqlite { *sqlite } else { *pg };
+                Migration::new(*version, (*name).into(), MigrationType::Simple, sql.into(), false)
+            })
+            .collect();
+        let migrator = Migrator { migrations: migrations.into(), ..Migrator::DEFAULT };
+        migrator.run(&self.writer).await.context("running migrations")?;
+        Ok(())
+    }
+
+    /// Wakes a delivery worker of this process: called after committing new work.
+    pub(crate) fn notify_work(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Resolves when this process publishes new work (or never, if it does not).
+    pub async fn work_published(&self) {
+        self.work.notified().await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+}
+
+async fn sqlite_pool(opts: AnyConnectOptions, max: u32) -> anyhow::Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(60))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; NORMAL sync keeps every commit
+                // across a process crash (only a power cut may lose the last ones).
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA busy_timeout = 30000",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    conn.execute(pragma).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await
+        .context("opening SQLite database")
+}
+
+/// A URL fit for logs: the password replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `$start, $start+1, …` for `n` values: dynamic `IN (…)` and `VALUES` lists.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+}
+
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// True when `e` is a unique-constraint violation (a duplicate), on either backend.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// Creates an empty PostgreSQL database on the server `base_url` points at and returns
+/// its URL: every test and benchmark run gets its own.
+pub async fn create_scratch_postgres(base_url: &str, prefix: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(base_url).await.with_context(|| format!("connecting to {}", redact_url(base_url)))?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.context("creating a scratch database")?;
+    conn.close().await?;
+    let mut url = url::Url::parse(base_url).context("PostgreSQL URL")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+/// Drops a database made by [`create_scratch_postgres`] (best effort).
+pub async fn drop_scratch_postgres(base_url: &str, scratch_url: &str) {
+    use sqlx::Connection;
+    let Ok(url) = url::Url::parse(scratch_url) else { return };
+    let name = url.path().trim_start_matches('/').to_string();
+    if let Ok(mut conn) = sqlx::AnyConnection::connect(base_url).await {
+        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+        let _ = conn.close().await;
+    }
+}
