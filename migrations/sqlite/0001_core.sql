@@ -86,6 +86,8 @@ CREATE TABLE attempts (
     response_body TEXT,
     duration_ms BIGINT NOT NULL,
     error_kind TEXT,
-    error_message TEXT
+    error_message TEXT,
+    -- which process made the attempt (host:pid), for operating several gateways
+    worker TEXT NOT NULL
 );
 CREATE INDEX attempts_by_delivery ON attempts (delivery_id);

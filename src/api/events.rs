@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{example_data, format_ms, Envelope, EventType};
 use crate::store::{Attempt, Target};
 
-pub async fn event_types() -> Json<Value> {
+pub async fn event_types(Auth(_): Auth) -> Json<Value> {
     let example_user = Uuid::from_u128(0x4eca_10f9_7c2b_4a11_9d7e_3f0a_b1c2_d3e4);
     let types: Vec<Value> = EventType::all()
         .into_iter()
@@ -118,6 +118,7 @@ struct AttemptView<'a> {
     duration_ms: i64,
     error_kind: Option<&'a str>,
     error_message: Option<&'a str>,
+    worker: &'a str,
 }
 
 fn attempt_view(a: &Attempt) -> Value {
@@ -132,6 +133,7 @@ fn attempt_view(a: &Attempt) -> Value {
         duration_ms: a.duration_ms,
         error_kind: a.error_kind.as_deref(),
         error_message: a.error_message.as_deref(),
+        worker: &a.worker,
     })
     .expect("views serialise")
 }

@@ -103,6 +103,7 @@ impl Sender {
             duration_ms: started.elapsed().as_millis() as i64,
             error_kind: kind.map(str::to_string),
             error_message: err,
+            worker: instance_id().to_string(),
         };
         // The URL was checked when saved; check again in case the policy has changed.
         let mut url = match self.policy.check_url(&dest.url) {
@@ -204,6 +205,18 @@ impl Sender {
             }
         }
     }
+}
+
+/// This process, as attempts record it: `host:pid`.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{}:{}", host.trim(), std::process::id())
+    })
 }
 
 /// Custom headers often carry credentials; the attempt log shows their names only.

@@ -48,6 +48,8 @@ pub struct Attempt {
     /// `timeout`, `connect`, `dns`, `tls`, `http`, `blocked` (outbound policy) or null.
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// The process that made it (`host:pid`).
+    pub worker: String,
 }
 
 /// How an attempt ended, for the endpoint's health.
@@ -110,6 +112,7 @@ fn attempt_from(r: &AnyRow) -> Result<Attempt, sqlx::Error> {
         duration_ms: r.try_get("duration_ms")?,
         error_kind: r.try_get("error_kind")?,
         error_message: r.try_get("error_message")?,
+        worker: r.try_get("worker")?,
     })
 }
 
@@ -379,7 +382,7 @@ impl Store {
             let id: i64 = r.try_get("id")?;
             let log = sqlx::query(
                 "SELECT run_number, trigger, attempted_at, url, request_headers, response_status, response_body, \
-                 duration_ms, error_kind, error_message FROM attempts WHERE delivery_id = $1 ORDER BY id",
+                 duration_ms, error_kind, error_message, worker FROM attempts WHERE delivery_id = $1 ORDER BY id",
             )
             .bind(id)
             .fetch_all(&self.pool)
@@ -424,6 +427,12 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 
+    /// Attempts per worker process (operations: who did the work).
+    pub async fn attempts_by_worker(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+        let rows = sqlx::query("SELECT worker, COUNT(*) AS n FROM attempts GROUP BY worker").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("worker")?, r.try_get("n")?))).collect()
+    }
+
     /// When the next open delivery falls due, if any (lets an idle worker sleep exactly).
     pub async fn next_due_at(&self) -> Result<Option<i64>, sqlx::Error> {
         let row = sqlx::query("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'retrying')")
@@ -438,10 +447,10 @@ async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Atte
         if chunk.is_empty() {
             continue;
         }
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 11 + 1, 11))).collect();
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 12 + 1, 12))).collect();
         let sql = format!(
             "INSERT INTO attempts (delivery_id, run_number, trigger, attempted_at, url, request_headers, \
-             response_status, response_body, duration_ms, error_kind, error_message) VALUES {}",
+             response_status, response_body, duration_ms, error_kind, error_message, worker) VALUES {}",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -457,7 +466,8 @@ async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Atte
                 .bind(a.response_body.clone())
                 .bind(a.duration_ms)
                 .bind(a.error_kind.clone())
-                .bind(a.error_message.clone());
+                .bind(a.error_message.clone())
+                .bind(a.worker.clone());
         }
         q.execute(&mut *conn).await?;
     }

@@ -105,7 +105,7 @@ fn map_dup(url: &str) -> impl FnOnce(sqlx::Error) -> EndpointWriteError + '_ {
 
 impl Store {
     pub async fn create_endpoint(&self, team: Uuid, spec: &EndpointSpec, secret_sealed: &str) -> Result<Endpoint, EndpointWriteError> {
-        let id = Uuid::new_v4();
+        let id = Uuid::now_v7();
         let now = now_ms();
         sqlx::query(
             "INSERT INTO endpoints (id, team_id, url, description, event_types, enabled, method, headers, \

@@ -45,7 +45,7 @@ pub enum CreateUserError {
 impl Store {
     /// Creates a team and its first API key; the key is returned once and kept only as a hash.
     pub async fn create_team(&self, name: &str) -> Result<(Team, String), sqlx::Error> {
-        let team = Team { id: Uuid::new_v4(), name: name.to_string(), created_at: now_ms() };
+        let team = Team { id: Uuid::now_v7(), name: name.to_string(), created_at: now_ms() };
         let key = new_api_key();
         let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)")
@@ -78,7 +78,7 @@ impl Store {
     }
 
     pub async fn create_user(&self, team: Uuid, client_user_id: &str) -> Result<User, CreateUserError> {
-        let user = User { user_id: Uuid::new_v4(), team_id: team, client_user_id: client_user_id.to_string(), created_at: now_ms() };
+        let user = User { user_id: Uuid::now_v7(), team_id: team, client_user_id: client_user_id.to_string(), created_at: now_ms() };
         let res = sqlx::query("INSERT INTO users (id, team_id, client_user_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(user.user_id.to_string())
             .bind(team.to_string())

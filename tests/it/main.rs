@@ -1,0 +1,9 @@
+//! The one integration-test binary: the store contract on every backend, the HTTP API,
+//! webhook delivery end to end, and multi-process scale-out and crash durability.
+
+mod helpers;
+
+mod api;
+mod delivery;
+mod durability;
+mod store_contract;
