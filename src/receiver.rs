@@ -27,6 +27,8 @@ pub struct Behaviour {
     pub retry_after_secs: Option<u64>,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// Answer with a body of this many bytes.
+    pub body_bytes: usize,
 }
 
 /// One request as received.
@@ -133,7 +135,7 @@ async fn receive(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, HeaderMap) {
+) -> (StatusCode, HeaderMap, String) {
     let arrived = now_us();
     let path = uri.path().to_string();
     let signed: Vec<u8> = if method == Method::GET { uri.query().unwrap_or("").as_bytes().to_vec() } else { body.to_vec() };
@@ -188,5 +190,5 @@ async fn receive(
     if let (Some(secs), false) = (behaviour.retry_after_secs, status.is_success()) {
         out.insert(axum::http::header::RETRY_AFTER, secs.to_string().parse().expect("digits"));
     }
-    (status, out)
+    (status, out, "x".repeat(behaviour.body_bytes))
 }

@@ -78,7 +78,7 @@ async fn failures_retry_on_schedule_and_log_every_attempt(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let ep = app.endpoint("/flaky", json!({"event_types": ["daily.data.sleep.created"]})).await;
     assert!(app.receiver.wait_for(1, Duration::from_secs(10)).await);
-    app.receiver.set_behaviour("/flaky", Behaviour { fail_first: 2, fail_status: 503, ..Default::default() });
+    app.receiver.set_behaviour("/flaky", Behaviour { fail_first: 2, fail_status: 503, body_bytes: 20_000, ..Default::default() });
     let id = example(&app, "daily.data.sleep.created").await;
     assert!(app.receiver.wait_for(4, Duration::from_secs(15)).await, "two failures then a success");
     let tries: Vec<_> = app.receiver.received().into_iter().filter(|r| r.event_id == id).collect();
@@ -98,6 +98,7 @@ async fn failures_retry_on_schedule_and_log_every_attempt(db: TestDb) {
     let log = d["deliveries"][0]["attempt_log"].as_array().unwrap();
     assert_eq!(log[0]["error_kind"], "http");
     assert_eq!(log[0]["response_status"], 503);
+    assert_eq!(log[0]["response_body"].as_str().unwrap().len(), 8192, "response bodies are kept up to 8 KiB");
     assert_eq!(log[2]["response_status"], 204);
     assert!(log[2]["error_kind"].is_null());
     let (_, list) = app.api.get(&format!("/v1/webhooks/endpoints/{}/events?limit=50", ep["id"].as_str().unwrap())).await;
