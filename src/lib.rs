@@ -10,6 +10,8 @@
 //! | [`seal`] | encryption at rest for provider tokens and webhook secrets; API-key hashing |
 //! | [`ids`] | stable ids (UUIDv5) so replays of the same provider data yield the same ids |
 //! | [`events`] | the event envelope, the event-type catalogue and its example payloads |
+//! | [`oauth`] | authorize URLs, code exchange and token refresh with providers (the `oauth2` crate) |
+//! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store` |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
 //! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log |
@@ -30,6 +32,8 @@ pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod oauth;
+pub mod providers;
 pub mod receiver;
 pub mod seal;
 pub mod store;

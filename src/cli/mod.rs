@@ -37,6 +37,18 @@ pub enum Command {
     /// Run the whole flow locally on a fresh SQLite database against a local receiver
     /// that verifies every signature; exits 0 only if every delivery verified.
     Demo(demo::DemoArgs),
+    /// Print, as JSON lines, the normalised records a provider adapter extracts from one
+    /// raw response page (a file, or `-` for stdin).
+    Normalize {
+        /// Provider id, e.g. `oura`.
+        #[arg(long)]
+        provider: String,
+        /// Resource, e.g. `sleep`.
+        #[arg(long)]
+        resource: String,
+        /// The raw response body.
+        file: std::path::PathBuf,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -110,8 +122,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(config, args).await,
+        Command::Normalize { provider, resource, file } => normalize(&provider, &resource, &file),
         Command::Bench { command } => bench::run(config, command).await,
     }
+}
+
+fn normalize(provider: &str, resource: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let known = || crate::providers::registry().iter().map(|p| p.id().to_string()).collect::<Vec<_>>().join(", ");
+    let p = crate::providers::find(provider).ok_or_else(|| anyhow::anyhow!("unknown provider `{provider}` (known: {})", known()))?;
+    let r: crate::events::Resource = resource.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    anyhow::ensure!(p.resource(r).is_some(), "{provider} has no resource `{resource}`");
+    let mut body = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut body)?;
+    } else {
+        body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    }
+    let page = p.adapter.parse_page(r, &body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut out = std::io::stdout().lock();
+    for rec in &page.records {
+        writeln!(out, "{}", rec.to_json())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

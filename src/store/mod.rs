@@ -8,9 +8,11 @@
 //! time anyway, and queueing writers in-process is faster and never hits `SQLITE_BUSY`.
 //! Other processes sharing the file wait on `busy_timeout`.
 
+mod connections;
 mod deliveries;
 mod endpoints;
 mod events;
+mod polling;
 mod tenancy;
 
 use std::str::FromStr;
@@ -24,9 +26,11 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use connections::*;
 pub use deliveries::*;
 pub use endpoints::*;
 pub use events::*;
+pub use polling::*;
 pub use tenancy::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +42,20 @@ pub enum Backend {
 /// Every migration, embedded at compile time, as (version, name, SQLite text, PostgreSQL
 /// text). The files in `migrations/sqlite` and `migrations/postgres` must match this list
 /// one to one (a test checks).
-pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../../migrations/sqlite/0001_core.sql"),
-    include_str!("../../migrations/postgres/0001_core.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../../migrations/sqlite/0001_core.sql"),
+        include_str!("../../migrations/postgres/0001_core.sql"),
+    ),
+    (
+        2,
+        "providers",
+        include_str!("../../migrations/sqlite/0002_providers.sql"),
+        include_str!("../../migrations/postgres/0002_providers.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct Store {

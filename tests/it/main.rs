@@ -6,4 +6,5 @@ mod helpers;
 mod api;
 mod delivery;
 mod durability;
+mod polling_store;
 mod store_contract;

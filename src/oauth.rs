@@ -1,0 +1,223 @@
+//! OAuth 2 with providers, through the `oauth2` crate: authorize URLs (with a sealed,
+//! expiring `state` and PKCE where the provider supports it), code exchange and token
+//! refresh. Provider quirks stay in the adapters: the HTTP function given to `oauth2`
+//! passes each token reply through [`Adapter::token_reply`] (Withings wraps replies and
+//! reports errors inside a 200) and keeps the reply's extra fields (Strava's athlete,
+//! Withings' userid) for [`Adapter::external_user_id`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet, ExtraTokenFields, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::providers::{Provider, ProviderError};
+
+/// The token reply's fields beyond the standard ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Extra {
+    #[serde(flatten)]
+    pub fields: HashMap<String, Value>,
+}
+impl ExtraTokenFields for Extra {}
+
+type TokenReply = StandardTokenResponse<Extra, BasicTokenType>;
+type OAuthClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenReply,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// Where a provider is reached and with which client credentials.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub client_id: String,
+    pub client_secret: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub base_url: String,
+}
+
+impl Endpoints {
+    /// The manifest's URLs, or the fixture server's when `fixture_root` is set;
+    /// credentials from `WEARBRIDGE_<ID>_CLIENT_ID` / `_CLIENT_SECRET`.
+    pub fn resolve(p: &Provider, fixture_root: Option<&str>) -> Endpoints {
+        let id = p.id();
+        let env = |k: &str| std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase())).ok();
+        let (authorize_url, token_url, base_url) = match fixture_root {
+            Some(root) => {
+                let root = root.trim_end_matches('/');
+                (format!("{root}/{id}/oauth/authorize"), format!("{root}/{id}/oauth/token"), format!("{root}/{id}"))
+            }
+            None => (
+                env("AUTHORIZE_URL").unwrap_or_else(|| p.manifest.authorize_url.clone()),
+                env("TOKEN_URL").unwrap_or_else(|| p.manifest.token_url.clone()),
+                env("BASE_URL").unwrap_or_else(|| p.manifest.base_url.clone()),
+            ),
+        };
+        Endpoints {
+            client_id: env("CLIENT_ID").unwrap_or_else(|| format!("wearbridge-{id}")),
+            client_secret: env("CLIENT_SECRET").unwrap_or_else(|| format!("wearbridge-{id}-secret")),
+            authorize_url,
+            token_url,
+            base_url,
+        }
+    }
+}
+
+/// Tokens as a provider issued them.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: Option<String>,
+    pub expires_in: Option<Duration>,
+    pub external_user_id: Option<String>,
+}
+
+/// Why an exchange or refresh failed; only `Definitive` errors a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The provider refused the grant for good (`invalid_grant`, revoked access).
+    #[error("the provider refused the grant: {0}")]
+    Definitive(String),
+    /// Network trouble or a provider outage: try again later.
+    #[error("token request failed: {0}")]
+    Transient(String),
+}
+
+pub struct OAuth {
+    pub provider: &'static Provider,
+    pub endpoints: Endpoints,
+    pub redirect_uri: String,
+    pub http: reqwest::Client,
+}
+
+impl OAuth {
+    fn client(&self) -> Result<OAuthClient, TokenError> {
+        let bad = |e: oauth2::url::ParseError| TokenError::Definitive(format!("bad provider URL: {e}"));
+        Ok(oauth2::Client::new(ClientId::new(self.endpoints.client_id.clone()))
+            .set_client_secret(ClientSecret::new(self.endpoints.client_secret.clone()))
+            .set_auth_uri(AuthUrl::new(self.endpoints.authorize_url.clone()).map_err(bad)?)
+            .set_token_uri(TokenUrl::new(self.endpoints.token_url.clone()).map_err(bad)?)
+            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(bad)?)
+            .set_auth_type(if self.provider.manifest.token_auth == "basic" { AuthType::BasicAuth } else { AuthType::RequestBody }))
+    }
+
+    /// The provider's authorize URL for `state`, and the PKCE verifier to keep (sealed
+    /// inside the state) if the provider supports PKCE.
+    pub fn authorize_url(&self, state: &str) -> Result<(String, Option<String>), TokenError> {
+        let client = self.client()?;
+        let m = &self.provider.manifest;
+        // Scopes go as one value: some providers separate them with commas.
+        let scope = m.scopes.join(&m.scope_separator);
+        let state = state.to_string();
+        let mut req = client.authorize_url(move || CsrfToken::new(state)).add_scope(Scope::new(scope));
+        let mut verifier = None;
+        if m.pkce {
+            let (challenge, v) = PkceCodeChallenge::new_random_sha256();
+            req = req.set_pkce_challenge(challenge);
+            verifier = Some(v.secret().clone());
+        }
+        let (url, _) = req.url();
+        Ok((url.to_string(), verifier))
+    }
+
+    pub async fn exchange_code(&self, code: &str, pkce_verifier: Option<String>) -> Result<Tokens, TokenError> {
+        let client = self.client()?;
+        let mut req = client.exchange_code(AuthorizationCode::new(code.to_string()));
+        for (k, v) in self.provider.adapter.token_params() {
+            req = req.add_extra_param(*k, *v);
+        }
+        if let Some(v) = pkce_verifier {
+            req = req.set_pkce_verifier(PkceCodeVerifier::new(v));
+        }
+        let http = self.http_fn();
+        let reply = req.request_async(&http).await.map_err(classify)?;
+        Ok(self.tokens(reply))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, TokenError> {
+        let client = self.client()?;
+        let token = RefreshToken::new(refresh_token.to_string());
+        let mut req = client.exchange_refresh_token(&token);
+        for (k, v) in self.provider.adapter.token_params() {
+            req = req.add_extra_param(*k, *v);
+        }
+        let http = self.http_fn();
+        let reply = req.request_async(&http).await.map_err(classify)?;
+        Ok(self.tokens(reply))
+    }
+
+    fn tokens(&self, reply: TokenReply) -> Tokens {
+        let extra = serde_json::to_value(&reply.extra_fields().fields).unwrap_or(Value::Null);
+        Tokens {
+            access: reply.access_token().secret().clone(),
+            refresh: reply.refresh_token().map(|r| r.secret().clone()),
+            expires_in: reply.expires_in(),
+            external_user_id: self.provider.adapter.external_user_id(&extra),
+        }
+    }
+
+    /// The HTTP function `oauth2` calls, with the adapter's rewrite of token replies.
+    #[allow(clippy::type_complexity)]
+    fn http_fn(&self) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, std::io::Error>> + Send>> + '_ {
+        move |req: oauth2::HttpRequest| {
+            let http = self.http.clone();
+            let adapter: &'static dyn crate::providers::Adapter = self.provider.adapter.as_ref();
+            let (parts, body) = req.into_parts();
+            let fut = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send();
+            let rewrite = move |status: u16, bytes: Vec<u8>| -> (u16, Vec<u8>) {
+                if !(200..300).contains(&status) {
+                    return (status, bytes);
+                }
+                match adapter.token_reply(&bytes) {
+                    Ok(b) => (status, b),
+                    // Restate an error reported inside a 200 the standard way.
+                    Err(ProviderError::Unauthorized(m)) | Err(ProviderError::Refused(m)) => {
+                        (400, serde_json::json!({"error": "invalid_grant", "error_description": m}).to_string().into_bytes())
+                    }
+                    Err(e) => (502, serde_json::json!({"error": "temporarily_unavailable", "error_description": e.to_string()}).to_string().into_bytes()),
+                }
+            };
+            Box::pin(async move {
+                let resp = fut.await.map_err(std::io::Error::other)?;
+                let status = resp.status().as_u16();
+                let bytes = resp.bytes().await.map_err(std::io::Error::other)?.to_vec();
+                let (status, bytes) = rewrite(status, bytes);
+                oauth2::http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(bytes)
+                    .map_err(std::io::Error::other)
+            })
+        }
+    }
+}
+
+fn classify<E: std::error::Error + 'static>(e: RequestTokenError<E, BasicErrorResponse>) -> TokenError {
+    match e {
+        RequestTokenError::ServerResponse(r) => match r.error() {
+            BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::UnauthorizedClient | BasicErrorResponseType::InvalidClient => {
+                TokenError::Definitive(format!("{}: {}", r.error(), r.error_description().cloned().unwrap_or_default()))
+            }
+            other => TokenError::Transient(format!("{other}: {}", r.error_description().cloned().unwrap_or_default())),
+        },
+        RequestTokenError::Request(e) => TokenError::Transient(e.to_string()),
+        RequestTokenError::Parse(e, body) => {
+            TokenError::Transient(format!("unreadable token reply ({e}): {}", String::from_utf8_lossy(&body[..body.len().min(200)])))
+        }
+        RequestTokenError::Other(m) => TokenError::Transient(m),
+    }
+}

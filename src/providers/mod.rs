@@ -1,0 +1,281 @@
+//! Providers: each wearable API is data plus behaviour. The data is
+//! `providers/<id>.toml` (OAuth URLs, scopes, base URL, rate limits, history depth,
+//! window size, poll interval, resources), embedded at compile time; the behaviour is
+//! `src/providers/<id>.rs`, an [`Adapter`] that builds page requests and normalises
+//! response pages. The runtime (pollers, OAuth, rate limits, retries, persistence) is
+//! shared; an adapter never does I/O. Every provider is one line of [`registry`].
+
+pub mod normalize;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::events::Resource;
+
+/// A provider as data (`providers/<id>.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub name: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub base_url: String,
+    pub scopes: Vec<String>,
+    pub scope_separator: String,
+    pub pkce: bool,
+    /// `body` (client id and secret in the form) or `basic`.
+    pub token_auth: String,
+    pub refresh_token_rotates: bool,
+    pub access_token_ttl_secs: u64,
+    pub history_days: u32,
+    pub window_days: u32,
+    pub poll_interval_secs: u64,
+    pub lookback_days: u32,
+    pub rate_limit: RateLimitSpec,
+    pub resources: Vec<ResourceSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    pub app_requests: u32,
+    pub app_period_secs: u64,
+    pub user_requests: u32,
+    pub user_period_secs: u64,
+    /// Whom a 429 pauses: `user` or `app`.
+    pub retry_after_scope: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    pub name: Resource,
+    /// `summary` or `timeseries`.
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// A half-open time range `[start, end)` of one backfill window or poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Backfill windows from `now` back `history_days`, `window_days` each, newest first.
+/// The oldest window may be shorter; windows tile the range with no gap or overlap.
+pub fn plan_windows(now: DateTime<Utc>, history_days: u32, window_days: u32) -> Vec<Window> {
+    let oldest = now - ChronoDuration::days(history_days as i64);
+    let step = ChronoDuration::days(window_days.max(1) as i64);
+    let mut out = Vec::new();
+    let mut end = now;
+    while end > oldest {
+        let start = (end - step).max(oldest);
+        out.push(Window { start, end });
+        end = start;
+    }
+    out
+}
+
+/// One HTTP request an adapter wants made (relative to the provider's base URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub method: &'static str,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// Form fields, for providers that take parameters in a POST body (Withings).
+    pub form: Vec<(String, String)>,
+}
+
+impl PageRequest {
+    pub fn get(path: impl Into<String>, query: Vec<(String, String)>) -> PageRequest {
+        PageRequest { method: "GET", path: path.into(), query, form: vec![] }
+    }
+}
+
+/// One normalised record: its resource, the provider's key for it, and its fields
+/// (everything the event's `data` carries except `id`, `user_id` and `version`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub resource: Resource,
+    pub provider_id: String,
+    pub fields: Map<String, Value>,
+}
+
+impl Record {
+    /// The record as `normalize` prints it and fixtures' `*.expected.jsonl` hold it.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("resource".into(), Value::String(self.resource.as_str().into()));
+        m.insert("provider_id".into(), Value::String(self.provider_id.clone()));
+        for (k, v) in &self.fields {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+/// One parsed page: its records and the cursor of the next page, if any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    pub next: Option<String>,
+}
+
+/// What went wrong talking to a provider; the runtime branches on the kind.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The access token was refused: refresh once, then the connection errors.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Slow down; try again after the given time.
+    #[error("rate limited")]
+    RateLimited { retry_after: Option<Duration> },
+    /// Worth retrying with back-off (5xx, timeouts, connection failures).
+    #[error("transient provider error: {0}")]
+    Transient(String),
+    /// The body is not what the provider documents.
+    #[error("malformed response at `{field}`: {message}")]
+    Malformed { field: String, message: String },
+    /// A definitive refusal (revoked access, missing scope, bad request).
+    #[error("refused by the provider: {0}")]
+    Refused(String),
+}
+
+impl ProviderError {
+    pub fn malformed(field: impl Into<String>, message: impl Into<String>) -> ProviderError {
+        ProviderError::Malformed { field: field.into(), message: message.into() }
+    }
+
+    /// The usual reading of an HTTP error status.
+    pub fn from_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+        let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+        match status {
+            401 => ProviderError::Unauthorized(text),
+            429 => ProviderError::RateLimited { retry_after },
+            408 | 500..=599 => ProviderError::Transient(format!("HTTP {status}: {text}")),
+            _ => ProviderError::Refused(format!("HTTP {status}: {text}")),
+        }
+    }
+}
+
+/// A provider's behaviour. Pure: no I/O, no clock (the runtime passes windows in).
+pub trait Adapter: Send + Sync + 'static {
+    /// The request for one page of `resource` within `window`; `cursor` is None for
+    /// the first page and otherwise what the previous page's [`Page::next`] said.
+    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest;
+
+    /// Parses a 2xx response body into records and the next page's cursor.
+    fn parse_page(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError>;
+
+    /// Reads an error response. The default goes by HTTP status.
+    fn classify_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+        ProviderError::from_status(status, retry_after, body)
+    }
+
+    /// Rewrites the token endpoint's reply into a standard OAuth 2 token JSON, or says
+    /// why it is an error (Withings wraps replies and reports errors inside a 200).
+    fn token_reply(&self, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        Ok(body.to_vec())
+    }
+
+    /// Extra form fields the token endpoint needs (Withings: `action=requesttoken`).
+    fn token_params(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// The provider's own id for the user, if the token reply carries it.
+    fn external_user_id(&self, _token_reply: &Value) -> Option<String> {
+        None
+    }
+}
+
+/// A registered provider: its manifest and its adapter.
+pub struct Provider {
+    pub manifest: Manifest,
+    pub adapter: Box<dyn Adapter>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").field("id", &self.manifest.id).finish()
+    }
+}
+
+impl Provider {
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    pub fn resource(&self, r: Resource) -> Option<&ResourceSpec> {
+        self.manifest.resources.iter().find(|s| s.name == r)
+    }
+}
+
+fn load(id: &str, toml_text: &str, adapter: Box<dyn Adapter>) -> Provider {
+    let manifest: Manifest = toml::from_str(toml_text).unwrap_or_else(|e| panic!("providers/{id}.toml is invalid: {e}"));
+    assert_eq!(manifest.id, id, "providers/{id}.toml has id {}", manifest.id);
+    Provider { manifest, adapter }
+}
+
+/// Every provider Wearbridge speaks, in one explicit list.
+pub fn registry() -> &'static [Provider] {
+    static REGISTRY: OnceLock<Vec<Provider>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        vec![
+            // One line per provider: manifest + adapter.
+        ]
+    })
+}
+
+pub fn find(id: &str) -> Option<&'static Provider> {
+    registry().iter().find(|p| p.id() == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn windows_run_newest_first_and_tile_the_history() {
+        let now = at("2026-11-20T12:00:00Z");
+        let w = plan_windows(now, 100, 30);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w[0].end, now);
+        assert_eq!(w[0].start, now - ChronoDuration::days(30));
+        for pair in w.windows(2) {
+            assert_eq!(pair[0].start, pair[1].end, "no gap, no overlap");
+            assert!(pair[0].start > pair[1].start, "newest first");
+        }
+        assert_eq!(w[3].start, now - ChronoDuration::days(100), "the oldest window stops at the history depth");
+        assert_eq!(w[3].end - w[3].start, ChronoDuration::days(10));
+        assert_eq!(plan_windows(now, 30, 30).len(), 1);
+        assert!(plan_windows(now, 0, 30).is_empty());
+    }
+
+    #[test]
+    fn every_registered_manifest_parses_and_is_consistent() {
+        for p in registry() {
+            let m = &p.manifest;
+            assert!(m.window_days > 0 && m.history_days >= m.window_days, "{}", m.id);
+            assert!(!m.resources.is_empty(), "{}", m.id);
+            assert!(m.token_auth == "body" || m.token_auth == "basic", "{}", m.id);
+            assert!(["user", "app"].contains(&m.rate_limit.retry_after_scope.as_str()), "{}", m.id);
+            for r in &m.resources {
+                assert!(r.kind == "summary" || r.kind == "timeseries", "{} {}", m.id, r.name);
+                assert_eq!(r.kind == "timeseries", r.name.is_timeseries(), "{} {}", m.id, r.name);
+            }
+        }
+    }
+}

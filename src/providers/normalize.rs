@@ -1,0 +1,227 @@
+//! Shared pieces of normalisation: reading fields with errors that name them, instants
+//! to UTC plus offset, unit conversions and slugs. Adapters use these so every provider
+//! formats times and units the same way.
+
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::ProviderError;
+
+/// Looks up a dotted path (`score.stage_summary.total_in_bed_time_milli`).
+pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k)).filter(|v| !v.is_null())
+}
+
+pub fn req_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, ProviderError> {
+    match at(v, path) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected a string, got {other}"))),
+        None => Err(ProviderError::malformed(path, "missing")),
+    }
+}
+
+/// A required id that providers send as a string or a number.
+pub fn req_id(v: &Value, path: &str) -> Result<String, ProviderError> {
+    match at(v, path) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected an id, got {other}"))),
+        None => Err(ProviderError::malformed(path, "missing")),
+    }
+}
+
+pub fn opt_str<'a>(v: &'a Value, path: &str) -> Result<Option<&'a str>, ProviderError> {
+    match at(v, path) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected a string, got {other}"))),
+    }
+}
+
+pub fn opt_f64(v: &Value, path: &str) -> Result<Option<f64>, ProviderError> {
+    match at(v, path) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+    }
+}
+
+pub fn req_f64(v: &Value, path: &str) -> Result<f64, ProviderError> {
+    opt_f64(v, path)?.ok_or_else(|| ProviderError::malformed(path, "missing"))
+}
+
+pub fn opt_i64(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
+    match at(v, path) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => n.as_f64().map(|f| Some(f.round() as i64)).ok_or_else(|| ProviderError::malformed(path, "not a number")),
+        },
+        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+    }
+}
+
+pub fn req_array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, ProviderError> {
+    match at(v, path) {
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected an array, got {}", kind(other)))),
+        None => Err(ProviderError::malformed(path, "missing")),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a body as JSON, naming the problem if it is not.
+pub fn parse_json(body: &[u8]) -> Result<Value, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::malformed("$", format!("not JSON: {e}")))
+}
+
+/// The format of every instant Wearbridge emits: RFC 3339 in UTC, `+00:00`, seconds.
+pub fn format_utc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// An RFC 3339 instant with offset → (UTC instant, offset in seconds east of UTC).
+pub fn instant(raw: &str, field: &str) -> Result<(String, i32), ProviderError> {
+    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(raw)
+        .map_err(|e| ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}")))?;
+    Ok((format_utc(t.with_timezone(&Utc)), t.offset().local_minus_utc()))
+}
+
+/// Unix seconds → UTC instant.
+pub fn from_unix(secs: i64, field: &str) -> Result<String, ProviderError> {
+    Utc.timestamp_opt(secs, 0)
+        .single()
+        .map(format_utc)
+        .ok_or_else(|| ProviderError::malformed(field, format!("{secs} is not a valid Unix time")))
+}
+
+/// `+HH:MM` / `-HH:MM` / `Z` → seconds east of UTC.
+pub fn offset_secs(raw: &str, field: &str) -> Result<i32, ProviderError> {
+    if raw == "Z" {
+        return Ok(0);
+    }
+    let bad = || ProviderError::malformed(field, format!("`{raw}` is not a UTC offset like -05:00"));
+    let (sign, rest) = match raw.as_bytes().first() {
+        Some(b'+') => (1, &raw[1..]),
+        Some(b'-') => (-1, &raw[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let h: i32 = h.parse().map_err(|_| bad())?;
+    let m: i32 = m.parse().map_err(|_| bad())?;
+    if h > 18 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+/// `Trail Run` / `TrailRun` / `trail-run` → `trail_run`. Unknown sport names pass
+/// through this way instead of failing.
+pub fn slug(raw: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            if c.is_ascii_uppercase() && prev_lower && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        } else {
+            if !out.is_empty() && !out.ends_with('_') {
+                out.push('_');
+            }
+            prev_lower = false;
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// `trail_run` → `Trail run`.
+pub fn display_name(slug: &str) -> String {
+    let s = slug.replace('_', " ");
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Kilojoules → kilocalories, one decimal.
+pub fn kj_to_kcal(kj: f64) -> f64 {
+    round1(kj / 4.184)
+}
+
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// A JSON number from an f64 (`null` for NaN), an i64 stays integral.
+pub fn num(x: Option<f64>) -> Value {
+    x.and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+}
+
+pub fn int(x: Option<i64>) -> Value {
+    x.map(|i| Value::Number(i.into())).unwrap_or(Value::Null)
+}
+
+pub fn text(x: Option<&str>) -> Value {
+    x.map(|s| Value::String(s.to_string())).unwrap_or(Value::Null)
+}
+
+/// The `source` object of a record.
+pub fn source(provider: &str, device_type: &str) -> Value {
+    serde_json::json!({"provider": provider, "type": device_type})
+}
+
+/// Builds a fields map from pairs.
+pub fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_become_utc_with_their_offset() {
+        assert_eq!(instant("2026-11-19T22:41:12+01:00", "t").unwrap(), ("2026-11-19T21:41:12+00:00".into(), 3600));
+        assert_eq!(instant("2022-04-24T02:25:44.774Z", "t").unwrap(), ("2022-04-24T02:25:44+00:00".into(), 0));
+        let e = instant("yesterday", "bedtime_start").unwrap_err();
+        assert!(matches!(e, ProviderError::Malformed { ref field, .. } if field == "bedtime_start"));
+        assert_eq!(offset_secs("-05:00", "o").unwrap(), -18000);
+        assert_eq!(offset_secs("+05:30", "o").unwrap(), 19800);
+        assert!(offset_secs("5", "o").is_err());
+        assert_eq!(from_unix(1_700_000_000, "t").unwrap(), "2023-11-14T22:13:20+00:00");
+    }
+
+    #[test]
+    fn slugs_and_units() {
+        assert_eq!(slug("TrailRun"), "trail_run");
+        assert_eq!(slug("Trail Run"), "trail_run");
+        assert_eq!(slug("e-bike ride"), "e_bike_ride");
+        assert_eq!(slug("HIIT"), "hiit");
+        assert_eq!(display_name("trail_run"), "Trail run");
+        assert_eq!(kj_to_kcal(1000.0), 239.0);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let v = serde_json::json!({"a": {"b": "x"}, "n": 3});
+        assert_eq!(req_str(&v, "a.b").unwrap(), "x");
+        assert!(matches!(req_f64(&v, "a.b"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.b"));
+        assert!(matches!(req_str(&v, "a.c"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.c"));
+        assert_eq!(opt_i64(&v, "n").unwrap(), Some(3));
+        assert_eq!(req_id(&v, "n").unwrap(), "3");
+    }
+}

@@ -1,0 +1,206 @@
+//! The polling half of the store contract: connections, the job queue with ordered
+//! backfill windows, and page commits (records by content hash, events, cursor) on
+//! every backend.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+use wearbridge::events::{Envelope, EventType, Resource};
+use wearbridge::now_ms;
+use wearbridge::providers::Record;
+use wearbridge::store::{EndpointSpec, Finish, NewJob, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW};
+
+use crate::helpers::TestDb;
+
+crate::backend_tests!(
+    connecting_creates_jobs_and_one_event,
+    backfill_windows_run_strictly_newest_first,
+    pages_commit_records_events_and_cursor_together,
+    ending_a_connection_stops_its_jobs_once,
+);
+
+fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+fn workout(id: &str, calories: f64) -> Record {
+    Record {
+        resource: Resource::Workouts,
+        provider_id: id.into(),
+        fields: fields(&[("calories", json!(calories)), ("time_start", json!("2026-11-01T07:00:00+00:00"))]),
+    }
+}
+
+fn sample(ts: &str, v: f64) -> Record {
+    Record {
+        resource: Resource::Heartrate,
+        provider_id: ts.into(),
+        fields: fields(&[("timestamp", json!(ts)), ("type", json!("heartrate")), ("unit", json!("bpm")), ("value", json!(v))]),
+    }
+}
+
+struct Setup {
+    store: Store,
+    team: Uuid,
+    conn: Uuid,
+}
+
+async fn setup(db: &TestDb, jobs: &[NewJob]) -> Setup {
+    let store = db.store().await;
+    let (team, _) = store.create_team("t").await.unwrap();
+    let user = store.create_user(team.id, "u1").await.unwrap();
+    store
+        .create_endpoint(
+            team.id,
+            &EndpointSpec {
+                url: "https://example.com/".into(),
+                description: String::new(),
+                event_types: vec![],
+                enabled: true,
+                method: "POST".into(),
+                headers: Default::default(),
+                rate_limit_per_sec: None,
+            },
+            "s",
+        )
+        .await
+        .unwrap();
+    let conn = Uuid::new_v4();
+    let ev = Envelope::new(
+        wearbridge::ids::connection_event_id("provider.connection.created", conn),
+        EventType::ConnectionCreated,
+        team.id,
+        Some((user.user_id, "u1".into())),
+        json!({"user_id": user.user_id}),
+    );
+    let tokens = SealedTokens { access: "sealed-a".into(), refresh: Some("sealed-r".into()), expires_at: Some(now_ms() + 3_600_000) };
+    let out = store.create_connection(conn, team.id, user.user_id, "oura", Some("ext-1"), &tokens, jobs, &ev).await.unwrap();
+    assert_eq!((out.events, out.deliveries), (1, 1));
+    Setup { store, team: team.id, conn }
+}
+
+fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
+    let day = 86_400_000;
+    let end = 1_800_000_000_000 - idx * 30 * day;
+    NewJob {
+        kind: "backfill",
+        resource,
+        window_start: end - 30 * day,
+        window_end: end,
+        chunk_index: idx,
+        chunk_count: count,
+        run_at: if idx == 0 { 0 } else { AFTER_PREVIOUS_WINDOW },
+    }
+}
+
+async fn connecting_creates_jobs_and_one_event(db: TestDb) {
+    let s = setup(&db, &[backfill(Resource::Sleep, 0, 2), backfill(Resource::Sleep, 1, 2)]).await;
+    let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    assert_eq!((c.status.as_str(), c.provider.as_str(), c.external_user_id.as_deref()), ("connected", "oura", Some("ext-1")));
+    assert_eq!(c.client_user_id, "u1");
+    let counts = s.store.job_counts().await.unwrap();
+    assert_eq!(counts.get("backfill:pending"), Some(&2));
+    let progress = s.store.backfill_progress(s.conn).await.unwrap();
+    assert_eq!((progress[0].windows_done, progress[0].windows_total), (0, 2));
+    // Token refresh is exclusive per version.
+    assert!(s.store.lock_refresh(s.conn, 0, 30_000).await.unwrap());
+    assert!(!s.store.lock_refresh(s.conn, 0, 30_000).await.unwrap(), "a second refresher waits");
+    let fresh = SealedTokens { access: "sealed-a2".into(), refresh: None, expires_at: Some(now_ms() + 3_600_000) };
+    assert!(s.store.swap_tokens(s.conn, 0, &fresh).await.unwrap());
+    assert!(!s.store.swap_tokens(s.conn, 0, &fresh).await.unwrap(), "a stale version cannot overwrite");
+    let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    assert_eq!((c.token_version, c.access_token_sealed.as_str(), c.refresh_token_sealed.as_deref()), (1, "sealed-a2", Some("sealed-r")));
+}
+
+async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
+    let s = setup(&db, &[backfill(Resource::Sleep, 0, 3), backfill(Resource::Sleep, 1, 3), backfill(Resource::Sleep, 2, 3)]).await;
+    let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    for expected in 0..3 {
+        let jobs = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap();
+        assert_eq!(jobs.len(), 1, "only one window of a resource is ever due");
+        assert_eq!(jobs[0].chunk_index, expected);
+        assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty());
+        s.store.commit_page(&jobs[0], &conn, &[], false, &[], &Finish::WindowDone).await.unwrap().unwrap();
+    }
+    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty());
+    let p = s.store.backfill_progress(s.conn).await.unwrap();
+    assert_eq!((p[0].windows_done, p[0].windows_total), (3, 3));
+    assert_eq!(p[0].oldest_date_reached, Some(1_800_000_000_000 - 3 * 30 * 86_400_000));
+}
+
+async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
+    let poll = NewJob { kind: "poll", resource: Resource::Workouts, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 };
+    let s = setup(&db, &[poll]).await;
+    let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    let job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    // Page 1 of 2: two new records → two created events; the cursor is kept.
+    let lease = now_ms() + 120_000;
+    let c = s.store
+        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 200.0)], true, &[], &Finish::Continue { cursor: "p2".into(), lease })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged, c.events), (2, 0, 0, 2));
+    // A stale claim writes nothing.
+    assert!(s.store.commit_page(&job, &conn, &[workout("w3", 1.0)], true, &[], &Finish::WindowDone).await.unwrap().is_none());
+    let mut job = job;
+    job.lease = lease;
+    // Page 2: one unchanged, one changed → one updated event with version 2.
+    let c = s.store
+        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 250.0)], true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged, c.events), (0, 1, 1, 1));
+    let recs = s.store.list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
+    assert_eq!(recs.len(), 2);
+    let w2 = recs.iter().find(|r| r["provider_id"] == "w2").unwrap();
+    assert_eq!((w2["version"].as_i64(), w2["calories"].as_f64()), (Some(2), Some(250.0)));
+    let w2_id: Uuid = w2["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(w2_id, wearbridge::ids::record_id(s.team, conn.user_id, "oura", "workouts", "w2"), "the record id is stable");
+    let updated = wearbridge::ids::daily_event_id("daily.data.workouts.updated", w2_id, 2);
+    let ev = s.store.get_event(s.team, updated).await.unwrap().expect("the updated event has its stable id");
+    let env: Envelope = serde_json::from_str(&ev.payload).unwrap();
+    assert_eq!(env.data["version"], 2);
+    assert_eq!(env.client_user_id.as_deref(), Some("u1"));
+    // Replaying the same page yields nothing new.
+    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "the poll is scheduled for later");
+    assert_eq!(s.store.poll_now(s.team, conn.user_id).await.unwrap(), 1);
+    let job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    assert_eq!((job.window_start, job.window_end), (5, 6));
+    let c = s.store
+        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 250.0)], true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged, c.events), (0, 0, 2, 0));
+
+    // Timeseries samples of one page travel in one event; its id is stable.
+    let poll = s.store.poll_now(s.team, conn.user_id).await.unwrap();
+    assert_eq!(poll, 1);
+    let mut job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    job.resource = Resource::Heartrate;
+    let samples = [sample("2026-11-01T07:00:00+00:00", 60.0), sample("2026-11-01T07:05:00+00:00", 62.0)];
+    let c = s.store
+        .commit_page(&job, &conn, &samples, true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.created, c.events), (2, 1));
+    let hr = s.store.list_records(s.team, conn.user_id, Resource::Heartrate, 0, i64::MAX, None).await.unwrap();
+    assert_eq!(hr.len(), 2);
+    assert_eq!(hr[0]["value"], 60.0);
+}
+
+async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
+    let s = setup(&db, &[backfill(Resource::Sleep, 0, 1)]).await;
+    let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    let ev = |t: EventType| Envelope::new(wearbridge::ids::connection_event_id(&t.name(), s.conn), t, s.team, None, json!({}));
+    assert!(s.store.end_connection(s.conn, "error", Some(("token_refresh_failed", "invalid_grant")), &ev(EventType::ConnectionError)).await.unwrap());
+    assert!(!s.store.end_connection(s.conn, "error", Some(("token_refresh_failed", "again")), &ev(EventType::ConnectionError)).await.unwrap(), "the error event is sent once");
+    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "an errored connection's jobs stop");
+    let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    assert_eq!((c.status.as_str(), c.error_type.as_deref()), ("error", Some("token_refresh_failed")));
+    assert!(s.store.end_connection(s.conn, "deregistered", None, &ev(EventType::ConnectionDeleted)).await.unwrap());
+    assert!(!s.store.end_connection(s.conn, "error", None, &ev(EventType::ConnectionError)).await.unwrap(), "a deregistered connection stays so");
+    let _ = (conn, Target::Subscribers);
+}
