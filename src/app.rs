@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::delivery::{Sender, UrlPolicy, Worker};
+use crate::poller::Poller;
 use crate::seal::Sealer;
 use crate::store::Store;
 
@@ -20,7 +21,10 @@ pub struct AppState {
     pub store: Store,
     pub sealer: Sealer,
     pub worker: Arc<Worker>,
+    pub poller: Arc<Poller>,
     pub config: Arc<Config>,
+    /// Base URL of this gateway as browsers and providers reach it.
+    pub public_url: String,
 }
 
 pub struct Gateway {
@@ -29,6 +33,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
+    poller: Option<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -45,11 +50,26 @@ impl Gateway {
         let policy = UrlPolicy { allow_http: config.allow_http, allowed_cidrs: config.allow_private_cidrs.clone() };
         let sender = Sender::new(policy, config.delivery_timeout(), config.delivery_concurrency);
         let worker = Arc::new(Worker::new(store.clone(), sender, sealer.clone(), &config));
-        let state = AppState { store, sealer, worker: worker.clone(), config: Arc::new(config.clone()) };
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let poller = Arc::new(Poller::new(
+            store.clone(),
+            sealer.clone(),
+            config.providers_base_url.clone(),
+            public_url.clone(),
+            std::time::Duration::from_secs(config.provider_timeout_secs),
+        ));
+        let state = AppState {
+            store,
+            sealer,
+            worker: worker.clone(),
+            poller: poller.clone(),
+            config: Arc::new(config.clone()),
+            public_url,
+        };
         let (shutdown, rx) = watch::channel(false);
         let router = crate::api::router(state.clone());
         let mut server_rx = rx.clone();
@@ -61,9 +81,10 @@ impl Gateway {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
+        let poller = config.worker.then(|| tokio::spawn(poller.run(rx.clone())));
         let worker = config.worker.then(|| tokio::spawn(worker.run(rx)));
         tracing::info!(%addr, worker = config.worker, "wearbridge gateway listening");
-        Ok(Gateway { addr, state, shutdown, server, worker })
+        Ok(Gateway { addr, state, shutdown, server, worker, poller })
     }
 
     pub fn url(&self) -> String {
@@ -75,6 +96,9 @@ impl Gateway {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        if let Some(p) = self.poller {
+            let _ = p.await;
+        }
         if let Some(w) = self.worker {
             let _ = w.await;
         }

@@ -93,6 +93,25 @@ pub struct Config {
     #[arg(long, env = "WEARBRIDGE_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub worker: bool,
 
+    /// The gateway's public base URL, used in link URLs and OAuth redirect URIs
+    /// (default: `http://` + the listen address).
+    #[arg(long, env = "WEARBRIDGE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Point every provider (OAuth and data) at this fixture-server root instead of the
+    /// real APIs: `{root}/{provider}/…`. Per provider, `WEARBRIDGE_<ID>_BASE_URL`,
+    /// `_AUTHORIZE_URL`, `_TOKEN_URL`, `_CLIENT_ID` and `_CLIENT_SECRET` also apply.
+    #[arg(long, env = "WEARBRIDGE_PROVIDERS_BASE_URL", global = true)]
+    pub providers_base_url: Option<String>,
+
+    /// How long a link token (the start of a connect flow) stays valid.
+    #[arg(long, env = "WEARBRIDGE_LINK_TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    pub link_token_ttl_secs: u64,
+
+    /// Timeout of one request to a provider.
+    #[arg(long, env = "WEARBRIDGE_PROVIDER_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub provider_timeout_secs: u64,
+
     /// Log format.
     #[arg(long, env = "WEARBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

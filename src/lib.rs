@@ -11,6 +11,7 @@
 //! | [`ids`] | stable ids (UUIDv5) so replays of the same provider data yield the same ids |
 //! | [`events`] | the event envelope, the event-type catalogue and its example payloads |
 //! | [`oauth`] | authorize URLs, code exchange and token refresh with providers (the `oauth2` crate) |
+//! | [`poller`] | runs polling jobs page by page: rate limits, token refresh, retries, one transaction per page |
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store` |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
@@ -33,6 +34,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod oauth;
+pub mod poller;
 pub mod providers;
 pub mod receiver;
 pub mod seal;

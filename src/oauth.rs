@@ -115,23 +115,25 @@ impl OAuth {
             .set_auth_type(if self.provider.manifest.token_auth == "basic" { AuthType::BasicAuth } else { AuthType::RequestBody }))
     }
 
-    /// The provider's authorize URL for `state`, and the PKCE verifier to keep (sealed
-    /// inside the state) if the provider supports PKCE.
-    pub fn authorize_url(&self, state: &str) -> Result<(String, Option<String>), TokenError> {
+    /// A fresh PKCE verifier if the provider supports PKCE (kept by the caller until
+    /// the code exchange).
+    pub fn new_pkce_verifier(&self) -> Option<String> {
+        self.provider.manifest.pkce.then(|| PkceCodeChallenge::new_random_sha256().1.secret().clone())
+    }
+
+    /// The provider's authorize URL for `state` (with the S256 challenge of
+    /// `pkce_verifier`, if given).
+    pub fn authorize_url(&self, state: &str, pkce_verifier: Option<&str>) -> Result<String, TokenError> {
         let client = self.client()?;
         let m = &self.provider.manifest;
         // Scopes go as one value: some providers separate them with commas.
         let scope = m.scopes.join(&m.scope_separator);
         let state = state.to_string();
         let mut req = client.authorize_url(move || CsrfToken::new(state)).add_scope(Scope::new(scope));
-        let mut verifier = None;
-        if m.pkce {
-            let (challenge, v) = PkceCodeChallenge::new_random_sha256();
-            req = req.set_pkce_challenge(challenge);
-            verifier = Some(v.secret().clone());
+        if let Some(v) = pkce_verifier {
+            req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(v.to_string())));
         }
-        let (url, _) = req.url();
-        Ok((url.to_string(), verifier))
+        Ok(req.url().0.to_string())
     }
 
     pub async fn exchange_code(&self, code: &str, pkce_verifier: Option<String>) -> Result<Tokens, TokenError> {

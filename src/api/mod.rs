@@ -3,6 +3,8 @@
 //! that do not exist, so existence does not leak. Bad input gets a JSON error with the
 //! right status (400 malformed, 413 too large, 415 wrong type, 422 invalid), never a panic.
 
+mod connect;
+mod data;
 mod endpoints;
 mod events;
 mod users;
@@ -27,6 +29,15 @@ pub fn router(state: AppState) -> Router {
         .route("/user", post(users::create).get(users::list))
         .route("/user/resolve/{client_user_id}", get(users::resolve))
         .route("/user/{user_id}", get(users::get).delete(users::delete))
+        .route("/user/{user_id}/providers", get(connect::user_connections))
+        .route("/user/{user_id}/refresh", post(connect::refresh))
+        .route("/user/{user_id}/{provider}", axum::routing::delete(connect::deregister))
+        .route("/providers", get(connect::list_providers))
+        .route("/link/token", post(connect::create_link_token))
+        .route("/link/{token}", get(connect::open_link))
+        .route("/oauth/callback/{provider}", get(connect::callback))
+        .route("/summary/{resource}/{user_id}", get(data::summary))
+        .route("/timeseries/{user_id}/{resource}", get(data::timeseries))
         .route("/event-types", get(events::event_types))
         .route("/events/example", post(events::publish_example))
         .route("/webhooks/endpoints", post(endpoints::create).get(endpoints::list))

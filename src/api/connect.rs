@@ -1,0 +1,290 @@
+//! Providers and connections: the provider list, link tokens, the OAuth round trip
+//! (link URL → provider consent → callback → the app's `redirect_url`), a user's
+//! connections with backfill progress, deregistration and on-demand polling.
+//!
+//! The link and callback routes are opened by the end user's browser, so they take no
+//! API key: the single-use link token and the sealed, expiring `state` carry the
+//! authority instead. Every failure after the link is known ends at the app's
+//! `redirect_url` with `state=error&error_type=…`, and nothing is half-created: the
+//! connection, its jobs and its event are written in one transaction.
+
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+
+use axum::extract::{Path, Query as AxumQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{parse_id, Auth, Body};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{format_ms, Envelope, EventType};
+use crate::poller::{ACCESS_PURPOSE, REFRESH_PURPOSE};
+use crate::providers::{self, plan_windows, Provider};
+use crate::store::{NewJob, SealedTokens, AFTER_PREVIOUS_WINDOW};
+use crate::{ids, now_ms};
+
+const STATE_PURPOSE: &str = "oauth_state";
+
+pub async fn list_providers(Auth(_): Auth) -> Json<Value> {
+    let data: Vec<Value> = providers::registry()
+        .iter()
+        .map(|p| {
+            let m = &p.manifest;
+            json!({
+                "slug": m.id, "name": m.name,
+                "resources": m.resources.iter().map(|r| json!({"name": r.name, "kind": r.kind})).collect::<Vec<_>>(),
+                "history_days": m.history_days, "backfill_window_days": m.window_days,
+                "poll_interval_secs": m.poll_interval_secs, "lookback_days": m.lookback_days,
+                "rate_limit": m.rate_limit,
+            })
+        })
+        .collect();
+    Json(json!({"data": data}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    user_id: Uuid,
+    provider: String,
+    redirect_url: String,
+}
+
+pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.store.get_user(team.id, req.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let p = providers::find(&req.provider).ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{}`", req.provider)))?;
+    match url::Url::parse(&req.redirect_url) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+        _ => return Err(ApiError::validation("redirect_url: must be an absolute http(s) URL")),
+    }
+    let token = crate::seal::random_token(24);
+    let ttl = s.config.link_token_ttl_secs as i64 * 1000;
+    let expires = s.store.create_link_token(&token, team.id, req.user_id, p.id(), &req.redirect_url, ttl).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "link_token": token,
+            "link_url": format!("{}/v1/link/{token}", s.public_url.trim_end_matches('/')),
+            "expires_at": format_ms(expires),
+        })),
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OAuthState {
+    /// The link token.
+    l: String,
+    p: String,
+    /// PKCE verifier.
+    v: Option<String>,
+    /// Expiry, Unix ms.
+    e: i64,
+}
+
+fn back_to_app(redirect_url: &str, pairs: &[(&str, &str)]) -> Response {
+    let mut url = match url::Url::parse(redirect_url) {
+        Ok(u) => u,
+        Err(_) => return ApiError::bad_request("the link's redirect_url is invalid").into_response(),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+fn error_redirect(redirect_url: &str, provider: &str, error_type: &str) -> Response {
+    back_to_app(redirect_url, &[("state", "error"), ("provider", provider), ("error_type", error_type)])
+}
+
+/// Opened by the end user: sends them to the provider's consent screen.
+pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
+    let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
+    if link.used_at.is_some() {
+        return Ok(error_redirect(&link.redirect_url, &link.provider, "link_already_used"));
+    }
+    if link.expires_at <= now_ms() {
+        return Ok(error_redirect(&link.redirect_url, &link.provider, "link_expired"));
+    }
+    let p = providers::find(&link.provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    let oauth = s.poller.oauth(p);
+    // The state is sealed (authentic and opaque) and expires with the link; the PKCE
+    // verifier rides inside it, so nothing needs storing before the callback.
+    let state = OAuthState { l: token, p: p.id().to_string(), v: oauth.new_pkce_verifier(), e: link.expires_at };
+    let sealed = s.sealer.seal(STATE_PURPOSE, &serde_json::to_string(&state).expect("state serialises"));
+    let url = oauth.authorize_url(&sealed, state.v.as_deref()).map_err(ApiError::internal)?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The provider sends the user back here with a code (or an error).
+pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, AxumQuery(q): AxumQuery<CallbackQuery>) -> ApiResult<Response> {
+    let invalid = || ApiError::bad_request("invalid or expired OAuth state; start again from a new link");
+    let sealed = q.state.as_deref().ok_or_else(invalid)?;
+    let state: OAuthState = s
+        .sealer
+        .open(STATE_PURPOSE, sealed)
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(invalid)?;
+    if state.p != provider {
+        return Err(invalid());
+    }
+    let link = s.store.get_link_token(&state.l).await?.ok_or_else(invalid)?;
+    let p: &'static Provider = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    if state.e <= now_ms() || link.expires_at <= now_ms() {
+        return Ok(error_redirect(&link.redirect_url, &provider, "link_expired"));
+    }
+    // Single use: a replayed callback (or a second tab) gets an error, not a second connection.
+    if !s.store.use_link_token(&state.l).await? {
+        return Ok(error_redirect(&link.redirect_url, &provider, "link_already_used"));
+    }
+    if let Some(err) = q.error.as_deref() {
+        let kind = if err == "access_denied" { "access_denied" } else { "provider_error" };
+        return Ok(error_redirect(&link.redirect_url, &provider, kind));
+    }
+    let Some(code) = q.code.as_deref() else {
+        return Ok(error_redirect(&link.redirect_url, &provider, "provider_error"));
+    };
+    let tokens = match s.poller.oauth(p).exchange_code(code, state.v).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(provider, error = %e, "code exchange failed");
+            return Ok(error_redirect(&link.redirect_url, &provider, "token_exchange_failed"));
+        }
+    };
+    let user = s.store.get_user(link.team_id, link.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let sealed = SealedTokens {
+        access: s.sealer.seal(ACCESS_PURPOSE, &tokens.access),
+        refresh: tokens.refresh.as_deref().map(|r| s.sealer.seal(REFRESH_PURPOSE, r)),
+        expires_at: tokens.expires_in.map(|d| now_ms() + d.as_millis() as i64),
+    };
+    let conn_id = Uuid::new_v4();
+    let jobs = plan_jobs(p, now_ms());
+    let t = EventType::ConnectionCreated;
+    let availability: serde_json::Map<String, Value> =
+        p.manifest.resources.iter().map(|r| (r.name.to_string(), json!({"status": "available"}))).collect();
+    let event = Envelope::new(
+        ids::connection_event_id(&t.name(), conn_id),
+        t,
+        link.team_id,
+        Some((user.user_id, user.client_user_id.clone())),
+        json!({
+            "user_id": user.user_id,
+            "provider": {"name": p.manifest.name, "slug": p.id()},
+            "external_user_id": tokens.external_user_id,
+            "resource_availability": availability,
+        }),
+    );
+    s.store
+        .create_connection(conn_id, link.team_id, user.user_id, p.id(), tokens.external_user_id.as_deref(), &sealed, &jobs, &event)
+        .await?;
+    Ok(back_to_app(&link.redirect_url, &[("state", "success"), ("provider", p.id())]))
+}
+
+/// Every resource's backfill windows (newest first, each waiting for the one before)
+/// and its recurring poll.
+pub fn plan_jobs(p: &Provider, now: i64) -> Vec<NewJob> {
+    let m = &p.manifest;
+    let now_t = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    let windows = plan_windows(now_t, m.history_days, m.window_days);
+    let mut jobs = Vec::new();
+    for r in &m.resources {
+        for (i, w) in windows.iter().enumerate() {
+            jobs.push(NewJob {
+                kind: "backfill",
+                resource: r.name,
+                window_start: w.start.timestamp_millis(),
+                window_end: w.end.timestamp_millis(),
+                chunk_index: i as i64,
+                chunk_count: windows.len() as i64,
+                run_at: if i == 0 { now } else { AFTER_PREVIOUS_WINDOW },
+            });
+        }
+        jobs.push(NewJob {
+            kind: "poll",
+            resource: r.name,
+            window_start: now - m.lookback_days as i64 * 86_400_000,
+            window_end: now,
+            chunk_index: 0,
+            chunk_count: 1,
+            run_at: now + m.poll_interval_secs as i64 * 1000,
+        });
+    }
+    jobs
+}
+
+pub async fn user_connections(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    let user = parse_id(&user, "user")?;
+    s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let mut out = Vec::new();
+    for c in s.store.user_connections(team.id, user).await? {
+        let progress: Vec<Value> = s
+            .store
+            .backfill_progress(c.id)
+            .await?
+            .into_iter()
+            .map(|p| {
+                json!({"resource": p.resource, "windows_done": p.windows_done, "windows_total": p.windows_total,
+                       "oldest_date_reached": p.oldest_date_reached.map(format_ms), "last_error": p.last_error})
+            })
+            .collect();
+        out.push(json!({
+            "provider": c.provider, "status": c.status, "external_user_id": c.external_user_id,
+            "error_type": c.error_type, "error_message": c.error_message,
+            "created_at": format_ms(c.created_at), "backfill": progress,
+        }));
+    }
+    Ok(Json(json!({"data": out})))
+}
+
+pub async fn deregister(State(s): State<AppState>, Auth(team): Auth, Path((user, provider)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let user = parse_id(&user, "user")?;
+    let conn = s
+        .store
+        .user_connections(team.id, user)
+        .await?
+        .into_iter()
+        .find(|c| c.provider == provider && c.status != "deregistered")
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    let t = EventType::ConnectionDeleted;
+    let event = Envelope::new(
+        ids::connection_event_id(&t.name(), conn.id),
+        t,
+        team.id,
+        Some((conn.user_id, conn.client_user_id.clone())),
+        json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}}),
+    );
+    s.store.end_connection(conn.id, "deregistered", None, &event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/user/{id}/refresh`: poll now, at most once per 10 s per user.
+pub async fn refresh(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+    static LIMITER: OnceLock<DefaultKeyedRateLimiter<Uuid>> = OnceLock::new();
+    let user = parse_id(&user, "user")?;
+    s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let limiter = LIMITER.get_or_init(|| {
+        RateLimiter::keyed(Quota::with_period(std::time::Duration::from_secs(10)).expect("non-zero").allow_burst(NonZeroU32::new(1).expect("1")))
+    });
+    if limiter.check_key(&user).is_err() {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "this user was refreshed moments ago; try again in a few seconds"));
+    }
+    let n = s.store.poll_now(team.id, user).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"polls_scheduled": n}))))
+}

@@ -1,0 +1,63 @@
+//! The data API: stored normalised records, with the same ids their events carried.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{NaiveDate, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_id, Auth, Query};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::events::Resource;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    start_date: String,
+    #[serde(default)]
+    end_date: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+/// A date (`2026-11-01`, whole day) or an RFC 3339 instant, as Unix ms. An end date
+/// includes its whole day.
+fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")).timestamp_millis());
+    }
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ApiError::validation(format!("`{field}` must be a date (2026-11-01) or an RFC 3339 instant")))
+}
+
+async fn records(s: &AppState, team: uuid::Uuid, user: &str, resource: &str, range: Range, timeseries: bool) -> ApiResult<Vec<Value>> {
+    let user = parse_id(user, "user")?;
+    s.store.get_user(team, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let r: Resource = resource.parse().map_err(|e: String| ApiError::not_found(&e))?;
+    if r.is_timeseries() != timeseries {
+        let route = if timeseries { "/v1/summary/{resource}/{user_id}" } else { "/v1/timeseries/{user_id}/{resource}" };
+        return Err(ApiError::validation(format!("`{r}` is read from {route}")));
+    }
+    let start = bound(&range.start_date, "start_date", false)?;
+    let end = match range.end_date.as_deref() {
+        Some(e) => bound(e, "end_date", true)?,
+        None => i64::MAX,
+    };
+    if end <= start {
+        return Err(ApiError::validation("`end_date` must be after `start_date`"));
+    }
+    Ok(s.store.list_records(team, user, r, start, end, range.provider.as_deref()).await?)
+}
+
+pub async fn summary(State(s): State<AppState>, Auth(team): Auth, Path((resource, user)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Value>> {
+    let data = records(&s, team.id, &user, &resource, q, false).await?;
+    Ok(Json(json!({ resource: data })))
+}
+
+pub async fn timeseries(State(s): State<AppState>, Auth(team): Auth, Path((user, resource)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Value>> {
+    let data = records(&s, team.id, &user, &resource, q, true).await?;
+    Ok(Json(json!({ "data": data })))
+}

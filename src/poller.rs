@@ -1,0 +1,370 @@
+//! The poller: claims due jobs (backfill windows, daily polls) and runs them page by
+//! page through the provider's adapter. It owns everything adapters must not: rate
+//! limits (app-wide and per user, with `governor`, from the manifest), token refresh
+//! (before expiry, and once on a 401), `Retry-After` on 429, back-off on 5xx and
+//! timeouts, and committing each page (records, events, cursor) in one transaction.
+//! Only a definitive refusal errors a connection; a network blip never does.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+use uuid::Uuid;
+
+use crate::events::{format_instant, Envelope, EventType};
+use crate::oauth::{Endpoints, OAuth, TokenError};
+use crate::providers::{self, Provider, ProviderError, Window};
+use crate::seal::Sealer;
+use crate::store::{Connection, Finish, Job, SealedTokens, Store};
+use crate::{ids, now_ms};
+
+/// Purposes under which provider tokens are sealed.
+pub const ACCESS_PURPOSE: &str = "provider_access_token";
+pub const REFRESH_PURPOSE: &str = "provider_refresh_token";
+
+/// Refresh tokens this long before they expire.
+const REFRESH_MARGIN_MS: i64 = 60_000;
+const JOB_LEASE_MS: i64 = 120_000;
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+struct Limits {
+    app: DefaultDirectRateLimiter,
+    user: DefaultKeyedRateLimiter<Uuid>,
+    /// Paused by a 429 until (Unix ms): the app (`Uuid::nil()`) or one user.
+    paused: Mutex<HashMap<Uuid, i64>>,
+}
+
+fn quota(requests: u32, period_secs: u64) -> Quota {
+    let n = NonZeroU32::new(requests.max(1)).expect("at least 1");
+    Quota::with_period(Duration::from_secs(period_secs.max(1)) / n.get()).expect("non-zero period").allow_burst(n)
+}
+
+pub struct Poller {
+    store: Store,
+    sealer: Sealer,
+    http: reqwest::Client,
+    fixture_root: Option<String>,
+    public_url: String,
+    limits: HashMap<String, Limits>,
+    concurrency: usize,
+    poll_interval: Duration,
+}
+
+impl Poller {
+    pub fn new(store: Store, sealer: Sealer, fixture_root: Option<String>, public_url: String, timeout: Duration) -> Poller {
+        let limits = providers::registry()
+            .iter()
+            .map(|p| {
+                let r = &p.manifest.rate_limit;
+                let l = Limits {
+                    app: RateLimiter::direct(quota(r.app_requests, r.app_period_secs)),
+                    user: RateLimiter::keyed(quota(r.user_requests, r.user_period_secs)),
+                    paused: Mutex::new(HashMap::new()),
+                };
+                (p.id().to_string(), l)
+            })
+            .collect();
+        Poller {
+            store,
+            sealer,
+            http: reqwest::Client::builder().timeout(timeout).build().expect("HTTP client"),
+            fixture_root,
+            public_url,
+            limits,
+            concurrency: 16,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// The OAuth client for a provider, with the configured endpoints.
+    pub fn oauth(&self, p: &'static Provider) -> OAuth {
+        OAuth {
+            provider: p,
+            endpoints: Endpoints::resolve(p, self.fixture_root.as_deref()),
+            redirect_uri: format!("{}/v1/oauth/callback/{}", self.public_url.trim_end_matches('/'), p.id()),
+            http: self.http.clone(),
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let sem = Arc::new(Semaphore::new(self.concurrency));
+        while !*shutdown.borrow() {
+            let free = sem.available_permits();
+            let jobs = if free == 0 {
+                vec![]
+            } else {
+                match self.store.claim_jobs(free, now_ms() + JOB_LEASE_MS).await {
+                    Ok(j) => j,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming jobs failed");
+                        vec![]
+                    }
+                }
+            };
+            if jobs.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for job in jobs {
+                let permit = sem.clone().acquire_owned().await.expect("never closed");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this.run_job(job).await {
+                        tracing::warn!(error = %e, "job failed; its claim will lapse and it will run again");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        let _ = sem.acquire_many(self.concurrency as u32).await;
+    }
+
+    /// Waits needed before this user may call this provider, if any.
+    fn rate_wait(&self, provider: &str, user: Uuid) -> Option<Duration> {
+        let l = self.limits.get(provider)?;
+        let now = now_ms();
+        {
+            let paused = l.paused.lock().unwrap();
+            let until = paused.get(&Uuid::nil()).copied().unwrap_or(0).max(paused.get(&user).copied().unwrap_or(0));
+            if until > now {
+                return Some(Duration::from_millis((until - now) as u64));
+            }
+        }
+        let clock = DefaultClock::default();
+        if let Err(nu) = l.user.check_key(&user) {
+            return Some(nu.wait_time_from(clock.now()));
+        }
+        if let Err(nu) = l.app.check() {
+            return Some(nu.wait_time_from(clock.now()));
+        }
+        None
+    }
+
+    fn pause(&self, p: &Provider, user: Uuid, for_: Duration) {
+        if let Some(l) = self.limits.get(p.id()) {
+            let key = if p.manifest.rate_limit.retry_after_scope == "app" { Uuid::nil() } else { user };
+            l.paused.lock().unwrap().insert(key, now_ms() + for_.as_millis() as i64);
+        }
+    }
+
+    /// A valid access token, refreshed first if it is about to expire.
+    async fn access_token(&self, p: &'static Provider, conn: &mut Connection, force: bool) -> Result<String, ProviderError> {
+        let expiring = conn.token_expires_at.map(|t| t - REFRESH_MARGIN_MS <= now_ms()).unwrap_or(false);
+        if force || expiring {
+            self.refresh(p, conn).await?;
+        }
+        self.sealer.open(ACCESS_PURPOSE, &conn.access_token_sealed).map_err(|e| ProviderError::Refused(e.to_string()))
+    }
+
+    /// Refreshes the connection's tokens. One worker spends a single-use refresh token;
+    /// the others wait for its result.
+    async fn refresh(&self, p: &'static Provider, conn: &mut Connection) -> Result<(), ProviderError> {
+        let transient = |e: sqlx::Error| ProviderError::Transient(e.to_string());
+        for _ in 0..50 {
+            if self.store.lock_refresh(conn.id, conn.token_version, 30_000).await.map_err(transient)? {
+                let Some(sealed) = conn.refresh_token_sealed.clone() else {
+                    self.store.unlock_refresh(conn.id).await.map_err(transient)?;
+                    return Err(ProviderError::Unauthorized("the access token expired and the provider gave no refresh token".into()));
+                };
+                let refresh = self.sealer.open(REFRESH_PURPOSE, &sealed).map_err(|e| ProviderError::Refused(e.to_string()))?;
+                match self.oauth(p).refresh(&refresh).await {
+                    Ok(t) => {
+                        let sealed = SealedTokens {
+                            access: self.sealer.seal(ACCESS_PURPOSE, &t.access),
+                            refresh: t.refresh.as_deref().map(|r| self.sealer.seal(REFRESH_PURPOSE, r)),
+                            expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
+                        };
+                        self.store.swap_tokens(conn.id, conn.token_version, &sealed).await.map_err(transient)?;
+                        tracing::info!(connection = %conn.id, provider = p.id(), "token refreshed");
+                    }
+                    Err(e) => {
+                        self.store.unlock_refresh(conn.id).await.map_err(transient)?;
+                        return Err(match e {
+                            TokenError::Definitive(m) => ProviderError::Unauthorized(format!("refresh refused: {m}")),
+                            TokenError::Transient(m) => ProviderError::Transient(m),
+                        });
+                    }
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let fresh = self.store.get_connection(conn.id).await.map_err(transient)?.ok_or_else(|| ProviderError::Refused("connection gone".into()))?;
+            if fresh.token_version > conn.token_version {
+                *conn = fresh;
+                return Ok(());
+            }
+        }
+        Err(ProviderError::Transient("timed out waiting for another worker's token refresh".into()))
+    }
+
+    async fn fetch(&self, p: &'static Provider, base: &str, token: &str, req: &providers::PageRequest) -> Result<Vec<u8>, ProviderError> {
+        let url = format!("{}{}", base.trim_end_matches('/'), req.path);
+        let mut r = if req.method == "POST" { self.http.post(&url).form(&req.form) } else { self.http.get(&url) };
+        r = r.query(&req.query).bearer_auth(token);
+        let resp = r.send().await.map_err(|e| ProviderError::Transient(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::delivery::retry::parse_retry_after(v, Utc::now()));
+        let body = resp.bytes().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_vec();
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(p.adapter.classify_error(status, retry_after, &body))
+        }
+    }
+
+    /// Runs one job to completion (every page), or until it must wait.
+    pub async fn run_job(&self, mut job: Job) -> anyhow::Result<()> {
+        let Some(mut conn) = self.store.get_connection(job.connection_id).await? else { return Ok(()) };
+        if conn.status != "connected" {
+            return Ok(());
+        }
+        let Some(p) = providers::find(&conn.provider) else {
+            self.store.fail_job(&job, &format!("unknown provider {}", conn.provider)).await?;
+            return Ok(());
+        };
+        let Some(spec) = p.resource(job.resource) else {
+            self.store.fail_job(&job, &format!("{} has no resource {}", p.id(), job.resource)).await?;
+            return Ok(());
+        };
+        let base = Endpoints::resolve(p, self.fixture_root.as_deref()).base_url;
+        let now = now_ms();
+        let window = if job.kind == "poll" {
+            let lookback = p.manifest.lookback_days as i64 * 86_400_000;
+            Window { start: utc(now - lookback), end: utc(now) }
+        } else {
+            Window { start: utc(job.window_start), end: utc(job.window_end) }
+        };
+        let mut refreshed = false;
+        loop {
+            if let Some(wait) = self.rate_wait(p.id(), conn.user_id) {
+                self.store.reschedule_job(&job, now_ms() + wait.as_millis() as i64, None).await?;
+                return Ok(());
+            }
+            let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
+            let result = match self.access_token(p, &mut conn, false).await {
+                Ok(token) => self.fetch(p, &base, &token, &req).await,
+                Err(e) => Err(e),
+            };
+            let body = match result {
+                Ok(b) => b,
+                Err(ProviderError::Unauthorized(_)) if !refreshed => {
+                    // 401: refresh once and try the page again.
+                    refreshed = true;
+                    match self.access_token(p, &mut conn, true).await {
+                        Ok(_) => continue,
+                        Err(e) => return self.handle_error(p, &conn, &job, e).await,
+                    }
+                }
+                Err(e) => return self.handle_error(p, &conn, &job, e).await,
+            };
+            let page = match p.adapter.parse_page(job.resource, &body) {
+                Ok(page) => page,
+                Err(e) => return self.handle_error(p, &conn, &job, e).await,
+            };
+            let (finish, extra) = match (&page.next, job.kind.as_str()) {
+                (Some(next), _) => (Finish::Continue { cursor: next.clone(), lease: now_ms() + JOB_LEASE_MS }, vec![]),
+                (None, "poll") => {
+                    let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
+                    (
+                        Finish::PollDone {
+                            next_run_at: now_ms() + p.manifest.poll_interval_secs as i64 * 1000,
+                            next_window: (next_start, now_ms()),
+                        },
+                        vec![],
+                    )
+                }
+                (None, _) => (Finish::WindowDone, vec![self.historical_event(p, &conn, &job)]),
+            };
+            let emit_daily = job.kind == "poll";
+            match self.store.commit_page(&job, &conn, &page.records, emit_daily, &extra, &finish).await? {
+                None => return Ok(()), // another worker took the job over
+                Some(_) => {}
+            }
+            match finish {
+                Finish::Continue { cursor, lease } => {
+                    job.cursor = Some(cursor);
+                    job.lease = lease;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn historical_event(&self, p: &Provider, conn: &Connection, job: &Job) -> Envelope {
+        let start = format_instant(utc(job.window_start));
+        let end = format_instant(utc(job.window_end));
+        let t = EventType::HistoricalCreated(job.resource);
+        Envelope::new(
+            ids::historical_event_id(conn.id, job.resource.as_str(), &start, &end),
+            t,
+            conn.team_id,
+            Some((conn.user_id, conn.client_user_id.clone())),
+            json!({
+                "user_id": conn.user_id,
+                "provider": {"name": p.manifest.name, "slug": p.id()},
+                "start_date": start,
+                "end_date": end,
+                "is_final": job.chunk_index + 1 == job.chunk_count,
+                "chunk_index": job.chunk_index,
+                "chunk_count": job.chunk_count,
+            }),
+        )
+    }
+
+    async fn handle_error(&self, p: &'static Provider, conn: &Connection, job: &Job, e: ProviderError) -> anyhow::Result<()> {
+        match e {
+            ProviderError::RateLimited { retry_after } => {
+                let wait = retry_after.unwrap_or(Duration::from_secs(60)).min(MAX_BACKOFF);
+                self.pause(p, conn.user_id, wait);
+                self.store.reschedule_job(job, now_ms() + wait.as_millis() as i64, None).await?;
+            }
+            ProviderError::Transient(m) => {
+                let backoff = Duration::from_secs(5).saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32).min(MAX_BACKOFF);
+                self.store.reschedule_job(job, now_ms() + backoff.as_millis() as i64, Some(&m)).await?;
+            }
+            ProviderError::Malformed { .. } => {
+                let m = e.to_string();
+                tracing::warn!(provider = p.id(), job = job.id, error = %m, "malformed provider response; job stopped");
+                self.store.fail_job(job, &m).await?;
+            }
+            ProviderError::Unauthorized(m) => self.connection_error(p, conn, "token_refresh_failed", &m).await?,
+            ProviderError::Refused(m) => {
+                let kind = if m.contains("403") { "required_scopes_not_granted" } else { "provider_api_error" };
+                self.connection_error(p, conn, kind, &m).await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn connection_error(&self, p: &Provider, conn: &Connection, error_type: &str, message: &str) -> anyhow::Result<()> {
+        let t = EventType::ConnectionError;
+        let event = Envelope::new(
+            ids::connection_event_id(&t.name(), conn.id),
+            t,
+            conn.team_id,
+            Some((conn.user_id, conn.client_user_id.clone())),
+            json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}, "error_type": error_type, "message": message}),
+        );
+        if self.store.end_connection(conn.id, "error", Some((error_type, message)), &event).await? {
+            tracing::warn!(connection = %conn.id, provider = p.id(), error_type, "connection errored");
+        }
+        Ok(())
+    }
+}
+
+fn utc(ms: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
