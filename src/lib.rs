@@ -8,6 +8,7 @@
 //! | [`config`] | the one `Config` struct: every option is a clap flag and a `WEARBRIDGE_*` variable |
 //! | [`error`] | the API error type and its stable snake_case codes |
 //! | [`seal`] | encryption at rest for provider tokens and webhook secrets; API-key hashing |
+//! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults |
 //! | [`ids`] | stable ids (UUIDv5) so replays of the same provider data yield the same ids |
 //! | [`events`] | the event envelope, the event-type catalogue and its example payloads |
 //! | [`oauth`] | authorize URLs, code exchange and token refresh with providers (the `oauth2` crate) |
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod fixture_server;
 pub mod events;
 pub mod ids;
 pub mod oauth;

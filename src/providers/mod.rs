@@ -197,10 +197,29 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// A registered provider: its manifest and its adapter.
+/// How the built-in fixture server plays this provider: its recorded files and the
+/// way the real API filters and pages them. Lives beside the adapter, its mirror image.
+pub trait Impersonation: Send + Sync + 'static {
+    /// One of the provider's fixture files (`oauth/token.json`, `data/sleep.json`,
+    /// `errors/401.json`, …), embedded at compile time.
+    fn fixture(&self, path: &str) -> Option<&'static str>;
+
+    /// Answers one data request for `resource` from the whole fixture set `items`: the
+    /// real API's date filtering, paging and envelope. `params` are the query and form
+    /// fields. An `Err` is a 400 with that message.
+    fn serve(&self, resource: &ResourceSpec, params: &std::collections::HashMap<String, String>, items: &[Value]) -> Result<Value, String>;
+
+    /// The HTTP status the token endpoint answers an `invalid_grant` with.
+    fn invalid_grant_status(&self) -> u16 {
+        400
+    }
+}
+
+/// A registered provider: its manifest, its adapter and its impersonation.
 pub struct Provider {
     pub manifest: Manifest,
     pub adapter: Box<dyn Adapter>,
+    pub impersonation: Box<dyn Impersonation>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -219,10 +238,11 @@ impl Provider {
     }
 }
 
-fn load(id: &str, toml_text: &str, adapter: Box<dyn Adapter>) -> Provider {
+#[allow(dead_code)] // used by the registry's lines
+fn load(id: &str, toml_text: &str, adapter: Box<dyn Adapter>, impersonation: Box<dyn Impersonation>) -> Provider {
     let manifest: Manifest = toml::from_str(toml_text).unwrap_or_else(|e| panic!("providers/{id}.toml is invalid: {e}"));
     assert_eq!(manifest.id, id, "providers/{id}.toml has id {}", manifest.id);
-    Provider { manifest, adapter }
+    Provider { manifest, adapter, impersonation }
 }
 
 /// Every provider Wearbridge speaks, in one explicit list.

@@ -1,0 +1,252 @@
+//! The fixture provider server: a real HTTP server that plays every registered provider
+//! from its recorded responses (`fixtures/<id>/`), so the whole product runs, and is
+//! tested, with no network. It serves each provider's OAuth authorize and token
+//! endpoints (its real reply shapes, refresh included, single-use codes and rotating
+//! refresh tokens) and its data endpoints at their real paths, with the real date
+//! parameters and paging (each provider's [`Impersonation`]). Faults can be injected per
+//! provider: a 401 once, a 429 with `Retry-After`, a 500, a slow answer, malformed JSON,
+//! denied consent, a refused refresh.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde_json::Value;
+
+use crate::providers::{self, Impersonation, Provider};
+
+/// A fault to inject into the next data request to a provider.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Unauthorized,
+    RateLimited { retry_after_secs: u64 },
+    ServerError,
+    Slow(Duration),
+    Malformed,
+}
+
+#[derive(Default)]
+struct FixtureState {
+    codes: Mutex<HashMap<String, String>>,
+    access: Mutex<HashSet<String>>,
+    refresh: Mutex<HashSet<String>>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    deny_consent: AtomicBool,
+    refuse_refresh: AtomicBool,
+    changed: AtomicBool,
+    requests: Mutex<Vec<String>>,
+}
+
+#[derive(Clone)]
+pub struct FixtureServer {
+    pub addr: SocketAddr,
+    state: Arc<FixtureState>,
+}
+
+impl FixtureServer {
+    pub async fn start() -> anyhow::Result<FixtureServer> {
+        let state = Arc::new(FixtureState::default());
+        let app = Router::new()
+            .route("/{provider}/oauth/authorize", get(authorize))
+            .route("/{provider}/oauth/token", post(token))
+            .route("/{provider}/{*path}", any(data))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FixtureServer { addr, state })
+    }
+
+    /// The root to give the gateway as `WEARBRIDGE_PROVIDERS_BASE_URL`.
+    pub fn root(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn inject(&self, provider: &str, fault: Fault) {
+        self.state.faults.lock().unwrap().entry(provider.to_string()).or_default().push_back(fault);
+    }
+
+    /// From now on the consent screen denies (or, with false, grants).
+    pub fn deny_consent(&self, deny: bool) {
+        self.state.deny_consent.store(deny, Ordering::SeqCst);
+    }
+
+    /// From now on refresh tokens are refused with `invalid_grant`.
+    pub fn refuse_refresh(&self, refuse: bool) {
+        self.state.refuse_refresh.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Serve `data/<resource>.changed.json` from now on: what a later poll sees.
+    pub fn advance_to_changed_data(&self) {
+        self.state.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Expires every access token issued so far (the next data request gets a 401).
+    pub fn expire_access_tokens(&self) {
+        self.state.access.lock().unwrap().clear();
+    }
+
+    /// Every data request served, as `provider path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+fn provider(id: &str) -> Result<&'static Provider, Response> {
+    providers::find(id).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no provider {id}")).into_response())
+}
+
+async fn authorize(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = provider(&id) {
+        return r;
+    }
+    let (Some(redirect), Some(state)) = (q.get("redirect_uri"), q.get("state")) else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+    };
+    let Ok(mut url) = url::Url::parse(redirect) else {
+        return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response();
+    };
+    if st.deny_consent.load(Ordering::SeqCst) {
+        url.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", state);
+    } else {
+        let code = crate::seal::random_token(16);
+        st.codes.lock().unwrap().insert(code.clone(), id.clone());
+        url.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+/// Replaces token values anywhere in a recorded reply with freshly issued ones.
+fn stamp(v: &mut Value, access: &str, refresh: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                match k.as_str() {
+                    "access_token" => *val = Value::String(access.to_string()),
+                    "refresh_token" if val.is_string() => *val = Value::String(refresh.to_string()),
+                    _ => stamp(val, access, refresh),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| stamp(x, access, refresh)),
+        _ => {}
+    }
+}
+
+async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let p = match provider(&id) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let imp = &p.impersonation;
+    let refused = || {
+        let body = imp.fixture("oauth/invalid_grant.json").unwrap_or(r#"{"error":"invalid_grant"}"#);
+        let status = StatusCode::from_u16(imp.invalid_grant_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, [("content-type", "application/json")], body.to_string()).into_response()
+    };
+    let fixture = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let code = form.get("code").cloned().unwrap_or_default();
+            if st.codes.lock().unwrap().remove(&code).as_deref() != Some(id.as_str()) {
+                return refused();
+            }
+            "oauth/token.json"
+        }
+        Some("refresh_token") => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            if st.refuse_refresh.load(Ordering::SeqCst) {
+                return refused();
+            }
+            let known = if p.manifest.refresh_token_rotates {
+                st.refresh.lock().unwrap().remove(&rt)
+            } else {
+                st.refresh.lock().unwrap().contains(&rt)
+            };
+            if !known {
+                return refused();
+            }
+            "oauth/refresh.json"
+        }
+        _ => return refused(),
+    };
+    let Some(text) = imp.fixture(fixture).or_else(|| imp.fixture("oauth/token.json")) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no token fixture").into_response();
+    };
+    let mut reply: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("bad fixture: {e}")).into_response(),
+    };
+    let access = format!("fx-access-{}", crate::seal::random_token(12));
+    let refresh = format!("fx-refresh-{}", crate::seal::random_token(12));
+    stamp(&mut reply, &access, &refresh);
+    st.access.lock().unwrap().insert(access);
+    st.refresh.lock().unwrap().insert(refresh);
+    (StatusCode::OK, [("content-type", "application/json")], reply.to_string()).into_response()
+}
+
+fn error_body(imp: &dyn Impersonation, status: u16) -> String {
+    imp.fixture(&format!("errors/{status}.json")).map(str::to_string).unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#))
+}
+
+async fn data(
+    State(st): State<Arc<FixtureState>>,
+    Path((id, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let p = match provider(&id) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let imp = p.impersonation.as_ref();
+    let path = format!("/{path}");
+    let mut params = query;
+    if method == Method::POST {
+        params.extend(url::form_urlencoded::parse(&body).into_owned());
+    }
+    st.requests.lock().unwrap().push(format!("{id} {path} {params:?}"));
+    let json = |status: u16, body: String| {
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response()
+    };
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !st.access.lock().unwrap().contains(token) {
+        return json(401, error_body(imp, 401));
+    }
+    let fault = st.faults.lock().unwrap().get_mut(&id).and_then(VecDeque::pop_front);
+    match fault {
+        Some(Fault::Unauthorized) => return json(401, error_body(imp, 401)),
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            let mut r = json(429, error_body(imp, 429));
+            r.headers_mut().insert("retry-after", retry_after_secs.to_string().parse().expect("digits"));
+            return r;
+        }
+        Some(Fault::ServerError) => return json(500, error_body(imp, 500)),
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Malformed) => return json(200, "{\"data\": [ {\"id\": ".to_string()),
+        None => {}
+    }
+    // The resource whose documented path this is (Withings tells them apart by `action`).
+    let Some(spec) = p.manifest.resources.iter().find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok()).or_else(|| p.manifest.resources.iter().find(|r| r.path == path)) else {
+        return json(404, error_body(imp, 404));
+    };
+    let changed = st.changed.load(Ordering::SeqCst);
+    let file = if changed { format!("data/{}.changed.json", spec.name) } else { format!("data/{}.json", spec.name) };
+    let items: Vec<Value> = imp.fixture(&file).or_else(|| imp.fixture(&format!("data/{}.json", spec.name))).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    match imp.serve(spec, &params, &items) {
+        Ok(v) => json(200, v.to_string()),
+        Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
+    }
+}
