@@ -195,6 +195,36 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
     (StatusCode::OK, [("content-type", "application/json")], reply.to_string()).into_response()
 }
 
+/// The day the fixtures were recorded: their data ends just before it.
+pub const RECORDED_ON: (i32, u32, u32) = (2026, 11, 23);
+
+/// Whole days from the recording day to today: served data moves forward by this much,
+/// so "the last few days" of the fixtures are always the last few days.
+fn days_since_recording() -> i64 {
+    let (y, m, d) = RECORDED_ON;
+    let recorded = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("valid date");
+    (chrono::Utc::now().date_naive() - recorded).num_days().max(0)
+}
+
+/// Moves every date (`YYYY-MM-DD`) and RFC 3339 instant in `v` forward by `days`,
+/// keeping each one's offset.
+fn shift_dates(v: &mut Value, days: i64) {
+    match v {
+        Value::String(s) => {
+            if s.len() == 10 {
+                if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    *s = (d + chrono::Duration::days(days)).format("%Y-%m-%d").to_string();
+                }
+            } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                *s = (t + chrono::Duration::days(days)).to_rfc3339();
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days)),
+        Value::Object(m) => m.values_mut().for_each(|x| shift_dates(x, days)),
+        _ => {}
+    }
+}
+
 fn error_body(imp: &dyn Impersonation, status: u16) -> String {
     imp.fixture(&format!("errors/{status}.json")).map(str::to_string).unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#))
 }
@@ -245,6 +275,8 @@ async fn data(
     let changed = st.changed.load(Ordering::SeqCst);
     let file = if changed { format!("data/{}.changed.json", spec.name) } else { format!("data/{}.json", spec.name) };
     let items: Vec<Value> = imp.fixture(&file).or_else(|| imp.fixture(&format!("data/{}.json", spec.name))).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let shift = days_since_recording();
+    let items: Vec<Value> = if shift == 0 { items } else { items.into_iter().map(|mut v| { shift_dates(&mut v, shift); v }).collect() };
     match imp.serve(spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),

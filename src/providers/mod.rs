@@ -6,6 +6,7 @@
 //! shared; an adapter never does I/O. Every provider is one line of [`registry`].
 
 pub mod normalize;
+pub mod oura;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -238,7 +239,6 @@ impl Provider {
     }
 }
 
-#[allow(dead_code)] // used by the registry's lines
 fn load(id: &str, toml_text: &str, adapter: Box<dyn Adapter>, impersonation: Box<dyn Impersonation>) -> Provider {
     let manifest: Manifest = toml::from_str(toml_text).unwrap_or_else(|e| panic!("providers/{id}.toml is invalid: {e}"));
     assert_eq!(manifest.id, id, "providers/{id}.toml has id {}", manifest.id);
@@ -250,7 +250,8 @@ pub fn registry() -> &'static [Provider] {
     static REGISTRY: OnceLock<Vec<Provider>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         vec![
-            // One line per provider: manifest + adapter.
+            // One line per provider: manifest, adapter, impersonation.
+            load("oura", include_str!("../../providers/oura.toml"), Box::new(oura::Oura), Box::new(oura::OuraFixtures)),
         ]
     })
 }

@@ -7,4 +7,5 @@ mod api;
 mod delivery;
 mod durability;
 mod polling_store;
+mod providers;
 mod store_contract;

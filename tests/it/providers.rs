@@ -1,0 +1,143 @@
+//! Providers end to end: the real connect flow over HTTP against the fixture provider
+//! server, the ordered backfill, a daily poll over changed data, and the data API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wearbridge::fixture_server::{Fault, FixtureServer};
+
+use crate::helpers::{eventually, TestApp, TestDb};
+
+crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing);
+
+async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    (app, fx)
+}
+
+/// Walks the connect flow like a browser; returns the final redirect's query.
+async fn connect(app: &TestApp, user_id: &str, provider: &str) -> BTreeMap<String, String> {
+    let (s, link) = app
+        .api
+        .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)).build().unwrap();
+    let resp = browser.get(link["link_url"].as_str().unwrap()).send().await.unwrap();
+    let landed = resp.url().clone();
+    assert_eq!(landed.path(), "/app/done", "the flow ends at the app's redirect_url");
+    landed.query_pairs().into_owned().collect()
+}
+
+fn events(app: &TestApp) -> Vec<Value> {
+    app.receiver.received().iter().filter(|r| r.path == "/hooks").map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+}
+
+async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("ring-owner").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    // A 429 and a 500 on the way: retried, never an error.
+    fx.inject("oura", Fault::RateLimited { retry_after_secs: 1 });
+    fx.inject("oura", Fault::ServerError);
+    let q = connect(&app, &uid, "oura").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    assert_eq!(q.get("provider").map(String::as_str), Some("oura"));
+
+    // Backfill: 13 windows per resource; historical events newest first, one is_final.
+    let done = eventually(Duration::from_secs(60), || async {
+        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= 4 * 13
+    })
+    .await;
+    assert!(done, "backfill did not finish: {:?}", app.store().job_counts().await.unwrap());
+    let evs = events(&app);
+    assert_eq!(evs.iter().filter(|e| e["event_type"] == "provider.connection.created").count(), 1);
+    for r in ["sleep", "activity", "workouts", "heartrate"] {
+        let hist: Vec<&Value> = evs.iter().filter(|e| e["event_type"] == format!("historical.data.{r}.created")).collect();
+        assert_eq!(hist.len(), 13, "{r}");
+        let starts: Vec<&str> = hist.iter().map(|e| e["data"]["start_date"].as_str().unwrap()).collect();
+        let mut sorted = starts.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(starts, sorted, "{r}: windows arrive newest first");
+        assert_eq!(hist.iter().filter(|e| e["data"]["is_final"] == true).count(), 1, "{r}: exactly one is_final");
+        assert_eq!(hist.last().unwrap()["data"]["is_final"], true, "{r}: the oldest window is final");
+    }
+    assert!(evs.iter().all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")), "backfill emits no daily events");
+
+    // The data API has the records; 14 long sleeps (the nap is not one).
+    let (s, sleep) = app.api.get(&format!("/v1/summary/sleep/{uid}?start_date=2026-01-01")).await;
+    assert_eq!(s, StatusCode::OK, "{sleep}");
+    assert_eq!(sleep["sleep"].as_array().unwrap().len(), 14);
+    let (_, hr) = app.api.get(&format!("/v1/timeseries/{uid}/heartrate?start_date=2026-01-01")).await;
+    assert_eq!(hr["data"].as_array().unwrap().len(), 100);
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    let c = &conns["data"][0];
+    assert_eq!(c["status"], "connected");
+    assert!(c["backfill"].as_array().unwrap().iter().all(|b| b["windows_done"] == b["windows_total"]));
+
+    // A daily poll over changed data: one created and one updated per summary resource.
+    fx.advance_to_changed_data();
+    let before = events(&app).len();
+    let (s, _) = app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(eventually(Duration::from_secs(30), || async { events(&app).len() >= before + 7 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let daily: Vec<Value> = events(&app).into_iter().skip(before).collect();
+    let count = |t: &str| daily.iter().filter(|e| e["event_type"] == t).count();
+    for r in ["sleep", "activity", "workouts"] {
+        assert_eq!(count(&format!("daily.data.{r}.created")), 1, "{r} created: {daily:?}");
+        assert_eq!(count(&format!("daily.data.{r}.updated")), 1, "{r} updated");
+    }
+    assert_eq!(count("daily.data.heartrate.created"), 1);
+    let upd = daily.iter().find(|e| e["event_type"] == "daily.data.workouts.updated").unwrap();
+    assert_eq!(upd["data"]["version"], 2);
+    assert_eq!(upd["data"]["title"], "Evening spin");
+    // The event carries the same id the data API serves.
+    let (_, wk) = app.api.get(&format!("/v1/summary/workouts/{uid}?start_date=2026-01-01")).await;
+    assert!(wk["workouts"].as_array().unwrap().iter().any(|w| w["id"] == upd["data"]["id"] && w["version"] == 2));
+    // Polling again with nothing new emits nothing.
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
+    let before = events(&app).len();
+    app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(events(&app).len(), before, "unchanged data emits nothing");
+
+    // A refused refresh errors the connection once; deregistering emits deleted.
+    fx.expire_access_tokens();
+    fx.refuse_refresh(true);
+    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.error") }).await);
+    let err = events(&app).into_iter().find(|e| e["event_type"] == "provider.connection.error").unwrap();
+    assert_eq!(err["data"]["error_type"], "token_refresh_failed");
+    let (s, _) = app.api.delete(&format!("/v1/user/{uid}/oura")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(eventually(Duration::from_secs(10), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.deleted") }).await);
+    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+}
+
+async fn connect_flow_errors_create_nothing(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    fx.deny_consent(true);
+    let q = connect(&app, &uid, "oura").await;
+    assert_eq!((q["state"].as_str(), q["error_type"].as_str()), ("error", "access_denied"));
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert!(conns["data"].as_array().unwrap().is_empty(), "nothing half-created");
+    // A forged state is refused outright.
+    let r = reqwest::get(format!("{}/v1/oauth/callback/oura?code=x&state=forged", app.gateway.url())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Bad requests for link tokens.
+    let (s, _) = app.api.post("/v1/link/token", json!({"user_id": uid, "provider": "fitbit", "redirect_url": "https://app.example/"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.api.post("/v1/link/token", json!({"user_id": uuid::Uuid::new_v4(), "provider": "oura", "redirect_url": "https://app.example/"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, providers) = app.api.get("/v1/providers").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(providers["data"].as_array().unwrap().iter().any(|p| p["slug"] == "oura"));
+}
