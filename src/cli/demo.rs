@@ -1,9 +1,11 @@
 //! `wearbridge demo`: the whole flow on this machine, with nothing to set up. A fresh
-//! SQLite database in a temporary directory, the gateway on a loopback port, and a local
-//! receiver that verifies every signature with the `svix` crate. It creates a team, a
-//! user and an endpoint over the real HTTP API, publishes an example of every event
-//! type, waits for every delivery, and prints what arrived. Exit status 0 only if every
-//! delivery arrived and verified.
+//! SQLite database in a temporary directory, the gateway on a loopback port, the fixture
+//! provider server, and a local receiver that verifies every signature with the `svix`
+//! crate. It creates a team, an endpoint and one user per provider over the real HTTP
+//! API, walks each provider's connect flow like a browser, runs the backfill and one
+//! daily poll over changed data, publishes an example of every event type, waits for
+//! every delivery, and prints what arrived. Exit status 0 only if every delivery
+//! arrived and verified.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,6 +20,8 @@ use serde_json::{json, Value};
 use crate::app::Gateway;
 use crate::config::Config;
 use crate::events::EventType;
+use crate::fixture_server::FixtureServer;
+use crate::providers;
 use crate::receiver::Receiver;
 use crate::seal::{random_token, Sealer};
 
@@ -40,11 +44,14 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     config.database_url = format!("sqlite://{}", dir.join("wearbridge.db").display());
     let sealer = Sealer::from_master_key(&random_token(32))?;
     let receiver = Receiver::start(true).await?;
+    let fixtures = FixtureServer::start().await?;
+    config.providers_base_url = Some(fixtures.root());
     let gateway = Gateway::start(config, sealer).await?;
     println!("Wearbridge demo");
     println!("  database  {}", dir.join("wearbridge.db").display());
     println!("  gateway   {}", gateway.url());
     println!("  receiver  {} (verifies every signature)", receiver.url("/"));
+    println!("  providers {} (fixture server: {})", fixtures.root(), providers::registry().iter().map(|p| p.id()).collect::<Vec<_>>().join(", "));
 
     let (team, key) = gateway.state.store.create_team("Demo team").await?;
     println!("  team      {} ({})", team.name, team.id);
@@ -59,14 +66,61 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     receiver.set_secret(path, ep["secret"].as_str().context("secret")?);
     println!("  endpoint  {} -> {}", ep["id"].as_str().unwrap_or(""), receiver.url(path));
 
+    // Every provider: a user, the connect flow, the backfill.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)).build()?;
+    let mut provider_users = Vec::new();
+    for p in providers::registry() {
+        let u = api.post("/v1/user", json!({"client_user_id": format!("demo-{}", p.id())})).await?;
+        let uid = u["user_id"].as_str().context("user_id")?.to_string();
+        let link = api.post("/v1/link/token", json!({"user_id": uid, "provider": p.id(), "redirect_url": receiver.url("/app/connected")})).await?;
+        let landed = browser.get(link["link_url"].as_str().context("link_url")?).send().await?.url().clone();
+        let ok = landed.query_pairs().any(|(k, v)| k == "state" && v == "success");
+        println!("  connect   {:<9} {}", p.id(), if ok { "connected" } else { "FAILED" });
+        anyhow::ensure!(ok, "connecting {} failed: {landed}", p.id());
+        provider_users.push((p, uid));
+    }
+    let backfilled = wait_until(Duration::from_secs(45), || async {
+        gateway.state.store.job_counts().await.map(|c| !c.contains_key("backfill:pending")).unwrap_or(false)
+    })
+    .await;
+    println!("  backfill  {}", if backfilled { "complete" } else { "TIMED OUT" });
+    // One daily poll over changed data: new and edited records become daily events.
+    fixtures.advance_to_changed_data();
+    for (_, uid) in &provider_users {
+        api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await?;
+    }
+    let store = gateway.state.store.clone();
+    let polled = wait_until(Duration::from_secs(30), || async {
+        store.job_counts().await.map(|c| c.get("poll:pending").copied().unwrap_or(0) > 0).unwrap_or(false)
+            // Done when every poll is scheduled a full interval ahead, beyond any claim's lease.
+            && store.next_due_poll().await.map(|t| t.is_none_or(|t| t > crate::now_ms() + 600_000)).unwrap_or(false)
+    })
+    .await;
+    println!("  poll      {}", if polled { "complete" } else { "TIMED OUT" });
+
     let types = EventType::all();
     for t in &types {
         api.post("/v1/events/example", json!({"event_type": t.name(), "user_id": user_id})).await?;
     }
-    let expected = types.len() as u64 + 1; // + the test event sent on endpoint creation
-    let arrived = receiver.wait_for(expected, Duration::from_secs(30)).await;
+    // Every delivery settles: none pending or retrying.
+    let settled = wait_until(Duration::from_secs(30), || async {
+        store.delivery_counts().await.map(|c| c.keys().all(|k| k == "succeeded" || k == "exhausted")).unwrap_or(false)
+    })
+    .await;
+    let expected = store.delivery_counts().await?.values().sum::<i64>() as u64;
+    let arrived = settled && receiver.wait_for(expected, Duration::from_secs(10)).await;
 
-    let received = receiver.received();
+    let received: Vec<_> = receiver.received().into_iter().filter(|r| r.path == path).collect();
+    for (p, uid) in &provider_users {
+        let mut counts = Vec::new();
+        for r in &p.manifest.resources {
+            let route = if r.name.is_timeseries() { format!("/v1/timeseries/{uid}/{}", r.name) } else { format!("/v1/summary/{}/{uid}", r.name) };
+            let v = api.get(&format!("{route}?start_date=2000-01-01")).await?;
+            let n = v.as_object().and_then(|o| o.values().next()).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            counts.push(format!("{} {n}", r.name));
+        }
+        println!("  records   {:<9} {}", p.id(), counts.join(", "));
+    }
     let mut by_type: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for r in &received {
         let t = serde_json::from_str::<Value>(&r.body).ok().and_then(|v| v["event_type"].as_str().map(str::to_string)).unwrap_or_default();
@@ -91,8 +145,8 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
             writeln!(f, "{line}")?;
         }
     }
-    let verified = receiver.verified();
-    let ok = arrived && received.len() as u64 == expected && verified == expected && receiver.rejected() == 0;
+    let verified = received.iter().filter(|r| r.verified).count() as u64;
+    let ok = backfilled && polled && arrived && received.len() as u64 == expected && verified == expected;
     println!(
         "\n  {} of {} deliveries verified in {:.1} s: {}",
         verified,
@@ -114,7 +168,30 @@ pub struct ApiClient {
     pub key: String,
 }
 
+async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 impl ApiClient {
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self.http.get(format!("{}{}", self.base, path)).bearer_auth(&self.key).send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "GET {path} answered {status}: {v}");
+        Ok(v)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let resp = self.http.post(format!("{}{}", self.base, path)).bearer_auth(&self.key).json(&body).send().await?;
         let status = resp.status();

@@ -507,6 +507,12 @@ impl Store {
         rows.iter().map(|r| super::get_json(r, "data")).collect()
     }
 
+    /// When the next pending poll falls due, if any.
+    pub async fn next_due_poll(&self) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query("SELECT MIN(next_run_at) AS t FROM jobs WHERE kind = 'poll' AND status = 'pending'").fetch_one(&self.pool).await?;
+        row.try_get("t")
+    }
+
     /// Jobs by kind and status (tests, bench, demo progress).
     pub async fn job_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
         let rows = sqlx::query("SELECT kind || ':' || status AS k, COUNT(*) AS n FROM jobs GROUP BY kind, status").fetch_all(&self.pool).await?;
