@@ -19,7 +19,7 @@
 //! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log |
 //! | [`app`] | wires store, API and delivery worker into one running gateway |
 //! | [`receiver`] | a webhook receiver that verifies every signature (demo, bench, tests) |
-//! | [`cli`] | the `wearbridge` commands: `serve`, `migrate`, `team`, `demo`, `bench` |
+//! | [`cli`] | the `wearbridge` commands: `serve`, `migrate`, `team`, `demo`, `normalize`, `bench` |
 //!
 //! Data flow: something publishes an [`events::Envelope`] through
 //! [`store::Store::publish`], which in one transaction inserts the event (idempotent on
