@@ -181,13 +181,10 @@ impl OAuth {
             let (parts, body) = req.into_parts();
             let fut = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send();
             let rewrite = move |status: u16, bytes: Vec<u8>| -> (u16, Vec<u8>) {
-                if !(200..300).contains(&status) {
-                    return (status, bytes);
-                }
-                match adapter.token_reply(&bytes) {
+                match adapter.token_reply(status, &bytes) {
                     Ok(b) => (status, b),
-                    // Restate an error reported inside a 200 the standard way.
-                    Err(ProviderError::Unauthorized(m)) | Err(ProviderError::Refused(m)) => {
+                    // Restate a provider's own refusal the standard way.
+                    Err(ProviderError::Unauthorized(m)) | Err(ProviderError::Refused(m)) | Err(ProviderError::ScopeNotGranted(m)) => {
                         (400, serde_json::json!({"error": "invalid_grant", "error_description": m}).to_string().into_bytes())
                     }
                     Err(e) => (502, serde_json::json!({"error": "temporarily_unavailable", "error_description": e.to_string()}).to_string().into_bytes()),

@@ -270,7 +270,7 @@ impl Poller {
                 }
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
-            let page = match p.adapter.parse_page(job.resource, &body) {
+            let page = match p.adapter.parse_page(job.resource, &body, job.cursor.as_deref()) {
                 Ok(page) => page,
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
@@ -341,10 +341,8 @@ impl Poller {
                 self.store.fail_job(job, &m).await?;
             }
             ProviderError::Unauthorized(m) => self.connection_error(p, conn, "token_refresh_failed", &m).await?,
-            ProviderError::Refused(m) => {
-                let kind = if m.contains("403") { "required_scopes_not_granted" } else { "provider_api_error" };
-                self.connection_error(p, conn, kind, &m).await?
-            }
+            ProviderError::ScopeNotGranted(m) => self.connection_error(p, conn, "required_scopes_not_granted", &m).await?,
+            ProviderError::Refused(m) => self.connection_error(p, conn, "provider_api_error", &m).await?,
         }
         Ok(())
     }

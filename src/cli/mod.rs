@@ -139,7 +139,7 @@ fn normalize(provider: &str, resource: &str, file: &std::path::Path) -> anyhow::
     } else {
         body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     }
-    let page = p.adapter.parse_page(r, &body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let page = p.adapter.parse_page(r, &body, None).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut out = std::io::stdout().lock();
     for rec in &page.records {
         writeln!(out, "{}", rec.to_json())?;

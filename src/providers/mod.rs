@@ -7,6 +7,7 @@
 
 pub mod normalize;
 pub mod oura;
+pub mod strava;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -145,7 +146,10 @@ pub enum ProviderError {
     /// The body is not what the provider documents.
     #[error("malformed response at `{field}`: {message}")]
     Malformed { field: String, message: String },
-    /// A definitive refusal (revoked access, missing scope, bad request).
+    /// The user did not grant a scope this needs; refreshing will not help.
+    #[error("required scope not granted: {0}")]
+    ScopeNotGranted(String),
+    /// A definitive refusal (revoked access, bad request).
     #[error("refused by the provider: {0}")]
     Refused(String),
 }
@@ -160,6 +164,7 @@ impl ProviderError {
         let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
         match status {
             401 => ProviderError::Unauthorized(text),
+            403 => ProviderError::ScopeNotGranted(text),
             429 => ProviderError::RateLimited { retry_after },
             408 | 500..=599 => ProviderError::Transient(format!("HTTP {status}: {text}")),
             _ => ProviderError::Refused(format!("HTTP {status}: {text}")),
@@ -173,17 +178,19 @@ pub trait Adapter: Send + Sync + 'static {
     /// the first page and otherwise what the previous page's [`Page::next`] said.
     fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest;
 
-    /// Parses a 2xx response body into records and the next page's cursor.
-    fn parse_page(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError>;
+    /// Parses a 2xx response body into records and the next page's cursor. `cursor` is
+    /// the one the page was requested with (page-numbered APIs count from it).
+    fn parse_page(&self, resource: Resource, body: &[u8], cursor: Option<&str>) -> Result<Page, ProviderError>;
 
     /// Reads an error response. The default goes by HTTP status.
     fn classify_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
         ProviderError::from_status(status, retry_after, body)
     }
 
-    /// Rewrites the token endpoint's reply into a standard OAuth 2 token JSON, or says
-    /// why it is an error (Withings wraps replies and reports errors inside a 200).
-    fn token_reply(&self, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
+    /// Rewrites the token endpoint's reply (any status) into standard OAuth 2 JSON, or
+    /// says why it is a refusal: Withings wraps replies and reports errors inside a 200;
+    /// Strava refuses a grant with its own 400 body instead of `invalid_grant`.
+    fn token_reply(&self, _status: u16, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
         Ok(body.to_vec())
     }
 
@@ -252,6 +259,7 @@ pub fn registry() -> &'static [Provider] {
         vec![
             // One line per provider: manifest, adapter, impersonation.
             load("oura", include_str!("../../providers/oura.toml"), Box::new(oura::Oura), Box::new(oura::OuraFixtures)),
+            load("strava", include_str!("../../providers/strava.toml"), Box::new(strava::Strava), Box::new(strava::StravaFixtures)),
         ]
     })
 }

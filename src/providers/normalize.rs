@@ -61,6 +61,23 @@ pub fn opt_i64(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
     }
 }
 
+/// A number passed through as the source wrote it (an integer stays an integer, a
+/// float a float); `null` when absent.
+pub fn number(v: &Value, path: &str) -> Result<Value, ProviderError> {
+    match at(v, path) {
+        None => Ok(Value::Null),
+        Some(n @ Value::Number(_)) => Ok(n.clone()),
+        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+    }
+}
+
+pub fn req_number(v: &Value, path: &str) -> Result<Value, ProviderError> {
+    match number(v, path)? {
+        Value::Null => Err(ProviderError::malformed(path, "missing")),
+        n => Ok(n),
+    }
+}
+
 pub fn req_array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, ProviderError> {
     match at(v, path) {
         Some(Value::Array(a)) => Ok(a),

@@ -38,7 +38,7 @@ impl Adapter for Oura {
         PageRequest::get(resource.path.clone(), q)
     }
 
-    fn parse_page(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
+    fn parse_page(&self, resource: Resource, body: &[u8], _cursor: Option<&str>) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         let items = req_array(&v, "data")?;
         let mut records = Vec::with_capacity(items.len());
@@ -78,17 +78,17 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("bedtime_start", json!(start)),
             ("bedtime_stop", json!(end)),
             ("timezone_offset", json!(offset)),
-            ("duration", int(opt_i64(v, "time_in_bed")?)),
-            ("total", int(opt_i64(v, "total_sleep_duration")?)),
-            ("awake", int(opt_i64(v, "awake_time")?)),
-            ("light", int(opt_i64(v, "light_sleep_duration")?)),
-            ("rem", int(opt_i64(v, "rem_sleep_duration")?)),
-            ("deep", int(opt_i64(v, "deep_sleep_duration")?)),
-            ("efficiency", num(opt_f64(v, "efficiency")?)),
-            ("hr_average", num(opt_f64(v, "average_heart_rate")?)),
-            ("hr_lowest", num(opt_f64(v, "lowest_heart_rate")?)),
-            ("average_hrv", num(opt_f64(v, "average_hrv")?)),
-            ("respiratory_rate", num(opt_f64(v, "average_breath")?)),
+            ("duration", number(v, "time_in_bed")?),
+            ("total", number(v, "total_sleep_duration")?),
+            ("awake", number(v, "awake_time")?),
+            ("light", number(v, "light_sleep_duration")?),
+            ("rem", number(v, "rem_sleep_duration")?),
+            ("deep", number(v, "deep_sleep_duration")?),
+            ("efficiency", number(v, "efficiency")?),
+            ("hr_average", number(v, "average_heart_rate")?),
+            ("hr_lowest", number(v, "lowest_heart_rate")?),
+            ("average_hrv", number(v, "average_hrv")?),
+            ("respiratory_rate", number(v, "average_breath")?),
             ("state", json!("confirmed")),
         ]),
     }))
@@ -107,11 +107,11 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
             ("source", source(ID, "ring")),
             ("calendar_date", text(Some(req_str(v, "day")?))),
             ("timezone_offset", int(offset.map(i64::from))),
-            ("steps", int(opt_i64(v, "steps")?)),
-            ("calories_total", num(opt_f64(v, "total_calories")?)),
-            ("calories_active", num(opt_f64(v, "active_calories")?)),
+            ("steps", number(v, "steps")?),
+            ("calories_total", number(v, "total_calories")?),
+            ("calories_active", number(v, "active_calories")?),
             // Oura's walking-equivalent distance, in metres.
-            ("daily_movement", num(opt_f64(v, "equivalent_walking_distance")?)),
+            ("daily_movement", number(v, "equivalent_walking_distance")?),
         ]),
     })
 }
@@ -137,7 +137,7 @@ fn workout(v: &Value) -> Result<Record, ProviderError> {
             ("timezone_offset", json!(offset)),
             ("moving_time", json!(secs)),
             ("distance", num(distance)),
-            ("calories", num(opt_f64(v, "calories")?)),
+            ("calories", number(v, "calories")?),
             ("average_hr", Value::Null),
             ("max_hr", Value::Null),
             ("total_elevation_gain", Value::Null),
@@ -159,7 +159,7 @@ fn heartrate(v: &Value) -> Result<Record, ProviderError> {
             ("timezone_offset", Value::Null),
             ("type", json!("heartrate")),
             ("unit", json!("bpm")),
-            ("value", num(Some(req_f64(v, "bpm")?))),
+            ("value", req_number(v, "bpm")?),
         ]),
     })
 }
@@ -222,33 +222,33 @@ mod tests {
     #[test]
     fn a_captured_sleep_page_normalises_to_long_sleeps_only() {
         let body = include_str!("../../fixtures/oura/pages/sleep/page_1.json");
-        let page = Oura.parse_page(Resource::Sleep, body.as_bytes()).unwrap();
+        let page = Oura.parse_page(Resource::Sleep, body.as_bytes(), None).unwrap();
         assert_eq!(page.next.as_deref(), Some("c2xlZXA6Mw"));
         assert_eq!(page.records.len(), 3);
         let r = page.records[0].to_json();
         assert!(r["bedtime_start"].as_str().unwrap().ends_with("+00:00"));
         assert_eq!(r["timezone_offset"], 3600);
         assert_eq!(r["source"]["provider"], "oura");
-        let last = Oura.parse_page(Resource::Sleep, include_str!("../../fixtures/oura/pages/sleep/page_2.json").as_bytes()).unwrap();
+        let last = Oura.parse_page(Resource::Sleep, include_str!("../../fixtures/oura/pages/sleep/page_2.json").as_bytes(), None).unwrap();
         assert!(last.next.is_none());
         let naps = r#"{"data": [{"id": "n", "type": "late_nap", "bedtime_start": "x", "bedtime_end": "y", "day": "2026-01-01"}], "next_token": null}"#;
-        assert!(Oura.parse_page(Resource::Sleep, naps.as_bytes()).unwrap().records.is_empty());
+        assert!(Oura.parse_page(Resource::Sleep, naps.as_bytes(), None).unwrap().records.is_empty());
     }
 
     #[test]
     fn malformed_pages_name_the_field() {
         let bad = r#"{"data": [{"id": "w", "start_datetime": "soon", "end_datetime": "2026-01-01T00:00:00+00:00"}]}"#;
-        match Oura.parse_page(Resource::Workouts, bad.as_bytes()) {
+        match Oura.parse_page(Resource::Workouts, bad.as_bytes(), None) {
             Err(ProviderError::Malformed { field, .. }) => assert_eq!(field, "data[0].start_datetime"),
             other => panic!("expected a malformed error, got {other:?}"),
         }
-        assert!(matches!(Oura.parse_page(Resource::Workouts, b"{\"data\": 3}"), Err(ProviderError::Malformed { .. })));
-        assert!(matches!(Oura.parse_page(Resource::Workouts, b"not json"), Err(ProviderError::Malformed { .. })));
+        assert!(matches!(Oura.parse_page(Resource::Workouts, b"{\"data\": 3}", None), Err(ProviderError::Malformed { .. })));
+        assert!(matches!(Oura.parse_page(Resource::Workouts, b"not json", None), Err(ProviderError::Malformed { .. })));
     }
 
     #[test]
     fn workouts_keep_unknown_sports_and_missing_values() {
-        let page = Oura.parse_page(Resource::Workouts, format!("{{\"data\": {}, \"next_token\": null}}", include_str!("../../fixtures/oura/data/workouts.json")).as_bytes()).unwrap();
+        let page = Oura.parse_page(Resource::Workouts, format!("{{\"data\": {}, \"next_token\": null}}", include_str!("../../fixtures/oura/data/workouts.json")).as_bytes(), None).unwrap();
         let padel = page.records.iter().map(Record::to_json).find(|r| r["sport"]["slug"] == "padel").expect("an unlisted sport passes through");
         assert!(padel["distance"].is_null());
         assert!(page.records.iter().any(|r| r.fields["calories"].is_null()), "a missing calorie count stays null");

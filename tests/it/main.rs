@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api;
+mod conformance;
 mod delivery;
 mod durability;
 mod polling_store;

@@ -1,0 +1,128 @@
+//! Conformance: every provider in the registry, checked the same way. Its captured pages
+//! normalise to the expected output beside them, and its fixtures replay through the
+//! real path (fixture server → connect flow → pollers → store → events → a receiver
+//! verifying signatures): backfill windows newest first with exactly one `is_final`,
+//! then a daily poll over changed data yielding the right created/updated events.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wearbridge::fixture_server::FixtureServer;
+use wearbridge::providers::registry;
+
+use crate::helpers::{eventually, TestApp, TestDb};
+
+#[test]
+fn every_captured_page_normalises_to_its_expected_output() {
+    for p in registry() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p.id()).join("pages");
+        for spec in &p.manifest.resources {
+            let rdir = dir.join(spec.name.as_str());
+            assert!(rdir.is_dir(), "{}: no captured pages for {} in {}", p.id(), spec.name, rdir.display());
+            let mut cursor: Option<String> = None;
+            for n in 1.. {
+                let page = rdir.join(format!("page_{n}.json"));
+                if !page.exists() {
+                    assert!(n > 1, "{}: {} has no page_1.json", p.id(), spec.name);
+                    break;
+                }
+                let body = std::fs::read(&page).unwrap();
+                let parsed = p.adapter.parse_page(spec.name, &body, cursor.as_deref()).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+                let expected: Vec<Value> = std::fs::read_to_string(rdir.join(format!("page_{n}.expected.jsonl")))
+                    .unwrap_or_else(|_| panic!("{}: no expected output beside it", page.display()))
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                let got: Vec<Value> = parsed.records.iter().map(|r| r.to_json()).collect();
+                assert_eq!(got.len(), expected.len(), "{}: record count", page.display());
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(g, e, "{} record {i}", page.display());
+                }
+                cursor = parsed.next;
+            }
+        }
+    }
+}
+
+crate::backend_tests!(every_provider_replays_through_the_real_path);
+
+fn hooks(app: &TestApp) -> Vec<Value> {
+    app.receiver.received().iter().filter(|r| r.path == "/hooks").map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+}
+
+async fn every_provider_replays_through_the_real_path(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let browser = reqwest::Client::new();
+    let mut users = Vec::new();
+    for p in registry() {
+        let u = app.user(&format!("user-{}", p.id())).await;
+        let uid = u["user_id"].as_str().unwrap().to_string();
+        let (s, link) = app
+            .api
+            .post("/v1/link/token", json!({"user_id": uid, "provider": p.id(), "redirect_url": app.receiver.url("/done")}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let landed = browser.get(link["link_url"].as_str().unwrap()).send().await.unwrap().url().clone();
+        assert!(landed.query_pairs().any(|(k, v)| k == "state" && v == "success"), "{}: {landed}", p.id());
+        users.push((p, uid));
+    }
+    let finished = eventually(Duration::from_secs(90), || async {
+        app.store().job_counts().await.map(|c| !c.contains_key("backfill:pending") && !c.contains_key("backfill:failed")).unwrap_or(false)
+    })
+    .await;
+    assert!(finished, "backfill: {:?}", app.store().job_counts().await.unwrap());
+    assert!(eventually(Duration::from_secs(10), || async { app.store().delivery_counts().await.unwrap().keys().all(|k| k == "succeeded") }).await);
+
+    let evs = hooks(&app);
+    for (p, uid) in &users {
+        let mine: Vec<&Value> = evs.iter().filter(|e| e["user_id"] == uid.as_str()).collect();
+        assert_eq!(mine.iter().filter(|e| e["event_type"] == "provider.connection.created").count(), 1, "{}", p.id());
+        for spec in &p.manifest.resources {
+            let hist: Vec<&&Value> = mine.iter().filter(|e| e["event_type"] == format!("historical.data.{}.created", spec.name)).collect();
+            let windows = hist[0]["data"]["chunk_count"].as_i64().unwrap() as usize;
+            assert_eq!(hist.len(), windows, "{} {}: one event per window", p.id(), spec.name);
+            let idx: Vec<i64> = hist.iter().map(|e| e["data"]["chunk_index"].as_i64().unwrap()).collect();
+            assert_eq!(idx, (0..windows as i64).collect::<Vec<_>>(), "{} {}: newest window first, in order", p.id(), spec.name);
+            let finals: Vec<i64> = hist.iter().filter(|e| e["data"]["is_final"] == true).map(|e| e["data"]["chunk_index"].as_i64().unwrap()).collect();
+            assert_eq!(finals, vec![windows as i64 - 1], "{} {}: exactly one is_final, on the oldest window", p.id(), spec.name);
+            let route = if spec.name.is_timeseries() { format!("/v1/timeseries/{uid}/{}", spec.name) } else { format!("/v1/summary/{}/{uid}", spec.name) };
+            let (_, data) = app.api.get(&format!("{route}?start_date=2000-01-01")).await;
+            let n = data.as_object().and_then(|o| o.values().next()).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            assert!(n > 0, "{} {}: records stored", p.id(), spec.name);
+        }
+        assert!(mine.iter().all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")), "{}: backfill emits no daily events", p.id());
+    }
+
+    // The daily poll over changed data: for each summary resource one new record
+    // (created) and one edited record (updated, version 2); one batch of new samples.
+    fx.advance_to_changed_data();
+    let before = evs.len();
+    for (_, uid) in &users {
+        let (s, _) = app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let expected: usize = registry().iter().flat_map(|p| &p.manifest.resources).map(|r| if r.name.is_timeseries() { 1 } else { 2 }).sum();
+    assert!(eventually(Duration::from_secs(30), || async { hooks(&app).len() >= before + expected }).await, "daily events: {:?}", &hooks(&app)[before..]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let daily: Vec<Value> = hooks(&app).into_iter().skip(before).collect();
+    assert_eq!(daily.len(), expected, "{daily:#?}");
+    for (p, uid) in &users {
+        for spec in &p.manifest.resources {
+            let of = |action: &str| daily.iter().filter(|e| e["user_id"] == uid.as_str() && e["event_type"] == format!("daily.data.{}.{action}", spec.name)).collect::<Vec<_>>();
+            if spec.name.is_timeseries() {
+                assert_eq!((of("created").len(), of("updated").len()), (1, 0), "{} {}", p.id(), spec.name);
+            } else {
+                assert_eq!((of("created").len(), of("updated").len()), (1, 1), "{} {}", p.id(), spec.name);
+                assert_eq!(of("created")[0]["data"]["version"], 1);
+                assert_eq!(of("updated")[0]["data"]["version"], 2);
+            }
+        }
+    }
+    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+}
