@@ -126,3 +126,27 @@ async fn every_provider_replays_through_the_real_path(db: TestDb) {
     }
     assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
 }
+
+#[test]
+fn normalize_prints_json_lines_and_fails_clearly_on_malformed_input() {
+    let bin = env!("CARGO_BIN_EXE_wearbridge");
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/strava/pages/workouts/page_1.json");
+    let out = std::process::Command::new(bin).args(["normalize", "--provider", "strava", "--resource", "workouts"]).arg(&page).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["resource"], "workouts");
+
+    let dir = std::env::temp_dir().join(format!("wb-normalize-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[{"id": 1, "start_date": "not a date"}]"#).unwrap();
+    let out = std::process::Command::new(bin).args(["normalize", "--provider", "strava", "--resource", "workouts"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[0].start_date"), "the error names the field: {err}");
+    let out = std::process::Command::new(bin).args(["normalize", "--provider", "nope", "--resource", "workouts"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
