@@ -55,13 +55,7 @@ impl Gateway {
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let poller = Arc::new(Poller::new(
-            store.clone(),
-            sealer.clone(),
-            config.providers_base_url.clone(),
-            public_url.clone(),
-            std::time::Duration::from_secs(config.provider_timeout_secs),
-        ));
+        let poller = Arc::new(Poller::new(store.clone(), sealer.clone(), public_url.clone(), &config));
         let state = AppState {
             store,
             sealer,

@@ -108,6 +108,15 @@ pub struct Config {
     #[arg(long, env = "WEARBRIDGE_LINK_TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
     pub link_token_ttl_secs: u64,
 
+    /// Enforce each provider's documented rate limits (turn off only against a fixture
+    /// server, e.g. to benchmark ingestion rather than the provider's budget).
+    #[arg(long, env = "WEARBRIDGE_PROVIDER_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub provider_rate_limits: bool,
+
+    /// Polling jobs run at once, per process.
+    #[arg(long, env = "WEARBRIDGE_POLLER_CONCURRENCY", default_value_t = 16, global = true)]
+    pub poller_concurrency: usize,
+
     /// Timeout of one request to a provider.
     #[arg(long, env = "WEARBRIDGE_PROVIDER_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub provider_timeout_secs: u64,

@@ -21,6 +21,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::Value;
 
+use crate::events::Resource;
 use crate::providers::{self, Impersonation, Provider};
 
 /// A fault to inject into the next data request to a provider.
@@ -43,6 +44,8 @@ struct FixtureState {
     refuse_refresh: AtomicBool,
     changed: AtomicBool,
     requests: Mutex<Vec<String>>,
+    /// Data sets that replace a provider's fixture files (the ingest benchmark's).
+    items: Mutex<HashMap<(String, Resource), Arc<Vec<Value>>>>,
 }
 
 #[derive(Clone)]
@@ -94,6 +97,11 @@ impl FixtureServer {
     /// Expires every access token issued so far (the next data request gets a 401).
     pub fn expire_access_tokens(&self) {
         self.state.access.lock().unwrap().clear();
+    }
+
+    /// Serves `items` as `provider`'s `resource` data instead of its fixture files.
+    pub fn set_items(&self, provider: &str, resource: Resource, items: Vec<Value>) {
+        self.state.items.lock().unwrap().insert((provider.to_string(), resource), Arc::new(items));
     }
 
     /// Every data request served, as `provider path?query`.
@@ -247,7 +255,12 @@ async fn data(
     if method == Method::POST {
         params.extend(url::form_urlencoded::parse(&body).into_owned());
     }
-    st.requests.lock().unwrap().push(format!("{id} {path} {params:?}"));
+    {
+        let mut log = st.requests.lock().unwrap();
+        if log.len() < 10_000 {
+            log.push(format!("{id} {path} {params:?}"));
+        }
+    }
     let json = |status: u16, body: String| {
         (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response()
     };
@@ -272,6 +285,12 @@ async fn data(
     let Some(spec) = p.manifest.resources.iter().find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok()).or_else(|| p.manifest.resources.iter().find(|r| r.path == path)) else {
         return json(404, error_body(imp, 404));
     };
+    if let Some(items) = st.items.lock().unwrap().get(&(id.clone(), spec.name)).cloned() {
+        return match imp.serve(spec, &params, &items) {
+            Ok(v) => json(200, v.to_string()),
+            Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
+        };
+    }
     let changed = st.changed.load(Ordering::SeqCst);
     let file = if changed { format!("data/{}.changed.json", spec.name) } else { format!("data/{}.json", spec.name) };
     let items: Vec<Value> = imp.fixture(&file).or_else(|| imp.fixture(&format!("data/{}.json", spec.name))).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();

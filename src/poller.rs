@@ -54,10 +54,12 @@ pub struct Poller {
     limits: HashMap<String, Limits>,
     concurrency: usize,
     poll_interval: Duration,
+    /// Signalled when a job ends: finishing a backfill window releases the next one.
+    job_ended: tokio::sync::Notify,
 }
 
 impl Poller {
-    pub fn new(store: Store, sealer: Sealer, fixture_root: Option<String>, public_url: String, timeout: Duration) -> Poller {
+    pub fn new(store: Store, sealer: Sealer, public_url: String, cfg: &crate::config::Config) -> Poller {
         let limits = providers::registry()
             .iter()
             .map(|p| {
@@ -73,12 +75,13 @@ impl Poller {
         Poller {
             store,
             sealer,
-            http: reqwest::Client::builder().timeout(timeout).build().expect("HTTP client"),
-            fixture_root,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(cfg.provider_timeout_secs)).build().expect("HTTP client"),
+            fixture_root: cfg.providers_base_url.clone(),
             public_url,
-            limits,
-            concurrency: 16,
+            limits: if cfg.provider_rate_limits { limits } else { HashMap::new() },
+            concurrency: cfg.poller_concurrency.max(1),
             poll_interval: Duration::from_millis(200),
+            job_ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -95,21 +98,24 @@ impl Poller {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let sem = Arc::new(Semaphore::new(self.concurrency));
         while !*shutdown.borrow() {
-            let free = sem.available_permits();
-            let jobs = if free == 0 {
-                vec![]
-            } else {
-                match self.store.claim_jobs(free, now_ms() + JOB_LEASE_MS).await {
-                    Ok(j) => j,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming jobs failed");
-                        vec![]
-                    }
+            if sem.available_permits() == 0 {
+                tokio::select! {
+                    p = sem.clone().acquire_owned() => drop(p),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let jobs = match self.store.claim_jobs(sem.available_permits(), now_ms() + JOB_LEASE_MS).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    vec![]
                 }
             };
             if jobs.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = self.job_ended.notified() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -122,6 +128,7 @@ impl Poller {
                         tracing::warn!(error = %e, "job failed; its claim will lapse and it will run again");
                     }
                     drop(permit);
+                    this.job_ended.notify_one();
                 });
             }
         }

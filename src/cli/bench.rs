@@ -43,11 +43,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Provider ingestion: N users connect Oura through the fixture server, each with a
+    /// year of sleep, daily activity and workouts, and are backfilled. Records/s
+    /// normalised and stored, events/s, and the process's peak memory.
+    Ingest {
+        /// Users to connect and backfill.
+        #[arg(long, default_value_t = 1_000)]
+        users: usize,
+        /// Days of history per user.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Print one JSON object with the figures.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Deliver { events, endpoints, rate, json } => deliver(config, events, endpoints, rate, json).await,
+        BenchCommand::Ingest { users, days, json } => ingest(config, users, days, json).await,
     }
 }
 
@@ -66,23 +81,50 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
     Percentiles { p50: at(0.50), p99: at(0.99), max: *v.last().expect("not empty") }
 }
 
+/// A benchmark's own database: a fresh SQLite file unless the configuration names a
+/// server; on PostgreSQL a scratch database, dropped by [`BenchDb::cleanup`].
+struct BenchDb {
+    store: Store,
+    scratch: Option<(String, String)>,
+    tmp: std::path::PathBuf,
+}
+
+impl BenchDb {
+    async fn open(config: &mut Config) -> anyhow::Result<BenchDb> {
+        let mut scratch = None;
+        let tmp = std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
+        if config.database_url.starts_with("postgres") {
+            let url = crate::store::create_scratch_postgres(&config.database_url, "wearbridge_bench").await?;
+            scratch = Some((config.database_url.clone(), url.clone()));
+            config.database_url = url;
+        } else if config.database_url == Config::defaults().database_url {
+            std::fs::create_dir_all(&tmp)?;
+            config.database_url = format!("sqlite://{}", tmp.join("bench.db").display());
+        }
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        Ok(BenchDb { store, scratch, tmp })
+    }
+
+    fn name(&self) -> &'static str {
+        if self.store.backend() == Backend::Sqlite { "sqlite" } else { "postgres" }
+    }
+
+    async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((base, url)) = &self.scratch {
+            crate::store::drop_scratch_postgres(base, url).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
 async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64, as_json: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(n_events > 0 && n_endpoints > 0, "--events and --endpoints must be at least 1");
     let mut config = config.for_loopback();
-    let mut scratch: Option<(String, String)> = None;
-    let tmp = std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
-    if config.database_url.starts_with("postgres") {
-        let url = crate::store::create_scratch_postgres(&config.database_url, "wearbridge_bench").await?;
-        scratch = Some((config.database_url.clone(), url.clone()));
-        config.database_url = url;
-    } else if config.database_url == Config::defaults().database_url {
-        std::fs::create_dir_all(&tmp)?;
-        config.database_url = format!("sqlite://{}", tmp.join("bench.db").display());
-    }
+    let db = BenchDb::open(&mut config).await?;
     let concurrency = config.delivery_concurrency;
-    let store = Store::connect(&config.database_url).await?;
-    store.migrate().await?;
-    let backend = store.backend();
+    let store = db.store.clone();
     let receiver = Receiver::start(false).await?;
     let gateway = Gateway::start_with(config, Sealer::from_master_key(&random_token(32))?, store.clone()).await?;
 
@@ -150,13 +192,9 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
 
     // The ceiling: the same receiver, body and concurrency, no database.
     let ceiling = ceiling(&receiver, &secret, &body_sample, expected as usize, concurrency).await?;
-    if let Some((base, url)) = scratch {
-        store.close().await;
-        crate::store::drop_scratch_postgres(&base, &url).await;
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-
-    let db = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let dbname = db.name();
+    db.cleanup().await;
+    let db = dbname;
     let share = if ceiling > 0.0 { per_sec / ceiling } else { 0.0 };
     if as_json {
         println!(
@@ -226,4 +264,130 @@ async fn ceiling(receiver: &Receiver, secret: &str, body: &str, requests: usize,
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((receiver.count() - before) as f64 / secs)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A year (or `days`) of Oura-shaped items, in the real reply shapes.
+fn synthetic_oura(days: u32) -> Vec<(Resource, Vec<serde_json::Value>)> {
+    use chrono::{Duration as D, FixedOffset, TimeZone};
+    let tz = FixedOffset::east_opt(3600).expect("valid offset");
+    let today = chrono::Utc::now().date_naive();
+    let (mut sleep, mut activity, mut workouts) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=days as i64 {
+        let day = today - D::days(i);
+        let n = i as u64;
+        let bed = tz.from_local_datetime(&(day - D::days(1)).and_hms_opt(22, 30 + (n % 29) as u32, 0).expect("time")).single().expect("fixed offset");
+        let total = 24_000 + (n * 37 % 4000) as i64;
+        sleep.push(json!({
+            "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("sleep-{day}").as_bytes()), "type": "long_sleep", "day": day.to_string(),
+            "bedtime_start": bed.to_rfc3339(), "bedtime_end": (bed + D::seconds(total + 1800)).to_rfc3339(),
+            "time_in_bed": total + 1800, "total_sleep_duration": total, "awake_time": 1800,
+            "light_sleep_duration": total / 2, "rem_sleep_duration": total / 4, "deep_sleep_duration": total / 4,
+            "efficiency": 90 + n % 8, "average_heart_rate": 50.5 + (n % 7) as f64, "lowest_heart_rate": 44 + n % 6,
+            "average_hrv": 40 + n % 40, "average_breath": 14.25, "period": 0
+        }));
+        let steps = 4000 + n * 131 % 12000;
+        activity.push(json!({
+            "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("act-{day}").as_bytes()), "day": day.to_string(),
+            "timestamp": tz.from_local_datetime(&day.and_hms_opt(4, 0, 0).expect("time")).single().expect("fixed offset").to_rfc3339(),
+            "steps": steps, "active_calories": 200 + n % 600, "total_calories": 2100 + n % 900,
+            "equivalent_walking_distance": steps * 78 / 100, "score": 70 + n % 25
+        }));
+        if i % 3 == 0 {
+            let start = tz.from_local_datetime(&day.and_hms_opt(7, 0, 0).expect("time")).single().expect("fixed offset");
+            let sport = ["running", "cycling", "walking"][(n % 3) as usize];
+            workouts.push(json!({
+                "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("wk-{day}").as_bytes()), "day": day.to_string(),
+                "activity": sport, "calories": 300.5 + (n % 200) as f64,
+                "distance": 5000.0 + (n % 50) as f64 * 100.0, "intensity": "moderate", "label": null, "source": "autodetected",
+                "start_datetime": start.to_rfc3339(), "end_datetime": (start + D::minutes(45)).to_rfc3339()
+            }));
+        }
+    }
+    vec![(Resource::Sleep, sleep), (Resource::Activity, activity), (Resource::Workouts, workouts), (Resource::Heartrate, vec![])]
+}
+
+async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(n_users > 0 && days > 0, "--users and --days must be at least 1");
+    let fixtures = crate::fixture_server::FixtureServer::start().await?;
+    for (r, items) in synthetic_oura(days) {
+        fixtures.set_items("oura", r, items);
+    }
+    let mut config = config.for_loopback();
+    config.providers_base_url = Some(fixtures.root());
+    // Measure our pipeline, not Oura's request budget.
+    config.provider_rate_limits = false;
+    config.poller_concurrency = config.poller_concurrency.max(64);
+    let db = BenchDb::open(&mut config).await?;
+    let store = db.store.clone();
+    let gateway = Gateway::start_with(config, Sealer::from_master_key(&random_token(32))?, store.clone()).await?;
+    let (_, key) = store.create_team("bench").await?;
+    let api = Arc::new(ApiClient { http: reqwest::Client::new(), base: gateway.url(), key });
+    let start = Instant::now();
+    // Connect every user through the real flow, a few dozen at a time.
+    let sem = Arc::new(Semaphore::new(32));
+    let mut tasks = Vec::with_capacity(n_users);
+    for i in 0..n_users {
+        let (api, permit) = (api.clone(), sem.clone().acquire_owned().await?);
+        tasks.push(tokio::spawn(async move {
+            let u = api.post("/v1/user", json!({"client_user_id": format!("bench-{i}")})).await?;
+            let link = api.post("/v1/link/token", json!({"user_id": u["user_id"], "provider": "oura", "redirect_url": "http://127.0.0.1:9/done"})).await?;
+            let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+            // Follow the redirects by hand up to the app's redirect_url (nothing listens there).
+            let mut url = link["link_url"].as_str().context("link_url")?.to_string();
+            for _ in 0..4 {
+                let resp = browser.get(&url).send().await?;
+                match resp.headers().get("location").and_then(|l| l.to_str().ok()) {
+                    Some(next) if next.starts_with("http://127.0.0.1:9/") => {
+                        anyhow::ensure!(next.contains("state=success"), "connect failed: {next}");
+                        break;
+                    }
+                    Some(next) => url = next.to_string(),
+                    None => anyhow::bail!("the connect flow stopped at {url}"),
+                }
+            }
+            drop(permit);
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let connected = start.elapsed().as_secs_f64();
+    loop {
+        let counts = store.job_counts().await?;
+        if !counts.contains_key("backfill:pending") {
+            anyhow::ensure!(!counts.contains_key("backfill:failed"), "backfill jobs failed: {counts:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (records, events) = store.row_counts().await?;
+    gateway.stop().await;
+    let name = db.name();
+    db.cleanup().await;
+    let peak = peak_memory_mib().unwrap_or(0.0);
+    let per_sec = records as f64 / elapsed;
+    let ev_sec = events as f64 / elapsed;
+    if as_json {
+        println!(
+            "{}",
+            json!({"database": name, "users": n_users, "days": days, "records": records, "events": events,
+                   "seconds": round(elapsed), "connect_seconds": round(connected),
+                   "records_per_sec": round(per_sec), "events_per_sec": round(ev_sec), "peak_memory_mib": round(peak)})
+        );
+    } else {
+        println!("bench ingest on {name}: {n_users} Oura users x {days} days (sleep, daily activity, workouts)");
+        println!("  stored           {records} records, {events} events in {elapsed:.1} s (connect flows {connected:.1} s)");
+        println!("  throughput       {per_sec:.0} records/s normalised and stored, {ev_sec:.0} events/s");
+        println!("  peak memory      {peak:.0} MiB");
+    }
+    Ok(ExitCode::SUCCESS)
 }

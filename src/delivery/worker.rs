@@ -48,7 +48,22 @@ pub struct Worker {
     /// a rotated-out secret expires.
     destinations: Mutex<HashMap<Uuid, (i64, i64, Arc<Destination>)>>,
     limiters: Mutex<HashMap<Uuid, (i64, Arc<DefaultDirectRateLimiter>)>>,
+    /// Ordering keys with a delivery in flight (see [`ordering_key`]), each with the
+    /// claimed deliveries waiting behind it, in publish order.
+    in_flight: Mutex<HashMap<String, std::collections::VecDeque<(Claimed, Arc<Destination>)>>>,
     pub stats: WorkerStats,
+}
+
+/// Backfill chunks of one (user, resource) go to an endpoint one at a time, oldest
+/// published first, so receivers see them newest window first as they were emitted.
+/// Best effort, as with every webhook sender: a chunk that fails and is retried later
+/// can still arrive after its successor; `chunk_index` always tells the order.
+fn ordering_key(c: &Claimed) -> Option<String> {
+    if !c.payload.contains("\"historical.data.") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&c.payload).ok()?;
+    Some(format!("{}/{}/{}", c.endpoint_id, v["user_id"].as_str()?, v["event_type"].as_str()?))
 }
 
 impl Worker {
@@ -65,6 +80,7 @@ impl Worker {
             disable_after: Duration::from_secs(cfg.disable_after_secs),
             destinations: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             stats: WorkerStats::default(),
         }
     }
@@ -166,7 +182,8 @@ impl Worker {
         let _ = writer.await;
     }
 
-    async fn dispatch(self: &Arc<Self>, claimed: Vec<Claimed>, sem: &Arc<Semaphore>, tx: &mpsc::UnboundedSender<Completion>) -> anyhow::Result<()> {
+    async fn dispatch(self: &Arc<Self>, mut claimed: Vec<Claimed>, sem: &Arc<Semaphore>, tx: &mpsc::UnboundedSender<Completion>) -> anyhow::Result<()> {
+        claimed.sort_by_key(|c| c.id); // publish order
         let mut ids: Vec<Uuid> = claimed.iter().map(|c| c.endpoint_id).collect();
         ids.sort();
         ids.dedup();
@@ -209,12 +226,36 @@ impl Worker {
                     continue; // the lease expires and it is retried
                 }
             };
+            let key = ordering_key(&c);
+            if let Some(k) = &key {
+                let mut flying = self.in_flight.lock().unwrap();
+                match flying.get_mut(k) {
+                    // Its predecessor is on the wire: it goes next, still under its claim.
+                    Some(queue) => {
+                        queue.push_back((c, dest));
+                        continue;
+                    }
+                    None => {
+                        flying.insert(k.clone(), Default::default());
+                    }
+                }
+            }
             let permit = sem.clone().acquire_owned().await.expect("semaphore is never closed");
             let this = self.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let completion = this.attempt(&c, &dest).await;
-                let _ = tx.send(completion);
+                let mut next = Some((c, dest));
+                while let Some((c, dest)) = next.take() {
+                    let completion = this.attempt(&c, &dest).await;
+                    let _ = tx.send(completion);
+                    if let Some(k) = &key {
+                        let mut flying = this.in_flight.lock().unwrap();
+                        next = flying.get_mut(k).and_then(|q| q.pop_front());
+                        if next.is_none() {
+                            flying.remove(k);
+                        }
+                    }
+                }
                 drop(permit);
             });
         }

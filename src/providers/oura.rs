@@ -164,10 +164,11 @@ fn heartrate(v: &Value) -> Result<Record, ProviderError> {
     })
 }
 
-/// The fixture server's Oura: five items a page, `next_token` an opaque offset.
+/// The fixture server's Oura: 25 items a page (Oura's own size is undocumented),
+/// `next_token` an opaque offset.
 pub struct OuraFixtures;
 
-const PAGE: usize = 5;
+const PAGE: usize = 25;
 
 impl Impersonation for OuraFixtures {
     fn fixture(&self, path: &str) -> Option<&'static str> {
