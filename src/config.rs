@@ -117,6 +117,11 @@ pub struct Config {
     #[arg(long, env = "WEARBRIDGE_POLLER_CONCURRENCY", default_value_t = 16, global = true)]
     pub poller_concurrency: usize,
 
+    /// How long a claimed polling job stays reserved for its process (renewed with every
+    /// page); a killed process's jobs are picked up again after this.
+    #[arg(long, env = "WEARBRIDGE_JOB_LEASE_SECS", default_value_t = 120, global = true)]
+    pub job_lease_secs: u64,
+
     /// Timeout of one request to a provider.
     #[arg(long, env = "WEARBRIDGE_PROVIDER_TIMEOUT_SECS", default_value_t = 30, global = true)]
     pub provider_timeout_secs: u64,
@@ -153,6 +158,12 @@ impl Config {
         anyhow::ensure!(!self.retry_schedule_secs.is_empty(), "WEARBRIDGE_RETRY_SCHEDULE_SECS needs at least one entry");
         anyhow::ensure!(self.delivery_concurrency > 0, "WEARBRIDGE_DELIVERY_CONCURRENCY must be at least 1");
         anyhow::ensure!(self.delivery_batch > 0, "WEARBRIDGE_DELIVERY_BATCH must be at least 1");
+        anyhow::ensure!(
+            self.job_lease_secs > self.provider_timeout_secs,
+            "WEARBRIDGE_JOB_LEASE_SECS ({}) must exceed WEARBRIDGE_PROVIDER_TIMEOUT_SECS ({})",
+            self.job_lease_secs,
+            self.provider_timeout_secs
+        );
         anyhow::ensure!(
             self.delivery_lease_secs > self.delivery_timeout_secs,
             "WEARBRIDGE_DELIVERY_LEASE_SECS ({}) must exceed WEARBRIDGE_DELIVERY_TIMEOUT_SECS ({})",

@@ -30,7 +30,6 @@ pub const REFRESH_PURPOSE: &str = "provider_refresh_token";
 
 /// Refresh tokens this long before they expire.
 const REFRESH_MARGIN_MS: i64 = 60_000;
-const JOB_LEASE_MS: i64 = 120_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 struct Limits {
@@ -54,6 +53,8 @@ pub struct Poller {
     limits: HashMap<String, Limits>,
     concurrency: usize,
     poll_interval: Duration,
+    /// How long a claimed job stays reserved; a killed process's jobs run again after it.
+    job_lease_ms: i64,
     /// Signalled when a job ends: finishing a backfill window releases the next one.
     job_ended: tokio::sync::Notify,
 }
@@ -81,6 +82,7 @@ impl Poller {
             limits: if cfg.provider_rate_limits { limits } else { HashMap::new() },
             concurrency: cfg.poller_concurrency.max(1),
             poll_interval: Duration::from_millis(200),
+            job_lease_ms: cfg.job_lease_secs as i64 * 1000,
             job_ended: tokio::sync::Notify::new(),
         }
     }
@@ -105,7 +107,7 @@ impl Poller {
                 }
                 continue;
             }
-            let jobs = match self.store.claim_jobs(sem.available_permits(), now_ms() + JOB_LEASE_MS).await {
+            let jobs = match self.store.claim_jobs(sem.available_permits(), now_ms() + self.job_lease_ms).await {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming jobs failed");
@@ -282,7 +284,7 @@ impl Poller {
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
             let (finish, extra) = match (&page.next, job.kind.as_str()) {
-                (Some(next), _) => (Finish::Continue { cursor: next.clone(), lease: now_ms() + JOB_LEASE_MS }, vec![]),
+                (Some(next), _) => (Finish::Continue { cursor: next.clone(), lease: now_ms() + self.job_lease_ms }, vec![]),
                 (None, "poll") => {
                     let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
                     (

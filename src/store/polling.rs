@@ -518,6 +518,12 @@ impl Store {
         row.try_get("t")
     }
 
+    /// Events by type, over the whole database (tests, demo).
+    pub async fn event_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
+        let rows = sqlx::query("SELECT event_type, COUNT(*) AS n FROM events GROUP BY event_type").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("event_type")?, r.try_get("n")?))).collect()
+    }
+
     /// Records and events stored, over the whole database (bench).
     pub async fn row_counts(&self) -> Result<(i64, i64), sqlx::Error> {
         let r: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records").fetch_one(&self.pool).await?.try_get("n")?;
