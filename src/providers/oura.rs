@@ -20,21 +20,25 @@ const ID: &str = "oura";
 
 impl Adapter for Oura {
     fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest {
-        let mut q = if resource.name == Resource::Heartrate {
+        // A follow-up page is asked for with `next_token` alone: the token carries the
+        // query, and dates beside it are refused (see fixtures/oura/README.md).
+        if let Some(c) = cursor {
+            return PageRequest::get(resource.path.clone(), vec![("next_token".to_string(), c.to_string())]);
+        }
+        let q = if resource.name == Resource::Heartrate {
             vec![
                 ("start_datetime".to_string(), format_utc(window.start).replace("+00:00", "Z")),
                 ("end_datetime".to_string(), format_utc(window.end).replace("+00:00", "Z")),
             ]
         } else {
-            // Pad by a day: Oura's date filters have been seen to drop boundary days.
+            // Oura's date bounds are undocumented and observed to drop boundary days
+            // (end_date exclusive for activity and workouts, start exclusive for sleep):
+            // pad a day each side; stable ids absorb the overlap with the next window.
             vec![
                 ("start_date".to_string(), (window.start - Duration::days(1)).format("%Y-%m-%d").to_string()),
-                ("end_date".to_string(), window.end.format("%Y-%m-%d").to_string()),
+                ("end_date".to_string(), (window.end + Duration::days(1)).format("%Y-%m-%d").to_string()),
             ]
         };
-        if let Some(c) = cursor {
-            q.push(("next_token".to_string(), c.to_string()));
-        }
         PageRequest::get(resource.path.clone(), q)
     }
 
@@ -89,7 +93,9 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("hr_lowest", number(v, "lowest_heart_rate")?),
             ("average_hrv", number(v, "average_hrv")?),
             ("respiratory_rate", number(v, "average_breath")?),
-            ("state", json!("confirmed")),
+            // A night analysed in the background (before the app was opened) may still
+            // change; Oura re-analyses it in the foreground.
+            ("state", json!(if opt_str(v, "sleep_analysis_reason")? == Some("background_sleep_analysis") { "tentative" } else { "confirmed" })),
         ]),
     }))
 }
@@ -141,7 +147,7 @@ fn workout(v: &Value) -> Result<Record, ProviderError> {
             ("average_hr", Value::Null),
             ("max_hr", Value::Null),
             ("total_elevation_gain", Value::Null),
-            ("average_speed", num(distance.filter(|_| secs > 0).map(|d| round1(d / secs as f64 * 10.0) / 10.0))),
+            ("average_speed", num(distance.filter(|_| secs > 0).map(|d| (d / secs as f64 * 100.0).round() / 100.0))),
             ("max_speed", Value::Null),
         ]),
     })
@@ -176,8 +182,11 @@ impl Impersonation for OuraFixtures {
             "oauth/token.json" => include_str!("../../fixtures/oura/oauth/token.json"),
             "oauth/refresh.json" => include_str!("../../fixtures/oura/oauth/refresh.json"),
             "oauth/invalid_grant.json" => include_str!("../../fixtures/oura/oauth/invalid_grant.json"),
+            "errors/400.json" => include_str!("../../fixtures/oura/errors/400.json"),
             "errors/401.json" => include_str!("../../fixtures/oura/errors/401.json"),
             "errors/403.json" => include_str!("../../fixtures/oura/errors/403.json"),
+            "errors/404.json" => include_str!("../../fixtures/oura/errors/404.json"),
+            "errors/422.json" => include_str!("../../fixtures/oura/errors/422.json"),
             "errors/429.json" => include_str!("../../fixtures/oura/errors/429.json"),
             "errors/500.json" => include_str!("../../fixtures/oura/errors/500.json"),
             "data/sleep.json" => include_str!("../../fixtures/oura/data/sleep.json"),
@@ -193,25 +202,35 @@ impl Impersonation for OuraFixtures {
     }
 
     fn serve(&self, resource: &ResourceSpec, params: &HashMap<String, String>, items: &[Value]) -> Result<Value, String> {
+        // A next_token stands for the whole query; it may not be combined with dates.
+        let (offset, start, end) = match params.get("next_token") {
+            Some(t) => {
+                if params.len() > 1 {
+                    return Err("next_token must be sent alone".into());
+                }
+                let mut parts = t.splitn(3, '|');
+                let bad = || "invalid next_token".to_string();
+                let offset: usize = parts.next().and_then(|o| o.parse().ok()).ok_or_else(bad)?;
+                (offset, parts.next().ok_or_else(bad)?.to_string(), parts.next().ok_or_else(bad)?.to_string())
+            }
+            None => {
+                let (ks, ke) = if resource.name == Resource::Heartrate { ("start_datetime", "end_datetime") } else { ("start_date", "end_date") };
+                let get = |k: &str| params.get(k).cloned().ok_or(format!("{k} is required"));
+                (0, get(ks)?, get(ke)?)
+            }
+        };
         let selected: Vec<&Value> = if resource.name == Resource::Heartrate {
-            let bound = |k: &str| {
-                params.get(k).ok_or(format!("{k} is required")).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{k}: {e}")))
-            };
-            let (start, end) = (bound("start_datetime")?, bound("end_datetime")?);
+            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s}: {e}"));
+            let (start_t, end_t) = (parse(&start)?, parse(&end)?);
             items
                 .iter()
-                .filter(|i| {
-                    i["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t >= start && t < end)
-                })
+                .filter(|i| i["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t >= start_t && t < end_t))
                 .collect()
         } else {
-            let day = |k: &str| params.get(k).ok_or(format!("{k} is required")).map(String::as_str);
-            let (start, end) = (day("start_date")?, day("end_date")?);
-            items.iter().filter(|i| i["day"].as_str().is_some_and(|d| d >= start && d <= end)).collect()
+            items.iter().filter(|i| i["day"].as_str().is_some_and(|d| d >= start.as_str() && d <= end.as_str())).collect()
         };
-        let offset: usize = params.get("next_token").and_then(|t| t.strip_prefix("o")).and_then(|n| n.parse().ok()).unwrap_or(0);
         let page: Vec<&Value> = selected.iter().skip(offset).take(PAGE).copied().collect();
-        let next = (offset + PAGE < selected.len()).then(|| format!("o{}", offset + PAGE));
+        let next = (offset + PAGE < selected.len()).then(|| format!("{}|{start}|{end}", offset + PAGE));
         Ok(json!({"data": page, "next_token": next}))
     }
 }

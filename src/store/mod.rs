@@ -89,8 +89,8 @@ impl Store {
             Backend::Sqlite => {
                 let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
                 let opts = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url}"))?;
-                let pool = sqlite_pool(opts.clone(), 8).await?;
-                let writer = sqlite_pool(opts, 1).await?;
+                let pool = sqlite_pool(opts.clone(), 8, 2).await?;
+                let writer = sqlite_pool(opts, 1, 64).await?;
                 Ok(Store { backend, pool, writer, work: Arc::new(Notify::new()) })
             }
             Backend::Postgres => {
@@ -140,11 +140,13 @@ impl Store {
     }
 }
 
-async fn sqlite_pool(opts: AnyConnectOptions, max: u32) -> anyhow::Result<AnyPool> {
+/// `cache_mib`: the page cache of each connection. The writer's is large because
+/// inserts into big tables touch index pages all over; readers keep SQLite's default.
+async fn sqlite_pool(opts: AnyConnectOptions, max: u32, cache_mib: i64) -> anyhow::Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(60))
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; NORMAL sync keeps every commit
                 // across a process crash (only a power cut may lose the last ones).
@@ -156,6 +158,7 @@ async fn sqlite_pool(opts: AnyConnectOptions, max: u32) -> anyhow::Result<AnyPoo
                 ] {
                     conn.execute(pragma).await?;
                 }
+                conn.execute(format!("PRAGMA cache_size = -{}", cache_mib * 1024).as_str()).await?;
                 Ok(())
             })
         })
