@@ -53,7 +53,7 @@ CREATE TABLE jobs (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX jobs_due ON jobs (next_run_at) WHERE status = 'pending';
-CREATE INDEX jobs_by_connection ON jobs (connection_id, resource);
+CREATE INDEX jobs_by_connection ON jobs (connection_id, resource, chunk_index);
 
 -- Normalised records, keyed by stable id; `content_hash` tells a change from a replay.
 CREATE TABLE records (
