@@ -214,9 +214,9 @@ fn days_since_recording() -> i64 {
     (chrono::Utc::now().date_naive() - recorded).num_days().max(0)
 }
 
-/// Moves every date (`YYYY-MM-DD`) and RFC 3339 instant in `v` forward by `days`,
-/// keeping each one's offset.
-fn shift_dates(v: &mut Value, days: i64) {
+/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant and integer epoch field named in
+/// `epoch_keys` in `v` forward by `days`, keeping each one's offset.
+fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
     match v {
         Value::String(s) => {
             if s.len() == 10 {
@@ -227,8 +227,15 @@ fn shift_dates(v: &mut Value, days: i64) {
                 *s = (t + chrono::Duration::days(days)).to_rfc3339();
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days)),
-        Value::Object(m) => m.values_mut().for_each(|x| shift_dates(x, days)),
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days, epoch_keys)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match x.as_i64() {
+                    Some(secs) if epoch_keys.contains(&k.as_str()) => *x = Value::from(secs + days * 86_400),
+                    _ => shift_dates(x, days, epoch_keys),
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -295,7 +302,7 @@ async fn data(
     let file = if changed { format!("data/{}.changed.json", spec.name) } else { format!("data/{}.json", spec.name) };
     let items: Vec<Value> = imp.fixture(&file).or_else(|| imp.fixture(&format!("data/{}.json", spec.name))).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
     let shift = days_since_recording();
-    let items: Vec<Value> = if shift == 0 { items } else { items.into_iter().map(|mut v| { shift_dates(&mut v, shift); v }).collect() };
+    let items: Vec<Value> = if shift == 0 { items } else { items.into_iter().map(|mut v| { shift_dates(&mut v, shift, imp.epoch_fields()); v }).collect() };
     match imp.serve(spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),

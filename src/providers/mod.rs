@@ -221,6 +221,13 @@ pub trait Impersonation: Send + Sync + 'static {
     fn invalid_grant_status(&self) -> u16 {
         400
     }
+
+    /// Keys whose integer values are Unix epoch seconds (Withings' `startdate`, …): the
+    /// fixture server moves them forward with the dates, so the data never goes stale.
+    /// ISO dates and RFC 3339 instants are moved whatever their key.
+    fn epoch_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A registered provider: its manifest, its adapter and its impersonation.
