@@ -21,7 +21,7 @@ use crate::events::{format_instant, Envelope, EventType};
 use crate::oauth::{Endpoints, OAuth, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::seal::Sealer;
-use crate::store::{Connection, Finish, Job, SealedTokens, Store};
+use crate::store::{Connection, Finish, Job, PageCommit, SealedTokens, Store};
 use crate::{ids, now_ms};
 
 /// Purposes under which provider tokens are sealed.
@@ -298,7 +298,8 @@ impl Poller {
                 (None, _) => (Finish::WindowDone, vec![self.historical_event(p, &conn, &job)]),
             };
             let emit_daily = job.kind == "poll";
-            match self.store.commit_page(&job, &conn, &page.records, emit_daily, &extra, &finish).await? {
+            let commit = PageCommit::new(job.clone(), conn.clone(), page.records, emit_daily, extra, finish.clone());
+            match self.store.commit(commit).await? {
                 None => return Ok(()), // another worker took the job over
                 Some(_) => {}
             }

@@ -116,7 +116,7 @@ fn attempt_from(r: &AnyRow) -> Result<Attempt, sqlx::Error> {
     })
 }
 
-const ATTEMPT_CHUNK: usize = 500;
+const ATTEMPT_CHUNK: usize = super::rows_per_statement(7);
 
 impl Store {
     /// Claims up to `limit` due deliveries, reserving each until `lease_until`.
@@ -443,7 +443,7 @@ impl Store {
 }
 
 async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Attempt)]) -> Result<(), sqlx::Error> {
-    for chunk in attempts.chunks(ATTEMPT_CHUNK / 2) {
+    for chunk in attempts.chunks(super::rows_per_statement(12)) {
         if chunk.is_empty() {
             continue;
         }

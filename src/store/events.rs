@@ -20,12 +20,14 @@ pub enum Target {
     Endpoint(Uuid),
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
     /// Events inserted now (an event already stored counts 0).
     pub events: u64,
     /// Deliveries created for them.
     pub deliveries: u64,
+    /// Each event inserted now, with the number of endpoints it goes to.
+    pub fanout: HashMap<String, u64>,
 }
 
 /// A stored event, as the delivery log shows it.
@@ -39,9 +41,8 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
-// Bind-parameter budgets per statement, well under SQLite's 32,766 and PostgreSQL's 65,535.
-const EVENT_CHUNK: usize = 500;
-const DELIVERY_CHUNK: usize = 1000;
+const EVENT_CHUNK: usize = super::rows_per_statement(6);
+const DELIVERY_CHUNK: usize = super::rows_per_statement(2);
 
 impl Store {
     /// Publishes `events` of one team in one transaction.
@@ -155,5 +156,6 @@ pub async fn publish_in(conn: &mut AnyConnection, team: Uuid, events: &[Envelope
         }
         deliveries += q.execute(&mut *conn).await?.rows_affected();
     }
-    Ok(Published { events: inserted.len() as u64, deliveries })
+    let fanout = inserted.iter().map(|(id, t)| (id.clone(), matching[t].len() as u64)).collect();
+    Ok(Published { events: inserted.len() as u64, deliveries, fanout })
 }

@@ -66,6 +66,8 @@ pub struct Store {
     writer: AnyPool,
     /// Wakes this process's delivery worker when it publishes work.
     work: Arc<Notify>,
+    /// Fetched pages waiting to be committed together (see [`Store::commit`]).
+    group: Arc<polling::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,7 +93,7 @@ impl Store {
                 let opts = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url}"))?;
                 let pool = sqlite_pool(opts.clone(), 8, 2).await?;
                 let writer = sqlite_pool(opts, 1, 64).await?;
-                Ok(Store { backend, pool, writer, work: Arc::new(Notify::new()) })
+                Ok(Store { backend, pool, writer, work: Arc::new(Notify::new()), group: Arc::new(polling::GroupCommit::new(1)) })
             }
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
@@ -101,7 +103,7 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .with_context(|| format!("connecting to {}", redact_url(url)))?;
-                Ok(Store { backend, writer: pool.clone(), pool, work: Arc::new(Notify::new()) })
+                Ok(Store { backend, writer: pool.clone(), pool, work: Arc::new(Notify::new()), group: Arc::new(polling::GroupCommit::new(4)) })
             }
         }
     }
@@ -176,6 +178,17 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Bind parameters per multi-row statement. Far below the engines' limits on purpose:
+/// sqlx binds SQLite parameters by name, and SQLite finds a parameter's name by a linear
+/// scan, so binding costs grow with the square of their number (at 3,000 per statement
+/// that scan was a fifth of the ingest benchmark's CPU).
+pub(crate) const PARAMS_PER_STATEMENT: usize = 400;
+
+/// Rows of `params_per_row` parameters that fit one statement.
+pub(crate) const fn rows_per_statement(params_per_row: usize) -> usize {
+    PARAMS_PER_STATEMENT / params_per_row
 }
 
 /// `$start, $start+1, …` for `n` values: dynamic `IN (…)` and `VALUES` lists.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::connections::{Connection, SealedTokens};
@@ -61,6 +62,77 @@ pub enum Finish {
     WindowDone,
     /// The poll is complete; run again at `next_run_at` over this window.
     PollDone { next_run_at: i64, next_window: (i64, i64) },
+}
+
+/// One fetched page to commit, with everything its transaction writes. Built with
+/// [`PageCommit::new`], which does the per-record work (ids, hashes, JSON) up front, in
+/// the job's own task, so the single SQLite writer spends its time writing.
+#[derive(Debug, Clone)]
+pub struct PageCommit {
+    pub job: Job,
+    pub conn: Connection,
+    records: Vec<Prepared>,
+    /// Polls emit `daily.data.*` events; backfills store records silently.
+    pub emit_daily: bool,
+    /// Events published with the page (a completed window's `historical.data.*`).
+    pub extra_events: Vec<Envelope>,
+    pub finish: Finish,
+}
+
+/// A record ready to store: its stable id, content hash, start and first version's data.
+#[derive(Debug, Clone)]
+struct Prepared {
+    record: Record,
+    id: Uuid,
+    hash: String,
+    start: i64,
+    /// `record_data` at version 1, and its text: what a new record stores and emits.
+    data: Value,
+    text: String,
+}
+
+impl PageCommit {
+    pub fn new(job: Job, conn: Connection, records: Vec<Record>, emit_daily: bool, extra_events: Vec<Envelope>, finish: Finish) -> PageCommit {
+        let records = records
+            .into_iter()
+            .map(|record| {
+                let id = crate::ids::record_id(conn.team_id, conn.user_id, &conn.provider, record.resource.as_str(), &record.provider_id);
+                let data = record_data(&record, id, conn.user_id, 1);
+                Prepared { id, hash: content_hash(&record), start: record_start(&record), text: data.to_string(), data, record }
+            })
+            .collect();
+        PageCommit { job, conn, records, emit_daily, extra_events, finish }
+    }
+}
+
+/// Group commit of fetched pages. Each poller task queues its page; whoever finds no
+/// commit running (up to `leaders` at once: SQLite has one writer, PostgreSQL several
+/// connections) takes everything queued and commits it in one transaction, while new
+/// pages queue for the next one. Nothing waits on a timer: under light load a group is
+/// one page, under heavy load it is what piled up during the previous commit.
+pub(crate) struct GroupCommit {
+    queue: std::sync::Mutex<Vec<(PageCommit, oneshot::Sender<Result<Option<PageCounts>, String>>)>>,
+    leaders: tokio::sync::Semaphore,
+}
+
+/// Pages (and records) a group takes at most, so one transaction stays short.
+const GROUP_MAX_PAGES: usize = 64;
+const GROUP_MAX_RECORDS: usize = 4000;
+
+impl GroupCommit {
+    pub(crate) fn new(leaders: usize) -> GroupCommit {
+        GroupCommit { queue: std::sync::Mutex::new(Vec::new()), leaders: tokio::sync::Semaphore::new(leaders) }
+    }
+
+    fn take(&self) -> Vec<(PageCommit, oneshot::Sender<Result<Option<PageCounts>, String>>)> {
+        let mut q = self.queue.lock().unwrap();
+        let (mut n, mut records) = (0, 0);
+        while n < q.len() && n < GROUP_MAX_PAGES && (n == 0 || records + q[n].0.records.len() <= GROUP_MAX_RECORDS) {
+            records += q[n].0.records.len();
+            n += 1;
+        }
+        q.drain(..n).collect()
+    }
 }
 
 /// Counts from one page commit.
@@ -288,10 +360,8 @@ impl Store {
         Ok(())
     }
 
-    /// Commits one fetched page: records (by content hash), events (`daily.*` for
-    /// polls, plus whatever `extra_events` the caller built, e.g. the window's
-    /// `historical.*`), and the job's next state, in one transaction. Returns None if
-    /// the claim was lost (another worker took the job over): nothing is written then.
+    /// Commits one fetched page: see [`Store::commit_pages`]. `None` when the job's
+    /// claim was lost (another worker took it over), and nothing was written.
     pub async fn commit_page(
         &self,
         job: &Job,
@@ -301,124 +371,185 @@ impl Store {
         extra_events: &[Envelope],
         finish: &Finish,
     ) -> Result<Option<PageCounts>, sqlx::Error> {
+        let page = PageCommit::new(job.clone(), conn.clone(), records.to_vec(), emit_daily, extra_events.to_vec(), finish.clone());
+        Ok(self.commit_pages(std::slice::from_ref(&page)).await?.pop().flatten())
+    }
+
+    /// Commits one fetched page together with whatever other pages are waiting (group
+    /// commit, see [`GroupCommit`]); the result is this page's alone. A group that
+    /// fails is retried page by page, so one bad page never fails the others.
+    pub async fn commit(&self, page: PageCommit) -> anyhow::Result<Option<PageCounts>> {
+        let (tx, mut rx) = oneshot::channel();
+        self.group.queue.lock().unwrap().push((page, tx));
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut rx => return r.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg),
+                permit = self.group.leaders.acquire() => {
+                    let _permit = permit.expect("never closed");
+                    let batch = self.group.take();
+                    if batch.is_empty() {
+                        // Another leader took this page; its result is on the way.
+                        drop(_permit);
+                        return rx.await.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg);
+                    }
+                    let (pages, replies): (Vec<PageCommit>, Vec<_>) = batch.into_iter().unzip();
+                    match self.commit_pages(&pages).await {
+                        Ok(results) => {
+                            for (reply, r) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(r));
+                            }
+                        }
+                        Err(e) if pages.len() == 1 => {
+                            let _ = replies.into_iter().next().expect("one").send(Err(e.to_string()));
+                        }
+                        Err(_) => {
+                            for (page, reply) in pages.iter().zip(replies) {
+                                let r = self.commit_pages(std::slice::from_ref(page)).await;
+                                let _ = reply.send(r.map(|mut v| v.pop().flatten()).map_err(|e| e.to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits fetched pages of several jobs in one transaction (group commit: the
+    /// transaction, the record lookups, the inserts and the endpoint matching are paid
+    /// once per group, not once per page). Per page: the claim is checked (a page whose
+    /// job was taken over writes nothing and gets `None`), records are upserted by
+    /// content hash with increasing versions, events and deliveries are published, and
+    /// the job's cursor, schedule or completion is stored. All or nothing.
+    pub async fn commit_pages(&self, pages: &[PageCommit]) -> Result<Vec<Option<PageCounts>>, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        // The claim check comes first: it is a write, so it also takes SQLite's lock.
-        let (sql, new_lease): (&str, i64) = match finish {
-            Finish::Continue { lease, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *lease),
-            Finish::WindowDone => ("UPDATE jobs SET next_run_at = $3, cursor = $4, status = 'done', attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", now),
-            Finish::PollDone { next_run_at, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *next_run_at),
-        };
-        let cursor = match finish {
-            Finish::Continue { cursor, .. } => Some(cursor.clone()),
-            _ => None,
-        };
-        let res = sqlx::query(sql).bind(job.id).bind(job.lease).bind(new_lease).bind(cursor).bind(now).execute(&mut *tx).await?;
-        if res.rows_affected() == 0 {
-            return Ok(None);
-        }
-        if let Finish::PollDone { next_window, .. } = finish {
-            sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
-                .bind(job.id)
-                .bind(next_window.0)
-                .bind(next_window.1)
+        let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
+        // The claim checks come first: they are writes, so they also take SQLite's lock.
+        for (i, page) in pages.iter().enumerate() {
+            let (job, finish) = (&page.job, &page.finish);
+            let (sql, new_lease): (&str, i64) = match finish {
+                Finish::Continue { lease, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *lease),
+                Finish::WindowDone => ("UPDATE jobs SET next_run_at = $3, cursor = $4, status = 'done', attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", now),
+                Finish::PollDone { next_run_at, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *next_run_at),
+            };
+            let cursor = match finish {
+                Finish::Continue { cursor, .. } => Some(cursor.clone()),
+                _ => None,
+            };
+            let res = sqlx::query(sql).bind(job.id).bind(job.lease).bind(new_lease).bind(cursor).bind(now).execute(&mut *tx).await?;
+            if res.rows_affected() == 0 {
+                continue;
+            }
+            out[i] = Some(PageCounts::default());
+            if let Finish::PollDone { next_window, .. } = finish {
+                sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
+                    .bind(job.id)
+                    .bind(next_window.0)
+                    .bind(next_window.1)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Finish::WindowDone = finish {
+                // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
+                // `next_run_at = $5` for selective and walks `jobs_due`, where every waiting
+                // window of every connection shares that value.
+                sqlx::query(
+                    "UPDATE jobs SET next_run_at = CASE WHEN next_run_at = $5 THEN $4 ELSE next_run_at END \
+                     WHERE connection_id = $1 AND resource = $2 AND kind = 'backfill' AND chunk_index = $3 AND status = 'pending'",
+                )
+                .bind(job.connection_id.to_string())
+                .bind(job.resource.as_str())
+                .bind(job.chunk_index + 1)
+                .bind(now)
+                .bind(AFTER_PREVIOUS_WINDOW)
                 .execute(&mut *tx)
                 .await?;
-        }
-        if let Finish::WindowDone = finish {
-            sqlx::query(
-                "UPDATE jobs SET next_run_at = $4 WHERE connection_id = $1 AND resource = $2 AND kind = 'backfill' \
-                 AND chunk_index = $3 AND status = 'pending' AND next_run_at = $5",
-            )
-            .bind(job.connection_id.to_string())
-            .bind(job.resource.as_str())
-            .bind(job.chunk_index + 1)
-            .bind(now)
-            .bind(AFTER_PREVIOUS_WINDOW)
-            .execute(&mut *tx)
-            .await?;
+            }
         }
 
-        let mut counts = PageCounts::default();
-        let mut events: Vec<Envelope> = extra_events.to_vec();
-        // Timeseries samples of one page travel in one event per kind of change.
-        let mut series: HashMap<bool, Vec<Value>> = HashMap::new();
-        let provider = conn.provider.as_str();
-        let ids: Vec<Uuid> = records
-            .iter()
-            .map(|r| crate::ids::record_id(conn.team_id, conn.user_id, provider, r.resource.as_str(), &r.provider_id))
-            .collect();
+        // Every record of the claimed pages, with its stable id.
+        let claimed: Vec<(usize, &PageCommit)> = pages.iter().enumerate().filter(|(i, _)| out[*i].is_some()).collect();
+        let all: Vec<(usize, &Prepared)> = claimed.iter().flat_map(|(i, page)| page.records.iter().map(move |r| (*i, r))).collect();
         let mut known: HashMap<String, (String, i64)> = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in all.chunks(super::PARAMS_PER_STATEMENT) {
             let sql = format!("SELECT id, content_hash, version FROM records WHERE id IN ({})", placeholders(1, chunk.len()));
             let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.to_string());
+            for (_, r) in chunk {
+                q = q.bind(r.id.to_string());
             }
             for r in q.fetch_all(&mut *tx).await? {
                 known.insert(r.try_get("id")?, (r.try_get("content_hash")?, r.try_get("version")?));
             }
         }
-        let user = Some((conn.user_id, conn.client_user_id.clone()));
-        let mut new_rows: Vec<(Uuid, &Record, String, String)> = Vec::new();
-        for (rec, id) in records.iter().zip(&ids) {
-            let hash = content_hash(rec);
-            let (version, created) = match known.get(&id.to_string()) {
-                None => (1, true),
-                Some((h, _)) if *h == hash => {
-                    counts.unchanged += 1;
+
+        // Events per team, in page order (a page's extra events first, as before its records).
+        let mut events: Vec<(Uuid, Vec<(usize, Envelope)>)> = Vec::new();
+        let mut push_event = |team: Uuid, page: usize, e: Envelope| match events.iter_mut().find(|(t, _)| *t == team) {
+            Some((_, v)) => v.push((page, e)),
+            None => events.push((team, vec![(page, e)])),
+        };
+        let mut new_rows: Vec<(&PageCommit, &Prepared)> = Vec::new();
+        // Timeseries samples of one page travel in one event per kind of change.
+        let mut series: Vec<(usize, bool, Vec<Value>)> = Vec::new();
+        let mut at = 0;
+        for (i, page) in &claimed {
+            let conn = &page.conn;
+            for e in &page.extra_events {
+                push_event(conn.team_id, *i, e.clone());
+            }
+            let counts = out[*i].as_mut().expect("claimed");
+            let user = Some((conn.user_id, conn.client_user_id.clone()));
+            let mut page_series: HashMap<bool, Vec<Value>> = HashMap::new();
+            while at < all.len() && all[at].0 == *i {
+                let p = all[at].1;
+                at += 1;
+                let (rec, id) = (&p.record, p.id);
+                let (version, created) = match known.get(&id.to_string()) {
+                    None => (1, true),
+                    Some((h, _)) if *h == p.hash => {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    Some((_, v)) => (v + 1, false),
+                };
+                // A record twice in one group (a page repeated by its provider) counts once.
+                known.insert(id.to_string(), (p.hash.clone(), version));
+                let data = if created {
+                    counts.created += 1;
+                    new_rows.push((page, p));
+                    p.data.clone()
+                } else {
+                    counts.updated += 1;
+                    let data = record_data(rec, id, conn.user_id, version);
+                    sqlx::query("UPDATE records SET data = $2, content_hash = $3, version = $4, updated_at = $5 WHERE id = $1")
+                        .bind(id.to_string())
+                        .bind(data.to_string())
+                        .bind(&p.hash)
+                        .bind(version)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    data
+                };
+                if !page.emit_daily {
                     continue;
                 }
-                Some((_, v)) => (v + 1, false),
-            };
-            let data = record_data(rec, *id, conn.user_id, version);
-            let text = data.to_string();
-            if created {
-                counts.created += 1;
-                new_rows.push((*id, rec, text, hash));
-            } else {
-                counts.updated += 1;
-                sqlx::query("UPDATE records SET data = $2, content_hash = $3, version = $4, updated_at = $5 WHERE id = $1")
-                    .bind(id.to_string())
-                    .bind(&text)
-                    .bind(&hash)
-                    .bind(version)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                if rec.resource.is_timeseries() {
+                    page_series.entry(created).or_default().push(data);
+                    continue;
+                }
+                let t = if created { crate::events::EventType::DailyCreated(rec.resource) } else { crate::events::EventType::DailyUpdated(rec.resource) };
+                let event_id = crate::ids::daily_event_id(&t.name(), id, version);
+                push_event(conn.team_id, *i, Envelope::new(event_id, t, conn.team_id, user.clone(), data));
             }
-            if !emit_daily {
-                continue;
+            for (created, samples) in page_series {
+                series.push((*i, created, samples));
             }
-            if rec.resource.is_timeseries() {
-                series.entry(created).or_default().push(data);
-                continue;
-            }
-            let t = if created { crate::events::EventType::DailyCreated(rec.resource) } else { crate::events::EventType::DailyUpdated(rec.resource) };
-            let event_id = crate::ids::daily_event_id(&t.name(), *id, version);
-            events.push(Envelope::new(event_id, t, conn.team_id, user.clone(), data));
         }
-        // New records go in as multi-row inserts: the write lock is held for less.
-        for chunk in new_rows.chunks(300) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = 5 + i * 6;
-                    format!("(${}, $1, $2, $3, ${}, ${}, ${}, ${}, ${}, 1, $4, $4)", b, b + 1, b + 2, b + 3, b + 4, b + 5)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO records (id, team_id, user_id, provider, resource, provider_id, starts_at, data, content_hash, version, created_at, updated_at) \
-                 VALUES {} ON CONFLICT (id) DO NOTHING",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(conn.team_id.to_string()).bind(conn.user_id.to_string()).bind(provider).bind(now);
-            for (id, rec, text, hash) in chunk {
-                q = q.bind(id.to_string()).bind(rec.resource.as_str()).bind(rec.provider_id.clone()).bind(record_start(rec)).bind(text.clone()).bind(hash.clone());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for (created, samples) in series {
-            let resource = job.resource;
+        for (i, created, samples) in series {
+            let page = &pages[i];
+            let (conn, resource) = (&page.conn, page.job.resource);
             let t = if created { crate::events::EventType::DailyCreated(resource) } else { crate::events::EventType::DailyUpdated(resource) };
             // The batch's id is derived from its samples' ids and versions: a replay of
             // the same page yields the same event.
@@ -434,18 +565,53 @@ impl Store {
                 })
                 .collect();
             let body = serde_json::json!({"user_id": conn.user_id, "source": source, "data": data});
-            events.push(Envelope::new(event_id, t, conn.team_id, user.clone(), body));
+            let user = Some((conn.user_id, conn.client_user_id.clone()));
+            push_event(conn.team_id, i, Envelope::new(event_id, t, conn.team_id, user, body));
         }
-        if !events.is_empty() {
-            let p = publish_in(&mut tx, conn.team_id, &events, Target::Subscribers).await?;
-            counts.events = p.events;
-            counts.deliveries = p.deliveries;
+
+        // New records go in as multi-row inserts: the write lock is held for less.
+        for chunk in new_rows.chunks(super::rows_per_statement(9)) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({}, 1, $1, $1)", placeholders(2 + i * 9, 9))).collect();
+            let sql = format!(
+                "INSERT INTO records (id, team_id, user_id, provider, resource, provider_id, starts_at, data, content_hash, version, created_at, updated_at) \
+                 VALUES {} ON CONFLICT (id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for (page, p) in chunk {
+                let c = &page.conn;
+                q = q
+                    .bind(p.id.to_string())
+                    .bind(c.team_id.to_string())
+                    .bind(c.user_id.to_string())
+                    .bind(c.provider.clone())
+                    .bind(p.record.resource.as_str())
+                    .bind(p.record.provider_id.clone())
+                    .bind(p.start)
+                    .bind(p.text.clone())
+                    .bind(p.hash.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut delivered = false;
+        for (team, evs) in events {
+            let envelopes: Vec<Envelope> = evs.iter().map(|(_, e)| e.clone()).collect();
+            let p = publish_in(&mut tx, team, &envelopes, Target::Subscribers).await?;
+            delivered |= p.deliveries > 0;
+            // Figures per page: this team's events split by the page that made them.
+            for (i, e) in &evs {
+                let c = out[*i].as_mut().expect("claimed");
+                if let Some(n) = p.fanout.get(&e.id.to_string()) {
+                    c.events += 1;
+                    c.deliveries += n;
+                }
+            }
         }
         tx.commit().await?;
-        if counts.deliveries > 0 {
+        if delivered {
             self.notify_work();
         }
-        Ok(Some(counts))
+        Ok(out)
     }
 
     /// Runs a user's polls now (`POST /v1/user/{id}/refresh`). Returns how many.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use wearbridge::events::{Envelope, EventType, Resource};
 use wearbridge::now_ms;
 use wearbridge::providers::Record;
-use wearbridge::store::{EndpointSpec, Finish, NewJob, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW};
+use wearbridge::store::{EndpointSpec, Finish, NewJob, PageCommit, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW};
 
 use crate::helpers::TestDb;
 
@@ -16,6 +16,7 @@ crate::backend_tests!(
     backfill_windows_run_strictly_newest_first,
     pages_commit_records_events_and_cursor_together,
     ending_a_connection_stops_its_jobs_once,
+    group_commits_keep_each_page_its_own_result,
 );
 
 fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
@@ -203,4 +204,62 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
     assert!(s.store.end_connection(s.conn, "deregistered", None, &ev(EventType::ConnectionDeleted)).await.unwrap());
     assert!(!s.store.end_connection(s.conn, "error", None, &ev(EventType::ConnectionError)).await.unwrap(), "a deregistered connection stays so");
     let _ = (conn, Target::Subscribers);
+}
+
+/// Pages of several jobs committed in one transaction: each gets its own counts, a page
+/// whose claim was lost writes nothing while the others land, and pages committed
+/// concurrently through `Store::commit` (grouped or not) lose nothing.
+async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
+    let polls: Vec<NewJob> = [Resource::Workouts, Resource::Sleep, Resource::Activity]
+        .iter()
+        .map(|r| NewJob { kind: "poll", resource: *r, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 })
+        .collect();
+    let s = setup(&db, &polls).await;
+    let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    let jobs = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    let mut stale = jobs[1].clone();
+    stale.lease -= 1;
+    let done = Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (0, 1) };
+    let page = |job: &wearbridge::store::Job, ids: &[&str]| {
+        let recs = ids.iter().map(|id| workout(id, 1.0)).collect();
+        PageCommit::new(job.clone(), conn.clone(), recs, true, vec![], done.clone())
+    };
+    let out = s
+        .store
+        .commit_pages(&[page(&jobs[0], &["a", "b"]), page(&stale, &["c"]), page(&jobs[2], &["d", "a"])])
+        .await
+        .unwrap();
+    let counts: Vec<Option<(u64, u64, u64, u64)>> = out.iter().map(|c| c.map(|c| (c.created, c.unchanged, c.events, c.deliveries))).collect();
+    // The third page repeats `a`, created by the first one in the same group: unchanged.
+    assert_eq!(counts, vec![Some((2, 0, 2, 2)), None, Some((1, 1, 1, 1))]);
+    let recs = s.store.list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
+    let mut ids: Vec<&str> = recs.iter().map(|r| r["provider_id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b", "d"], "the stale page wrote nothing");
+
+    // Forty pages from forty tasks at once: every record stored once, every page answered.
+    let polls: Vec<NewJob> = (0..40)
+        .map(|_| NewJob { kind: "poll", resource: Resource::Workouts, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 })
+        .collect();
+    let s2 = setup(&db, &polls).await;
+    let conn2 = s2.store.get_connection(s2.conn).await.unwrap().unwrap();
+    let jobs = s2.store.claim_jobs(100, now_ms() + 60_000).await.unwrap();
+    assert_eq!(jobs.len(), 40);
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let (store, conn) = (s2.store.clone(), conn2.clone());
+            let recs = (0..25).map(|k| workout(&format!("t{i}-{k}"), k as f64)).collect();
+            let page = PageCommit::new(job, conn, recs, true, vec![], Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (0, 1) });
+            tokio::spawn(async move { store.commit(page).await })
+        })
+        .collect();
+    for t in tasks {
+        let c = t.await.unwrap().unwrap().expect("the claim holds");
+        assert_eq!((c.created, c.events), (25, 25));
+    }
+    let recs = s2.store.list_records(s2.team, conn2.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
+    assert_eq!(recs.len(), 1000);
 }
