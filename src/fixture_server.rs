@@ -44,6 +44,10 @@ struct FixtureState {
     refuse_refresh: AtomicBool,
     changed: AtomicBool,
     requests: Mutex<Vec<String>>,
+    /// Statuses the token endpoint answers its next requests with (a provider outage).
+    token_faults: Mutex<VecDeque<u16>>,
+    /// Tokens granted so far (code exchanges and refreshes).
+    grants: std::sync::atomic::AtomicUsize,
     /// Data sets that replace a provider's fixture files (the ingest benchmark's).
     items: Mutex<HashMap<(String, Resource), Arc<Vec<Value>>>>,
 }
@@ -87,6 +91,22 @@ impl FixtureServer {
     /// From now on refresh tokens are refused with `invalid_grant`.
     pub fn refuse_refresh(&self, refuse: bool) {
         self.state.refuse_refresh.store(refuse, Ordering::SeqCst);
+    }
+
+    /// The token endpoint answers its next `times` requests with `status` (e.g. 503),
+    /// spending nothing: a transient outage, after which the same refresh token works.
+    pub fn fail_token_requests(&self, status: u16, times: usize) {
+        self.state.token_faults.lock().unwrap().extend(std::iter::repeat_n(status, times));
+    }
+
+    /// Token-endpoint faults not yet served.
+    pub fn pending_token_faults(&self) -> usize {
+        self.state.token_faults.lock().unwrap().len()
+    }
+
+    /// Tokens granted so far, by code exchange or refresh.
+    pub fn token_grants(&self) -> usize {
+        self.state.grants.load(Ordering::SeqCst)
     }
 
     /// Serve `data/<resource>.changed.json` from now on: what a later poll sees.
@@ -158,6 +178,10 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
     };
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let imp = &p.impersonation;
+    if let Some(status) = st.token_faults.lock().unwrap().pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, [("content-type", "application/json")], error_body(imp.as_ref(), status.as_u16())).into_response();
+    }
     let refused = || {
         let body = imp.fixture("oauth/invalid_grant.json").unwrap_or(r#"{"error":"invalid_grant"}"#);
         let status = StatusCode::from_u16(imp.invalid_grant_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -200,6 +224,7 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
     stamp(&mut reply, &access, &refresh);
     st.access.lock().unwrap().insert(access);
     st.refresh.lock().unwrap().insert(refresh);
+    st.grants.fetch_add(1, Ordering::SeqCst);
     (StatusCode::OK, [("content-type", "application/json")], reply.to_string()).into_response()
 }
 

@@ -107,6 +107,20 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(events(&app).len(), before, "unchanged data emits nothing");
 
+    // A provider outage during refresh is transient: the job backs off, the connection
+    // stays connected, no error event; the same refresh token works afterwards.
+    fx.expire_access_tokens();
+    fx.fail_token_requests(503, 1);
+    let grants = fx.token_grants();
+    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { fx.pending_token_faults() == 0 }).await, "the refresh was attempted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert_eq!(conns["data"][0]["status"], "connected", "{conns}");
+    assert!(!events(&app).iter().any(|e| e["event_type"] == "provider.connection.error"), "a transient failure errors nothing");
+    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { fx.token_grants() > grants }).await, "the next poll refreshed with the same token");
+
     // A refused refresh errors the connection once; deregistering emits deleted.
     fx.expire_access_tokens();
     fx.refuse_refresh(true);
