@@ -22,7 +22,7 @@ use axum::Router;
 use serde_json::Value;
 
 use crate::events::Resource;
-use crate::providers::{self, Impersonation, Provider};
+use crate::providers::{self, Provider};
 
 /// A fault to inject into the next data request to a provider.
 #[derive(Debug, Clone)]
@@ -179,8 +179,9 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let imp = &p.impersonation;
     if let Some(status) = st.token_faults.lock().unwrap().pop_front() {
+        let (status, body) = imp.error_reply(status);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return (status, [("content-type", "application/json")], error_body(imp.as_ref(), status.as_u16())).into_response();
+        return (status, [("content-type", "application/json")], body).into_response();
     }
     let refused = || {
         let body = imp.fixture("oauth/invalid_grant.json").unwrap_or(r#"{"error":"invalid_grant"}"#);
@@ -265,9 +266,6 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
     }
 }
 
-fn error_body(imp: &dyn Impersonation, status: u16) -> String {
-    imp.fixture(&format!("errors/{status}.json")).map(str::to_string).unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#))
-}
 
 async fn data(
     State(st): State<Arc<FixtureState>>,
@@ -296,26 +294,30 @@ async fn data(
     let json = |status: u16, body: String| {
         (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response()
     };
+    let err = |status: u16| {
+        let (status, body) = imp.error_reply(status);
+        json(status, body)
+    };
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if !st.access.lock().unwrap().contains(token) {
-        return json(401, error_body(imp, 401));
+        return err(401);
     }
     let fault = st.faults.lock().unwrap().get_mut(&id).and_then(VecDeque::pop_front);
     match fault {
-        Some(Fault::Unauthorized) => return json(401, error_body(imp, 401)),
+        Some(Fault::Unauthorized) => return err(401),
         Some(Fault::RateLimited { retry_after_secs }) => {
-            let mut r = json(429, error_body(imp, 429));
+            let mut r = err(429);
             r.headers_mut().insert("retry-after", retry_after_secs.to_string().parse().expect("digits"));
             return r;
         }
-        Some(Fault::ServerError) => return json(500, error_body(imp, 500)),
+        Some(Fault::ServerError) => return err(500),
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         Some(Fault::Malformed) => return json(200, "{\"data\": [ {\"id\": ".to_string()),
         None => {}
     }
     // The resource whose documented path this is (Withings tells them apart by `action`).
     let Some(spec) = p.manifest.resources.iter().find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok()).or_else(|| p.manifest.resources.iter().find(|r| r.path == path)) else {
-        return json(404, error_body(imp, 404));
+        return err(404);
     };
     if let Some(items) = st.items.lock().unwrap().get(&(id.clone(), spec.name)).cloned() {
         return match imp.serve(spec, &params, &items) {

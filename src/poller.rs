@@ -228,7 +228,10 @@ impl Poller {
             .and_then(|v| crate::delivery::retry::parse_retry_after(v, Utc::now()));
         let body = resp.bytes().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_vec();
         if (200..300).contains(&status) {
-            Ok(body)
+            match p.adapter.in_band_error(retry_after, &body) {
+                Some(e) => Err(e),
+                None => Ok(body),
+            }
         } else {
             Err(p.adapter.classify_error(status, retry_after, &body))
         }

@@ -8,6 +8,7 @@
 pub mod normalize;
 pub mod oura;
 pub mod strava;
+pub mod withings;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -187,6 +188,14 @@ pub trait Adapter: Send + Sync + 'static {
         ProviderError::from_status(status, retry_after, body)
     }
 
+    /// Reads an error a provider reports inside a 2xx reply (Withings answers HTTP 200
+    /// with `{"status": 401, ...}` for an expired token). The runtime treats it exactly
+    /// like the same error sent as an HTTP status: a 401 still refreshes once.
+    /// `retry_after` is the reply's `Retry-After`, if it had one.
+    fn in_band_error(&self, _retry_after: Option<Duration>, _body: &[u8]) -> Option<ProviderError> {
+        None
+    }
+
     /// Rewrites the token endpoint's reply (any status) into standard OAuth 2 JSON, or
     /// says why it is a refusal: Withings wraps replies and reports errors inside a 200;
     /// Strava refuses a grant with its own 400 body instead of `invalid_grant`.
@@ -216,6 +225,13 @@ pub trait Impersonation: Send + Sync + 'static {
     /// real API's date filtering, paging and envelope. `params` are the query and form
     /// fields. An `Err` is a 400 with that message.
     fn serve(&self, resource: &ResourceSpec, params: &std::collections::HashMap<String, String>, items: &[Value]) -> Result<Value, String>;
+
+    /// How the provider answers an error the fixture server plays (an unknown token is
+    /// 401, an injected rate limit 429, …): the HTTP status and body it really sends.
+    fn error_reply(&self, status: u16) -> (u16, String) {
+        let body = self.fixture(&format!("errors/{status}.json")).map(str::to_string);
+        (status, body.unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#)))
+    }
 
     /// The HTTP status the token endpoint answers an `invalid_grant` with.
     fn invalid_grant_status(&self) -> u16 {
@@ -267,6 +283,7 @@ pub fn registry() -> &'static [Provider] {
             // One line per provider: manifest, adapter, impersonation.
             load("oura", include_str!("../../providers/oura.toml"), Box::new(oura::Oura), Box::new(oura::OuraFixtures)),
             load("strava", include_str!("../../providers/strava.toml"), Box::new(strava::Strava), Box::new(strava::StravaFixtures)),
+            load("withings", include_str!("../../providers/withings.toml"), Box::new(withings::Withings), Box::new(withings::WithingsFixtures)),
         ]
     })
 }

@@ -10,7 +10,7 @@ use wearbridge::fixture_server::{Fault, FixtureServer};
 
 use crate::helpers::{eventually, TestApp, TestDb};
 
-crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing);
+crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing, withings_errors_inside_a_200_are_read_as_errors);
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
     let fx = FixtureServer::start().await.unwrap();
@@ -154,4 +154,48 @@ async fn connect_flow_errors_create_nothing(db: TestDb) {
     let (s, providers) = app.api.get("/v1/providers").await;
     assert_eq!(s, StatusCode::OK);
     assert!(providers["data"].as_array().unwrap().iter().any(|p| p["slug"] == "oura"));
+}
+
+/// Withings answers everything with HTTP 200 and the outcome in `status`: the wrapped
+/// token reply, an expired token (`status: 401`), its rate limit (601), a server fault
+/// (2555) and a refused refresh token (503) must each take the path its HTTP twin takes.
+async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("scale-owner").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    let grants = fx.token_grants();
+    fx.inject("withings", Fault::Unauthorized);
+    fx.inject("withings", Fault::RateLimited { retry_after_secs: 1 });
+    fx.inject("withings", Fault::ServerError);
+    let q = connect(&app, &uid, "withings").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert_eq!(conns["data"][0]["external_user_id"], "37921640", "userid read from inside the wrapped token reply");
+
+    let windows: usize = 13 * 3;
+    let done = eventually(Duration::from_secs(90), || async {
+        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= windows
+    })
+    .await;
+    assert!(done, "backfill did not finish: {:?}", app.store().job_counts().await.unwrap());
+    assert!(fx.token_grants() >= grants + 2, "the in-band 401 refreshed the token once");
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert_eq!(conns["data"][0]["status"], "connected", "in-band 401, 601 and 2555 are not fatal: {conns}");
+    let (_, body) = app.api.get(&format!("/v1/summary/body/{uid}?start_date=2026-01-01")).await;
+    let weights: Vec<&Value> = body["body"].as_array().unwrap().iter().map(|b| &b["weight"]).collect();
+    assert_eq!(weights.len(), 15, "16 groups less the ambiguous one: {weights:?}");
+    assert!(weights.iter().all(|w| w.as_f64().is_some_and(|w| (70.0..80.0).contains(&w))), "{weights:?}");
+    let posted = fx.requests().iter().filter(|r| r.starts_with("withings /measure") && r.contains("getmeas")).count();
+    assert!(posted >= 13, "getmeas is asked for with its action field: {posted}");
+
+    // A refused refresh token is `status: 503` in an HTTP 200: the connection errors.
+    fx.expire_access_tokens();
+    fx.refuse_refresh(true);
+    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.error") }).await);
+    let err = events(&app).into_iter().find(|e| e["event_type"] == "provider.connection.error").unwrap();
+    assert_eq!(err["data"]["error_type"], "token_refresh_failed");
+    assert!(err["data"]["message"].as_str().unwrap().contains("Invalid Params"), "{err}");
+    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
 }

@@ -1,0 +1,621 @@
+//! Withings Public Health Data API (<https://developer.withings.com/api-reference>).
+//! Every service is one path told apart by an `action` form field, and every reply,
+//! errors included, is HTTP 200 `{"status": <code>, "body": {...}}`: `status` 0 is
+//! success, anything else an error ([`Withings::in_band_error`]). Pages continue while
+//! `more` is set (an integer 0/1 for getmeas, a boolean for the v2 services), by sending
+//! back the reply's `offset`. Times are Unix seconds; the user's zone is an IANA name
+//! (per item for sleep and workouts, once per reply for measures), turned into the
+//! offset in force at each instant with `chrono-tz`. Quirks, with sources, are in
+//! `fixtures/withings/README.md`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{Offset, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::normalize::*;
+use super::{Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window};
+use crate::events::Resource;
+
+pub struct Withings;
+
+const ID: &str = "withings";
+/// getmeas measure types: 1 weight (kg), 6 fat ratio (%).
+const WEIGHT: i64 = 1;
+const FAT_RATIO: i64 = 6;
+/// getmeas `category` 1: real measures (2 would be the user's objectives).
+const REAL_MEASURES: &str = "1";
+const SLEEP_FIELDS: &str = "total_timeinbed,total_sleep_time,asleepduration,lightsleepduration,remsleepduration,deepsleepduration,wakeupduration,sleep_efficiency,hr_average,hr_min,rr_average";
+const WORKOUT_FIELDS: &str = "calories,manual_calories,distance,manual_distance,hr_average,hr_max,pause_duration,algo_pause_duration";
+
+fn action(resource: Resource) -> Option<&'static str> {
+    match resource {
+        Resource::Body => Some("getmeas"),
+        Resource::Sleep => Some("getsummary"),
+        Resource::Workouts => Some("getworkouts"),
+        _ => None,
+    }
+}
+
+/// Just the envelope's status and error, read without building the body.
+#[derive(Deserialize)]
+struct Envelope {
+    status: Option<i64>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// The in-band status codes (WITHINGS-OAS, tag `response_status`) as the runtime's kinds.
+fn status_error(status: i64, message: String) -> ProviderError {
+    match status {
+        // Authentication failed / invalid token / unauthorized.
+        100..=102 | 200 | 401 | 214 | 277 | 2553 => ProviderError::Unauthorized(message),
+        // "Too many request": the app's per-minute budget; no wait is given.
+        601 => ProviderError::RateLimited { retry_after: Some(Duration::from_secs(60)) },
+        // Invalid parameters: a request Withings will never accept.
+        201..=213 | 216..=276 | 278..=599 => ProviderError::Refused(format!("status {status}: {message}")),
+        // 522 timeout, 2554/2555 "an unknown error occurred", everything else: retry.
+        _ => ProviderError::Transient(format!("status {status}: {message}")),
+    }
+}
+
+impl Adapter for Withings {
+    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest {
+        let mut form: Vec<(String, String)> = vec![("action".into(), action(resource.name).unwrap_or("unknown").into())];
+        if resource.name == Resource::Body {
+            // Unix-second bounds, both inclusive (WITHINGS-OAS measure-getmeas); the window
+            // is half-open, so stop a second before its end.
+            form.push(("meastypes".into(), format!("{WEIGHT},{FAT_RATIO}")));
+            form.push(("category".into(), REAL_MEASURES.into()));
+            form.push(("startdate".into(), window.start.timestamp().to_string()));
+            form.push(("enddate".into(), (window.end.timestamp() - 1).to_string()));
+        } else {
+            // The v2 services take local dates (YYYY-MM-DD, inclusive) of the user's zone,
+            // which we do not know before the first reply: pad a day each side; stable ids
+            // absorb the overlap with the neighbouring windows.
+            let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+            form.push(("startdateymd".into(), day(window.start - chrono::Duration::days(1))));
+            form.push(("enddateymd".into(), day(window.end + chrono::Duration::days(1))));
+            let fields = if resource.name == Resource::Sleep { SLEEP_FIELDS } else { WORKOUT_FIELDS };
+            form.push(("data_fields".into(), fields.into()));
+        }
+        if let Some(offset) = cursor {
+            form.push(("offset".into(), offset.into()));
+        }
+        PageRequest { method: "POST", path: resource.path.clone(), query: vec![], form }
+    }
+
+    fn parse_page(&self, resource: Resource, body: &[u8], _cursor: Option<&str>) -> Result<Page, ProviderError> {
+        let v = parse_json(body)?;
+        match v.get("status").and_then(Value::as_i64) {
+            Some(0) => {}
+            Some(s) => return Err(status_error(s, opt_str(&v, "error")?.unwrap_or("").to_string())),
+            None => return Err(ProviderError::malformed("status", "missing: every Withings reply carries one")),
+        }
+        let b = v.get("body").filter(|b| b.is_object()).ok_or_else(|| ProviderError::malformed("body", "missing"))?;
+        let at_index = |list: &'static str, i: usize| {
+            move |e: ProviderError| match e {
+                ProviderError::Malformed { field, message } => ProviderError::malformed(format!("body.{list}[{i}].{field}"), message),
+                e => e,
+            }
+        };
+        let mut records = Vec::new();
+        match resource {
+            Resource::Body => {
+                // The zone is the user's, given once per reply.
+                let zone = opt_str(b, "timezone").map_err(|e| prefix(e, "body."))?;
+                for (i, g) in req_array(b, "measuregrps").map_err(|e| prefix(e, "body."))?.iter().enumerate() {
+                    records.extend(measure_group(g, zone).map_err(at_index("measuregrps", i))?);
+                }
+            }
+            Resource::Sleep | Resource::Workouts => {
+                for (i, s) in req_array(b, "series").map_err(|e| prefix(e, "body."))?.iter().enumerate() {
+                    let r = if resource == Resource::Sleep { sleep(s) } else { workout(s) };
+                    records.push(r.map_err(at_index("series", i))?);
+                }
+            }
+            other => return Err(ProviderError::malformed("resource", format!("Withings has no {other}"))),
+        }
+        // `more` is 0/1 in getmeas and true/false in the v2 services.
+        let more = match b.get("more") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(m)) => *m,
+            Some(Value::Number(n)) => n.as_i64() != Some(0),
+            Some(other) => return Err(ProviderError::malformed("body.more", format!("expected 0/1 or a boolean, got {other}"))),
+        };
+        let next = if more {
+            Some(opt_i64(b, "offset").map_err(|e| prefix(e, "body."))?.ok_or_else(|| ProviderError::malformed("body.offset", "missing while `more` is set"))?.to_string())
+        } else {
+            None
+        };
+        Ok(Page { records, next })
+    }
+
+    /// HTTP 200 with a non-zero `status` is an error (an expired token is `status: 401`).
+    fn in_band_error(&self, retry_after: Option<Duration>, body: &[u8]) -> Option<ProviderError> {
+        let env: Envelope = serde_json::from_slice(body).ok()?;
+        match env.status {
+            Some(0) | None => None,
+            Some(s) => Some(match status_error(s, env.error.unwrap_or_default()) {
+                // Withings sends no Retry-After; honour one if a proxy in front adds it.
+                ProviderError::RateLimited { retry_after: default } => ProviderError::RateLimited { retry_after: retry_after.or(default) },
+                e => e,
+            }),
+        }
+    }
+
+    /// The token reply is wrapped like every other: `{"status": 0, "body": {tokens}}`; a
+    /// refused code or refresh token is `{"status": 503, "error": "Invalid Params: …"}`
+    /// inside an HTTP 200.
+    fn token_reply(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else { return Ok(body.to_vec()) };
+        match v.get("status").and_then(Value::as_i64) {
+            Some(0) => Ok(v.get("body").map(Value::to_string).unwrap_or_default().into_bytes()),
+            Some(s) => {
+                let message = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+                Err(match status_error(s, message.clone()) {
+                    // Any refusal of the grant itself means the user must reconnect.
+                    ProviderError::Refused(m) | ProviderError::Unauthorized(m) => ProviderError::Refused(m),
+                    e => e,
+                })
+            }
+            // Not Withings' envelope (a proxy's 5xx page): leave it to the HTTP status.
+            None => {
+                let _ = status;
+                Ok(body.to_vec())
+            }
+        }
+    }
+
+    fn token_params(&self) -> &'static [(&'static str, &'static str)] {
+        &[("action", "requesttoken")]
+    }
+
+    /// `userid`: an integer in the OpenAPI, a string in published replies; accept both.
+    fn external_user_id(&self, token_reply: &Value) -> Option<String> {
+        match token_reply.get("userid")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn prefix(e: ProviderError, p: &str) -> ProviderError {
+    match e {
+        ProviderError::Malformed { field, message } => ProviderError::malformed(format!("{p}{field}"), message),
+        e => e,
+    }
+}
+
+/// The offset (seconds east of UTC) in force in IANA zone `zone` at Unix time `secs`.
+fn zone_offset(zone: Option<&str>, secs: i64, field: &str) -> Result<Option<i64>, ProviderError> {
+    let Some(name) = zone else { return Ok(None) };
+    let tz: chrono_tz::Tz = name.parse().map_err(|_| ProviderError::malformed(field, format!("`{name}` is not an IANA time zone")))?;
+    let t = tz.timestamp_opt(secs, 0).single().ok_or_else(|| ProviderError::malformed(field, format!("{secs} is not a valid Unix time")))?;
+    Ok(Some(t.offset().fix().local_minus_utc() as i64))
+}
+
+/// `value × 10^unit` without binary noise: 78412 × 10⁻³ is 78.412, not 78.41199999.
+fn scaled(value: i64, unit: i64) -> Option<f64> {
+    if !(-12..=12).contains(&unit) {
+        return None;
+    }
+    let p = 10f64.powi(unit.unsigned_abs() as i32);
+    Some(if unit < 0 { value as f64 / p } else { value as f64 * p })
+}
+
+/// One measure group → a body record; `None` for groups that are not a weighing
+/// (blood pressure, …) or that Withings flags as possibly someone else's (`attrib` 1:
+/// "measure captured by a device but ambiguous").
+fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, ProviderError> {
+    let attrib = opt_i64(g, "attrib")?;
+    if attrib == Some(1) {
+        return Ok(None);
+    }
+    let (mut weight, mut fat) = (None, None);
+    for (i, m) in req_array(g, "measures")?.iter().enumerate() {
+        let field = |k: &str| format!("measures[{i}].{k}");
+        let get = |k: &str| -> Result<i64, ProviderError> {
+            opt_i64(m, k).map_err(|e| prefix(e, &field("")))?.ok_or_else(|| ProviderError::malformed(field(k), "missing"))
+        };
+        let (value, unit, ty) = (get("value")?, get("unit")?, get("type")?);
+        let x = scaled(value, unit).ok_or_else(|| ProviderError::malformed(field("unit"), format!("{unit} is not a power of ten we can apply")))?;
+        match ty {
+            WEIGHT => weight = Some(x),
+            FAT_RATIO => fat = Some(x),
+            _ => {}
+        }
+    }
+    if weight.is_none() && fat.is_none() {
+        return Ok(None);
+    }
+    let date = opt_i64(g, "date")?.ok_or_else(|| ProviderError::malformed("date", "missing"))?;
+    // attrib 2 and 4 are entered by hand in the app; 0 (and 8, 15…) come from a device.
+    let kind = if matches!(attrib, Some(2) | Some(4)) { "manual" } else { "scale" };
+    Ok(Some(Record {
+        resource: Resource::Body,
+        provider_id: req_id(g, "grpid")?,
+        fields: fields(vec![
+            ("source", source(ID, kind)),
+            ("measured_at", json!(from_unix(date, "date")?)),
+            ("timezone_offset", int(zone_offset(zone, date, "timezone")?)),
+            ("weight", num(weight)),
+            ("fat", num(fat)),
+        ]),
+    }))
+}
+
+/// Sleep `model`: 16 a tracker or watch, 32 the Sleep Analyzer mat under the mattress.
+fn sleep_device(model: Option<i64>) -> &'static str {
+    match model {
+        Some(16) => "watch",
+        Some(32) => "sleep_mat",
+        _ => "unknown",
+    }
+}
+
+fn sleep(s: &Value) -> Result<Record, ProviderError> {
+    let start = opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
+    let end = opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
+    let d = |k: &str| opt_i64(s, &format!("data.{k}"));
+    // `asleepduration` replaces `total_sleep_time` for nights from another source.
+    let total = match d("total_sleep_time")? {
+        Some(t) => Some(t),
+        None => d("asleepduration")?,
+    };
+    let efficiency = opt_f64(s, "data.sleep_efficiency")?.map(|e| (e * 100.0).round());
+    // `completed: false` marks a night still being analysed; it will change.
+    let state = if s.get("completed") == Some(&Value::Bool(false)) { "tentative" } else { "confirmed" };
+    Ok(Record {
+        resource: Resource::Sleep,
+        provider_id: req_id(s, "id")?,
+        fields: fields(vec![
+            ("source", source(ID, sleep_device(opt_i64(s, "model")?))),
+            ("calendar_date", json!(req_str(s, "date")?)),
+            ("bedtime_start", json!(from_unix(start, "startdate")?)),
+            ("bedtime_stop", json!(from_unix(end, "enddate")?)),
+            ("timezone_offset", int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?)),
+            ("duration", int(d("total_timeinbed")?.or(Some(end - start)))),
+            ("total", int(total)),
+            ("awake", int(d("wakeupduration")?)),
+            ("light", int(d("lightsleepduration")?)),
+            ("rem", int(d("remsleepduration")?)),
+            ("deep", int(d("deepsleepduration")?)),
+            ("efficiency", int(efficiency.map(|e| e as i64))),
+            ("hr_average", number(s, "data.hr_average")?),
+            ("hr_lowest", number(s, "data.hr_min")?),
+            // The sleep summary has no HRV.
+            ("average_hrv", Value::Null),
+            ("respiratory_rate", number(s, "data.rr_average")?),
+            ("state", json!(state)),
+        ]),
+    })
+}
+
+/// Workout `category` (WITHINGS-OAS, measurev2-getworkouts). Unknown codes become
+/// `other` instead of failing.
+fn category(code: i64) -> &'static str {
+    match code {
+        1 => "walk",
+        2 => "run",
+        3 => "hiking",
+        4 => "skating",
+        5 => "bmx",
+        6 => "cycling",
+        7 => "swimming",
+        8 => "surfing",
+        9 => "kitesurfing",
+        10 => "windsurfing",
+        11 => "bodyboard",
+        12 => "tennis",
+        13 => "table_tennis",
+        14 => "squash",
+        15 => "badminton",
+        16 => "lift_weights",
+        17 => "calisthenics",
+        18 => "elliptical",
+        19 => "pilates",
+        20 => "basketball",
+        21 => "soccer",
+        22 => "american_football",
+        23 => "rugby",
+        24 => "volleyball",
+        25 => "water_polo",
+        26 => "horse_riding",
+        27 => "golf",
+        28 => "yoga",
+        29 => "dancing",
+        30 => "boxing",
+        31 => "fencing",
+        32 => "wrestling",
+        33 => "martial_arts",
+        34 => "skiing",
+        35 => "snowboarding",
+        187 => "rowing",
+        188 => "zumba",
+        191 => "baseball",
+        192 => "handball",
+        193 => "hockey",
+        194 => "ice_hockey",
+        195 => "climbing",
+        196 => "ice_skating",
+        272 => "multi_sport",
+        306 => "indoor_walk",
+        307 => "indoor_run",
+        308 => "indoor_cycling",
+        523 => "mountain_biking",
+        _ => "other",
+    }
+}
+
+fn workout(s: &Value) -> Result<Record, ProviderError> {
+    let start = opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
+    let end = opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
+    let code = opt_i64(s, "category")?.unwrap_or(36);
+    let slug = category(code);
+    let d = |k: &str| opt_f64(s, &format!("data.{k}"));
+    // A number as Withings wrote it, or null when absent or 0: manual entries fill
+    // `manual_*` and leave 0 elsewhere, and a workout logged without a heart-rate
+    // sensor reports 0 bpm (no reading, not zero).
+    let positive = |k: &str| -> Result<Value, ProviderError> {
+        Ok(match number(s, &format!("data.{k}"))? {
+            Value::Number(n) if n.as_f64().is_some_and(|x| x > 0.0) => Value::Number(n),
+            _ => Value::Null,
+        })
+    };
+    let either = |a: Value, b: Value| if a.is_null() { b } else { a };
+    let distance = either(positive("distance")?, positive("manual_distance")?);
+    let calories = either(positive("manual_calories")?, positive("calories")?);
+    // Paused by the user, and pauses the watch detected itself (swimming rests).
+    let pause = (d("pause_duration")?.unwrap_or(0.0) + d("algo_pause_duration")?.unwrap_or(0.0)) as i64;
+    // attrib 7 is an activity the user confirmed in the app; a device id means a watch.
+    let kind = if s.get("deviceid").is_some_and(|d| d.is_string()) { "watch" } else { "app" };
+    Ok(Record {
+        resource: Resource::Workouts,
+        provider_id: req_id(s, "id")?,
+        fields: fields(vec![
+            ("source", source(ID, kind)),
+            ("title", json!(display_name(slug))),
+            ("sport", json!({"name": display_name(slug), "slug": slug})),
+            ("time_start", json!(from_unix(start, "startdate")?)),
+            ("time_end", json!(from_unix(end, "enddate")?)),
+            ("timezone_offset", int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?)),
+            ("moving_time", int(Some((end - start - pause).max(0)))),
+            ("distance", distance),
+            ("calories", calories),
+            ("average_hr", positive("hr_average")?),
+            ("max_hr", positive("hr_max")?),
+            // getworkouts' `elevation` is floors-like and undocumented in unit: left out.
+            ("total_elevation_gain", Value::Null),
+            ("average_speed", Value::Null),
+            ("max_speed", Value::Null),
+        ]),
+    })
+}
+
+/// The fixture server's Withings: POST form fields, `action` checked against the
+/// path, window filtering and `offset` paging as the services do, every reply (errors
+/// too) an HTTP 200 envelope.
+pub struct WithingsFixtures;
+
+/// Items per page: small, so a month's window spans more than one page.
+const FIXTURE_PAGE: usize = 4;
+/// The account's zone, which getmeas reports once per reply.
+const FIXTURE_ZONE: &str = "Europe/Berlin";
+
+impl Impersonation for WithingsFixtures {
+    fn fixture(&self, path: &str) -> Option<&'static str> {
+        Some(match path {
+            "oauth/token.json" => include_str!("../../fixtures/withings/oauth/token.json"),
+            "oauth/refresh.json" => include_str!("../../fixtures/withings/oauth/refresh.json"),
+            "oauth/invalid_grant.json" => include_str!("../../fixtures/withings/oauth/invalid_grant.json"),
+            "errors/401.json" => include_str!("../../fixtures/withings/errors/401.json"),
+            "errors/503.json" => include_str!("../../fixtures/withings/errors/503.json"),
+            "errors/601.json" => include_str!("../../fixtures/withings/errors/601.json"),
+            "errors/2555.json" => include_str!("../../fixtures/withings/errors/2555.json"),
+            "data/body.json" => include_str!("../../fixtures/withings/data/body.json"),
+            "data/body.changed.json" => include_str!("../../fixtures/withings/data/body.changed.json"),
+            "data/sleep.json" => include_str!("../../fixtures/withings/data/sleep.json"),
+            "data/sleep.changed.json" => include_str!("../../fixtures/withings/data/sleep.changed.json"),
+            "data/workouts.json" => include_str!("../../fixtures/withings/data/workouts.json"),
+            "data/workouts.changed.json" => include_str!("../../fixtures/withings/data/workouts.changed.json"),
+            _ => return None,
+        })
+    }
+
+    /// Withings answers errors with HTTP 200 and the code inside: 401 as `status: 401`,
+    /// a rate limit as 601, a server fault as 2555 ("an unknown error occurred"), an
+    /// unknown service as 503 (invalid params).
+    fn error_reply(&self, status: u16) -> (u16, String) {
+        let code = match status {
+            401 => 401,
+            429 => 601,
+            404 | 400 => 503,
+            _ => 2555,
+        };
+        (200, self.fixture(&format!("errors/{code}.json")).unwrap_or(r#"{"status":2555,"body":{},"error":"An unknown error occured"}"#).to_string())
+    }
+
+    /// A refused code or refresh token: HTTP 200, `status: 503`.
+    fn invalid_grant_status(&self) -> u16 {
+        200
+    }
+
+    fn epoch_fields(&self) -> &'static [&'static str] {
+        &["date", "created", "modified", "startdate", "enddate", "updatetime"]
+    }
+
+    fn serve(&self, resource: &ResourceSpec, params: &HashMap<String, String>, items: &[Value]) -> Result<Value, String> {
+        let want = action(resource.name).ok_or("no such service")?;
+        match params.get("action") {
+            Some(a) if a == want => {}
+            Some(a) => return Err(format!("unknown action {a} for {}", resource.path)),
+            None => return Err("action is required".into()),
+        }
+        let int = |k: &str| -> Result<Option<i64>, String> { params.get(k).map(|v| v.parse::<i64>().map_err(|_| format!("{k} must be an integer"))).transpose() };
+        let offset = int("offset")?.unwrap_or(0).max(0) as usize;
+        let lastupdate = int("lastupdate")?;
+        let modified_since = |i: &Value| lastupdate.is_none_or(|l| i["modified"].as_i64().is_some_and(|m| m >= l));
+        let mut selected: Vec<&Value> = if resource.name == Resource::Body {
+            let (start, end) = (int("startdate")?, int("enddate")?);
+            if lastupdate.is_none() && (start.is_none() || end.is_none()) {
+                return Err("startdate and enddate, or lastupdate, are required".into());
+            }
+            let types: Option<Vec<i64>> = params.get("meastypes").map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+            let category: Option<i64> = int("category")?;
+            items
+                .iter()
+                .filter(|i| {
+                    let d = i["date"].as_i64().unwrap_or(0);
+                    start.is_none_or(|s| d >= s) && end.is_none_or(|e| d <= e) && modified_since(i)
+                })
+                .filter(|i| category.is_none_or(|c| i["category"].as_i64() == Some(c)))
+                .filter(|i| types.as_ref().is_none_or(|ts| i["measures"].as_array().is_some_and(|ms| ms.iter().any(|m| m["type"].as_i64().is_some_and(|t| ts.contains(&t))))))
+                .collect()
+        } else {
+            let (start, end) = (params.get("startdateymd"), params.get("enddateymd"));
+            if lastupdate.is_none() && (start.is_none() || end.is_none()) {
+                return Err("startdateymd and enddateymd, or lastupdate, are required".into());
+            }
+            items
+                .iter()
+                .filter(|i| {
+                    let d = i["date"].as_str().unwrap_or("");
+                    start.is_none_or(|s| d >= s.as_str()) && end.is_none_or(|e| d <= e.as_str()) && modified_since(i)
+                })
+                .collect()
+        };
+        let page: Vec<&Value>;
+        let more = offset + FIXTURE_PAGE < selected.len();
+        if resource.name == Resource::Body {
+            // getmeas lists the newest group first.
+            selected.sort_by_key(|i| std::cmp::Reverse(i["date"].as_i64().unwrap_or(0)));
+            page = selected.iter().skip(offset).take(FIXTURE_PAGE).copied().collect();
+            let mut body = json!({"updatetime": Utc::now().timestamp(), "timezone": FIXTURE_ZONE, "measuregrps": page});
+            if more {
+                body["more"] = json!(1);
+                body["offset"] = json!(offset + FIXTURE_PAGE);
+            }
+            Ok(json!({"status": 0, "body": body}))
+        } else {
+            page = selected.iter().skip(offset).take(FIXTURE_PAGE).copied().collect();
+            let next = if more { offset + FIXTURE_PAGE } else { 0 };
+            Ok(json!({"status": 0, "body": {"series": page, "more": more, "offset": next}}))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(resource: &str, n: u32) -> Vec<u8> {
+        let path = format!("{}/fixtures/withings/pages/{resource}/page_{n}.json", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn pages_continue_while_more_is_set_by_sending_the_offset_back() {
+        for r in [Resource::Body, Resource::Sleep, Resource::Workouts] {
+            let p1 = Withings.parse_page(r, &page(r.as_str(), 1), None).unwrap();
+            assert_eq!(p1.next.as_deref(), Some("4"), "{r}");
+            let p2 = Withings.parse_page(r, &page(r.as_str(), 2), Some("4")).unwrap();
+            assert_eq!(p2.next, None, "{r}");
+            assert!(!p1.records.is_empty() && !p2.records.is_empty());
+        }
+        let spec = ResourceSpec { name: Resource::Body, kind: "summary".into(), path: "/measure".into(), method: Some("POST".into()) };
+        let w = Window { start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(), end: Utc.timestamp_opt(1_790_086_400, 0).unwrap() };
+        let req = Withings.page_request(&spec, &w, Some("4"));
+        assert_eq!(req.method, "POST");
+        for kv in [("action", "getmeas"), ("startdate", "1790000000"), ("enddate", "1790086399"), ("offset", "4"), ("meastypes", "1,6")] {
+            assert!(req.form.contains(&(kv.0.to_string(), kv.1.to_string())), "{kv:?} in {:?}", req.form);
+        }
+    }
+
+    #[test]
+    fn measures_scale_by_their_unit_and_ambiguous_weighings_are_dropped() {
+        assert_eq!(scaled(78412, -3), Some(78.412));
+        assert_eq!(scaled(7710, -2), Some(77.1));
+        assert_eq!(scaled(12, 2), Some(1200.0));
+        let reply = json!({"status": 0, "body": {"timezone": "America/New_York", "measuregrps": [
+            {"grpid": 1, "attrib": 0, "date": 1_784_000_000, "category": 1, "measures": [{"value": 70250, "type": 1, "unit": -3}, {"value": 1890, "type": 6, "unit": -2}]},
+            {"grpid": 2, "attrib": 1, "date": 1_784_000_100, "category": 1, "measures": [{"value": 91000, "type": 1, "unit": -3}]},
+            {"grpid": 3, "attrib": 0, "date": 1_784_000_200, "category": 1, "measures": [{"value": 120, "type": 10, "unit": 0}]},
+            {"grpid": 4, "attrib": 2, "date": 1_767_225_600, "category": 1, "measures": [{"value": 701, "type": 1, "unit": -1}]}
+        ]}});
+        let p = Withings.parse_page(Resource::Body, reply.to_string().as_bytes(), None).unwrap();
+        let got: Vec<Value> = p.records.iter().map(Record::to_json).collect();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_eq!((got[0]["weight"].clone(), got[0]["fat"].clone()), (json!(70.25), json!(18.9)));
+        assert_eq!(got[0]["timezone_offset"], -4 * 3600, "New York in July is on daylight time");
+        assert_eq!(got[1]["timezone_offset"], -5 * 3600, "and on standard time on 1 January");
+        assert_eq!(got[1]["source"]["type"], "manual");
+        assert_eq!(got[1]["fat"], Value::Null);
+    }
+
+    #[test]
+    fn errors_inside_a_200_are_errors() {
+        let expired = include_bytes!("../../fixtures/withings/errors/401.json");
+        assert!(matches!(Withings.in_band_error(None, expired), Some(ProviderError::Unauthorized(_))));
+        assert!(matches!(Withings.parse_page(Resource::Body, expired, None), Err(ProviderError::Unauthorized(_))));
+        assert!(matches!(Withings.in_band_error(None, include_bytes!("../../fixtures/withings/errors/601.json")), Some(ProviderError::RateLimited { .. })));
+        assert!(matches!(Withings.in_band_error(None, include_bytes!("../../fixtures/withings/errors/2555.json")), Some(ProviderError::Transient(_))));
+        assert!(Withings.in_band_error(None, &page("sleep", 1)).is_none());
+        let bad = br#"{"status": 0, "body": {"series": [{"id": 5, "startdate": "yesterday"}]}}"#;
+        match Withings.parse_page(Resource::Sleep, bad, None) {
+            Err(ProviderError::Malformed { field, .. }) => assert_eq!(field, "body.series[0].startdate"),
+            other => panic!("{other:?}"),
+        }
+        let bad_zone = br#"{"status": 0, "body": {"series": [{"id": 5, "startdate": 1, "enddate": 2, "date": "2026-01-01", "timezone": "Mars/Olympus"}]}}"#;
+        assert!(matches!(Withings.parse_page(Resource::Sleep, bad_zone, None), Err(ProviderError::Malformed { field, .. }) if field == "body.series[0].timezone"));
+    }
+
+    #[test]
+    fn token_replies_are_unwrapped_and_refusals_read_from_the_status() {
+        let ok = Withings.token_reply(200, include_bytes!("../../fixtures/withings/oauth/token.json")).unwrap();
+        let v: Value = serde_json::from_slice(&ok).unwrap();
+        assert!(v["access_token"].is_string() && v["refresh_token"].is_string() && v["expires_in"].is_number(), "{v}");
+        assert!(Withings.external_user_id(&v).is_some());
+        assert_eq!(Withings.external_user_id(&json!({"userid": 363})), Some("363".into()));
+        assert!(matches!(Withings.token_reply(200, include_bytes!("../../fixtures/withings/oauth/invalid_grant.json")), Err(ProviderError::Refused(_))));
+        assert!(matches!(Withings.token_reply(200, include_bytes!("../../fixtures/withings/errors/601.json")), Err(ProviderError::RateLimited { .. })));
+        assert_eq!(Withings.token_reply(502, b"<html>bad gateway</html>").unwrap(), b"<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn unknown_workout_categories_pass_as_other() {
+        let w = json!({"id": 9, "category": 9999, "startdate": 1_790_000_000, "enddate": 1_790_001_800, "date": "2026-09-21", "data": {"calories": 120}});
+        let r = workout(&w).unwrap();
+        assert_eq!(r.fields["sport"], json!({"name": "Other", "slug": "other"}));
+        assert_eq!(r.fields["moving_time"], 1800);
+        assert_eq!(r.fields["timezone_offset"], Value::Null, "no zone, no offset: optional stays optional");
+    }
+
+    #[test]
+    fn the_fixture_server_checks_the_action_and_pages_by_offset() {
+        let spec = ResourceSpec { name: Resource::Sleep, kind: "summary".into(), path: "/v2/sleep".into(), method: Some("POST".into()) };
+        let items: Vec<Value> = serde_json::from_str(include_str!("../../fixtures/withings/data/sleep.json")).unwrap();
+        let params = |extra: &[(&str, &str)]| -> HashMap<String, String> {
+            let mut p: HashMap<String, String> = [("action", "getsummary"), ("startdateymd", "2026-08-01"), ("enddateymd", "2026-11-30")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            p
+        };
+        assert!(WithingsFixtures.serve(&spec, &params(&[("action", "getworkouts")]), &items).is_err());
+        let mut seen = 0;
+        let mut offset = None::<String>;
+        loop {
+            let extra: Vec<(&str, &str)> = offset.as_deref().map(|o| vec![("offset", o)]).unwrap_or_default();
+            let reply = WithingsFixtures.serve(&spec, &params(&extra), &items).unwrap();
+            let page = Withings.parse_page(Resource::Sleep, reply.to_string().as_bytes(), offset.as_deref()).unwrap();
+            seen += page.records.len();
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items.len());
+    }
+}
