@@ -22,6 +22,7 @@ pub struct AppState {
     pub sealer: Sealer,
     pub worker: Arc<Worker>,
     pub poller: Arc<Poller>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub config: Arc<Config>,
     /// Base URL of this gateway as browsers and providers reach it.
     pub public_url: String,
@@ -49,18 +50,20 @@ impl Gateway {
     pub async fn start_with(config: Config, sealer: Sealer, store: Store) -> anyhow::Result<Gateway> {
         let policy = UrlPolicy { allow_http: config.allow_http, allowed_cidrs: config.allow_private_cidrs.clone() };
         let sender = Sender::new(policy, config.delivery_timeout(), config.delivery_concurrency);
-        let worker = Arc::new(Worker::new(store.clone(), sender, sealer.clone(), &config));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let worker = Arc::new(Worker::new(store.clone(), sender, sealer.clone(), &config, metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let poller = Arc::new(Poller::new(store.clone(), sealer.clone(), public_url.clone(), &config));
+        let poller = Arc::new(Poller::new(store.clone(), sealer.clone(), public_url.clone(), &config, metrics.clone()));
         let state = AppState {
             store,
             sealer,
             worker: worker.clone(),
             poller: poller.clone(),
+            metrics,
             config: Arc::new(config.clone()),
             public_url,
         };

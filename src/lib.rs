@@ -17,6 +17,7 @@
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store` |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
 //! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log |
+//! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
 //! | [`app`] | wires store, API and delivery worker into one running gateway |
 //! | [`receiver`] | a webhook receiver that verifies every signature (demo, bench, tests) |
 //! | [`cli`] | the `wearbridge` commands: `serve`, `migrate`, `team`, `demo`, `normalize`, `bench` |
@@ -35,6 +36,7 @@ pub mod error;
 pub mod fixture_server;
 pub mod events;
 pub mod ids;
+pub mod metrics;
 pub mod oauth;
 pub mod poller;
 pub mod providers;

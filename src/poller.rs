@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::events::{format_instant, Envelope, EventType};
 use crate::oauth::{Endpoints, OAuth, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
@@ -57,10 +58,11 @@ pub struct Poller {
     job_lease_ms: i64,
     /// Signalled when a job ends: finishing a backfill window releases the next one.
     job_ended: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
 }
 
 impl Poller {
-    pub fn new(store: Store, sealer: Sealer, public_url: String, cfg: &crate::config::Config) -> Poller {
+    pub fn new(store: Store, sealer: Sealer, public_url: String, cfg: &crate::config::Config, metrics: Arc<Metrics>) -> Poller {
         let limits = providers::registry()
             .iter()
             .map(|p| {
@@ -84,6 +86,7 @@ impl Poller {
             poll_interval: Duration::from_millis(200),
             job_lease_ms: cfg.job_lease_secs as i64 * 1000,
             job_ended: tokio::sync::Notify::new(),
+            metrics,
         }
     }
 
@@ -145,14 +148,17 @@ impl Poller {
             let paused = l.paused.lock().unwrap();
             let until = paused.get(&Uuid::nil()).copied().unwrap_or(0).max(paused.get(&user).copied().unwrap_or(0));
             if until > now {
+                self.metrics.rate_limit_wait(provider, "paused");
                 return Some(Duration::from_millis((until - now) as u64));
             }
         }
         let clock = DefaultClock::default();
         if let Err(nu) = l.user.check_key(&user) {
+            self.metrics.rate_limit_wait(provider, "user_limit");
             return Some(nu.wait_time_from(clock.now()));
         }
         if let Err(nu) = l.app.check() {
+            self.metrics.rate_limit_wait(provider, "app_limit");
             return Some(nu.wait_time_from(clock.now()));
         }
         None
@@ -193,10 +199,13 @@ impl Poller {
                             expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
                         };
                         self.store.swap_tokens(conn.id, conn.token_version, &sealed).await.map_err(transient)?;
+                        self.metrics.token_refresh(p.id(), "success");
                         tracing::info!(connection = %conn.id, provider = p.id(), "token refreshed");
                     }
                     Err(e) => {
                         self.store.unlock_refresh(conn.id).await.map_err(transient)?;
+                        let outcome = if matches!(e, TokenError::Definitive(_)) { "refused" } else { "transient" };
+                        self.metrics.token_refresh(p.id(), outcome);
                         return Err(match e {
                             TokenError::Definitive(m) => ProviderError::Unauthorized(format!("refresh refused: {m}")),
                             TokenError::Transient(m) => ProviderError::Transient(m),
@@ -219,8 +228,15 @@ impl Poller {
         let url = format!("{}{}", base.trim_end_matches('/'), req.path);
         let mut r = if req.method == "POST" { self.http.post(&url).form(&req.form) } else { self.http.get(&url) };
         r = r.query(&req.query).bearer_auth(token);
-        let resp = r.send().await.map_err(|e| ProviderError::Transient(e.to_string()))?;
+        let resp = match r.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.provider_request(p.id(), "transport_error");
+                return Err(ProviderError::Transient(e.to_string()));
+            }
+        };
         let status = resp.status().as_u16();
+        self.metrics.provider_request(p.id(), &status.to_string());
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -301,11 +317,15 @@ impl Poller {
                 (None, _) => (Finish::WindowDone, vec![self.historical_event(p, &conn, &job)]),
             };
             let emit_daily = job.kind == "poll";
+            let records = page.records.len();
             let commit = PageCommit::new(job.clone(), conn.clone(), page.records, emit_daily, extra, finish.clone());
-            match self.store.commit(commit).await? {
-                None => return Ok(()), // another worker took the job over
-                Some(_) => {}
-            }
+            let Some(published) = self.store.commit(commit).await? else {
+                return Ok(()); // another worker took the job over
+            };
+            tracing::debug!(
+                provider = p.id(), resource = %job.resource, job = job.id, kind = %job.kind, chunk = job.chunk_index,
+                records, events = published.events, "page stored"
+            );
             match finish {
                 Finish::Continue { cursor, lease } => {
                     job.cursor = Some(cursor);

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/events/{event_id}", get(events::event_detail));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -64,6 +65,13 @@ pub fn router(state: AppState) -> Router {
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.delivery_counts().await.map_err(ApiError::from)?;
     Ok(Json(json!({"status": "ok"})))
+}
+
+/// Prometheus text exposition; unauthenticated like `/health` (it carries counts only,
+/// no team data), so keep it on a private network or behind the proxy's auth.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let text = state.metrics.render(&state.store).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }
 
 async fn not_found() -> ApiError {

@@ -22,6 +22,7 @@ use super::signing::Signer;
 use crate::config::Config;
 use crate::now_ms;
 use crate::seal::Sealer;
+use crate::metrics::Metrics;
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 
 /// Purpose string under which endpoint secrets are sealed.
@@ -52,6 +53,7 @@ pub struct Worker {
     /// claimed deliveries waiting behind it, in publish order.
     in_flight: Mutex<HashMap<String, std::collections::VecDeque<(Claimed, Arc<Destination>)>>>,
     pub stats: WorkerStats,
+    metrics: Arc<Metrics>,
 }
 
 /// Backfill chunks of one (user, resource) go to an endpoint one at a time, oldest
@@ -67,7 +69,7 @@ fn ordering_key(c: &Claimed) -> Option<String> {
 }
 
 impl Worker {
-    pub fn new(store: Store, sender: Sender, sealer: Sealer, cfg: &Config) -> Worker {
+    pub fn new(store: Store, sender: Sender, sealer: Sealer, cfg: &Config, metrics: Arc<Metrics>) -> Worker {
         Worker {
             store,
             sender,
@@ -82,6 +84,7 @@ impl Worker {
             limiters: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             stats: WorkerStats::default(),
+            metrics,
         }
     }
 
@@ -195,6 +198,7 @@ impl Worker {
                 Some(ep) if ep.enabled => ep,
                 _ => {
                     // Disabled (or deleted) since publishing: stop here; recover re-queues.
+                    self.metrics.delivery("exhausted");
                     let _ = tx.send(Completion {
                         delivery_id: c.id,
                         endpoint_id: c.endpoint_id,
@@ -272,7 +276,16 @@ impl Worker {
             pending_retries: self.retry.pending_after(run_number),
             trigger: "scheduled",
         };
+        self.metrics.deliveries_in_flight.inc();
+        let started = std::time::Instant::now();
         let result = self.sender.send(dest, msg).await;
+        self.metrics.deliveries_in_flight.dec();
+        let outcome = match result.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Gone => "gone",
+        };
+        self.metrics.attempt(outcome, started.elapsed().as_secs_f64());
         self.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let (status, next) = match result.outcome {
@@ -289,6 +302,7 @@ impl Worker {
         if result.outcome != Outcome::Success {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+        self.metrics.delivery(status);
         Completion {
             delivery_id: c.id,
             endpoint_id: c.endpoint_id,

@@ -427,6 +427,16 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 
+    /// Open deliveries whose next attempt is due at `now` (claimed ones are leased into
+    /// the future, so this is the backlog no worker has picked up).
+    pub async fn deliveries_due(&self, now: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")
+    }
+
     /// Attempts per worker process (operations: who did the work).
     pub async fn attempts_by_worker(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
         let rows = sqlx::query("SELECT worker, COUNT(*) AS n FROM attempts GROUP BY worker").fetch_all(&self.pool).await?;

@@ -698,6 +698,19 @@ impl Store {
     }
 
     /// Jobs by kind and status (tests, bench, demo progress).
+    /// Jobs due to run at `now`, per provider (windows waiting on their predecessor are
+    /// not due).
+    pub async fn jobs_due_by_provider(&self, now: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT c.provider AS provider, COUNT(*) AS n FROM jobs j JOIN connections c ON c.id = j.connection_id \
+             WHERE j.status = 'pending' AND j.next_run_at <= $1 GROUP BY c.provider",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("provider")?, r.try_get("n")?))).collect()
+    }
+
     pub async fn job_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
         let rows = sqlx::query("SELECT kind || ':' || status AS k, COUNT(*) AS n FROM jobs GROUP BY kind, status").fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok((r.try_get("k")?, r.try_get("n")?))).collect()

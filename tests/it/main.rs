@@ -7,6 +7,7 @@ mod api;
 mod conformance;
 mod delivery;
 mod durability;
+mod logs;
 mod polling_store;
 mod providers;
 mod store_contract;

@@ -198,4 +198,22 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
     assert_eq!(err["data"]["error_type"], "token_refresh_failed");
     assert!(err["data"]["message"].as_str().unwrap().contains("Invalid Params"), "{err}");
     assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+
+    // What happened is on /metrics, in Prometheus' text format.
+    let text = reqwest::get(format!("{}/metrics", app.api.base)).await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} is not in /metrics:\n{text}"))
+    };
+    assert!(value(r#"wearbridge_provider_requests_total{provider="withings",status="200"}"#) >= 39.0);
+    assert_eq!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="refused"}"#), 1.0);
+    assert!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="success"}"#) >= 1.0);
+    assert!(value(r#"wearbridge_provider_rate_limit_waits_total{provider="withings",reason="paused"}"#) >= 1.0, "the 601 paused the app");
+    let delivered = value(r#"wearbridge_deliveries_total{outcome="succeeded"}"#);
+    assert!(delivered >= windows as f64, "{delivered}");
+    assert!(value("wearbridge_delivery_attempt_duration_seconds_count") >= delivered);
+    assert_eq!(value(r#"wearbridge_jobs_due{provider="withings"}"#), 0.0, "an errored connection has nothing due");
+    assert_eq!(value("wearbridge_deliveries_due"), 0.0);
+    assert_eq!(value("wearbridge_deliveries_in_flight"), 0.0);
 }

@@ -1,0 +1,158 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! Counters and the latency histogram belong to this process (the worker and poller
+//! bump them as they work); the backlog gauges (due deliveries, due jobs per provider)
+//! are read from the database at scrape time, so every process sharing one database
+//! reports the same backlog. One registry per gateway, not a global recorder: a test
+//! process runs many gateways side by side.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderStatusLabels {
+    pub provider: String,
+    /// The HTTP status, or `transport_error` when no reply came.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderReasonLabels {
+    pub provider: String,
+    /// `app_limit` / `user_limit` (our governor budget), `paused` (after a 429).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderOutcomeLabels {
+    pub provider: String,
+    /// `success`, `refused` (the user must reconnect) or `transient`.
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Deliveries that reached a state: `succeeded`, `retrying`, `exhausted`.
+    pub deliveries: Family<OutcomeLabels, Counter>,
+    /// Attempts by outcome: `success`, `failure`, `gone` (410).
+    pub attempts: Family<OutcomeLabels, Counter>,
+    pub attempt_seconds: Histogram,
+    pub deliveries_in_flight: Gauge<i64, AtomicI64>,
+    deliveries_due: Gauge<i64, AtomicI64>,
+    jobs_due: Family<ProviderLabels, Gauge<i64, AtomicI64>>,
+    pub provider_requests: Family<ProviderStatusLabels, Counter>,
+    pub rate_limit_waits: Family<ProviderReasonLabels, Counter>,
+    pub token_refreshes: Family<ProviderOutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wearbridge");
+        let m = Metrics {
+            deliveries: Family::default(),
+            attempts: Family::default(),
+            // 5 ms … ~20 s: a loopback receiver answers in a few ms, the timeout is 15 s.
+            attempt_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
+            deliveries_in_flight: Gauge::default(),
+            deliveries_due: Gauge::default(),
+            jobs_due: Family::default(),
+            provider_requests: Family::default(),
+            rate_limit_waits: Family::default(),
+            token_refreshes: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("deliveries", "Deliveries that reached a state, by outcome", m.deliveries.clone());
+        registry.register("delivery_attempts", "Delivery attempts, by outcome", m.attempts.clone());
+        registry.register("delivery_attempt_duration_seconds", "Time from sending a webhook to its response", m.attempt_seconds.clone());
+        registry.register("deliveries_in_flight", "Deliveries this process is sending now", m.deliveries_in_flight.clone());
+        registry.register("deliveries_due", "Open deliveries whose next attempt is due (all processes)", m.deliveries_due.clone());
+        registry.register("jobs_due", "Provider poll and backfill jobs due to run, by provider (all processes)", m.jobs_due.clone());
+        registry.register("provider_requests", "Requests to provider APIs, by provider and HTTP status", m.provider_requests.clone());
+        registry.register("provider_rate_limit_waits", "Provider requests held back by a rate limit, by provider and reason", m.rate_limit_waits.clone());
+        registry.register("token_refreshes", "Provider token refreshes, by provider and outcome", m.token_refreshes.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn delivery(&self, outcome: &str) {
+        self.deliveries.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn attempt(&self, outcome: &str, seconds: f64) {
+        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.attempt_seconds.observe(seconds);
+    }
+
+    pub fn provider_request(&self, provider: &str, status: &str) {
+        self.provider_requests.get_or_create(&ProviderStatusLabels { provider: provider.into(), status: status.into() }).inc();
+    }
+
+    pub fn rate_limit_wait(&self, provider: &str, reason: &str) {
+        self.rate_limit_waits.get_or_create(&ProviderReasonLabels { provider: provider.into(), reason: reason.into() }).inc();
+    }
+
+    pub fn token_refresh(&self, provider: &str, outcome: &str) {
+        self.token_refreshes.get_or_create(&ProviderOutcomeLabels { provider: provider.into(), outcome: outcome.into() }).inc();
+    }
+
+    /// The exposition text, with the backlog gauges read from the database now.
+    pub async fn render(&self, store: &Store) -> anyhow::Result<String> {
+        let now = crate::now_ms();
+        self.deliveries_due.set(store.deliveries_due(now).await?);
+        let due = store.jobs_due_by_provider(now).await?;
+        self.jobs_due.clear();
+        for p in crate::providers::registry() {
+            let n = due.iter().find(|(id, _)| id == p.id()).map(|(_, n)| *n).unwrap_or(0);
+            self.jobs_due.get_or_create(&ProviderLabels { provider: p.id().into() }).set(n);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_labels() {
+        let m = Metrics::new();
+        m.delivery("succeeded");
+        m.attempt("success", 0.004);
+        m.attempt("failure", 0.3);
+        m.provider_request("oura", "200");
+        m.token_refresh("strava", "refused");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        assert!(out.contains("wearbridge_deliveries_total{outcome=\"succeeded\"} 1"), "{out}");
+        assert!(out.contains("wearbridge_delivery_attempts_total{outcome=\"failure\"} 1"), "{out}");
+        assert!(out.contains("wearbridge_delivery_attempt_duration_seconds_count 2"), "{out}");
+        assert!(out.contains("wearbridge_delivery_attempt_duration_seconds_bucket{le=\"0.005\"} 1"), "{out}");
+        assert!(out.contains("wearbridge_provider_requests_total{provider=\"oura\",status=\"200\"} 1"), "{out}");
+        assert!(out.contains("wearbridge_token_refreshes_total{provider=\"strava\",outcome=\"refused\"} 1"), "{out}");
+    }
+}
