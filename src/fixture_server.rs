@@ -41,6 +41,8 @@ struct FixtureState {
     refresh: Mutex<HashSet<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     deny_consent: AtomicBool,
+    /// Show the consent page (for a browser) instead of approving at once.
+    consent_screen: AtomicBool,
     refuse_refresh: AtomicBool,
     changed: AtomicBool,
     requests: Mutex<Vec<String>>,
@@ -63,6 +65,7 @@ impl FixtureServer {
         let state = Arc::new(FixtureState::default());
         let app = Router::new()
             .route("/{provider}/oauth/authorize", get(authorize))
+            .route("/{provider}/oauth/authorize/decision", get(decision))
             .route("/{provider}/oauth/token", post(token))
             .route("/{provider}/{*path}", any(data))
             .with_state(state.clone());
@@ -86,6 +89,13 @@ impl FixtureServer {
     /// From now on the consent screen denies (or, with false, grants).
     pub fn deny_consent(&self, deny: bool) {
         self.state.deny_consent.store(deny, Ordering::SeqCst);
+    }
+
+    /// From now on the authorize endpoint shows a consent page with Allow and Deny
+    /// buttons, as a real provider does, instead of approving at once (what a scripted
+    /// client that always clicks Allow would see). Browser tests turn it on.
+    pub fn show_consent_screen(&self, show: bool) {
+        self.state.consent_screen.store(show, Ordering::SeqCst);
     }
 
     /// From now on refresh tokens are refused with `invalid_grant`.
@@ -135,23 +145,94 @@ fn provider(id: &str) -> Result<&'static Provider, Response> {
 }
 
 async fn authorize(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let p = match provider(&id) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (Some(redirect), Some(state)) = (q.get("redirect_uri"), q.get("state")) else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+    };
+    if url::Url::parse(redirect).is_err() {
+        return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response();
+    }
+    if st.consent_screen.load(Ordering::SeqCst) {
+        return axum::response::Html(consent_page(p, &q)).into_response();
+    }
+    let allow = !st.deny_consent.load(Ordering::SeqCst);
+    decide(&st, &id, redirect, state, allow)
+}
+
+/// The consent page's buttons land here: `decision=allow` or `deny`.
+async fn decision(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Err(r) = provider(&id) {
         return r;
     }
     let (Some(redirect), Some(state)) = (q.get("redirect_uri"), q.get("state")) else {
         return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
     };
+    let allow = q.get("decision").map(String::as_str) == Some("allow") && !st.deny_consent.load(Ordering::SeqCst);
+    decide(&st, &id, redirect, state, allow)
+}
+
+/// Back to the client with a single-use code, or with `error=access_denied`.
+fn decide(st: &FixtureState, id: &str, redirect: &str, state: &str, allow: bool) -> Response {
     let Ok(mut url) = url::Url::parse(redirect) else {
         return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response();
     };
-    if st.deny_consent.load(Ordering::SeqCst) {
-        url.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", state);
-    } else {
+    if allow {
         let code = crate::seal::random_token(16);
-        st.codes.lock().unwrap().insert(code.clone(), id.clone());
+        st.codes.lock().unwrap().insert(code.clone(), id.to_string());
         url.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+    } else {
+        url.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", state);
     }
     Redirect::to(url.as_str()).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A plain, accessible consent page in the provider's name: what the app asks for and
+/// two buttons. Every query parameter is carried through the form unchanged.
+fn consent_page(p: &Provider, q: &HashMap<String, String>) -> String {
+    let name = escape(&p.manifest.name);
+    let scopes: Vec<String> = q
+        .get("scope")
+        .map(|s| s.split([' ', ',']).filter(|x| !x.is_empty()).map(|x| format!("<li><code>{}</code></li>", escape(x))).collect())
+        .unwrap_or_default();
+    let hidden: String = ["redirect_uri", "state"]
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v))))
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{name}: allow access?</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; background: #f3f4f6; color: #111827; margin: 0; }}
+main {{ max-width: 26rem; margin: 3rem auto; background: #fff; border-radius: 12px; padding: 2rem; box-shadow: 0 1px 3px rgb(0 0 0 / 0.12); }}
+h1 {{ font-size: 1.4rem; margin: 0 0 1rem; }}
+ul {{ padding-left: 1.2rem; }}
+.actions {{ display: flex; gap: .75rem; margin-top: 1.5rem; }}
+button {{ flex: 1; font: inherit; padding: .7rem; border-radius: 8px; border: 1px solid #374151; cursor: pointer; }}
+button.allow {{ background: #1d4ed8; border-color: #1d4ed8; color: #fff; }}
+button:focus-visible {{ outline: 3px solid #f59e0b; outline-offset: 2px; }}
+.note {{ color: #4b5563; font-size: .85rem; margin-top: 1.5rem; }}
+</style></head>
+<body><main>
+<h1>{name}</h1>
+<p>An app using Wearbridge asks to read your {name} data:</p>
+<ul>{scopes}</ul>
+<form method="get" action="/{id}/oauth/authorize/decision">{hidden}
+<div class="actions"><button type="submit" name="decision" value="deny">Deny</button>
+<button type="submit" class="allow" name="decision" value="allow">Allow</button></div>
+</form>
+<p class="note">Fixture provider: a stand-in for {name}'s real consent screen; no account is involved.</p>
+</main></body></html>"#,
+        scopes = scopes.join(""),
+        id = escape(p.id()),
+    )
 }
 
 /// Replaces token values anywhere in a recorded reply with freshly issued ones.

@@ -217,3 +217,43 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
     assert_eq!(value("wearbridge_deliveries_due"), 0.0);
     assert_eq!(value("wearbridge_deliveries_in_flight"), 0.0);
 }
+
+/// The fixture provider's consent page, as a browser sees it: the provider's name, the
+/// scopes asked for, and Allow / Deny buttons that send the user back with a code or
+/// `error=access_denied`, the state carried through untouched (and escaped in the page).
+#[tokio::test]
+async fn the_fixture_consent_page_allows_or_denies() {
+    let fx = FixtureServer::start().await.unwrap();
+    fx.show_consent_screen(true);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let state = "st<ate>&\"1\"";
+    let authorize = reqwest::Url::parse_with_params(
+        &format!("{}/oura/oauth/authorize", fx.root()),
+        &[("redirect_uri", "http://app.test/cb"), ("state", state), ("scope", "daily heartrate"), ("response_type", "code")],
+    )
+    .unwrap();
+    let page = http.get(authorize).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    for needle in ["<title>Oura: allow access?</title>", "<code>daily</code>", "<code>heartrate</code>", r#"value="allow""#, r#"value="deny""#, "st&lt;ate&gt;&amp;&quot;1&quot;"] {
+        assert!(html.contains(needle), "{needle} not in the page:\n{html}");
+    }
+    assert!(!html.contains(state), "the state is escaped");
+    for (choice, expect) in [("allow", "code"), ("deny", "error")] {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/oura/oauth/authorize/decision", fx.root()),
+            &[("redirect_uri", "http://app.test/cb"), ("state", state), ("decision", choice)],
+        )
+        .unwrap();
+        let r = http.get(url).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{choice}: {}", r.status());
+        let to = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
+        assert_eq!(q.get("state").map(String::as_str), Some(state), "{choice}");
+        assert!(q.contains_key(expect), "{choice}: {to}");
+        if choice == "deny" {
+            assert_eq!(q["error"], "access_denied");
+        }
+    }
+}
