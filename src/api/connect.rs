@@ -52,20 +52,27 @@ pub async fn list_providers(Auth(_): Auth) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     user_id: Uuid,
-    provider: String,
+    /// Straight to this provider's consent screen; without it, the Link page lets the
+    /// user choose among every provider.
+    #[serde(default)]
+    provider: Option<String>,
     redirect_url: String,
 }
 
 pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<Value>)> {
     s.store.get_user(team.id, req.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    let p = providers::find(&req.provider).ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{}`", req.provider)))?;
+    let provider = match req.provider.as_deref() {
+        Some(id) => providers::find(id).ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{id}`")))?.id(),
+        // Stored as "": the user picks on the Link page.
+        None => "",
+    };
     match url::Url::parse(&req.redirect_url) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
         _ => return Err(ApiError::validation("redirect_url: must be an absolute http(s) URL")),
     }
     let token = crate::seal::random_token(24);
     let ttl = s.config.link_token_ttl_secs as i64 * 1000;
-    let expires = s.store.create_link_token(&token, team.id, req.user_id, p.id(), &req.redirect_url, ttl).await?;
+    let expires = s.store.create_link_token(&token, team.id, req.user_id, provider, &req.redirect_url, ttl).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -85,6 +92,9 @@ struct OAuthState {
     v: Option<String>,
     /// Expiry, Unix ms.
     e: i64,
+    /// Started from the Link page: outcomes go back to it, not straight to the app.
+    #[serde(default)]
+    pg: bool,
 }
 
 fn back_to_app(redirect_url: &str, pairs: &[(&str, &str)]) -> Response {
@@ -105,9 +115,20 @@ fn error_redirect(redirect_url: &str, provider: &str, error_type: &str) -> Respo
     back_to_app(redirect_url, &[("state", "error"), ("provider", provider), ("error_type", error_type)])
 }
 
-/// Opened by the end user: sends them to the provider's consent screen.
-pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
+#[derive(Debug, Default, Deserialize)]
+pub struct LinkPageQuery {
+    state: Option<String>,
+    provider: Option<String>,
+    error_type: Option<String>,
+}
+
+/// Opened by the end user. A link for one provider goes straight to its consent
+/// screen; a link without one opens the Link page (see `link_page.rs`).
+pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>, AxumQuery(q): AxumQuery<LinkPageQuery>) -> ApiResult<Response> {
     let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
+    if link.provider.is_empty() {
+        return link_page(&s, &token, &link, &q).await;
+    }
     if link.used_at.is_some() {
         return Ok(error_redirect(&link.redirect_url, &link.provider, "link_already_used"));
     }
@@ -115,13 +136,87 @@ pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>) -> 
         return Ok(error_redirect(&link.redirect_url, &link.provider, "link_expired"));
     }
     let p = providers::find(&link.provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    start_oauth(&s, token, p, link.expires_at, false)
+}
+
+/// The Link page's Connect buttons: the consent screen of the provider chosen.
+pub async fn open_link_provider(State(s): State<AppState>, Path((token, provider)): Path<(String, String)>) -> ApiResult<Response> {
+    let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
+    let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    if !link.provider.is_empty() && link.provider != p.id() {
+        return Err(ApiError::not_found("provider"));
+    }
+    if link.used_at.is_some() || link.expires_at <= now_ms() {
+        // The page explains either case.
+        return Ok(Redirect::to(&page_url(&s, &token, &[])).into_response());
+    }
+    start_oauth(&s, token, p, link.expires_at, link.provider.is_empty())
+}
+
+fn start_oauth(s: &AppState, token: String, p: &'static Provider, expires_at: i64, from_page: bool) -> ApiResult<Response> {
     let oauth = s.poller.oauth(p);
     // The state is sealed (authentic and opaque) and expires with the link; the PKCE
     // verifier rides inside it, so nothing needs storing before the callback.
-    let state = OAuthState { l: token, p: p.id().to_string(), v: oauth.new_pkce_verifier(), e: link.expires_at };
+    let state = OAuthState { l: token, p: p.id().to_string(), v: oauth.new_pkce_verifier(), e: expires_at, pg: from_page };
     let sealed = s.sealer.seal(STATE_PURPOSE, &serde_json::to_string(&state).expect("state serialises"));
     let url = oauth.authorize_url(&sealed, state.v.as_deref()).map_err(ApiError::internal)?;
     Ok(Redirect::to(&url).into_response())
+}
+
+fn page_url(s: &AppState, token: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = format!("{}/v1/link/{token}", s.public_url.trim_end_matches('/'));
+    if !pairs.is_empty() {
+        url.push('?');
+        url.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish());
+    }
+    url
+}
+
+fn app_url(redirect_url: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(redirect_url) {
+        Ok(mut u) => {
+            u.query_pairs_mut().extend_pairs(pairs);
+            u.to_string()
+        }
+        Err(_) => redirect_url.to_string(),
+    }
+}
+
+async fn link_page(s: &AppState, token: &str, link: &crate::store::LinkToken, q: &LinkPageQuery) -> ApiResult<Response> {
+    use super::link_page::{render, Banner, Row};
+    let spent = link.used_at.is_some();
+    let expired = link.expires_at <= now_ms();
+    let known = |p: &Option<String>| p.as_deref().and_then(providers::find).map(|p| p.id().to_string());
+    let banner = match (q.state.as_deref(), known(&q.provider)) {
+        (Some("success"), Some(p)) if spent => {
+            Banner::Success { continue_href: app_url(&link.redirect_url, &[("state", "success"), ("provider", &p)]), provider: p }
+        }
+        _ if spent => Banner::Spent { back_href: app_url(&link.redirect_url, &[("state", "error"), ("error_type", "link_already_used")]) },
+        _ if expired => Banner::Expired { back_href: app_url(&link.redirect_url, &[("state", "error"), ("error_type", "link_expired")]) },
+        (Some("error"), p) => {
+            let error_type = match q.error_type.as_deref() {
+                Some(e @ ("access_denied" | "token_exchange_failed" | "provider_error")) => e.to_string(),
+                _ => "provider_error".to_string(),
+            };
+            let mut back = vec![("state", "error"), ("error_type", error_type.as_str())];
+            if let Some(p) = p.as_deref() {
+                back.push(("provider", p));
+            }
+            Banner::Error { back_href: app_url(&link.redirect_url, &back), provider: p, error_type }
+        }
+        _ => Banner::None,
+    };
+    let connections = s.store.user_connections(link.team_id, link.user_id).await?;
+    let rows: Vec<Row> = providers::registry()
+        .iter()
+        .map(|p| Row {
+            provider: p,
+            status: connections.iter().filter(|c| c.provider == p.id() && c.status != "deregistered").map(|c| c.status.as_str()).next(),
+            connect_href: (!spent && !expired).then(|| format!("{}/{}", page_url(s, token, &[]), p.id())),
+        })
+        .collect();
+    let html = render(&rows, &banner);
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,27 +241,40 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
     }
     let link = s.store.get_link_token(&state.l).await?.ok_or_else(invalid)?;
     let p: &'static Provider = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    // From the Link page, outcomes go back to the page (which can retry); otherwise
+    // straight to the app.
+    let fail = |error_type: &str| -> Response {
+        if state.pg {
+            Redirect::to(&page_url(&s, &state.l, &[("state", "error"), ("provider", &provider), ("error_type", error_type)])).into_response()
+        } else {
+            error_redirect(&link.redirect_url, &provider, error_type)
+        }
+    };
     if state.e <= now_ms() || link.expires_at <= now_ms() {
-        return Ok(error_redirect(&link.redirect_url, &provider, "link_expired"));
+        return Ok(fail("link_expired"));
     }
-    // Single use: a replayed callback (or a second tab) gets an error, not a second connection.
-    if !s.store.use_link_token(&state.l).await? {
-        return Ok(error_redirect(&link.redirect_url, &provider, "link_already_used"));
+    // Single use: a replayed callback (or a second tab) gets an error, not a second
+    // connection. A Link page link is spent only by a success, so the user can retry.
+    if !state.pg && !s.store.use_link_token(&state.l).await? {
+        return Ok(fail("link_already_used"));
     }
     if let Some(err) = q.error.as_deref() {
         let kind = if err == "access_denied" { "access_denied" } else { "provider_error" };
-        return Ok(error_redirect(&link.redirect_url, &provider, kind));
+        return Ok(fail(kind));
     }
     let Some(code) = q.code.as_deref() else {
-        return Ok(error_redirect(&link.redirect_url, &provider, "provider_error"));
+        return Ok(fail("provider_error"));
     };
-    let tokens = match s.poller.oauth(p).exchange_code(code, state.v).await {
+    let tokens = match s.poller.oauth(p).exchange_code(code, state.v.clone()).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(provider, error = %e, "code exchange failed");
-            return Ok(error_redirect(&link.redirect_url, &provider, "token_exchange_failed"));
+            return Ok(fail("token_exchange_failed"));
         }
     };
+    if state.pg && !s.store.use_link_token(&state.l).await? {
+        return Ok(fail("link_already_used"));
+    }
     let user = s.store.get_user(link.team_id, link.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let sealed = SealedTokens {
         access: s.sealer.seal(ACCESS_PURPOSE, &tokens.access),
@@ -193,6 +301,9 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
     s.store
         .create_connection(conn_id, link.team_id, user.user_id, p.id(), tokens.external_user_id.as_deref(), &sealed, &jobs, &event)
         .await?;
+    if state.pg {
+        return Ok(Redirect::to(&page_url(&s, &state.l, &[("state", "success"), ("provider", p.id())])).into_response());
+    }
     Ok(back_to_app(&link.redirect_url, &[("state", "success"), ("provider", p.id())]))
 }
 

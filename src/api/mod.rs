@@ -7,6 +7,7 @@ mod connect;
 mod data;
 mod endpoints;
 mod events;
+mod link_page;
 mod users;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/providers", get(connect::list_providers))
         .route("/link/token", post(connect::create_link_token))
         .route("/link/{token}", get(connect::open_link))
+        .route("/link/{token}/{provider}", get(connect::open_link_provider))
         .route("/oauth/callback/{provider}", get(connect::callback))
         .route("/summary/{resource}/{user_id}", get(data::summary))
         .route("/timeseries/{user_id}/{resource}", get(data::timeseries))

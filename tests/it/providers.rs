@@ -10,7 +10,7 @@ use wearbridge::fixture_server::{Fault, FixtureServer};
 
 use crate::helpers::{eventually, TestApp, TestDb};
 
-crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing, withings_errors_inside_a_200_are_read_as_errors);
+crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing, withings_errors_inside_a_200_are_read_as_errors, the_link_page_lists_providers_and_comes_back_with_the_outcome);
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
     let fx = FixtureServer::start().await.unwrap();
@@ -256,4 +256,58 @@ async fn the_fixture_consent_page_allows_or_denies() {
             assert_eq!(q["error"], "access_denied");
         }
     }
+}
+
+/// A link token without a provider opens the Link page: every provider with what it
+/// shares and the user's state; a denied consent comes back to the page with a clear
+/// message and the buttons to retry; a success spends the link and offers the way back
+/// to the app's redirect_url.
+async fn the_link_page_lists_providers_and_comes_back_with_the_outcome(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    let user = app.user("page-user").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    let done = app.receiver.url("/app/done");
+    let (s, link) = app.api.post("/v1/link/token", json!({"user_id": uid, "redirect_url": done})).await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let link_url = link["link_url"].as_str().unwrap().to_string();
+    let browser = reqwest::Client::new();
+    let page = browser.get(&link_url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    for p in wearbridge::providers::registry() {
+        assert!(html.contains(&format!(r#"data-provider="{}""#, p.id())), "{} listed", p.id());
+        assert!(html.contains(&format!(r#"href="{link_url}/{}""#, p.id())), "{} has a Connect button", p.id());
+    }
+    assert!(html.contains("Shares sleep, activity, workouts, heartrate"), "what Oura shares");
+    assert!(!html.contains("<script"), "no scripts needed");
+
+    // Denied: back on the page, told why, free to retry.
+    fx.deny_consent(true);
+    let r = browser.get(format!("{link_url}/oura")).send().await.unwrap();
+    let landed = r.url().clone();
+    assert_eq!(landed.path(), format!("/v1/link/{}", link["link_token"].as_str().unwrap()), "{landed}");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Oura was not connected.") && html.contains("You did not allow access."), "{html}");
+    assert!(html.contains(&format!(r#"href="{link_url}/oura""#)), "the user can try again");
+
+    // Allowed: connected, the link is spent, Continue goes to the app.
+    fx.deny_consent(false);
+    let r = browser.get(format!("{link_url}/oura")).send().await.unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Oura is connected."), "{html}");
+    let continue_href = format!("{done}?state=success&amp;provider=oura");
+    assert!(html.contains(&continue_href), "Continue leads to the app: {html}");
+    assert!(!html.contains(&format!(r#"href="{link_url}/"#)), "a spent link offers no more Connect buttons");
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert_eq!(conns["data"][0]["provider"], "oura");
+    assert_eq!(conns["data"][0]["status"], "connected");
+    let again = browser.get(format!("{link_url}/strava")).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("This link has already been used."), "{again}");
+
+    // A new link shows the existing connection.
+    let (_, link2) = app.api.post("/v1/link/token", json!({"user_id": uid, "redirect_url": done})).await;
+    let html = browser.get(link2["link_url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let oura_row = html.split(r#"data-provider="oura""#).nth(1).unwrap().split("</li>").next().unwrap();
+    assert!(oura_row.contains("Connected") && oura_row.contains("Reconnect"), "{oura_row}");
 }
