@@ -38,7 +38,16 @@ fn error_text(error_type: &str) -> &'static str {
 }
 
 fn resources(p: &Provider) -> String {
-    let names: Vec<String> = p.manifest.resources.iter().map(|r| r.name.as_str().replace('_', " ")).collect();
+    let names: Vec<String> = p
+        .manifest
+        .resources
+        .iter()
+        .map(|r| match r.name.as_str() {
+            "heartrate" => "heart rate".to_string(),
+            "hrv" => "HRV".to_string(),
+            other => other.replace('_', " "),
+        })
+        .collect();
     names.join(", ")
 }
 

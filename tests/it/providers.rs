@@ -279,7 +279,7 @@ async fn the_link_page_lists_providers_and_comes_back_with_the_outcome(db: TestD
         assert!(html.contains(&format!(r#"data-provider="{}""#, p.id())), "{} listed", p.id());
         assert!(html.contains(&format!(r#"href="{link_url}/{}""#, p.id())), "{} has a Connect button", p.id());
     }
-    assert!(html.contains("Shares sleep, activity, workouts, heartrate"), "what Oura shares");
+    assert!(html.contains("Shares sleep, activity, workouts, heart rate"), "what Oura shares");
     assert!(!html.contains("<script"), "no scripts needed");
 
     // Denied: back on the page, told why, free to retry.
