@@ -8,6 +8,7 @@
 pub mod normalize;
 pub mod oura;
 pub mod strava;
+pub mod whoop;
 pub mod withings;
 
 use std::sync::OnceLock;
@@ -284,6 +285,7 @@ pub fn registry() -> &'static [Provider] {
             load("oura", include_str!("../../providers/oura.toml"), Box::new(oura::Oura), Box::new(oura::OuraFixtures)),
             load("strava", include_str!("../../providers/strava.toml"), Box::new(strava::Strava), Box::new(strava::StravaFixtures)),
             load("withings", include_str!("../../providers/withings.toml"), Box::new(withings::Withings), Box::new(withings::WithingsFixtures)),
+            load("whoop", include_str!("../../providers/whoop.toml"), Box::new(whoop::Whoop), Box::new(whoop::WhoopFixtures)),
         ]
     })
 }
