@@ -207,7 +207,10 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
             .unwrap_or_else(|| panic!("{series} is not in /metrics:\n{text}"))
     };
     assert!(value(r#"wearbridge_provider_requests_total{provider="withings",status="200"}"#) >= 39.0);
-    assert_eq!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="refused"}"#), 1.0);
+    // Each resource's poll met the expired token; every one that tried the refresh after
+    // the first was refused too, but the connection errored (and said so) once.
+    assert!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="refused"}"#) >= 1.0);
+    assert_eq!(events(&app).iter().filter(|e| e["event_type"] == "provider.connection.error").count(), 1);
     assert!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="success"}"#) >= 1.0);
     assert!(value(r#"wearbridge_provider_rate_limit_waits_total{provider="withings",reason="paused"}"#) >= 1.0, "the 601 paused the app");
     let delivered = value(r#"wearbridge_deliveries_total{outcome="succeeded"}"#);
