@@ -108,6 +108,10 @@ pub struct Config {
     #[arg(long, env = "WEARBRIDGE_LINK_TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
     pub link_token_ttl_secs: u64,
 
+    /// How long a webhook-portal link stays valid before it is opened (it works once).
+    #[arg(long, env = "WEARBRIDGE_PORTAL_LINK_TTL_SECS", default_value_t = 600, global = true)]
+    pub portal_link_ttl_secs: u64,
+
     /// Enforce each provider's documented rate limits (turn off only against a fixture
     /// server, e.g. to benchmark ingestion rather than the provider's budget).
     #[arg(long, env = "WEARBRIDGE_PROVIDER_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]

@@ -8,6 +8,8 @@ mod data;
 mod endpoints;
 mod events;
 mod link_page;
+mod portal;
+mod stats;
 mod users;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -53,10 +55,18 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/endpoints/{id}/events", get(events::endpoint_events))
         .route("/webhooks/endpoints/{id}/events/{event_id}/resend", post(events::resend))
         .route("/webhooks/endpoints/{id}/recover", post(events::recover))
-        .route("/webhooks/events/{event_id}", get(events::event_detail));
+        .route("/webhooks/events/{event_id}", get(events::event_detail))
+        .route("/webhooks/stats", get(stats::stats))
+        .route("/portal/sessions", post(portal::create_session))
+        .route("/portal/session", get(portal::session_info).delete(portal::end_session));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/portal", get(portal::to_index))
+        .route("/portal/", get(portal::index))
+        .route("/portal/app.js", get(portal::app_js))
+        .route("/portal/app.css", get(portal::app_css))
+        .route("/portal/open/{code}", get(portal::open))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -84,22 +94,66 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
-/// The team whose API key authorised the request.
+/// Who is calling: a team's API key, or a webhook-portal session (a cookie plus the
+/// portal header, see [`portal`]). A bearer key is tried first when one is sent.
+pub enum Principal {
+    ApiKey(Team),
+    Portal(crate::store::PortalSession),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let key = header
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(ApiError::unauthorized)?;
+            return match state.store.team_for_key(key).await? {
+                Some(team) => Ok(Principal::ApiKey(team)),
+                None => Err(ApiError::unauthorized()),
+            };
+        }
+        let token = portal::session_cookie(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        // The cookie rides along on any request to this origin, even one another site's
+        // page triggers; the header cannot, so without it the cookie counts for nothing.
+        if parts.headers.get(portal::HEADER).and_then(|v| v.to_str().ok()) != Some("1") {
+            return Err(ApiError::unauthorized());
+        }
+        match state.store.portal_session(token).await? {
+            Some(session) => Ok(Principal::Portal(session)),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// The team the request acts for, whoever authenticated it.
 pub struct Auth(pub Team);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let key = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        match state.store.team_for_key(key).await? {
-            Some(team) => Ok(Auth(team)),
-            None => Err(ApiError::unauthorized()),
+        Ok(match Principal::from_request_parts(parts, state).await? {
+            Principal::ApiKey(team) => Auth(team),
+            Principal::Portal(session) => Auth(session.team),
+        })
+    }
+}
+
+/// A webhook-portal session; API keys are refused (the routes that take it manage the
+/// session itself).
+impl FromRequestParts<AppState> for crate::store::PortalSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Portal(session) => Ok(session),
+            Principal::ApiKey(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route is for webhook-portal sessions")),
         }
     }
 }
@@ -113,6 +167,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+/// An optional JSON body: absent when the request has no `Content-Type` (e.g. an empty
+/// POST), refused like [`Body`] when present but bad.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        match <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
+            Ok(v) => Ok(v.map(|Json(v)| Body(v))),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }

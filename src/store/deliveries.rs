@@ -452,6 +452,97 @@ impl Store {
     }
 }
 
+/// Upper bounds (ms) of the latency histogram the delivery statistics are read from;
+/// a last, open bucket holds anything slower. Percentiles are reported as the bound of
+/// the bucket they fall in (capped by the exact maximum), which keeps the query one
+/// `GROUP BY` on both backends however many attempts an hour holds.
+pub const LATENCY_BOUNDS_MS: &[i64] =
+    &[1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000];
+
+/// One time bucket of a team's delivery attempts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsBucket {
+    /// Start of the bucket, Unix ms.
+    pub start: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
+/// The `q` quantile (0..1) of a latency histogram laid out on [`LATENCY_BOUNDS_MS`].
+pub fn histogram_quantile(counts: &[i64], q: f64, max_ms: i64) -> Option<i64> {
+    let total: i64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as i64).max(1);
+    let mut seen = 0;
+    for (i, n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(max_ms).min(max_ms));
+        }
+    }
+    Some(max_ms)
+}
+
+impl Store {
+    /// Attempts per bucket of `bucket_ms` from `from` (inclusive) for `buckets` buckets,
+    /// by outcome (a 2xx is success), with latency percentiles; optionally one endpoint.
+    /// Every bucket is returned, empty ones too, oldest first.
+    pub async fn delivery_stats(
+        &self,
+        team: Uuid,
+        endpoint: Option<Uuid>,
+        from: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<StatsBucket>, sqlx::Error> {
+        let ladder: String = LATENCY_BOUNDS_MS.iter().enumerate().map(|(i, b)| format!("WHEN a.duration_ms <= {b} THEN {i} ")).collect();
+        let sql = format!(
+            "SELECT (a.attempted_at - $2) / $3 AS bucket, \
+             CASE WHEN a.response_status >= 200 AND a.response_status < 300 THEN 1 ELSE 0 END AS ok, \
+             CASE {ladder}ELSE {open} END AS lb, COUNT(*) AS n, MAX(a.duration_ms) AS max_ms \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.attempted_at >= $2 AND a.attempted_at < $4 AND d.team_id = $1 AND ($5 = '' OR d.endpoint_id = $5) \
+             GROUP BY 1, 2, 3",
+            open = LATENCY_BOUNDS_MS.len()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(team.to_string())
+            .bind(from)
+            .bind(bucket_ms)
+            .bind(from + bucket_ms * buckets as i64)
+            .bind(endpoint.map(|e| e.to_string()).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut hist = vec![vec![0i64; LATENCY_BOUNDS_MS.len() + 1]; buckets];
+        let mut out: Vec<StatsBucket> =
+            (0..buckets).map(|i| StatsBucket { start: from + bucket_ms * i as i64, ..Default::default() }).collect();
+        for r in rows {
+            let (bucket, ok, lb, n, max): (i64, i64, i64, i64, i64) =
+                (r.try_get("bucket")?, r.try_get("ok")?, r.try_get("lb")?, r.try_get("n")?, r.try_get("max_ms")?);
+            let (Some(b), Some(h)) = (out.get_mut(bucket as usize), hist.get_mut(bucket as usize)) else { continue };
+            if ok == 1 {
+                b.succeeded += n;
+            } else {
+                b.failed += n;
+            }
+            b.max_ms = Some(b.max_ms.unwrap_or(0).max(max));
+            h[lb as usize] += n;
+        }
+        for (b, h) in out.iter_mut().zip(&hist) {
+            if let Some(max) = b.max_ms {
+                b.p50_ms = histogram_quantile(h, 0.5, max);
+                b.p95_ms = histogram_quantile(h, 0.95, max);
+            }
+        }
+        Ok(out)
+    }
+}
+
 async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Attempt)]) -> Result<(), sqlx::Error> {
     for chunk in attempts.chunks(super::rows_per_statement(12)) {
         if chunk.is_empty() {
@@ -482,4 +573,31 @@ async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Atte
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(samples: &[i64]) -> Vec<i64> {
+        let mut h = vec![0; LATENCY_BOUNDS_MS.len() + 1];
+        for &ms in samples {
+            h[LATENCY_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BOUNDS_MS.len())] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn quantiles_are_the_bound_of_the_bucket_they_fall_in() {
+        // 90 fast attempts (4 ms → the ≤ 5 bucket) and 10 slow ones (400 ms → ≤ 500).
+        let samples: Vec<i64> = std::iter::repeat(4).take(90).chain(std::iter::repeat(400).take(10)).collect();
+        let h = hist(&samples);
+        assert_eq!(histogram_quantile(&h, 0.5, 400), Some(5));
+        assert_eq!(histogram_quantile(&h, 0.9, 400), Some(5));
+        // The 95th falls among the slow ones; the bucket's bound (500) is capped by the max.
+        assert_eq!(histogram_quantile(&h, 0.95, 400), Some(400));
+        assert_eq!(histogram_quantile(&hist(&[]), 0.5, 0), None);
+        // Slower than every bound: the exact maximum.
+        assert_eq!(histogram_quantile(&hist(&[20_000]), 0.5, 20_000), Some(20_000));
+    }
 }

@@ -13,6 +13,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod polling;
+mod portal;
 mod tenancy;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use deliveries::*;
 pub use endpoints::*;
 pub use events::*;
 pub use polling::*;
+pub use portal::*;
 pub use tenancy::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "providers",
         include_str!("../../migrations/sqlite/0002_providers.sql"),
         include_str!("../../migrations/postgres/0002_providers.sql"),
+    ),
+    (
+        3,
+        "portal",
+        include_str!("../../migrations/sqlite/0003_portal.sql"),
+        include_str!("../../migrations/postgres/0003_portal.sql"),
     ),
 ];
 

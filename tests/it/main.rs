@@ -9,5 +9,6 @@ mod delivery;
 mod durability;
 mod logs;
 mod polling_store;
+mod portal;
 mod providers;
 mod store_contract;
