@@ -419,12 +419,14 @@ async function usersPage() {
   const more = h('button', {}, 'Load more');
   const slot = h('div', {});
   let offset = 0;
+  const { data: providers } = await api('GET', '/v1/providers');
+  const names = Object.fromEntries(providers.map((p) => [p.slug, p.name]));
   async function load() {
     const page = await api('GET', `/v1/user?offset=${offset}&limit=20`);
     offset += page.users.length;
     const cards = await Promise.all(page.users.map(async (u) => {
       const { data } = await api('GET', `/v1/user/${u.user_id}/providers`);
-      return userCard(u, data);
+      return userCard(u, data, names);
     }));
     list.append(...cards);
     more.hidden = offset >= page.total;
@@ -435,15 +437,15 @@ async function usersPage() {
   show(h('h1', {}, 'Users'), list, slot, more);
 }
 
-function userCard(u, conns) {
+function userCard(u, conns, names) {
   return h('section', { class: 'card', 'aria-label': `User ${u.client_user_id}` },
     h('div', { class: 'head' }, h('h2', {}, u.client_user_id), h('span', { class: 'muted small' }, 'created ', time(u.created_at))),
     conns.length ? conns.map((c) => h('div', { class: 'conn' },
-      h('h3', {}, c.provider, ' ', badge(c.status)),
+      h('h3', {}, names[c.provider] || c.provider, ' ', badge(c.status)),
       c.error_message ? h('p', { class: 'muted' }, c.error_message) : null,
       c.backfill.map((b) => h('div', { class: 'progress' },
         h('span', {}, b.resource),
-        h('progress', { max: b.windows_total || 1, value: b.windows_done, 'aria-label': `${c.provider} ${b.resource} backfill` }),
+        h('progress', { max: b.windows_total || 1, value: b.windows_done, 'aria-label': `${names[c.provider] || c.provider} ${b.resource} backfill` }),
         h('span', { class: 'small muted' }, `${b.windows_done} of ${b.windows_total} windows`,
           b.oldest_date_reached ? ` · back to ${new Date(b.oldest_date_reached).toLocaleDateString()}` : '',
           b.last_error ? ` · ${b.last_error}` : ''))))) : h('p', { class: 'muted' }, 'No provider connected.'));
