@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{parse_id, Auth, Body};
@@ -31,24 +32,53 @@ use crate::{ids, now_ms};
 
 const STATE_PURPOSE: &str = "oauth_state";
 
-pub async fn list_providers(Auth(_): Auth) -> Json<Value> {
-    let data: Vec<Value> = providers::registry()
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderResource {
+    name: String,
+    /// `summary` (read from /v1/summary) or `timeseries` (from /v1/timeseries).
+    kind: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderView {
+    slug: String,
+    name: String,
+    resources: Vec<ProviderResource>,
+    /// How far back the backfill reaches.
+    history_days: u32,
+    backfill_window_days: u32,
+    poll_interval_secs: u64,
+    lookback_days: u32,
+    rate_limit: crate::providers::RateLimitSpec,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderList {
+    data: Vec<ProviderView>,
+}
+
+#[utoipa::path(get, path = "/providers", tag = "providers", responses((status = 200, description = "every provider", body = ProviderList)))]
+pub async fn list_providers(Auth(_): Auth) -> Json<ProviderList> {
+    let data = providers::registry()
         .iter()
         .map(|p| {
             let m = &p.manifest;
-            json!({
-                "slug": m.id, "name": m.name,
-                "resources": m.resources.iter().map(|r| json!({"name": r.name, "kind": r.kind})).collect::<Vec<_>>(),
-                "history_days": m.history_days, "backfill_window_days": m.window_days,
-                "poll_interval_secs": m.poll_interval_secs, "lookback_days": m.lookback_days,
-                "rate_limit": m.rate_limit,
-            })
+            ProviderView {
+                slug: m.id.clone(),
+                name: m.name.clone(),
+                resources: m.resources.iter().map(|r| ProviderResource { name: r.name.to_string(), kind: r.kind.clone() }).collect(),
+                history_days: m.history_days,
+                backfill_window_days: m.window_days,
+                poll_interval_secs: m.poll_interval_secs,
+                lookback_days: m.lookback_days,
+                rate_limit: m.rate_limit.clone(),
+            }
         })
         .collect();
-    Json(json!({"data": data}))
+    Json(ProviderList { data })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     user_id: Uuid,
@@ -59,7 +89,17 @@ pub struct LinkRequest {
     redirect_url: String,
 }
 
-pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<Value>)> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkToken {
+    link_token: String,
+    /// Send the end user here.
+    link_url: String,
+    expires_at: String,
+}
+
+#[utoipa::path(post, path = "/link/token", tag = "connect", request_body = LinkRequest,
+    responses((status = 201, description = "a single-use link", body = LinkToken)))]
+pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<LinkToken>)> {
     s.store.get_user(team.id, req.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let provider = match req.provider.as_deref() {
         Some(id) => providers::find(id).ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{id}`")))?.id(),
@@ -67,19 +107,19 @@ pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body
         None => "",
     };
     match url::Url::parse(&req.redirect_url) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-        _ => return Err(ApiError::validation("redirect_url: must be an absolute http(s) URL")),
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && req.redirect_url.chars().count() <= 2048 => {}
+        _ => return Err(ApiError::validation("redirect_url: must be an absolute http(s) URL of at most 2048 characters")),
     }
     let token = crate::seal::random_token(24);
     let ttl = s.config.link_token_ttl_secs as i64 * 1000;
     let expires = s.store.create_link_token(&token, team.id, req.user_id, provider, &req.redirect_url, ttl).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "link_token": token,
-            "link_url": format!("{}/v1/link/{token}", s.public_url.trim_end_matches('/')),
-            "expires_at": format_ms(expires),
-        })),
+        Json(LinkToken {
+            link_url: format!("{}/v1/link/{token}", s.public_url.trim_end_matches('/')),
+            link_token: token,
+            expires_at: format_ms(expires),
+        }),
     ))
 }
 
@@ -115,7 +155,8 @@ fn error_redirect(redirect_url: &str, provider: &str, error_type: &str) -> Respo
     back_to_app(redirect_url, &[("state", "error"), ("provider", provider), ("error_type", error_type)])
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkPageQuery {
     state: Option<String>,
     provider: Option<String>,
@@ -124,6 +165,9 @@ pub struct LinkPageQuery {
 
 /// Opened by the end user. A link for one provider goes straight to its consent
 /// screen; a link without one opens the Link page (see `link_page.rs`).
+#[utoipa::path(get, path = "/link/{token}", tag = "connect", security(()), params(("token" = String, Path), LinkPageQuery),
+    responses((status = 200, description = "the Link page", content_type = "text/html", body = String),
+              (status = 303, description = "to the provider's consent screen, or the app's `redirect_url` with an error")))]
 pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>, AxumQuery(q): AxumQuery<LinkPageQuery>) -> ApiResult<Response> {
     let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
     if link.provider.is_empty() {
@@ -140,6 +184,8 @@ pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>, Axu
 }
 
 /// The Link page's Connect buttons: the consent screen of the provider chosen.
+#[utoipa::path(get, path = "/link/{token}/{provider}", tag = "connect", security(()), params(("token" = String, Path), ("provider" = String, Path)),
+    responses((status = 303, description = "to the provider's consent screen, or back to the Link page")))]
 pub async fn open_link_provider(State(s): State<AppState>, Path((token, provider)): Path<(String, String)>) -> ApiResult<Response> {
     let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
@@ -219,7 +265,8 @@ async fn link_page(s: &AppState, token: &str, link: &crate::store::LinkToken, q:
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -227,6 +274,8 @@ pub struct CallbackQuery {
 }
 
 /// The provider sends the user back here with a code (or an error).
+#[utoipa::path(get, path = "/oauth/callback/{provider}", tag = "connect", security(()), params(("provider" = String, Path), CallbackQuery),
+    responses((status = 303, description = "to the app's `redirect_url` (or the Link page) with the outcome")))]
 pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, AxumQuery(q): AxumQuery<CallbackQuery>) -> ApiResult<Response> {
     let invalid = || ApiError::bad_request("invalid or expired OAuth state; start again from a new link");
     let sealed = q.state.as_deref().ok_or_else(invalid)?;
@@ -284,7 +333,7 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
     let conn_id = Uuid::new_v4();
     let jobs = plan_jobs(p, now_ms());
     let t = EventType::ConnectionCreated;
-    let availability: serde_json::Map<String, Value> =
+    let availability: serde_json::Map<String, serde_json::Value> =
         p.manifest.resources.iter().map(|r| (r.name.to_string(), json!({"status": "available"}))).collect();
     let event = Envelope::new(
         ids::connection_event_id(&t.name(), conn_id),
@@ -339,30 +388,68 @@ pub fn plan_jobs(p: &Provider, now: i64) -> Vec<NewJob> {
     jobs
 }
 
-pub async fn user_connections(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillProgress {
+    resource: String,
+    windows_done: i64,
+    windows_total: i64,
+    /// Start of the oldest window stored so far.
+    oldest_date_reached: Option<String>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    provider: String,
+    /// `connected`, `error` or `deregistered`.
+    status: String,
+    external_user_id: Option<String>,
+    error_type: Option<String>,
+    error_message: Option<String>,
+    created_at: String,
+    backfill: Vec<BackfillProgress>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    data: Vec<ConnectionView>,
+}
+
+#[utoipa::path(get, path = "/user/{user_id}/providers", tag = "connect", params(("user_id" = Uuid, Path)),
+    responses((status = 200, description = "the user's connections with backfill progress per resource", body = ConnectionList)))]
+pub async fn user_connections(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<Json<ConnectionList>> {
     let user = parse_id(&user, "user")?;
     s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    let mut out = Vec::new();
+    let mut data = Vec::new();
     for c in s.store.user_connections(team.id, user).await? {
-        let progress: Vec<Value> = s
+        let backfill = s
             .store
             .backfill_progress(c.id)
             .await?
             .into_iter()
-            .map(|p| {
-                json!({"resource": p.resource, "windows_done": p.windows_done, "windows_total": p.windows_total,
-                       "oldest_date_reached": p.oldest_date_reached.map(format_ms), "last_error": p.last_error})
+            .map(|p| BackfillProgress {
+                resource: p.resource,
+                windows_done: p.windows_done,
+                windows_total: p.windows_total,
+                oldest_date_reached: p.oldest_date_reached.map(format_ms),
+                last_error: p.last_error,
             })
             .collect();
-        out.push(json!({
-            "provider": c.provider, "status": c.status, "external_user_id": c.external_user_id,
-            "error_type": c.error_type, "error_message": c.error_message,
-            "created_at": format_ms(c.created_at), "backfill": progress,
-        }));
+        data.push(ConnectionView {
+            provider: c.provider,
+            status: c.status,
+            external_user_id: c.external_user_id,
+            error_type: c.error_type,
+            error_message: c.error_message,
+            created_at: format_ms(c.created_at),
+            backfill,
+        });
     }
-    Ok(Json(json!({"data": out})))
+    Ok(Json(ConnectionList { data }))
 }
 
+#[utoipa::path(delete, path = "/user/{user_id}/{provider}", tag = "connect", params(("user_id" = Uuid, Path), ("provider" = String, Path)),
+    responses((status = 204, description = "deregistered: its jobs stop and `provider.connection.deleted` is published")))]
 pub async fn deregister(State(s): State<AppState>, Auth(team): Auth, Path((user, provider)): Path<(String, String)>) -> ApiResult<StatusCode> {
     let user = parse_id(&user, "user")?;
     let conn = s
@@ -385,8 +472,16 @@ pub async fn deregister(State(s): State<AppState>, Auth(team): Auth, Path((user,
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshScheduled {
+    polls_scheduled: u64,
+}
+
 /// `POST /v1/user/{id}/refresh`: poll now, at most once per 10 s per user.
-pub async fn refresh(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+#[utoipa::path(post, path = "/user/{user_id}/refresh", tag = "connect", params(("user_id" = Uuid, Path)),
+    responses((status = 202, description = "polls scheduled", body = RefreshScheduled),
+              (status = 429, description = "refreshed moments ago", body = crate::error::ErrorBody)))]
+pub async fn refresh(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<(StatusCode, Json<RefreshScheduled>)> {
     static LIMITER: OnceLock<DefaultKeyedRateLimiter<Uuid>> = OnceLock::new();
     let user = parse_id(&user, "user")?;
     s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
@@ -397,5 +492,5 @@ pub async fn refresh(State(s): State<AppState>, Auth(team): Auth, Path(user): Pa
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "this user was refreshed moments ago; try again in a few seconds"));
     }
     let n = s.store.poll_now(team.id, user).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"polls_scheduled": n}))))
+    Ok((StatusCode::ACCEPTED, Json(RefreshScheduled { polls_scheduled: n })))
 }

@@ -3,22 +3,40 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{NaiveDate, TimeZone, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use uuid::Uuid;
 
 use super::{parse_id, Auth, Query};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Resource;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Range {
+    /// A date (`2026-11-01`) or an RFC 3339 instant.
     start_date: String,
+    /// A date (its whole day is included) or an RFC 3339 instant; open-ended if absent.
     #[serde(default)]
     end_date: Option<String>,
+    /// Only this provider's records.
     #[serde(default)]
     provider: Option<String>,
+}
+
+/// `{"<resource>": [records]}`: the records of one summary resource, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Summary(BTreeMap<String, Vec<Value>>);
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeseries {
+    data: Vec<Value>,
 }
 
 /// A date (`2026-11-01`, whole day) or an RFC 3339 instant, as Unix ms. An end date
@@ -33,7 +51,7 @@ fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
         .map_err(|_| ApiError::validation(format!("`{field}` must be a date (2026-11-01) or an RFC 3339 instant")))
 }
 
-async fn records(s: &AppState, team: uuid::Uuid, user: &str, resource: &str, range: Range, timeseries: bool) -> ApiResult<Vec<Value>> {
+async fn records(s: &AppState, team: Uuid, user: &str, resource: &str, range: Range, timeseries: bool) -> ApiResult<Vec<Value>> {
     let user = parse_id(user, "user")?;
     s.store.get_user(team, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let r: Resource = resource.parse().map_err(|e: String| ApiError::not_found(&e))?;
@@ -52,12 +70,16 @@ async fn records(s: &AppState, team: uuid::Uuid, user: &str, resource: &str, ran
     Ok(s.store.list_records(team, user, r, start, end, range.provider.as_deref()).await?)
 }
 
-pub async fn summary(State(s): State<AppState>, Auth(team): Auth, Path((resource, user)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/summary/{resource}/{user_id}", tag = "data", params(("resource" = String, Path, description = "e.g. `sleep`, `activity`, `workouts`"), ("user_id" = Uuid, Path), Range),
+    responses((status = 200, description = "the stored records, each with the id its events carried", body = Summary)))]
+pub async fn summary(State(s): State<AppState>, Auth(team): Auth, Path((resource, user)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Summary>> {
     let data = records(&s, team.id, &user, &resource, q, false).await?;
-    Ok(Json(json!({ resource: data })))
+    Ok(Json(Summary(BTreeMap::from([(resource, data)]))))
 }
 
-pub async fn timeseries(State(s): State<AppState>, Auth(team): Auth, Path((user, resource)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/timeseries/{user_id}/{resource}", tag = "data", params(("user_id" = Uuid, Path), ("resource" = String, Path, description = "e.g. `heartrate`, `glucose`"), Range),
+    responses((status = 200, description = "the stored samples", body = Timeseries)))]
+pub async fn timeseries(State(s): State<AppState>, Auth(team): Auth, Path((user, resource)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Timeseries>> {
     let data = records(&s, team.id, &user, &resource, q, true).await?;
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(Timeseries { data }))
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{double_option, parse_id, Auth, Body};
@@ -19,14 +20,15 @@ use crate::events::{format_ms, EventType, Envelope};
 use crate::seal::{new_webhook_secret, validate_webhook_secret};
 use crate::store::{Endpoint, EndpointSpec, EndpointWriteError, Target};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     consecutive_failures: i64,
     first_failure_at: Option<String>,
     last_success_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Endpoint)]
 pub struct EndpointView {
     id: Uuid,
     url: String,
@@ -40,8 +42,34 @@ pub struct EndpointView {
     health: Health,
     created_at: String,
     updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
+}
+
+/// A new endpoint: the endpoint, its signing secret, and the `webhook.test` event sent
+/// to it (none when created disabled).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    endpoint: EndpointView,
+    secret: String,
+    test_event_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointList {
+    data: Vec<EndpointView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Secret {
+    /// `whsec_…`
+    key: String,
+    /// While a rotation's grace period runs, the old secret signs too, until then.
+    previous_key_valid_until: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestSent {
+    event_id: Uuid,
 }
 
 impl From<Endpoint> for EndpointView {
@@ -63,12 +91,11 @@ impl From<Endpoint> for EndpointView {
             },
             created_at: format_ms(e.created_at),
             updated_at: format_ms(e.updated_at),
-            secret: None,
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     url: String,
@@ -95,7 +122,7 @@ fn post() -> String {
     "POST".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     url: Option<String>,
@@ -104,7 +131,9 @@ pub struct UpdateEndpoint {
     enabled: Option<bool>,
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    /// null removes the limit.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
     rate_limit_per_sec: Option<Option<i64>>,
 }
 
@@ -112,11 +141,15 @@ pub struct UpdateEndpoint {
 fn validate(state: &AppState, mut spec: EndpointSpec) -> ApiResult<EndpointSpec> {
     let mut problems = Vec::new();
     let policy = state.worker.sender().policy();
+    // Bounded so that it fits the (team, url) index on every backend.
+    if spec.url.chars().count() > 2048 {
+        problems.push("url: at most 2048 characters".into());
+    }
     match policy.check_url(spec.url.trim()) {
         Ok(u) => spec.url = u.to_string(),
         Err(refusal) => problems.push(format!("url: {refusal}")),
     }
-    if spec.description.len() > 1000 {
+    if spec.description.chars().count() > 1000 {
         problems.push("description: at most 1000 characters".into());
     }
     let unknown: Vec<&str> = spec.event_types.iter().filter(|t| t.parse::<EventType>().is_err()).map(String::as_str).collect();
@@ -169,7 +202,10 @@ async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiRes
     Ok(id)
 }
 
-pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateEndpoint>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+#[utoipa::path(post, path = "/webhooks/endpoints", tag = "webhooks", request_body = CreateEndpoint,
+    responses((status = 201, description = "created; a `webhook.test` event is on its way", body = CreatedEndpoint),
+              (status = 409, description = "the team has an endpoint with this URL", body = crate::error::ErrorBody)))]
+pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateEndpoint>) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
     let spec = validate(
         &s,
         EndpointSpec {
@@ -191,16 +227,13 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
     };
     let ep = s.store.create_endpoint(team.id, &spec, &s.sealer.seal(SECRET_PURPOSE, &secret)).await.map_err(write_error)?;
     let test_event = if ep.enabled { Some(send_test_event(&s, team.id, ep.id).await?) } else { None };
-    let mut view = EndpointView::from(ep);
-    view.secret = Some(secret);
-    let mut body = serde_json::to_value(view).expect("views serialise");
-    body["test_event_id"] = json!(test_event);
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: ep.into(), secret, test_event_id: test_event })))
 }
 
-pub async fn list(State(s): State<AppState>, Auth(team): Auth) -> ApiResult<Json<serde_json::Value>> {
-    let eps: Vec<EndpointView> = s.store.list_endpoints(team.id).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"data": eps})))
+#[utoipa::path(get, path = "/webhooks/endpoints", tag = "webhooks", responses((status = 200, description = "the team's endpoints", body = EndpointList)))]
+pub async fn list(State(s): State<AppState>, Auth(team): Auth) -> ApiResult<Json<EndpointList>> {
+    let data = s.store.list_endpoints(team.id).await?.into_iter().map(Into::into).collect();
+    Ok(Json(EndpointList { data }))
 }
 
 async fn load(s: &AppState, team: Uuid, raw: &str) -> ApiResult<Endpoint> {
@@ -208,10 +241,13 @@ async fn load(s: &AppState, team: Uuid, raw: &str) -> ApiResult<Endpoint> {
     s.store.get_endpoint(team, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
+#[utoipa::path(get, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, description = "the endpoint", body = EndpointView)))]
 pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&s, team.id, &id).await?.into()))
 }
 
+#[utoipa::path(patch, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), request_body = UpdateEndpoint,
+    responses((status = 200, description = "updated", body = EndpointView), (status = 409, description = "the team has an endpoint with this URL", body = crate::error::ErrorBody)))]
 pub async fn update(
     State(s): State<AppState>,
     Auth(team): Auth,
@@ -246,32 +282,38 @@ pub async fn update(
     Ok(Json(ep.into()))
 }
 
+#[utoipa::path(delete, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
 pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let ep = load(&s, team.id, &id).await?;
     s.store.delete_endpoint(team.id, ep.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn secret(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/webhooks/endpoints/{id}/secret", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, description = "the signing secret", body = Secret)))]
+pub async fn secret(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Secret>> {
     let ep = load(&s, team.id, &id).await?;
     let key = s.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?;
     let previous_valid = ep.previous_secret_expires_at.filter(|t| *t > crate::now_ms()).map(format_ms);
-    Ok(Json(json!({"key": key, "previous_key_valid_until": previous_valid})))
+    Ok(Json(Secret { key, previous_key_valid_until: previous_valid }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
+    /// A `whsec_` secret of your own; a new one is generated without it.
     #[serde(default)]
     key: Option<String>,
 }
 
+#[utoipa::path(post, path = "/webhooks/endpoints/{id}/secret/rotate", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body(content = Option<Rotate>, description = "optional: empty generates a new secret"),
+    responses((status = 200, description = "the new secret; the old one keeps signing until `previous_key_valid_until`", body = Secret)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Secret>> {
     let ep = load(&s, team.id, &id).await?;
     // The body is optional: empty means "generate a new key".
     let req: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
@@ -288,14 +330,15 @@ pub async fn rotate_secret(
     };
     let grace_until = crate::now_ms() + (s.config.secret_rotation_grace_secs as i64) * 1000;
     s.store.rotate_endpoint_secret(team.id, ep.id, &s.sealer.seal(SECRET_PURPOSE, &key), grace_until).await?;
-    Ok(Json(json!({"key": key, "previous_key_valid_until": format_ms(grace_until)})))
+    Ok(Json(Secret { key, previous_key_valid_until: Some(format_ms(grace_until)) }))
 }
 
-pub async fn send_test(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+#[utoipa::path(post, path = "/webhooks/endpoints/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 202, description = "a `webhook.test` event is on its way", body = TestSent)))]
+pub async fn send_test(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<TestSent>)> {
     let ep = load(&s, team.id, &id).await?;
     if !ep.enabled {
         return Err(ApiError::validation("the endpoint is disabled; enable it first"));
     }
     let event_id = send_test_event(&s, team.id, ep.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))))
+    Ok((StatusCode::ACCEPTED, Json(TestSent { event_id })))
 }

@@ -8,6 +8,7 @@ mod data;
 mod endpoints;
 mod events;
 mod link_page;
+pub mod openapi;
 mod portal;
 mod stats;
 mod users;
@@ -16,7 +17,10 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -26,52 +30,118 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::store::Team;
 
+/// The gateway's routes: the documented `/v1` API, the pages and the operational ones.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let v1 = Router::new()
-        .route("/user", post(users::create).get(users::list))
-        .route("/user/resolve/{client_user_id}", get(users::resolve))
-        .route("/user/{user_id}", get(users::get).delete(users::delete))
-        .route("/user/{user_id}/providers", get(connect::user_connections))
-        .route("/user/{user_id}/refresh", post(connect::refresh))
-        .route("/user/{user_id}/{provider}", axum::routing::delete(connect::deregister))
-        .route("/providers", get(connect::list_providers))
-        .route("/link/token", post(connect::create_link_token))
-        .route("/link/{token}", get(connect::open_link))
-        .route("/link/{token}/{provider}", get(connect::open_link_provider))
-        .route("/oauth/callback/{provider}", get(connect::callback))
-        .route("/summary/{resource}/{user_id}", get(data::summary))
-        .route("/timeseries/{user_id}/{resource}", get(data::timeseries))
-        .route("/event-types", get(events::event_types))
-        .route("/events/example", post(events::publish_example))
-        .route("/webhooks/endpoints", post(endpoints::create).get(endpoints::list))
-        .route(
-            "/webhooks/endpoints/{id}",
-            get(endpoints::get).patch(endpoints::update).delete(endpoints::delete),
-        )
-        .route("/webhooks/endpoints/{id}/secret", get(endpoints::secret))
-        .route("/webhooks/endpoints/{id}/secret/rotate", post(endpoints::rotate_secret))
-        .route("/webhooks/endpoints/{id}/test", post(endpoints::send_test))
-        .route("/webhooks/endpoints/{id}/events", get(events::endpoint_events))
-        .route("/webhooks/endpoints/{id}/events/{event_id}/resend", post(events::resend))
-        .route("/webhooks/endpoints/{id}/recover", post(events::recover))
-        .route("/webhooks/events/{event_id}", get(events::event_detail))
-        .route("/webhooks/stats", get(stats::stats))
-        .route("/portal/sessions", post(portal::create_session))
-        .route("/portal/session", get(portal::session_info).delete(portal::end_session));
+    let (v1, spec) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/v1", v1()).split_for_parts();
+    let spec = serde_json::to_string(&openapi::finish(spec)).expect("the OpenAPI document serialises");
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(move || std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], spec))))
         .route("/portal", get(portal::to_index))
         .route("/portal/", get(portal::index))
         .route("/portal/app.js", get(portal::app_js))
         .route("/portal/app.css", get(portal::app_css))
         .route("/portal/open/{code}", get(portal::open))
-        .nest("/v1", v1)
+        .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| guard_input(req, next, limit)))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// What every request passes before its handler, and every error after it:
+/// - no NUL character anywhere in the input (PostgreSQL cannot store one in text, and
+///   no identifier or URL needs one): 400 in the URL, 422 in a JSON body;
+/// - every error leaves in the API's JSON shape, including the plain-text rejections
+///   of the framework itself (an undecodable path, say).
+async fn guard_input(req: Request, next: axum::middleware::Next, limit: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return ApiError::bad_request("NUL characters (%00) are not allowed in URLs").into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large").into_response(),
+    };
+    if has_json_nul(&bytes) {
+        return ApiError::validation("strings must not contain NUL characters (\\u0000)").into_response();
+    }
+    let res = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    json_errors(res).await
+}
+
+/// True when JSON text holds the escape `\u0000` (a NUL inside a string); a literal
+/// backslash before `u0000` (`\\u0000`) is not one.
+fn has_json_nul(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"\\u0000") && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
+}
+
+/// An error response that is not JSON (nor one of our HTML pages) rewritten as one.
+async fn json_errors(res: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = res.status();
+    let content_type = res.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if status.as_u16() < 400 || content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return res;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+        s if s.is_server_error() => return ApiError::internal(format!("{s} from the framework")).into_response(),
+        _ => "error",
+    };
+    let text = axum::body::to_bytes(res.into_body(), 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text.trim().to_string() };
+    ApiError::new(status, code, message).into_response()
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, spec) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi()).nest("/v1", v1()).split_for_parts();
+    openapi::finish(spec)
+}
+
+/// Every `/v1` route, each registered with its documentation (see [`openapi`]).
+fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::resolve))
+        .routes(routes!(users::get, users::delete))
+        .routes(routes!(connect::user_connections))
+        .routes(routes!(connect::refresh))
+        .routes(routes!(connect::deregister))
+        .routes(routes!(connect::list_providers))
+        .routes(routes!(connect::create_link_token))
+        .routes(routes!(connect::open_link))
+        .routes(routes!(connect::open_link_provider))
+        .routes(routes!(connect::callback))
+        .routes(routes!(data::summary))
+        .routes(routes!(data::timeseries))
+        .routes(routes!(events::event_types))
+        .routes(routes!(events::publish_example))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(endpoints::get, endpoints::update, endpoints::delete))
+        .routes(routes!(endpoints::secret))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::send_test))
+        .routes(routes!(events::endpoint_events))
+        .routes(routes!(events::resend))
+        .routes(routes!(events::recover))
+        .routes(routes!(events::event_detail))
+        .routes(routes!(stats::stats))
+        .routes(routes!(portal::create_session))
+        .routes(routes!(portal::session_info, portal::end_session))
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -238,4 +308,18 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_json_nul;
+
+    #[test]
+    fn a_nul_escape_is_found_but_an_escaped_backslash_is_not_one() {
+        assert!(has_json_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(has_json_nul(br#"{"a":"\U0000"}"#));
+        assert!(has_json_nul(br#"{"a":"\\\u0000"}"#), "an escaped backslash, then a NUL");
+        assert!(!has_json_nul(br#"{"a":"\\u0000"}"#), "the six characters \\u0000, no NUL");
+        assert!(!has_json_nul(br#"{"a":"u0000 \u0001"}"#));
+    }
 }

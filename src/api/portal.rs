@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Body, Principal};
@@ -37,7 +38,7 @@ const APP_CSS: &str = include_str!("portal/app.css");
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// How long the session lasts once the link is opened (default 1 h, at most 24 h).
@@ -45,7 +46,7 @@ pub struct CreateSession {
     session_ttl_secs: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionLink {
     /// The one-time link to hand to the developer.
     url: String,
@@ -54,19 +55,22 @@ pub struct SessionLink {
     session_ttl_secs: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TeamView {
     id: Uuid,
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     team: TeamView,
     expires_at: String,
 }
 
 /// `POST /v1/portal/sessions`: a one-time portal link for the key's team.
+#[utoipa::path(post, path = "/portal/sessions", tag = "portal", request_body(content = Option<CreateSession>, description = "optional"),
+    responses((status = 201, description = "a one-time link to the webhook portal", body = SessionLink),
+              (status = 403, description = "called from a portal session", body = crate::error::ErrorBody)))]
 pub async fn create_session(State(s): State<AppState>, principal: Principal, body: Option<Body<CreateSession>>) -> ApiResult<(StatusCode, Json<SessionLink>)> {
     let Principal::ApiKey(team) = principal else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "portal sessions are created with an API key, not from the portal"));
@@ -83,11 +87,15 @@ pub async fn create_session(State(s): State<AppState>, principal: Principal, bod
 }
 
 /// `GET /v1/portal/session`: whose portal this is, until when.
+#[utoipa::path(get, path = "/portal/session", tag = "portal", security(("portal_session" = [])),
+    responses((status = 200, description = "the session", body = SessionView), (status = 403, description = "called with an API key", body = crate::error::ErrorBody)))]
 pub async fn session_info(session: PortalSession) -> Json<SessionView> {
     Json(SessionView { team: TeamView { id: session.team.id, name: session.team.name }, expires_at: format_ms(session.expires_at) })
 }
 
 /// `DELETE /v1/portal/session`: sign out.
+#[utoipa::path(delete, path = "/portal/session", tag = "portal", security(("portal_session" = [])),
+    responses((status = 204, description = "signed out"), (status = 403, description = "called with an API key", body = crate::error::ErrorBody)))]
 pub async fn end_session(State(s): State<AppState>, session: PortalSession) -> ApiResult<Response> {
     s.store.end_portal_session(session.id).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();

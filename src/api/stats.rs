@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{parse_id, Auth, Query};
 use crate::app::AppState;
@@ -12,23 +13,25 @@ use crate::events::format_ms;
 
 const HOUR_MS: i64 = 3_600_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// How many hours back, the current one included (1–168, default 24).
+    #[param(minimum = 1, maximum = 168)]
     hours: Option<i64>,
     /// Only this endpoint's attempts.
     endpoint_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Latency {
     p50: Option<i64>,
     p95: Option<i64>,
     max: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Bucket {
     start: String,
     succeeded: i64,
@@ -36,7 +39,7 @@ pub struct Bucket {
     latency_ms: Latency,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
     bucket_secs: i64,
     buckets: Vec<Bucket>,
@@ -45,6 +48,8 @@ pub struct Stats {
 /// `GET /v1/webhooks/stats?hours=24&endpoint_id=`: one bucket per hour, oldest first,
 /// the last being the current hour. Counts are attempts (a 2xx succeeded); latency
 /// percentiles are the upper bound of the histogram bucket they fall in.
+#[utoipa::path(get, path = "/webhooks/stats", tag = "webhooks", params(StatsQuery),
+    responses((status = 200, description = "attempts per hour by outcome, with latency percentiles", body = Stats)))]
 pub async fn stats(State(s): State<AppState>, Auth(team): Auth, Query(q): Query<StatsQuery>) -> ApiResult<Json<Stats>> {
     let hours = q.hours.unwrap_or(24);
     if !(1..=168).contains(&hours) {

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{parse_id, Auth, Body, Query};
@@ -12,17 +13,20 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::format_ms;
 use crate::store::{CreateUserError, User};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// Your own id for the user, unique in the team (1–255 characters).
     client_user_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     user_id: Uuid,
     team_id: Uuid,
     client_user_id: String,
+    /// RFC 3339.
     created_at: String,
 }
 
@@ -32,9 +36,11 @@ impl From<User> for UserView {
     }
 }
 
+#[utoipa::path(post, path = "/user", tag = "users", request_body = CreateUser,
+    responses((status = 201, description = "created", body = UserView), (status = 409, description = "`client_user_id` exists", body = crate::error::ErrorBody)))]
 pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
     let id = req.client_user_id.trim();
-    if id.is_empty() || id.len() > 255 {
+    if id.is_empty() || id.chars().count() > 255 {
         return Err(ApiError::validation("`client_user_id` must be 1 to 255 characters"));
     }
     match s.store.create_user(team.id, id).await {
@@ -44,21 +50,30 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
     }
 }
 
+#[utoipa::path(get, path = "/user/{user_id}", tag = "users", params(("user_id" = Uuid, Path)),
+    responses((status = 200, description = "the user", body = UserView)))]
 pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
     let id = parse_id(&id, "user")?;
     s.store.get_user(team.id, id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
 }
 
+#[utoipa::path(get, path = "/user/resolve/{client_user_id}", tag = "users", params(("client_user_id" = String, Path)),
+    responses((status = 200, description = "the user with this `client_user_id`", body = UserView)))]
 pub async fn resolve(State(s): State<AppState>, Auth(team): Auth, Path(client_user_id): Path<String>) -> ApiResult<Json<UserView>> {
     s.store.resolve_user(team.id, &client_user_id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Users to skip (≥ 0).
     #[serde(default)]
+    #[param(minimum = 0)]
     offset: i64,
+    /// Users per page (1–1000, default 50).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: i64,
 }
 
@@ -66,7 +81,7 @@ fn default_limit() -> i64 {
     50
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserList {
     users: Vec<UserView>,
     total: i64,
@@ -74,6 +89,7 @@ pub struct UserList {
     limit: i64,
 }
 
+#[utoipa::path(get, path = "/user", tag = "users", params(Page), responses((status = 200, description = "a page of users, oldest first", body = UserList)))]
 pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<Page>) -> ApiResult<Json<UserList>> {
     if p.offset < 0 || !(1..=1000).contains(&p.limit) {
         return Err(ApiError::validation("`offset` must be ≥ 0 and `limit` between 1 and 1000"));
@@ -82,6 +98,8 @@ pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<P
     Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), total, offset: p.offset, limit: p.limit }))
 }
 
+#[utoipa::path(delete, path = "/user/{user_id}", tag = "users", params(("user_id" = Uuid, Path)),
+    responses((status = 204, description = "deleted, with its connections and data")))]
 pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "user")?;
     if s.store.delete_user(team.id, id).await? {

@@ -44,7 +44,7 @@ pub struct Manifest {
     pub resources: Vec<ResourceSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
     pub app_requests: u32,

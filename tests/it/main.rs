@@ -9,6 +9,7 @@ mod conformance;
 mod delivery;
 mod durability;
 mod logs;
+mod openapi;
 mod polling_store;
 mod portal;
 mod providers;
