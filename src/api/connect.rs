@@ -86,6 +86,8 @@ pub struct LinkRequest {
     /// user choose among every provider.
     #[serde(default)]
     provider: Option<String>,
+    /// Where the user lands afterwards, with `state=success|error`.
+    #[schema(format = "uri", max_length = 2048)]
     redirect_url: String,
 }
 

@@ -98,19 +98,28 @@ impl From<Endpoint> for EndpointView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
+    /// `https` and public, unless the gateway allows otherwise.
+    #[schema(format = "uri", max_length = 2048)]
     url: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: String,
+    /// Empty: every event type.
     #[serde(default)]
     event_types: Vec<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    /// `POST` (the envelope as the body) or `GET` (as query parameters).
     #[serde(default = "post")]
+    #[schema(pattern = "^([Pp][Oo][Ss][Tt]|[Gg][Ee][Tt])$")]
     method: String,
+    /// Sent with every delivery; `webhook-*` and hop-by-hop headers are ours.
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000)]
     rate_limit_per_sec: Option<i64>,
+    /// A `whsec_` secret of your own; one is generated without it.
     #[serde(default)]
     secret: Option<String>,
 }
@@ -125,15 +134,18 @@ fn post() -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
+    #[schema(format = "uri", max_length = 2048)]
     url: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
     event_types: Option<Vec<String>>,
     enabled: Option<bool>,
+    #[schema(pattern = "^([Pp][Oo][Ss][Tt]|[Gg][Ee][Tt])$")]
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     /// null removes the limit.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
     rate_limit_per_sec: Option<Option<i64>>,
 }
 

@@ -242,6 +242,7 @@ pub async fn resend(State(s): State<AppState>, Auth(team): Auth, Path((id, event
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// RFC 3339: deliveries created since then.
+    #[schema(format = DateTime)]
     since: String,
 }
 

@@ -1,7 +1,10 @@
-//! The `/v1` HTTP API (axum). Every route but `/health` needs `Authorization: Bearer
-//! <key>` and sees only the key's team: another team's ids answer 404, exactly as ids
-//! that do not exist, so existence does not leak. Bad input gets a JSON error with the
-//! right status (400 malformed, 413 too large, 415 wrong type, 422 invalid), never a panic.
+//! The `/v1` HTTP API (axum), documented at `/openapi.json` ([`openapi`]). Every `/v1`
+//! route but the browser's connect-flow pages needs `Authorization: Bearer <key>` (or a
+//! webhook-portal session, see [`portal`]) and sees only its team: another team's ids
+//! answer 404, exactly as ids that do not exist, so existence does not leak. Bad input
+//! gets a JSON error with the right status (400 malformed, 413 too large, 415 wrong type,
+//! 422 invalid), never a panic. Outside `/v1`: `/health`, `/metrics`, `/openapi.json`
+//! and the portal's pages.
 
 mod connect;
 mod data;
@@ -9,7 +12,7 @@ mod endpoints;
 mod events;
 mod link_page;
 pub mod openapi;
-mod portal;
+pub mod portal;
 mod stats;
 mod users;
 

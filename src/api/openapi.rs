@@ -7,6 +7,7 @@
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 use crate::error::ErrorBody;
@@ -49,12 +50,42 @@ pub fn finish(mut spec: OpenApi) -> OpenApi {
     components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("wb_…").build()));
     components.add_security_scheme("portal_session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::portal::COOKIE))));
     spec.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    // Closed lists the code holds: the event-type catalogue and the provider registry.
+    let event_types: Vec<String> = crate::events::EventType::all().into_iter().map(|t| t.name()).collect();
+    let providers: Vec<String> = crate::providers::registry().iter().map(|p| p.id().to_string()).collect();
+    set_enum(components, "CreateEndpoint", "event_types", true, &event_types);
+    set_enum(components, "UpdateEndpoint", "event_types", true, &event_types);
+    set_enum(components, "ExampleRequest", "event_type", false, &event_types);
+    set_enum(components, "LinkRequest", "provider", false, &providers);
     for item in spec.paths.paths.values_mut() {
         for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
             add_errors(op);
         }
     }
     spec
+}
+
+/// Constrains a string property (or, with `items`, an array's strings) to `values`.
+fn set_enum(components: &mut utoipa::openapi::Components, schema: &str, property: &str, items: bool, values: &[String]) {
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else { return };
+    let Some(RefOr::T(prop)) = object.properties.get_mut(property) else { return };
+    let target = match prop {
+        Schema::Array(array) if items => match &mut array.items {
+            utoipa::openapi::schema::ArrayItems::RefOrSchema(boxed) => match boxed.as_mut() {
+                RefOr::T(Schema::Object(o)) => o,
+                _ => return,
+            },
+            _ => return,
+        },
+        Schema::Object(o) if !items => o,
+        _ => return,
+    };
+    let mut values: Vec<serde_json::Value> = values.iter().map(|v| serde_json::Value::String(v.clone())).collect();
+    // An optional property's null must stay valid.
+    if serde_json::to_value(&target.schema_type).is_ok_and(|t| t.as_array().is_some_and(|a| a.contains(&"null".into()))) {
+        values.push(serde_json::Value::Null);
+    }
+    target.enum_values = Some(values);
 }
 
 fn add_errors(op: &mut Operation) {

@@ -43,6 +43,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 pub struct CreateSession {
     /// How long the session lasts once the link is opened (default 1 h, at most 24 h).
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86400)]
     session_ttl_secs: Option<i64>,
 }
 

@@ -17,6 +17,7 @@ use crate::store::{CreateUserError, User};
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Your own id for the user, unique in the team (1–255 characters).
+    #[schema(min_length = 1, max_length = 255)]
     client_user_id: String,
 }
 

@@ -193,11 +193,22 @@ impl Store {
     }
 
     pub async fn delete_endpoint(&self, team: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+        // Deliveries first, then the endpoint: the order in which a worker completing a
+        // delivery locks them (the delivery, then the endpoint's health). Deleting the
+        // endpoint alone would lock it first and its deliveries by cascade, the other way
+        // round, and deadlock with such a worker on PostgreSQL.
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM deliveries WHERE team_id = $1 AND endpoint_id = $2")
+            .bind(team.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let res = sqlx::query("DELETE FROM endpoints WHERE team_id = $1 AND id = $2")
             .bind(team.to_string())
             .bind(id.to_string())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(res.rows_affected() == 1)
     }
 

@@ -222,8 +222,8 @@ async fn endpoint_crud_secret_and_rotation(db: TestDb) {
     let (_, sec) = app.api.get(&format!("/v1/webhooks/endpoints/{id}/secret")).await;
     assert_eq!(sec["key"], new_key);
 
-    let (s, _) = app.api.delete(&format!("/v1/webhooks/endpoints/{id}")).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = app.api.delete(&format!("/v1/webhooks/endpoints/{id}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
     let (s, _) = app.api.get(&format!("/v1/webhooks/endpoints/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(eventually(Duration::from_secs(1), || async { true }).await);
