@@ -69,10 +69,8 @@ impl Browser {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
             match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => break c,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // chromedriver takes a moment to listen.
+                Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => panic!("no WebDriver session from chromedriver: {e}"),
             }
         };
@@ -299,9 +297,14 @@ async fn portal_adds_an_endpoint_and_reruns_a_failed_delivery_in_chromium() {
     browser.click_text("Add endpoint").await;
     browser.fill_label("Endpoint URL", &hook).await;
     browser.fill_label("Description", "Production receiver").await;
+    browser.fill_label("Custom headers", "X-Env: production").await;
     browser.shot("portal-new-endpoint").await;
     browser.click_text("Create endpoint").await;
     browser.wait_for_text("Signing secret").await;
+
+    let (_, eps) = app.api.get("/v1/webhooks/endpoints").await;
+    assert_eq!(eps["data"][0]["url"], hook.as_str());
+    assert_eq!(eps["data"][0]["headers"], json!({"x-env": "production"}), "the form's headers were saved");
 
     // Reveal the secret, as a developer configuring the receiver would.
     browser.click_text("Reveal").await;

@@ -219,6 +219,9 @@ async function endpointForm(id) {
           h('option', { value: 'GET', selected: ep && ep.method === 'GET' }, 'GET (payload as query parameters)'))),
       h('div', { class: 'field' }, h('label', { for: 'f-rate' }, 'Rate limit per second ', h('span', { class: 'hint' }, '(optional)')),
         h('input', { id: 'f-rate', name: 'rate', type: 'number', min: 1, max: 100000, value: ep && ep.rate_limit_per_sec ? ep.rate_limit_per_sec : '' }))),
+    h('div', { class: 'field' }, h('label', { for: 'f-headers' }, 'Custom headers ', h('span', { class: 'hint' }, '(optional, one “Name: value” a line)')),
+      h('textarea', { id: 'f-headers', name: 'headers', rows: 3, spellcheck: 'false' },
+        ep ? Object.entries(ep.headers).map(([k, v]) => `${k}: ${v}`).join('\n') : '')),
     id ? null : h('p', { class: 'hint' }, 'Creating the endpoint sends it a webhook.test event straight away.'),
     slot,
     h('div', { class: 'actions' }, submit, h('a', { class: 'button', href: id ? `#/endpoints/${id}` : '#/endpoints' }, 'Cancel')));
@@ -226,7 +229,14 @@ async function endpointForm(id) {
     ev.preventDefault();
     const f = new FormData(form);
     const rate = String(f.get('rate') || '').trim();
+    const headers = {};
+    for (const line of String(f.get('headers') || '').split('\n')) {
+      const at = line.indexOf(':');
+      if (line.trim() && at > 0) headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      else if (line.trim()) { slot.replaceChildren(notice('err', `headers: “${line.trim()}” is not “Name: value”`)); return; }
+    }
     const body = {
+      headers,
       url: String(f.get('url')).trim(),
       description: String(f.get('description') || ''),
       event_types: f.getAll('event_types').map(String),
@@ -341,6 +351,7 @@ async function endpointPage(id) {
           h('dt', {}, 'Events'), h('dd', {}, ep.event_types.length ? ep.event_types.join(', ') : 'All events'),
           h('dt', {}, 'Method'), h('dd', {}, ep.method),
           h('dt', {}, 'Rate limit'), h('dd', {}, ep.rate_limit_per_sec ? `${ep.rate_limit_per_sec}/s` : 'None'),
+          h('dt', {}, 'Headers'), h('dd', {}, Object.keys(ep.headers).length ? Object.keys(ep.headers).join(', ') : 'None'),
           h('dt', {}, 'Health'), h('dd', {}, health(ep.health)),
           h('dt', {}, 'Created'), h('dd', {}, time(ep.created_at)))),
       h('section', { class: 'card', 'aria-labelledby': 'h-secret' }, h('h2', { id: 'h-secret' }, 'Signing secret'),
