@@ -127,6 +127,11 @@ pub fn new_webhook_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
+/// What [`validate_webhook_secret`] accepts, as a regular expression for the API
+/// document: `whsec_` + canonical standard base64 (padded, unused bits zero) of 24 to 64
+/// bytes, i.e. 8 to 21 full groups and a final group for 1 or 2 more bytes.
+pub const WEBHOOK_SECRET_PATTERN: &str = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$";
+
 /// Checks a caller-supplied webhook secret: `whsec_` + standard base64 of 24 to 64 bytes.
 pub fn validate_webhook_secret(secret: &str) -> Result<(), String> {
     let b64 = secret.strip_prefix("whsec_").ok_or("secret must start with `whsec_`")?;

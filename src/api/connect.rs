@@ -100,7 +100,10 @@ pub struct LinkToken {
 }
 
 #[utoipa::path(post, path = "/link/token", tag = "connect", request_body = LinkRequest,
-    responses((status = 201, description = "a single-use link", body = LinkToken)))]
+    responses((status = 201, description = "a single-use link", body = LinkToken, links(
+        ("open" = (operation_id = "open_link", parameters(("token" = "$response.body#/link_token")))),
+        ("open_provider" = (operation_id = "open_link_provider", parameters(("token" = "$response.body#/link_token")))),
+    ))))]
 pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<LinkToken>)> {
     s.store.get_user(team.id, req.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let provider = match req.provider.as_deref() {

@@ -21,13 +21,23 @@ use crate::events::Resource;
 #[into_params(parameter_in = Query)]
 pub struct Range {
     /// A date (`2026-11-01`) or an RFC 3339 instant.
+    #[param(schema_with = date_or_instant)]
     start_date: String,
-    /// A date (its whole day is included) or an RFC 3339 instant; open-ended if absent.
+    /// A date (its whole day is included) or an RFC 3339 instant, after `start_date`;
+    /// open-ended if absent.
     #[serde(default)]
+    #[param(schema_with = date_or_instant)]
     end_date: Option<String>,
     /// Only this provider's records.
     #[serde(default)]
     provider: Option<String>,
+}
+
+/// What [`bound`] reads: a date or an RFC 3339 instant.
+fn date_or_instant() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string = |format| ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)));
+    AnyOfBuilder::new().item(string(KnownFormat::Date)).item(string(KnownFormat::DateTime)).build().into()
 }
 
 /// `{"<resource>": [records]}`: the records of one summary resource, oldest first.

@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{double_option, parse_id, Auth, Body};
+use super::{parse_id, Auth, Body};
 use crate::app::AppState;
 use crate::delivery::sender::RESERVED_HEADERS;
 use crate::delivery::worker::SECRET_PURPOSE;
@@ -19,6 +19,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{format_ms, EventType, Envelope};
 use crate::seal::{new_webhook_secret, validate_webhook_secret};
 use crate::store::{Endpoint, EndpointSpec, EndpointWriteError, Target};
+
+/// The longest webhook URL a caller may send, in characters.
+const MAX_URL_CHARS: usize = 2048;
+/// The longest normalised URL (what is stored and shown back; ASCII, so characters are
+/// bytes): it must fit PostgreSQL's limit for a btree index entry (2704 bytes with the
+/// team id), and percent-encoding can make a URL within [`MAX_URL_CHARS`] up to 12
+/// times as long.
+const MAX_STORED_URL_BYTES: usize = 2600;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -98,7 +106,8 @@ impl From<Endpoint> for EndpointView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
-    /// `https` and public, unless the gateway allows otherwise.
+    /// `https` and public, unless the gateway allows otherwise; at most 2048 characters
+    /// (and 2600 once normalised, with non-ASCII characters percent-encoded).
     #[schema(format = "uri", max_length = 2048)]
     url: String,
     #[serde(default)]
@@ -116,7 +125,7 @@ pub struct CreateEndpoint {
     /// Sent with every delivery; `webhook-*` and hop-by-hop headers are ours.
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole::option")]
     #[schema(minimum = 1, maximum = 100000)]
     rate_limit_per_sec: Option<i64>,
     /// A `whsec_` secret of your own; one is generated without it.
@@ -144,20 +153,23 @@ pub struct UpdateEndpoint {
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     /// null removes the limit.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::whole::double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
     rate_limit_per_sec: Option<Option<i64>>,
 }
 
-/// Validates and normalises a spec; every problem is reported at once.
-fn validate(state: &AppState, mut spec: EndpointSpec) -> ApiResult<EndpointSpec> {
+/// Validates and normalises a spec; every problem is reported at once. `url_sent`: the
+/// URL is the caller's (not the stored, already normalised one).
+fn validate(state: &AppState, mut spec: EndpointSpec, url_sent: bool) -> ApiResult<EndpointSpec> {
     let mut problems = Vec::new();
     let policy = state.worker.sender().policy();
-    // Bounded so that it fits the (team, url) index on every backend.
-    if spec.url.chars().count() > 2048 {
-        problems.push("url: at most 2048 characters".into());
-    }
+    // Bounded as sent, and as stored: the normalised URL (the (team, url) index on
+    // PostgreSQL cannot hold a longer one).
     match policy.check_url(spec.url.trim()) {
+        _ if url_sent && spec.url.chars().count() > MAX_URL_CHARS => problems.push(format!("url: at most {MAX_URL_CHARS} characters")),
+        Ok(u) if u.as_str().len() > MAX_STORED_URL_BYTES => problems.push(format!(
+            "url: at most {MAX_STORED_URL_BYTES} characters once normalised (non-ASCII and some other characters are percent-encoded)"
+        )),
         Ok(u) => spec.url = u.to_string(),
         Err(refusal) => problems.push(format!("url: {refusal}")),
     }
@@ -214,8 +226,10 @@ async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiRes
     Ok(id)
 }
 
-#[utoipa::path(post, path = "/webhooks/endpoints", tag = "webhooks", request_body = CreateEndpoint,
-    responses((status = 201, description = "created; a `webhook.test` event is on its way", body = CreatedEndpoint),
+#[utoipa::path(post, path = "/webhooks/endpoints", tag = "webhooks", operation_id = "create_endpoint", request_body = CreateEndpoint,
+    responses((status = 201, description = "created; a `webhook.test` event is on its way", body = CreatedEndpoint, links(
+                  ("test_event" = (operation_id = "event_detail", parameters(("event_id" = "$response.body#/test_event_id")))),
+              )),
               (status = 409, description = "the team has an endpoint with this URL", body = crate::error::ErrorBody)))]
 pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateEndpoint>) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
     let spec = validate(
@@ -229,6 +243,7 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
             headers: req.headers,
             rate_limit_per_sec: req.rate_limit_per_sec,
         },
+        true,
     )?;
     let secret = match req.secret {
         Some(secret) => {
@@ -242,7 +257,7 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: ep.into(), secret, test_event_id: test_event })))
 }
 
-#[utoipa::path(get, path = "/webhooks/endpoints", tag = "webhooks", responses((status = 200, description = "the team's endpoints", body = EndpointList)))]
+#[utoipa::path(get, path = "/webhooks/endpoints", tag = "webhooks", operation_id = "list_endpoints", responses((status = 200, description = "the team's endpoints", body = EndpointList)))]
 pub async fn list(State(s): State<AppState>, Auth(team): Auth) -> ApiResult<Json<EndpointList>> {
     let data = s.store.list_endpoints(team.id).await?.into_iter().map(Into::into).collect();
     Ok(Json(EndpointList { data }))
@@ -253,12 +268,12 @@ async fn load(s: &AppState, team: Uuid, raw: &str) -> ApiResult<Endpoint> {
     s.store.get_endpoint(team, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
-#[utoipa::path(get, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, description = "the endpoint", body = EndpointView)))]
+#[utoipa::path(get, path = "/webhooks/endpoints/{id}", tag = "webhooks", operation_id = "get_endpoint", params(("id" = Uuid, Path)), responses((status = 200, description = "the endpoint", body = EndpointView)))]
 pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&s, team.id, &id).await?.into()))
 }
 
-#[utoipa::path(patch, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), request_body = UpdateEndpoint,
+#[utoipa::path(patch, path = "/webhooks/endpoints/{id}", tag = "webhooks", operation_id = "update_endpoint", params(("id" = Uuid, Path)), request_body = UpdateEndpoint,
     responses((status = 200, description = "updated", body = EndpointView), (status = 409, description = "the team has an endpoint with this URL", body = crate::error::ErrorBody)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -268,6 +283,7 @@ pub async fn update(
 ) -> ApiResult<Json<EndpointView>> {
     let ep = load(&s, team.id, &id).await?;
     let mut spec = EndpointSpec::from(&ep);
+    let url_sent = req.url.is_some();
     if let Some(v) = req.url {
         spec.url = v;
     }
@@ -289,12 +305,12 @@ pub async fn update(
     if let Some(v) = req.rate_limit_per_sec {
         spec.rate_limit_per_sec = v;
     }
-    let spec = validate(&s, spec)?;
+    let spec = validate(&s, spec, url_sent)?;
     let ep = s.store.update_endpoint(team.id, ep.id, &spec).await.map_err(write_error)?.ok_or_else(|| ApiError::not_found("endpoint"))?;
     Ok(Json(ep.into()))
 }
 
-#[utoipa::path(delete, path = "/webhooks/endpoints/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/webhooks/endpoints/{id}", tag = "webhooks", operation_id = "delete_endpoint", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
 pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let ep = load(&s, team.id, &id).await?;
     s.store.delete_endpoint(team.id, ep.id).await?;
@@ -318,21 +334,17 @@ pub struct Rotate {
 }
 
 #[utoipa::path(post, path = "/webhooks/endpoints/{id}/secret/rotate", tag = "webhooks", params(("id" = Uuid, Path)),
-    request_body(content = Option<Rotate>, description = "optional: empty generates a new secret"),
+    request_body(content = Option<Rotate>, description = "optional (send no body, or `null`, for a generated secret)"),
     responses((status = 200, description = "the new secret; the old one keeps signing until `previous_key_valid_until`", body = Secret)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Option<Body<Rotate>>,
 ) -> ApiResult<Json<Secret>> {
     let ep = load(&s, team.id, &id).await?;
-    // The body is optional: empty means "generate a new key".
-    let req: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
-        Rotate::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
+    // The body is optional: none (no `Content-Type`) or `null` generates a new key.
+    let req = body.map(|Body(r)| r).unwrap_or_default();
     let key = match req.key {
         Some(k) => {
             validate_webhook_secret(&k).map_err(|m| ApiError::validation(format!("key: {m}")))?;
@@ -345,11 +357,14 @@ pub async fn rotate_secret(
     Ok(Json(Secret { key, previous_key_valid_until: Some(format_ms(grace_until)) }))
 }
 
-#[utoipa::path(post, path = "/webhooks/endpoints/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 202, description = "a `webhook.test` event is on its way", body = TestSent)))]
+#[utoipa::path(post, path = "/webhooks/endpoints/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)),
+    responses((status = 202, description = "a `webhook.test` event is on its way", body = TestSent),
+              (status = 409, description = "the endpoint is disabled", body = crate::error::ErrorBody)))]
 pub async fn send_test(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<TestSent>)> {
     let ep = load(&s, team.id, &id).await?;
     if !ep.enabled {
-        return Err(ApiError::validation("the endpoint is disabled; enable it first"));
+        // The request is fine; the endpoint's state is what stands in the way.
+        return Err(ApiError::conflict("the endpoint is disabled; enable it first"));
     }
     let event_id = send_test_event(&s, team.id, ep.id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestSent { event_id })))

@@ -56,7 +56,9 @@ pub struct ExamplePublished {
 
 /// Publishes a type's example payload to the team's subscribed endpoints.
 #[utoipa::path(post, path = "/events/example", tag = "events", request_body = ExampleRequest,
-    responses((status = 202, description = "published", body = ExamplePublished)))]
+    responses((status = 202, description = "published", body = ExamplePublished, links(
+        ("event" = (operation_id = "event_detail", parameters(("event_id" = "$response.body#/event_id")))),
+    ))))]
 pub async fn publish_example(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<ExampleRequest>) -> ApiResult<(StatusCode, Json<ExamplePublished>)> {
     let t: EventType = req.event_type.parse().map_err(|e: String| ApiError::validation(format!("event_type: {e}")))?;
     let user = match req.user_id {
@@ -85,7 +87,17 @@ pub struct LogQuery {
     limit: i64,
     /// `pending`, `retrying`, `succeeded` or `exhausted`.
     #[serde(default)]
+    #[param(schema_with = status_schema)]
     status: Option<String>,
+}
+
+/// A delivery status, from [`STATUSES`].
+fn status_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(STATUSES))
+        .description(Some("Only deliveries with this status."))
+        .build()
 }
 
 fn fifty() -> i64 {

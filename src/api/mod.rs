@@ -26,7 +26,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -36,18 +35,16 @@ use crate::store::Team;
 /// The gateway's routes: the documented `/v1` API, the pages and the operational ones.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let (v1, spec) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/v1", v1()).split_for_parts();
-    let spec = serde_json::to_string(&openapi::finish(spec)).expect("the OpenAPI document serialises");
+    let (documented, spec) = documented().split_for_parts();
+    let spec = openapi::to_json(&openapi::finish(spec)).to_string();
     Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", get(move || std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], spec))))
         .route("/portal", get(portal::to_index))
         .route("/portal/", get(portal::index))
         .route("/portal/app.js", get(portal::app_js))
         .route("/portal/app.css", get(portal::app_css))
         .route("/portal/open/{code}", get(portal::open))
-        .merge(v1)
+        .merge(documented)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |req, next| guard_input(req, next, limit)))
@@ -58,6 +55,8 @@ pub fn router(state: AppState) -> Router {
 /// What every request passes before its handler, and every error after it:
 /// - no NUL character anywhere in the input (PostgreSQL cannot store one in text, and
 ///   no identifier or URL needs one): 400 in the URL, 422 in a JSON body;
+/// - every JSON body is an object, as the document says (serde would take an array
+///   for a struct, field by field): 422 otherwise;
 /// - every error leaves in the API's JSON shape, including the plain-text rejections
 ///   of the framework itself (an undecodable path, say).
 async fn guard_input(req: Request, next: axum::middleware::Next, limit: usize) -> axum::response::Response {
@@ -73,6 +72,10 @@ async fn guard_input(req: Request, next: axum::middleware::Next, limit: usize) -
     };
     if has_json_nul(&bytes) {
         return ApiError::validation("strings must not contain NUL characters (\\u0000)").into_response();
+    }
+    let json = parts.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if json && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "the request body must be a JSON object").into_response();
     }
     let res = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
     json_errors(res).await
@@ -110,9 +113,14 @@ async fn json_errors(res: axum::response::Response) -> axum::response::Response 
 }
 
 /// The OpenAPI document, as `/openapi.json` serves it.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, spec) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi()).nest("/v1", v1()).split_for_parts();
-    openapi::finish(spec)
+pub fn openapi_document() -> serde_json::Value {
+    openapi::to_json(&openapi::finish(documented().split_for_parts().1))
+}
+
+/// Every route the document describes, each registered with its documentation (see
+/// [`openapi`]): the `/v1` API and the operational `/health` and `/metrics`.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).routes(routes!(health)).routes(routes!(metrics)).nest("/v1", v1())
 }
 
 /// Every `/v1` route, each registered with its documentation (see [`openapi`]).
@@ -147,13 +155,25 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(portal::session_info, portal::end_session))
 }
 
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.delivery_counts().await.map_err(ApiError::from)?;
-    Ok(Json(json!({"status": "ok"})))
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Liveness {
+    /// Always `ok`: the gateway answers and its database too.
+    status: &'static str,
 }
 
-/// Prometheus text exposition; unauthenticated like `/health` (it carries counts only,
-/// no team data), so keep it on a private network or behind the proxy's auth.
+/// Liveness: the gateway is up and reaches its database. No key needed.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, description = "up", body = Liveness)))]
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Json<Liveness>, ApiError> {
+    state.store.delivery_counts().await.map_err(ApiError::from)?;
+    Ok(Json(Liveness { status: "ok" }))
+}
+
+/// Prometheus text exposition.
+///
+/// Unauthenticated like `/health` (it carries counts only, no team data), so keep it on
+/// a private network or behind the proxy's auth.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String)))]
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<impl axum::response::IntoResponse, ApiError> {
     let text = state.metrics.render(&state.store).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
@@ -246,13 +266,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 }
 
 /// An optional JSON body: absent when the request has no `Content-Type` (e.g. an empty
-/// POST), refused like [`Body`] when present but bad.
+/// POST) or the body is `null`, refused like [`Body`] when present but bad.
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
-        match <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
-            Ok(v) => Ok(v.map(|Json(v)| Body(v))),
+        // A JSON `null` is no body too, as the document's `oneOf: [null, …]` says.
+        match <Json<Option<T>> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
+            Ok(v) => Ok(v.and_then(|Json(v)| v).map(Body)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
@@ -304,13 +325,31 @@ pub fn parse_instant(raw: &str, field: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::validation(format!("`{field}` must be an RFC 3339 instant, e.g. 2026-11-20T00:00:00Z")))
 }
 
-/// Serde helper: tells an absent field (None) from an explicit null (Some(None)).
-pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    serde::Deserialize::deserialize(d).map(Some)
+/// Serde helpers for integer fields that also take a JSON number with a zero fraction
+/// (`60.0`): JSON Schema counts it as an integer, and clients whose numbers are floats
+/// send it. Anything else that is not a whole number in range is refused.
+pub mod whole {
+    use serde::{Deserialize, Deserializer};
+
+    fn to_i64<E: serde::de::Error>(n: serde_json::Number) -> Result<i64, E> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(f as i64),
+            _ => Err(E::custom(format!("invalid value: {n}, expected a whole number"))),
+        }
+    }
+
+    /// An optional integer.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?.map(to_i64).transpose()
+    }
+
+    /// An optional integer that may be set to null: absent is None, null is Some(None).
+    pub fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        option(d).map(Some)
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! The OpenAPI 3.1 document at `/openapi.json`, generated from the code: every `/v1`
-//! route is registered through `utoipa_axum`'s `routes!`, which takes its path, method,
-//! parameters and schemas from the handler's `#[utoipa::path]` annotation, so a route
-//! cannot exist without its documentation or the other way round. What every
-//! operation shares (authentication, the error shape and the error statuses any route
-//! may answer) is added here once rather than repeated on each handler.
+//! route (and `/health` and `/metrics`) is registered through `utoipa_axum`'s `routes!`,
+//! which takes its path, method, parameters and schemas from the handler's
+//! `#[utoipa::path]` annotation, so a route cannot exist without its documentation or
+//! the other way round (tests/it/openapi.rs also reads the router's routes and compares).
+//! What every operation shares (authentication, the error shape and the error statuses
+//! any route may answer) is added here once rather than repeated on each handler, and
+//! so are the constraints the code holds as data (the event-type and provider lists,
+//! the webhook-secret and header-name rules).
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -29,6 +32,7 @@ use crate::error::ErrorBody;
         (name = "events", description = "event types and example events"),
         (name = "webhooks", description = "endpoints, the delivery log, resend, recover and statistics"),
         (name = "portal", description = "the webhook portal"),
+        (name = "operations", description = "liveness and metrics, for operators (no key)"),
     )
 )]
 pub struct ApiDoc;
@@ -57,12 +61,98 @@ pub fn finish(mut spec: OpenApi) -> OpenApi {
     set_enum(components, "UpdateEndpoint", "event_types", true, &event_types);
     set_enum(components, "ExampleRequest", "event_type", false, &event_types);
     set_enum(components, "LinkRequest", "provider", false, &providers);
-    for item in spec.paths.paths.values_mut() {
+    // What `validate_webhook_secret` accepts.
+    set_pattern(components, "CreateEndpoint", "secret", crate::seal::WEBHOOK_SECRET_PATTERN);
+    set_pattern(components, "Rotate", "key", crate::seal::WEBHOOK_SECRET_PATTERN);
+    // What the endpoint checks take as custom headers: valid names that are not ours,
+    // valid values.
+    set_header_map(components, "CreateEndpoint", "headers");
+    set_header_map(components, "UpdateEndpoint", "headers");
+    // Path parameters naming a provider or a resource (anything else is a 404).
+    let summaries: Vec<String> = crate::events::Resource::ALL.iter().filter(|r| !r.is_timeseries()).map(|r| r.to_string()).collect();
+    let series: Vec<String> = crate::events::Resource::ALL.iter().filter(|r| r.is_timeseries()).map(|r| r.to_string()).collect();
+    set_path_enum(&mut spec, "", "provider", &providers);
+    set_path_enum(&mut spec, "/v1/summary/", "resource", &summaries);
+    set_path_enum(&mut spec, "/v1/timeseries/", "resource", &series);
+    for (path, item) in spec.paths.paths.iter_mut() {
+        // `/health` and `/metrics` document what they answer; the shared errors are the API's.
+        if !path.starts_with("/v1/") {
+            continue;
+        }
         for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
             add_errors(op);
         }
     }
     spec
+}
+
+/// The document as JSON. utoipa 5 writes a response link's fields in snake_case
+/// (`operation_id`; fixed in utoipa 6), which OpenAPI tools do not read, so they are
+/// renamed here.
+pub fn to_json(spec: &OpenApi) -> serde_json::Value {
+    let mut json = serde_json::to_value(spec).expect("the OpenAPI document serialises");
+    let operations = json["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut()).filter_map(|item| item.as_object_mut());
+    for op in operations.flat_map(|item| item.values_mut()) {
+        let responses = op.get_mut("responses").and_then(|r| r.as_object_mut());
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            let links = response.get_mut("links").and_then(|l| l.as_object_mut());
+            for link in links.into_iter().flat_map(|l| l.values_mut()).filter_map(|l| l.as_object_mut()) {
+                for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")] {
+                    if let Some(v) = link.remove(from) {
+                        link.insert(to.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    json
+}
+
+/// Constrains a string property to match `pattern`.
+fn set_pattern(components: &mut utoipa::openapi::Components, schema: &str, property: &str, pattern: &str) {
+    if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+        if let Some(RefOr::T(Schema::Object(prop))) = object.properties.get_mut(property) {
+            prop.pattern = Some(pattern.to_string());
+        }
+    }
+}
+
+/// Constrains the path parameter `name` of the operations under `prefix` to `values`.
+fn set_path_enum(spec: &mut OpenApi, prefix: &str, name: &str, values: &[String]) {
+    use utoipa::openapi::path::ParameterIn;
+    for (_, item) in spec.paths.paths.iter_mut().filter(|(path, _)| path.starts_with(prefix)) {
+        for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+            for param in op.parameters.iter_mut().flatten().filter(|p| p.name == name && p.parameter_in == ParameterIn::Path) {
+                if let Some(RefOr::T(Schema::Object(schema))) = &mut param.schema {
+                    schema.enum_values = Some(values.iter().map(|v| serde_json::Value::String(v.clone())).collect());
+                }
+            }
+        }
+    }
+}
+
+/// A header name (an RFC 9110 token) that is none of [`RESERVED_HEADERS`], in any case.
+///
+/// [`RESERVED_HEADERS`]: crate::delivery::sender::RESERVED_HEADERS
+fn custom_header_name_pattern() -> String {
+    let any_case = |name: &str| -> String {
+        name.chars()
+            .map(|c| if c.is_ascii_alphabetic() { format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()) } else { c.to_string() })
+            .collect()
+    };
+    let reserved: Vec<String> = crate::delivery::sender::RESERVED_HEADERS.iter().map(|h| any_case(h)).collect();
+    format!("^(?!(?:{})$)[!#$%&'*+.^_`|~0-9A-Za-z-]+$", reserved.join("|"))
+}
+
+/// Constrains a map of header names to values as the endpoint checks do.
+fn set_header_map(components: &mut utoipa::openapi::Components, schema: &str, property: &str) {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else { return };
+    let Some(RefOr::T(Schema::Object(map))) = object.properties.get_mut(property) else { return };
+    map.property_names = Some(Box::new(ObjectBuilder::new().schema_type(Type::String).pattern(Some(custom_header_name_pattern())).into()));
+    // `http::HeaderValue`: no control characters but tab.
+    let value = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F]*$"));
+    map.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(value.into()))));
 }
 
 /// Constrains a string property (or, with `items`, an array's strings) to `values`.

@@ -42,7 +42,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// How long the session lasts once the link is opened (default 1 h, at most 24 h).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole::option")]
     #[schema(minimum = 60, maximum = 86400)]
     session_ttl_secs: Option<i64>,
 }

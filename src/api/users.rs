@@ -16,8 +16,9 @@ use crate::store::{CreateUserError, User};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// Your own id for the user, unique in the team (1–255 characters).
-    #[schema(min_length = 1, max_length = 255)]
+    /// Your own id for the user, unique in the team: 1–255 characters, not all white
+    /// space (which is trimmed from both ends).
+    #[schema(min_length = 1, max_length = 255, pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
     client_user_id: String,
 }
 
@@ -37,11 +38,19 @@ impl From<User> for UserView {
     }
 }
 
-#[utoipa::path(post, path = "/user", tag = "users", request_body = CreateUser,
-    responses((status = 201, description = "created", body = UserView), (status = 409, description = "`client_user_id` exists", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/user", tag = "users", operation_id = "create_user", request_body = CreateUser,
+    responses((status = 201, description = "created", body = UserView, links(
+                  ("summary" = (operation_id = "summary", parameters(("user_id" = "$response.body#/user_id")))),
+                  ("timeseries" = (operation_id = "timeseries", parameters(("user_id" = "$response.body#/user_id")))),
+                  ("deregister" = (operation_id = "deregister", parameters(("user_id" = "$response.body#/user_id")))),
+                  ("resolve" = (operation_id = "resolve", parameters(("client_user_id" = "$response.body#/client_user_id")))),
+              )),
+              (status = 409, description = "`client_user_id` exists", body = crate::error::ErrorBody)))]
 pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
+    // Counted as sent, as documented; then trimmed (Rust's white space is the
+    // pattern's character class).
     let id = req.client_user_id.trim();
-    if id.is_empty() || id.chars().count() > 255 {
+    if id.is_empty() || req.client_user_id.chars().count() > 255 {
         return Err(ApiError::validation("`client_user_id` must be 1 to 255 characters"));
     }
     match s.store.create_user(team.id, id).await {
@@ -51,7 +60,7 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
     }
 }
 
-#[utoipa::path(get, path = "/user/{user_id}", tag = "users", params(("user_id" = Uuid, Path)),
+#[utoipa::path(get, path = "/user/{user_id}", tag = "users", operation_id = "get_user", params(("user_id" = Uuid, Path)),
     responses((status = 200, description = "the user", body = UserView)))]
 pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
     let id = parse_id(&id, "user")?;
@@ -90,7 +99,7 @@ pub struct UserList {
     limit: i64,
 }
 
-#[utoipa::path(get, path = "/user", tag = "users", params(Page), responses((status = 200, description = "a page of users, oldest first", body = UserList)))]
+#[utoipa::path(get, path = "/user", tag = "users", operation_id = "list_users", params(Page), responses((status = 200, description = "a page of users, oldest first", body = UserList)))]
 pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<Page>) -> ApiResult<Json<UserList>> {
     if p.offset < 0 || !(1..=1000).contains(&p.limit) {
         return Err(ApiError::validation("`offset` must be ≥ 0 and `limit` between 1 and 1000"));
@@ -99,7 +108,7 @@ pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<P
     Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), total, offset: p.offset, limit: p.limit }))
 }
 
-#[utoipa::path(delete, path = "/user/{user_id}", tag = "users", params(("user_id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/user/{user_id}", tag = "users", operation_id = "delete_user", params(("user_id" = Uuid, Path)),
     responses((status = 204, description = "deleted, with its connections and data")))]
 pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "user")?;
