@@ -243,10 +243,10 @@ pub async fn event_detail(State(s): State<AppState>, Auth(team): Auth, Path(id):
 pub async fn resend(State(s): State<AppState>, Auth(team): Auth, Path((id, event_id)): Path<(String, String)>) -> ApiResult<Json<AttemptView>> {
     let ep = team_endpoint(&s, team.id, &id).await?;
     let event_id = parse_id(&event_id, "event")?;
-    let (delivery_id, attempts, status) =
+    let (delivery_id, attempts) =
         s.store.find_delivery(team.id, ep.id, event_id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
     let ev = s.store.get_event(team.id, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
-    let attempt = s.worker.resend(&ep, delivery_id, attempts, &status, event_id, &ev.payload).await?;
+    let attempt = s.worker.resend(&ep, delivery_id, attempts, event_id, &ev.payload).await?;
     Ok(Json(attempt_view(&attempt)))
 }
 

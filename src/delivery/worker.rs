@@ -352,14 +352,13 @@ impl Worker {
     }
 
     /// A manual attempt of one delivery (resend), logged like any other.
-    pub async fn resend(&self, ep: &Endpoint, delivery_id: i64, attempts: i64, status: &str, event_id: Uuid, payload: &str) -> anyhow::Result<Attempt> {
+    pub async fn resend(&self, ep: &Endpoint, delivery_id: i64, attempts: i64, event_id: Uuid, payload: &str) -> anyhow::Result<Attempt> {
         let dest = self.destination(ep)?;
         let id = event_id.to_string();
         let run_number = attempts + 1;
         let msg = Message { id: &id, payload, run_number, pending_retries: 0, trigger: "manual" };
         let result = self.sender.send(&dest, msg).await;
-        let new_status = if result.outcome == Outcome::Success { "succeeded" } else { status };
-        self.store.record_manual_attempt(delivery_id, &result.attempt, new_status).await?;
+        self.store.record_manual_attempt(delivery_id, &result.attempt, result.outcome == Outcome::Success).await?;
         Ok(result.attempt)
     }
 }

@@ -279,16 +279,21 @@ impl Store {
                         .await?
                 }
                 None => {
-                    sqlx::query(
-                        "UPDATE endpoints SET enabled = FALSE, updated_at = $3, \
-                         disabled_reason = 'every delivery failed since ' || CAST(first_failure_at AS TEXT) || ' (Unix ms)' \
+                    let failing_since: Option<i64> = sqlx::query_scalar(
+                        "SELECT first_failure_at FROM endpoints \
                          WHERE id = $1 AND enabled = TRUE AND first_failure_at IS NOT NULL AND first_failure_at <= $2",
                     )
                     .bind(&ep_s)
                     .bind(disable_failing_since)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(since) = failing_since else { continue };
+                    sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
+                        .bind(&ep_s)
+                        .bind(format!("every delivery failed since {}", crate::events::format_ms(since)))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
                 }
             };
             if res.rows_affected() > 0 {
@@ -299,34 +304,45 @@ impl Store {
         Ok(disabled)
     }
 
-    /// Records a manual attempt (resend). `status` is the delivery's status after it:
-    /// `succeeded` on success, else unchanged (a failed resend leaves any scheduled
-    /// retries as they were).
-    pub async fn record_manual_attempt(&self, delivery_id: i64, attempt: &Attempt, status: &str) -> Result<(), sqlx::Error> {
+    /// Records a manual attempt (resend). A success marks the delivery `succeeded` and
+    /// clears the endpoint's failure record (it has just answered); a failure leaves the
+    /// delivery's status and scheduled retries as they were, and is not counted towards
+    /// disabling the endpoint, which only its scheduled attempts decide.
+    pub async fn record_manual_attempt(&self, delivery_id: i64, attempt: &Attempt, succeeded: bool) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "UPDATE deliveries SET status = $2, attempts = attempts + 1, last_status_code = $3, \
-             last_attempt_at = $4, updated_at = $4 WHERE id = $1",
+            "UPDATE deliveries SET status = CASE WHEN $2 THEN 'succeeded' ELSE status END, attempts = attempts + 1, \
+             last_status_code = $3, last_attempt_at = $4, updated_at = $4 WHERE id = $1",
         )
         .bind(delivery_id)
-        .bind(status)
+        .bind(succeeded)
         .bind(attempt.response_status)
         .bind(attempt.attempted_at)
         .execute(&mut *tx)
         .await?;
         insert_attempts(&mut tx, &[(delivery_id, attempt)]).await?;
+        if succeeded {
+            sqlx::query(
+                "UPDATE endpoints SET consecutive_failures = 0, first_failure_at = NULL, last_success_at = $2 \
+                 WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = $1)",
+            )
+            .bind(delivery_id)
+            .bind(attempt.attempted_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await
     }
 
-    /// A team's delivery of one event to one endpoint: (delivery id, attempts, status).
-    pub async fn find_delivery(&self, team: Uuid, endpoint: Uuid, event: Uuid) -> Result<Option<(i64, i64, String)>, sqlx::Error> {
-        let row = sqlx::query("SELECT id, attempts, status FROM deliveries WHERE team_id = $1 AND endpoint_id = $2 AND event_id = $3")
+    /// A team's delivery of one event to one endpoint: (delivery id, attempts).
+    pub async fn find_delivery(&self, team: Uuid, endpoint: Uuid, event: Uuid) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let row = sqlx::query("SELECT id, attempts FROM deliveries WHERE team_id = $1 AND endpoint_id = $2 AND event_id = $3")
             .bind(team.to_string())
             .bind(endpoint.to_string())
             .bind(event.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?, r.try_get("status")?))).transpose()
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?))).transpose()
     }
 
     /// The last `limit` deliveries to an endpoint, newest first.

@@ -129,17 +129,33 @@ async fn exhausted_deliveries_recover_and_resend(db: TestDb) {
     .await, "both exhausted after 3 attempts");
     assert_eq!(app.receiver.received().iter().filter(|r| r.event_id == a).count(), 3);
     let (_, h) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
-    assert!(h["health"]["consecutive_failures"].as_i64().unwrap() >= 6);
+    let failures = h["health"]["consecutive_failures"].as_i64().unwrap();
+    assert!(failures >= 6);
 
-    // The receiver is fixed. Resend one by hand: a manual attempt, logged as such.
+    // A manual attempt that fails is logged but changes neither the delivery's status
+    // nor the endpoint's failure record (only scheduled attempts count towards disabling).
+    let (s, attempt) = app.api.post(&format!("/v1/webhooks/endpoints/{eid}/events/{a}/resend"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{attempt}");
+    assert_eq!((attempt["trigger"].as_str(), attempt["run_number"].as_i64(), attempt["response_status"].as_i64()), (Some("manual"), Some(4), Some(500)));
+    let (_, d) = app.api.get(&format!("/v1/webhooks/events/{a}")).await;
+    assert_eq!(d["deliveries"][0]["status"], "exhausted");
+    let (_, h2) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
+    assert_eq!(h2["health"], h["health"]);
+
+    // The receiver is fixed. Resend by hand again: a manual attempt, logged as such,
+    // and proof the endpoint answers, so its failure record is cleared.
     app.receiver.set_behaviour("/down", Behaviour::default());
     let (s, attempt) = app.api.post(&format!("/v1/webhooks/endpoints/{eid}/events/{a}/resend"), json!({})).await;
     assert_eq!(s, StatusCode::OK, "{attempt}");
     assert_eq!(attempt["trigger"], "manual");
-    assert_eq!(attempt["run_number"], 4);
+    assert_eq!(attempt["run_number"], 5);
     assert_eq!(attempt["response_status"], 204);
     let (_, d) = app.api.get(&format!("/v1/webhooks/events/{a}")).await;
     assert_eq!(d["deliveries"][0]["status"], "succeeded");
+    assert_eq!((d["deliveries"][0]["attempts"].as_i64(), d["deliveries"][0]["attempt_log"].as_array().map(Vec::len)), (Some(5), Some(5)), "{d}");
+    let (_, h) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
+    assert_eq!(h["health"]["consecutive_failures"], 0, "{h}");
+    assert!(h["health"]["first_failure_at"].is_null() && h["health"]["last_success_at"].is_string(), "{h}");
 
     // Recover the rest: only `b` is still failed.
     let (s, out) = app.api.post(&format!("/v1/webhooks/endpoints/{eid}/recover"), json!({"since": since})).await;

@@ -55,9 +55,9 @@ function time(iso, format = DATE_TIME) {
   return isNaN(d) ? String(iso) : h('time', { datetime: iso, title: iso }, format.format(d));
 }
 
-// "every delivery failed since 1732000000000 (Unix ms)" reads better with a date.
+// "every delivery failed since 2026-11-20T09:00:00.000+00:00" reads better in local time.
 function reasonText(reason) {
-  return String(reason).replace(/(\d{11,})\s*\(Unix ms\)/, (_, ms) => DATE_TIME.format(new Date(Number(ms))));
+  return String(reason).replace(/\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:\d{2})/, (t) => DATE_TIME.format(new Date(t)));
 }
 
 // The value of a datetime-local input for a Date, in local time.
