@@ -5,7 +5,7 @@
 //! timeouts, and committing each page (records, events, cursor) in one transaction.
 //! Only a definitive refusal errors a connection; a network blip never does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,24 +100,29 @@ impl Poller {
         }
     }
 
+    /// Claims due jobs and runs up to `concurrency` of them at once, until `shutdown`.
+    ///
+    /// Jobs are claimed ahead, a batch at a time (up to twice the concurrency, topped up
+    /// when half is left), rather than one claim per finished job: a claim is a write,
+    /// and on SQLite every write waits its turn for the single writer. Claimed jobs
+    /// not yet started at shutdown are handed back, due now.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let sem = Arc::new(Semaphore::new(self.concurrency));
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        // Whether the last claim may have left due jobs behind (it filled its batch).
+        let mut more_due = true;
         while !*shutdown.borrow() {
-            if sem.available_permits() == 0 {
-                tokio::select! {
-                    p = sem.clone().acquire_owned() => drop(p),
-                    _ = shutdown.changed() => {}
+            if queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
+                let want = self.concurrency * 2 - queue.len();
+                match self.store.claim_jobs(want, now_ms() + self.job_lease_ms).await {
+                    Ok(jobs) => {
+                        more_due = jobs.len() == want;
+                        queue.extend(jobs);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
-                continue;
             }
-            let jobs = match self.store.claim_jobs(sem.available_permits(), now_ms() + self.job_lease_ms).await {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed");
-                    vec![]
-                }
-            };
-            if jobs.is_empty() {
+            if queue.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.poll_interval) => {}
                     _ = self.job_ended.notified() => {}
@@ -125,16 +130,23 @@ impl Poller {
                 }
                 continue;
             }
-            for job in jobs {
-                let permit = sem.clone().acquire_owned().await.expect("never closed");
-                let this = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = this.run_job(job).await {
-                        tracing::warn!(error = %e, "job failed; its claim will lapse and it will run again");
-                    }
-                    drop(permit);
-                    this.job_ended.notify_one();
-                });
+            let permit = tokio::select! {
+                p = sem.clone().acquire_owned() => p.expect("never closed"),
+                _ = shutdown.changed() => continue,
+            };
+            let job = queue.pop_front().expect("not empty");
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.run_job(job).await {
+                    tracing::warn!(error = %e, "job failed; its claim will lapse and it will run again");
+                }
+                drop(permit);
+                this.job_ended.notify_one();
+            });
+        }
+        for job in queue {
+            if let Err(e) = self.store.reschedule_job(&job, now_ms(), None).await {
+                tracing::warn!(error = %e, job = job.id, "handing back a claimed job failed; it runs again when its claim lapses");
             }
         }
         let _ = sem.acquire_many(self.concurrency as u32).await;

@@ -386,16 +386,18 @@ impl Store {
                 biased;
                 r = &mut rx => return r.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg),
                 permit = self.group.leaders.acquire() => {
-                    let _permit = permit.expect("never closed");
+                    let permit = permit.expect("never closed");
                     let batch = self.group.take();
                     if batch.is_empty() {
                         // Another leader took this page; its result is on the way.
-                        drop(_permit);
+                        drop(permit);
                         return rx.await.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg);
                     }
                     let (pages, replies): (Vec<PageCommit>, Vec<_>) = batch.into_iter().unzip();
                     match self.commit_pages(&pages).await {
                         Ok(results) => {
+                            // The next group may start while this one's pages are freed.
+                            drop(permit);
                             for (reply, r) in replies.into_iter().zip(results) {
                                 let _ = reply.send(Ok(r));
                             }
@@ -518,7 +520,7 @@ impl Store {
                 let data = if created {
                     counts.created += 1;
                     new_rows.push((page, p));
-                    p.data.clone()
+                    None
                 } else {
                     counts.updated += 1;
                     let data = record_data(rec, id, conn.user_id, version);
@@ -530,11 +532,13 @@ impl Store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                    data
+                    Some(data)
                 };
                 if !page.emit_daily {
                     continue;
                 }
+                // A new record's data is copied only for the event that carries it.
+                let data = data.unwrap_or_else(|| p.data.clone());
                 if rec.resource.is_timeseries() {
                     page_series.entry(created).or_default().push(data);
                     continue;
@@ -584,12 +588,12 @@ impl Store {
                     .bind(p.id.to_string())
                     .bind(c.team_id.to_string())
                     .bind(c.user_id.to_string())
-                    .bind(c.provider.clone())
+                    .bind(c.provider.as_str())
                     .bind(p.record.resource.as_str())
-                    .bind(p.record.provider_id.clone())
+                    .bind(p.record.provider_id.as_str())
                     .bind(p.start)
-                    .bind(p.text.clone())
-                    .bind(p.hash.clone());
+                    .bind(p.text.as_str())
+                    .bind(p.hash.as_str());
             }
             q.execute(&mut *tx).await?;
         }

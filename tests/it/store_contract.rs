@@ -361,3 +361,35 @@ fn migration_directories_mirror_each_other_and_are_all_embedded() {
         assert_eq!(shape(s), shape(p), "migration {v} differs in shape between dialects");
     }
 }
+
+/// SQLite's WAL is copied into the database file by the store's checkpointer, not by
+/// committing writers (their automatic checkpoints are off): after a burst of writes
+/// and a short wait the database file holds them and the WAL has been copied through.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let dir = std::env::temp_dir().join(format!("wearbridge-wal-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("wal.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    // Let the checkpointer copy the migrations, then measure from there.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    let (team, _) = store.create_team("wal").await.unwrap();
+    for i in 0..3000 {
+        store.create_user(team.id, &format!("user-{i:05}-{}", "x".repeat(200))).await.unwrap();
+    }
+    let wal = std::fs::metadata(dir.join("wal.db-wal")).unwrap().len();
+    assert!(wal > 1_000_000, "the writes went to the WAL ({wal} bytes)");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let after = std::fs::metadata(&path).unwrap().len();
+        if after > before + 500_000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no checkpoint within 5 s: database file {before} → {after} bytes");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
