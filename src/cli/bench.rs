@@ -17,6 +17,9 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::demo::ApiClient;
+
+/// How long `bench ingest` waits for a backfill window to finish before it gives up.
+const STALL_AFTER: Duration = Duration::from_secs(60);
 use crate::app::Gateway;
 use crate::config::Config;
 use crate::events::{example_data, Envelope, EventType, Resource};
@@ -360,12 +363,24 @@ async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> any
         t.await??;
     }
     let connected = start.elapsed().as_secs_f64();
+    // Done when no window is left; stalled (every commit failing, say) when none has
+    // finished for a while: the gateway's warnings above say why.
+    let (mut finished, mut progress_at) = (-1, Instant::now());
     loop {
         let counts = store.job_counts().await?;
         if !counts.contains_key("backfill:pending") {
             anyhow::ensure!(!counts.contains_key("backfill:failed"), "backfill jobs failed: {counts:?}");
             break;
         }
+        let done = counts.get("backfill:done").copied().unwrap_or(0);
+        if done != finished {
+            (finished, progress_at) = (done, Instant::now());
+        }
+        anyhow::ensure!(
+            progress_at.elapsed() < STALL_AFTER,
+            "the backfill stalled: no window finished in {} s ({counts:?}); see the warnings above",
+            STALL_AFTER.as_secs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
