@@ -136,6 +136,18 @@ impl TestApp {
         &self.gateway.state.store
     }
 
+    /// Stops the gateway (as a deploy would) and starts another on the same database,
+    /// master key and team.
+    pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp { gateway, receiver, api, team_id, sealer, _db } = self;
+        gateway.stop().await;
+        let mut config = test_config(&_db);
+        tweak(&mut config);
+        let gateway = Gateway::start(config, sealer.clone()).await.expect("gateway restarts");
+        let api = Api::new(gateway.url(), api.key);
+        TestApp { gateway, receiver, api, team_id, sealer, _db }
+    }
+
     /// A second team on the same gateway, with its own key.
     pub async fn other_team(&self) -> Api {
         let (_, key) = self.store().create_team("other team").await.unwrap();

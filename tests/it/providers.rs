@@ -10,7 +10,13 @@ use wearbridge::fixture_server::{Fault, FixtureServer};
 
 use crate::helpers::{eventually, TestApp, TestDb};
 
-crate::backend_tests!(oura_connects_backfills_in_order_and_polls_changes, connect_flow_errors_create_nothing, withings_errors_inside_a_200_are_read_as_errors, the_link_page_lists_providers_and_comes_back_with_the_outcome);
+crate::backend_tests!(
+    oura_connects_backfills_in_order_and_polls_changes,
+    connect_flow_errors_create_nothing,
+    withings_errors_inside_a_200_are_read_as_errors,
+    the_link_page_lists_providers_and_comes_back_with_the_outcome,
+    a_stopped_poller_hands_back_the_jobs_it_had_not_started,
+);
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
     let fx = FixtureServer::start().await.unwrap();
@@ -31,6 +37,32 @@ async fn connect(app: &TestApp, user_id: &str, provider: &str) -> BTreeMap<Strin
     let landed = resp.url().clone();
     assert_eq!(landed.path(), "/app/done", "the flow ends at the app's redirect_url");
     landed.query_pairs().into_owned().collect()
+}
+
+/// The poller claims jobs ahead of running them. A gateway stopped mid-backfill hands
+/// back those it had not started, so the next one resumes them at once rather than
+/// after their claims lapse (120 s).
+async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let tweak = move |c: &mut wearbridge::config::Config| {
+        c.providers_base_url = Some(root.clone());
+        c.poller_concurrency = 1;
+    };
+    let app = TestApp::spawn_with(db, tweak.clone()).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("deployed-mid-backfill").await;
+    // The first job waits on a slow reply while the poller holds a second, claimed.
+    fx.inject("oura", Fault::Slow(Duration::from_secs(2)));
+    let q = connect(&app, user["user_id"].as_str().unwrap(), "oura").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app = app.restart(tweak).await;
+    let done = eventually(Duration::from_secs(30), || async {
+        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= 4 * 13
+    })
+    .await;
+    assert!(done, "the backfill did not resume: {:?}", app.store().job_counts().await.unwrap());
 }
 
 fn events(app: &TestApp) -> Vec<Value> {
