@@ -136,8 +136,10 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
     let mut secret = String::new();
     for k in 0..n_endpoints {
         let path = format!("/bench/{k}");
+        // The receiver knows the secret before the endpoint's test event can arrive.
+        receiver.set_secret(&path, &secret_for(&mut secret));
         let ep = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url(&path), "secret": secret_for(&mut secret)})).await?;
-        receiver.set_secret(&path, ep["secret"].as_str().context("secret")?);
+        anyhow::ensure!(ep["secret"] == secret.as_str(), "the endpoint was not given the secret sent");
     }
     anyhow::ensure!(receiver.wait_for(n_endpoints as u64, Duration::from_secs(30)).await, "test events did not arrive");
     let warmup = receiver.count();

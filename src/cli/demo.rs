@@ -60,10 +60,13 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let user = api.post("/v1/user", json!({"client_user_id": "demo-user-1"})).await?;
     let user_id = user["user_id"].as_str().context("user_id")?.to_string();
     let path = "/webhooks/demo";
+    // A secret of our own (the gateway makes one when none is sent), given to the
+    // receiver first: the endpoint's test event may arrive before its creation answers.
+    let secret = crate::seal::new_webhook_secret();
+    receiver.set_secret(path, &secret);
     let ep = api
-        .post("/v1/webhooks/endpoints", json!({"url": receiver.url(path), "description": "demo receiver"}))
+        .post("/v1/webhooks/endpoints", json!({"url": receiver.url(path), "description": "demo receiver", "secret": secret}))
         .await?;
-    receiver.set_secret(path, ep["secret"].as_str().context("secret")?);
     println!("  endpoint  {} -> {}", ep["id"].as_str().unwrap_or(""), receiver.url(path));
 
     // Every provider: a user, the connect flow, the backfill.

@@ -427,6 +427,24 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
+        if self.backend == Backend::Postgres {
+            // Ending a connection locks the connection, then all its pending jobs; a group
+            // locks its pages' jobs and the windows they release, several of one
+            // connection in no order it could share. Holding the connections first
+            // (shared, as every group may) makes an ending wait for the groups under way
+            // instead of deadlocking with them over job rows.
+            let mut ids: Vec<String> = pages.iter().map(|p| p.job.connection_id.to_string()).collect();
+            ids.sort();
+            ids.dedup();
+            for chunk in ids.chunks(super::PARAMS_PER_STATEMENT) {
+                let sql = format!("SELECT id FROM connections WHERE id IN ({}) ORDER BY id FOR SHARE", placeholders(1, chunk.len()));
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                q.fetch_all(&mut *tx).await?;
+            }
+        }
         // The claim checks come first: they are writes, so they also take SQLite's lock.
         for (i, page) in pages.iter().enumerate() {
             let (job, finish) = (&page.job, &page.finish);

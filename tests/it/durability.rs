@@ -85,9 +85,10 @@ async fn publish_many(store: &Store, team: Uuid, n: usize) -> Vec<String> {
 async fn team_and_endpoint(store: &Store, serve: &Serve, receiver: &Receiver) -> Uuid {
     let (team, key) = store.create_team("multi").await.unwrap();
     let api = Api::new(serve.url.clone(), key);
-    let (s, ep) = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url("/r"), "event_types": ["daily.data.heartrate.created"]})).await;
+    let secret = wearbridge::seal::new_webhook_secret();
+    receiver.set_secret("/r", &secret);
+    let (s, ep) = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url("/r"), "event_types": ["daily.data.heartrate.created"], "secret": secret})).await;
     assert!(s.is_success(), "{ep}");
-    receiver.set_secret("/r", ep["secret"].as_str().unwrap());
     team.id
 }
 
@@ -211,8 +212,10 @@ async fn a_killed_poller_resumes_with_no_gap_and_no_duplicate_event(db: TestDb) 
     let receiver = Receiver::start(false).await.unwrap();
     let (_, api_key) = store.create_team("pollers").await.unwrap();
     let api = Api::new(first.url.clone(), api_key);
-    let (_, ep) = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url("/r")})).await;
-    receiver.set_secret("/r", ep["secret"].as_str().unwrap());
+    let secret = wearbridge::seal::new_webhook_secret();
+    receiver.set_secret("/r", &secret);
+    let (s, ep) = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url("/r"), "secret": secret})).await;
+    assert!(s.is_success(), "{ep}");
     let (_, user) = api.post("/v1/user", json!({"client_user_id": "killed"})).await;
     let (_, link) = api
         .post("/v1/link/token", json!({"user_id": user["user_id"], "provider": "oura", "redirect_url": receiver.url("/done")}))

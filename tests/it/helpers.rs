@@ -154,16 +154,20 @@ impl TestApp {
         Api::new(self.gateway.url(), key)
     }
 
-    /// Creates an endpoint at the receiver's `path` (verifying with its secret) and
-    /// waits for its `webhook.test` event. Returns the endpoint JSON.
+    /// Creates an endpoint at the receiver's `path`, verifying with its secret. The
+    /// secret is chosen here and given to the receiver first: the endpoint's
+    /// `webhook.test` event may arrive before the creating request has its answer.
+    /// Returns the endpoint JSON.
     pub async fn endpoint(&self, path: &str, extra: Value) -> Value {
-        let mut body = serde_json::json!({"url": self.receiver.url(path)});
+        let mut body = serde_json::json!({"url": self.receiver.url(path), "secret": wearbridge::seal::new_webhook_secret()});
         if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
             b.extend(e);
         }
+        let secret = body["secret"].as_str().unwrap().to_string();
+        self.receiver.set_secret(path, &secret);
         let (status, ep) = self.api.post("/v1/webhooks/endpoints", body).await;
         assert_eq!(status, StatusCode::CREATED, "{ep}");
-        self.receiver.set_secret(path, ep["secret"].as_str().unwrap());
+        assert_eq!(ep["secret"], secret.as_str());
         ep
     }
 
