@@ -242,6 +242,12 @@ async fn checkpointer(pool: AnyPool) {
     }
 }
 
+/// A PostgreSQL deadlock or serialization failure: the transaction was rolled back and
+/// may simply be run again.
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40P01" || c == "40001")
+}
+
 /// A URL fit for logs: the password replaced.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

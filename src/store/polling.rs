@@ -281,6 +281,29 @@ impl Store {
         error: Option<(&str, &str)>,
         event: &Envelope,
     ) -> Result<bool, sqlx::Error> {
+        // On PostgreSQL this locks all the connection's pending jobs while page commits
+        // may hold some of them (and want the windows they release): if the database
+        // breaks such a deadlock by failing this side, it is tried again.
+        let mut tries = 0;
+        loop {
+            match self.end_connection_once(id, status, error, event).await {
+                Err(e) if tries < 5 && super::is_transient(&e) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "ending a connection met a deadlock; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn end_connection_once(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<(&str, &str)>,
+        event: &Envelope,
+    ) -> Result<bool, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
@@ -427,24 +450,6 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
-        if self.backend == Backend::Postgres {
-            // Ending a connection locks the connection, then all its pending jobs; a group
-            // locks its pages' jobs and the windows they release, several of one
-            // connection in no order it could share. Holding the connections first
-            // (shared, as every group may) makes an ending wait for the groups under way
-            // instead of deadlocking with them over job rows.
-            let mut ids: Vec<String> = pages.iter().map(|p| p.job.connection_id.to_string()).collect();
-            ids.sort();
-            ids.dedup();
-            for chunk in ids.chunks(super::PARAMS_PER_STATEMENT) {
-                let sql = format!("SELECT id FROM connections WHERE id IN ({}) ORDER BY id FOR SHARE", placeholders(1, chunk.len()));
-                let mut q = sqlx::query(&sql);
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                q.fetch_all(&mut *tx).await?;
-            }
-        }
         // The claim checks come first: they are writes, so they also take SQLite's lock.
         for (i, page) in pages.iter().enumerate() {
             let (job, finish) = (&page.job, &page.finish);
