@@ -263,3 +263,41 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     let recs = s2.store.list_records(s2.team, conn2.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
     assert_eq!(recs.len(), 1000);
 }
+
+/// PostgreSQL: ending a connection locks the connection, then its pending jobs, while a
+/// page commit may hold one of those jobs and want what the ending holds. When the
+/// database breaks that deadlock by failing the ending, the ending is tried again and
+/// succeeds. (The other side here keeps its own deadlock check late, so the ending is
+/// the one the database fails.)
+#[tokio::test]
+async fn ending_a_connection_survives_a_deadlock_on_postgres() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let s = setup(&db, &[backfill(Resource::Sleep, 0, 2), backfill(Resource::Sleep, 1, 2)]).await;
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '20s'").execute(&mut *other).await.unwrap();
+    sqlx::query("SELECT id FROM jobs WHERE connection_id = $1 ORDER BY id LIMIT 1 FOR UPDATE")
+        .bind(s.conn.to_string())
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+
+    let store = s.store.clone();
+    let (conn, team) = (s.conn, s.team);
+    let ending = tokio::spawn(async move {
+        let t = EventType::ConnectionDeleted;
+        let ev = Envelope::new(wearbridge::ids::connection_event_id(&t.name(), conn), t, team, None, json!({}));
+        store.end_connection(conn, "deregistered", None, &ev).await
+    });
+    // The ending now holds the connection and waits for the job; wanting the connection
+    // closes the cycle, and the ending's deadlock check (after 1 s) fails the ending.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("UPDATE connections SET updated_at = updated_at WHERE id = $1").bind(s.conn.to_string()).execute(&mut *other).await.unwrap();
+    other.commit().await.unwrap();
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), ending).await.expect("the ending finishes").unwrap();
+    assert!(ended.expect("the ending is tried again after the deadlock"), "the connection was ended");
+    let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    assert_eq!(c.status, "deregistered");
+    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "its jobs stopped");
+}
