@@ -193,6 +193,12 @@ impl Store {
     }
 
     pub async fn delete_endpoint(&self, team: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+        // A worker completing a batch may still lock some of these deliveries in another
+        // order than the delete does.
+        super::retry_transient("deleting an endpoint", || self.delete_endpoint_once(team, id)).await
+    }
+
+    async fn delete_endpoint_once(&self, team: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
         // Deliveries first, then the endpoint: the order in which a worker completing a
         // delivery locks them (the delivery, then the endpoint's health). Deleting the
         // endpoint alone would lock it first and its deliveries by cascade, the other way

@@ -244,8 +244,30 @@ async fn checkpointer(pool: AnyPool) {
 
 /// A PostgreSQL deadlock or serialization failure: the transaction was rolled back and
 /// may simply be run again.
-pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+fn is_transient(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40P01" || c == "40001")
+}
+
+/// Runs the transaction `op` again, up to 5 times and briefly apart, when PostgreSQL
+/// rolls it back to break a deadlock (or a serialization failure); any other outcome is
+/// returned as it is. For writes that lock many rows in an order the other writers of
+/// those rows cannot share.
+pub(crate) async fn retry_transient<T, F, Fut>(what: &str, mut op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if tries < 5 && is_transient(&e) => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "{what} met a deadlock; trying again");
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A URL fit for logs: the password replaced.

@@ -282,19 +282,8 @@ impl Store {
         event: &Envelope,
     ) -> Result<bool, sqlx::Error> {
         // On PostgreSQL this locks all the connection's pending jobs while page commits
-        // may hold some of them (and want the windows they release): if the database
-        // breaks such a deadlock by failing this side, it is tried again.
-        let mut tries = 0;
-        loop {
-            match self.end_connection_once(id, status, error, event).await {
-                Err(e) if tries < 5 && super::is_transient(&e) => {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "ending a connection met a deadlock; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
-                }
-                other => return other,
-            }
-        }
+        // may hold some of them (and want the windows they release).
+        super::retry_transient("ending a connection", || self.end_connection_once(id, status, error, event)).await
     }
 
     async fn end_connection_once(
