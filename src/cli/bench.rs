@@ -17,15 +17,15 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::demo::ApiClient;
-
-/// How long `bench ingest` waits for a backfill window to finish before it gives up.
-const STALL_AFTER: Duration = Duration::from_secs(60);
 use crate::app::Gateway;
 use crate::config::Config;
 use crate::events::{example_data, Envelope, EventType, Resource};
 use crate::receiver::{now_us, Receiver};
 use crate::seal::{random_token, Sealer};
 use crate::store::{Backend, Store, Target};
+
+/// How long `bench ingest` waits for a backfill window to finish before it gives up.
+const STALL_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -137,9 +137,10 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
     for k in 0..n_endpoints {
         let path = format!("/bench/{k}");
         // The receiver knows the secret before the endpoint's test event can arrive.
-        receiver.set_secret(&path, &secret_for(&mut secret));
-        let ep = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url(&path), "secret": secret_for(&mut secret)})).await?;
-        anyhow::ensure!(ep["secret"] == secret.as_str(), "the endpoint was not given the secret sent");
+        let key = secret_for(&mut secret);
+        receiver.set_secret(&path, &key);
+        let ep = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url(&path), "secret": key})).await?;
+        anyhow::ensure!(ep["secret"] == key.as_str(), "the endpoint was not given the secret sent");
     }
     anyhow::ensure!(receiver.wait_for(n_endpoints as u64, Duration::from_secs(30)).await, "test events did not arrive");
     let warmup = receiver.count();

@@ -264,38 +264,30 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Disabled by a 410, or by failing since before the cutoff (never right after
+            // a success: that leaves no failure to count from).
             let reason = if gone {
                 Some("the endpoint answered 410 Gone".to_string())
-            } else {
+            } else if failures == 0 {
                 None
+            } else {
+                let failing_since: Option<i64> = sqlx::query_scalar(
+                    "SELECT first_failure_at FROM endpoints \
+                     WHERE id = $1 AND enabled = TRUE AND first_failure_at IS NOT NULL AND first_failure_at <= $2",
+                )
+                .bind(&ep_s)
+                .bind(disable_failing_since)
+                .fetch_optional(&mut *tx)
+                .await?;
+                failing_since.map(|since| format!("every delivery failed since {}", crate::events::format_ms(since)))
             };
-            let res = match reason {
-                Some(reason) => {
-                    sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
-                        .bind(&ep_s)
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                }
-                None => {
-                    let failing_since: Option<i64> = sqlx::query_scalar(
-                        "SELECT first_failure_at FROM endpoints \
-                         WHERE id = $1 AND enabled = TRUE AND first_failure_at IS NOT NULL AND first_failure_at <= $2",
-                    )
-                    .bind(&ep_s)
-                    .bind(disable_failing_since)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(since) = failing_since else { continue };
-                    sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
-                        .bind(&ep_s)
-                        .bind(format!("every delivery failed since {}", crate::events::format_ms(since)))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                }
-            };
+            let Some(reason) = reason else { continue };
+            let res = sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
+                .bind(&ep_s)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             if res.rows_affected() > 0 {
                 disabled.push(ep);
             }

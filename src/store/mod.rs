@@ -188,7 +188,6 @@ async fn sqlite_pool(opts: AnyConnectOptions, max: u32, cache_mib: i64) -> anyho
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA busy_timeout = 30000",
                     "PRAGMA foreign_keys = ON",
-                    // A WAL that grew under load is cut back to 64 MiB once reset.
                     // Checkpoints are the checkpointer's (see [`checkpointer`]), not a
                     // committing writer's.
                     "PRAGMA wal_autocheckpoint = 0",
@@ -296,7 +295,6 @@ pub(crate) const fn rows_per_statement(params_per_row: usize) -> usize {
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
-
 
 pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
     let s: String = row.try_get(col)?;
