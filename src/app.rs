@@ -47,17 +47,43 @@ impl Gateway {
         Self::start_with(config, sealer, store).await
     }
 
-    pub async fn start_with(config: Config, sealer: Sealer, store: Store) -> anyhow::Result<Gateway> {
-        let policy = UrlPolicy { allow_http: config.allow_http, allowed_cidrs: config.allow_private_cidrs.clone() };
-        let sender = Sender::new(policy, config.delivery_timeout(), config.delivery_concurrency);
+    pub async fn start_with(
+        config: Config,
+        sealer: Sealer,
+        store: Store,
+    ) -> anyhow::Result<Gateway> {
+        let policy = UrlPolicy {
+            allow_http: config.allow_http,
+            allowed_cidrs: config.allow_private_cidrs.clone(),
+        };
+        let sender = Sender::new(
+            policy,
+            config.delivery_timeout(),
+            config.delivery_concurrency,
+        );
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let worker = Arc::new(Worker::new(store.clone(), sender, sealer.clone(), &config, metrics.clone()));
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            sender,
+            sealer.clone(),
+            &config,
+            metrics.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let addr = listener.local_addr()?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let poller = Arc::new(Poller::new(store.clone(), sealer.clone(), public_url.clone(), &config, metrics.clone()));
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let poller = Arc::new(Poller::new(
+            store.clone(),
+            sealer.clone(),
+            public_url.clone(),
+            &config,
+            metrics.clone(),
+        ));
         let state = AppState {
             store,
             sealer,
@@ -74,14 +100,24 @@ impl Gateway {
             let stop = async move {
                 let _ = server_rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
         let poller = config.worker.then(|| tokio::spawn(poller.run(rx.clone())));
         let worker = config.worker.then(|| tokio::spawn(worker.run(rx)));
         tracing::info!(%addr, worker = config.worker, "wearbridge gateway listening");
-        Ok(Gateway { addr, state, shutdown, server, worker, poller })
+        Ok(Gateway {
+            addr,
+            state,
+            shutdown,
+            server,
+            worker,
+            poller,
+        })
     }
 
     pub fn url(&self) -> String {

@@ -22,17 +22,32 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
-    #[arg(long, env = "WEARBRIDGE_DATABASE_URL", default_value = "sqlite://wearbridge.db", global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DATABASE_URL",
+        default_value = "sqlite://wearbridge.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Address the HTTP API listens on.
-    #[arg(long, env = "WEARBRIDGE_LISTEN_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_LISTEN_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen_addr: SocketAddr,
 
     /// Master key that encrypts provider tokens and webhook secrets at rest (any string
     /// of at least 32 characters, e.g. `openssl rand -base64 32`). Required by `serve`
     /// unless `--dev`.
-    #[arg(long, env = "WEARBRIDGE_SECRET_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub secret_key: Option<String>,
 
     /// Development mode: without a secret key, generate one and keep it in
@@ -46,7 +61,12 @@ pub struct Config {
 
     /// Comma-separated CIDRs that webhooks may reach although they are loopback, private
     /// or link-local (e.g. `127.0.0.0/8`). Empty: none.
-    #[arg(long, env = "WEARBRIDGE_ALLOW_PRIVATE_CIDRS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_ALLOW_PRIVATE_CIDRS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub allow_private_cidrs: Vec<IpNet>,
 
     /// Delay before each delivery attempt, comma-separated seconds; its length is the
@@ -55,38 +75,78 @@ pub struct Config {
     pub retry_schedule_secs: Vec<u64>,
 
     /// Timeout of one delivery attempt, connect to last byte.
-    #[arg(long, env = "WEARBRIDGE_DELIVERY_TIMEOUT_SECS", default_value_t = 15, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DELIVERY_TIMEOUT_SECS",
+        default_value_t = 15,
+        global = true
+    )]
     pub delivery_timeout_secs: u64,
 
     /// Deliveries in flight at once, per process.
-    #[arg(long, env = "WEARBRIDGE_DELIVERY_CONCURRENCY", default_value_t = 256, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DELIVERY_CONCURRENCY",
+        default_value_t = 256,
+        global = true
+    )]
     pub delivery_concurrency: usize,
 
     /// Deliveries claimed from the queue per query.
-    #[arg(long, env = "WEARBRIDGE_DELIVERY_BATCH", default_value_t = 256, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DELIVERY_BATCH",
+        default_value_t = 256,
+        global = true
+    )]
     pub delivery_batch: usize,
 
     /// How long a claimed delivery stays reserved for the process that claimed it; a
     /// process killed mid-send loses its claims after this and another one retries them.
     /// Keep it above the delivery timeout.
-    #[arg(long, env = "WEARBRIDGE_DELIVERY_LEASE_SECS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DELIVERY_LEASE_SECS",
+        default_value_t = 60,
+        global = true
+    )]
     pub delivery_lease_secs: u64,
 
     /// How often an idle worker looks for due work written by other processes (work
     /// published in-process wakes it at once).
-    #[arg(long, env = "WEARBRIDGE_POLL_INTERVAL_MS", default_value_t = 200, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_POLL_INTERVAL_MS",
+        default_value_t = 200,
+        global = true
+    )]
     pub poll_interval_ms: u64,
 
     /// Disable an endpoint whose deliveries have all failed for this long (default 5 days).
-    #[arg(long, env = "WEARBRIDGE_DISABLE_AFTER_SECS", default_value_t = 432_000, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_DISABLE_AFTER_SECS",
+        default_value_t = 432_000,
+        global = true
+    )]
     pub disable_after_secs: u64,
 
     /// How long a rotated-out webhook secret keeps signing beside the new one (default 24 h).
-    #[arg(long, env = "WEARBRIDGE_SECRET_ROTATION_GRACE_SECS", default_value_t = 86_400, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_SECRET_ROTATION_GRACE_SECS",
+        default_value_t = 86_400,
+        global = true
+    )]
     pub secret_rotation_grace_secs: u64,
 
     /// Largest request body the API accepts; larger ones get 413.
-    #[arg(long, env = "WEARBRIDGE_MAX_BODY_BYTES", default_value_t = 1_048_576, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_MAX_BODY_BYTES",
+        default_value_t = 1_048_576,
+        global = true
+    )]
     pub max_body_bytes: usize,
 
     /// Run the delivery worker in this process (turn off for an API-only process).
@@ -105,11 +165,21 @@ pub struct Config {
     pub providers_base_url: Option<String>,
 
     /// How long a link token (the start of a connect flow) stays valid.
-    #[arg(long, env = "WEARBRIDGE_LINK_TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_LINK_TOKEN_TTL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
     pub link_token_ttl_secs: u64,
 
     /// How long a webhook-portal link stays valid before it is opened (it works once).
-    #[arg(long, env = "WEARBRIDGE_PORTAL_LINK_TTL_SECS", default_value_t = 600, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_PORTAL_LINK_TTL_SECS",
+        default_value_t = 600,
+        global = true
+    )]
     pub portal_link_ttl_secs: u64,
 
     /// Enforce each provider's documented rate limits (turn off only against a fixture
@@ -118,16 +188,31 @@ pub struct Config {
     pub provider_rate_limits: bool,
 
     /// Polling jobs run at once, per process.
-    #[arg(long, env = "WEARBRIDGE_POLLER_CONCURRENCY", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_POLLER_CONCURRENCY",
+        default_value_t = 16,
+        global = true
+    )]
     pub poller_concurrency: usize,
 
     /// How long a claimed polling job stays reserved for its process (renewed with every
     /// page); a killed process's jobs are picked up again after this.
-    #[arg(long, env = "WEARBRIDGE_JOB_LEASE_SECS", default_value_t = 120, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_JOB_LEASE_SECS",
+        default_value_t = 120,
+        global = true
+    )]
     pub job_lease_secs: u64,
 
     /// Timeout of one request to a provider.
-    #[arg(long, env = "WEARBRIDGE_PROVIDER_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "WEARBRIDGE_PROVIDER_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
     pub provider_timeout_secs: u64,
 
     /// Log format.
@@ -139,9 +224,11 @@ impl Config {
     /// A configuration with every default, as `wearbridge` with no flags and no
     /// environment would have it; for tests and in-process tools (demo, bench).
     pub fn defaults() -> Config {
-        use clap::{FromArgMatches, Command};
+        use clap::{Command, FromArgMatches};
         let cmd = Config::augment_args(Command::new("wearbridge").no_binary_name(true));
-        let matches = cmd.try_get_matches_from(Vec::<String>::new()).expect("defaults parse");
+        let matches = cmd
+            .try_get_matches_from(Vec::<String>::new())
+            .expect("defaults parse");
         Config::from_arg_matches(&matches).expect("defaults parse")
     }
 
@@ -159,9 +246,18 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.retry_schedule_secs.is_empty(), "WEARBRIDGE_RETRY_SCHEDULE_SECS needs at least one entry");
-        anyhow::ensure!(self.delivery_concurrency > 0, "WEARBRIDGE_DELIVERY_CONCURRENCY must be at least 1");
-        anyhow::ensure!(self.delivery_batch > 0, "WEARBRIDGE_DELIVERY_BATCH must be at least 1");
+        anyhow::ensure!(
+            !self.retry_schedule_secs.is_empty(),
+            "WEARBRIDGE_RETRY_SCHEDULE_SECS needs at least one entry"
+        );
+        anyhow::ensure!(
+            self.delivery_concurrency > 0,
+            "WEARBRIDGE_DELIVERY_CONCURRENCY must be at least 1"
+        );
+        anyhow::ensure!(
+            self.delivery_batch > 0,
+            "WEARBRIDGE_DELIVERY_BATCH must be at least 1"
+        );
         anyhow::ensure!(
             self.job_lease_secs > self.provider_timeout_secs,
             "WEARBRIDGE_JOB_LEASE_SECS ({}) must exceed WEARBRIDGE_PROVIDER_TIMEOUT_SECS ({})",
@@ -187,7 +283,10 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.database_url, "sqlite://wearbridge.db");
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.retry_schedule_secs, vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(
+            c.retry_schedule_secs,
+            vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+        );
         assert_eq!(c.delivery_timeout_secs, 15);
         assert_eq!(c.disable_after_secs, 5 * 24 * 3600);
         assert!(!c.allow_http);

@@ -58,7 +58,10 @@ impl Resource {
     }
 
     pub fn is_timeseries(self) -> bool {
-        matches!(self, Resource::Heartrate | Resource::Glucose | Resource::Steps | Resource::Hrv)
+        matches!(
+            self,
+            Resource::Heartrate | Resource::Glucose | Resource::Steps | Resource::Hrv
+        )
     }
 }
 
@@ -71,7 +74,10 @@ impl fmt::Display for Resource {
 impl FromStr for Resource {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Resource::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown resource `{s}`"))
+        Resource::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown resource `{s}`"))
     }
 }
 
@@ -90,7 +96,11 @@ pub enum EventType {
 impl EventType {
     /// The whole catalogue, in a stable order.
     pub fn all() -> Vec<EventType> {
-        let mut v = vec![EventType::ConnectionCreated, EventType::ConnectionError, EventType::ConnectionDeleted];
+        let mut v = vec![
+            EventType::ConnectionCreated,
+            EventType::ConnectionError,
+            EventType::ConnectionDeleted,
+        ];
         for r in Resource::ALL {
             v.push(EventType::HistoricalCreated(r));
         }
@@ -152,9 +162,15 @@ impl FromStr for EventType {
         }
         let parts: Vec<&str> = s.split('.').collect();
         match parts.as_slice() {
-            ["historical", "data", r, "created"] => Ok(EventType::HistoricalCreated(r.parse().map_err(|_| unknown())?)),
-            ["daily", "data", r, "created"] => Ok(EventType::DailyCreated(r.parse().map_err(|_| unknown())?)),
-            ["daily", "data", r, "updated"] => Ok(EventType::DailyUpdated(r.parse().map_err(|_| unknown())?)),
+            ["historical", "data", r, "created"] => Ok(EventType::HistoricalCreated(
+                r.parse().map_err(|_| unknown())?,
+            )),
+            ["daily", "data", r, "created"] => {
+                Ok(EventType::DailyCreated(r.parse().map_err(|_| unknown())?))
+            }
+            ["daily", "data", r, "updated"] => {
+                Ok(EventType::DailyUpdated(r.parse().map_err(|_| unknown())?))
+            }
             _ => Err(unknown()),
         }
     }
@@ -167,7 +183,10 @@ pub fn format_instant(t: DateTime<Utc>) -> String {
 
 /// A Unix-millisecond column value as the API shows it (millisecond precision).
 pub fn format_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, false)
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
 /// The JSON body of every webhook: Vital's envelope plus an id and a time.
@@ -183,7 +202,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn new(id: Uuid, event_type: EventType, team_id: Uuid, user: Option<(Uuid, String)>, data: Value) -> Envelope {
+    pub fn new(
+        id: Uuid,
+        event_type: EventType,
+        team_id: Uuid,
+        user: Option<(Uuid, String)>,
+        data: Value,
+    ) -> Envelope {
         let (user_id, client_user_id) = match user {
             Some((u, c)) => (Some(u), Some(c)),
             None => (None, None),
@@ -209,7 +234,9 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
     let oura = provider_ref("oura", "Oura");
     let source = |kind: &str| json!({"provider": "oura", "type": kind});
     let uid = user_id.to_string();
-    let rec = |r: Resource, key: &str| crate::ids::record_id(Uuid::nil(), user_id, "oura", r.as_str(), key).to_string();
+    let rec = |r: Resource, key: &str| {
+        crate::ids::record_id(Uuid::nil(), user_id, "oura", r.as_str(), key).to_string()
+    };
     match t {
         EventType::ConnectionCreated => json!({
             "user_id": uid, "provider": oura, "external_user_id": "VG5ZM2",
@@ -229,7 +256,11 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
             "is_final": true, "chunk_index": 12, "chunk_count": 13
         }),
         EventType::DailyCreated(r) | EventType::DailyUpdated(r) => {
-            let version = if matches!(t, EventType::DailyUpdated(_)) { 2 } else { 1 };
+            let version = if matches!(t, EventType::DailyUpdated(_)) {
+                2
+            } else {
+                1
+            };
             example_record(r, &uid, version, &source, &rec)
         }
         EventType::WebhookTest => json!({"message": "This is a test event from Wearbridge."}),
@@ -326,19 +357,45 @@ mod tests {
             assert!(h.get(k).is_some(), "historical example lacks {k}");
         }
         let w = example_data(EventType::DailyCreated(Resource::Workouts), u);
-        for k in ["id", "provider_id", "user_id", "source", "version", "sport", "time_start", "distance"] {
+        for k in [
+            "id",
+            "provider_id",
+            "user_id",
+            "source",
+            "version",
+            "sport",
+            "time_start",
+            "distance",
+        ] {
             assert!(w.get(k).is_some(), "workout example lacks {k}");
         }
-        assert_eq!(example_data(EventType::DailyUpdated(Resource::Sleep), u)["version"], 2);
+        assert_eq!(
+            example_data(EventType::DailyUpdated(Resource::Sleep), u)["version"],
+            2
+        );
         let hr = example_data(EventType::DailyCreated(Resource::Heartrate), u);
         assert_eq!(hr["data"][0]["unit"], "bpm");
     }
 
     #[test]
     fn envelope_serialises_with_vital_field_names() {
-        let e = Envelope::new(Uuid::from_u128(1), EventType::WebhookTest, Uuid::from_u128(2), None, json!({}));
+        let e = Envelope::new(
+            Uuid::from_u128(1),
+            EventType::WebhookTest,
+            Uuid::from_u128(2),
+            None,
+            json!({}),
+        );
         let v = serde_json::to_value(&e).unwrap();
-        for k in ["id", "event_type", "team_id", "user_id", "client_user_id", "created_at", "data"] {
+        for k in [
+            "id",
+            "event_type",
+            "team_id",
+            "user_id",
+            "client_user_id",
+            "created_at",
+            "data",
+        ] {
             assert!(v.get(k).is_some(), "envelope lacks {k}");
         }
         assert_eq!(v["event_type"], "webhook.test");

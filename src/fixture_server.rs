@@ -83,7 +83,13 @@ impl FixtureServer {
     }
 
     pub fn inject(&self, provider: &str, fault: Fault) {
-        self.state.faults.lock().unwrap().entry(provider.to_string()).or_default().push_back(fault);
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .entry(provider.to_string())
+            .or_default()
+            .push_back(fault);
     }
 
     /// From now on the consent screen denies (or, with false, grants).
@@ -106,7 +112,11 @@ impl FixtureServer {
     /// The token endpoint answers its next `times` requests with `status` (e.g. 503),
     /// spending nothing: a transient outage, after which the same refresh token works.
     pub fn fail_token_requests(&self, status: u16, times: usize) {
-        self.state.token_faults.lock().unwrap().extend(std::iter::repeat_n(status, times));
+        self.state
+            .token_faults
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(status, times));
     }
 
     /// Token-endpoint faults not yet served.
@@ -131,7 +141,11 @@ impl FixtureServer {
 
     /// Serves `items` as `provider`'s `resource` data instead of its fixture files.
     pub fn set_items(&self, provider: &str, resource: Resource, items: Vec<Value>) {
-        self.state.items.lock().unwrap().insert((provider.to_string(), resource), Arc::new(items));
+        self.state
+            .items
+            .lock()
+            .unwrap()
+            .insert((provider.to_string(), resource), Arc::new(items));
     }
 
     /// Every data request served, as `provider path?query`.
@@ -141,16 +155,25 @@ impl FixtureServer {
 }
 
 fn provider(id: &str) -> Result<&'static Provider, Response> {
-    providers::find(id).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no provider {id}")).into_response())
+    providers::find(id)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no provider {id}")).into_response())
 }
 
-async fn authorize(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(st): State<Arc<FixtureState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let p = match provider(&id) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let (Some(redirect), Some(state)) = (q.get("redirect_uri"), q.get("state")) else {
-        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri and state are required",
+        )
+            .into_response();
     };
     if url::Url::parse(redirect).is_err() {
         return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response();
@@ -163,14 +186,23 @@ async fn authorize(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, 
 }
 
 /// The consent page's buttons land here: `decision=allow` or `deny`.
-async fn decision(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn decision(
+    State(st): State<Arc<FixtureState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = provider(&id) {
         return r;
     }
     let (Some(redirect), Some(state)) = (q.get("redirect_uri"), q.get("state")) else {
-        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri and state are required",
+        )
+            .into_response();
     };
-    let allow = q.get("decision").map(String::as_str) == Some("allow") && !st.deny_consent.load(Ordering::SeqCst);
+    let allow = q.get("decision").map(String::as_str) == Some("allow")
+        && !st.deny_consent.load(Ordering::SeqCst);
     decide(&st, &id, redirect, state, allow)
 }
 
@@ -181,16 +213,27 @@ fn decide(st: &FixtureState, id: &str, redirect: &str, state: &str, allow: bool)
     };
     if allow {
         let code = crate::seal::random_token(16);
-        st.codes.lock().unwrap().insert(code.clone(), id.to_string());
-        url.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
+        st.codes
+            .lock()
+            .unwrap()
+            .insert(code.clone(), id.to_string());
+        url.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", state);
     } else {
-        url.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", state);
+        url.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("state", state);
     }
     Redirect::to(url.as_str()).into_response()
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// A plain, accessible consent page in the provider's name: what the app asks for and
@@ -199,11 +242,19 @@ fn consent_page(p: &Provider, q: &HashMap<String, String>) -> String {
     let name = escape(&p.manifest.name);
     let scopes: Vec<String> = q
         .get("scope")
-        .map(|s| s.split([' ', ',']).filter(|x| !x.is_empty()).map(|x| format!("<li><code>{}</code></li>", escape(x))).collect())
+        .map(|s| {
+            s.split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(|x| format!("<li><code>{}</code></li>", escape(x)))
+                .collect()
+        })
         .unwrap_or_default();
     let hidden: String = ["redirect_uri", "state"]
         .iter()
-        .filter_map(|k| q.get(*k).map(|v| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v))))
+        .filter_map(|k| {
+            q.get(*k)
+                .map(|v| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v)))
+        })
         .collect();
     format!(
         r#"<!doctype html>
@@ -252,7 +303,11 @@ fn stamp(v: &mut Value, access: &str, refresh: &str) {
     }
 }
 
-async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn token(
+    State(st): State<Arc<FixtureState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let p = match provider(&id) {
         Ok(p) => p,
         Err(r) => return r,
@@ -265,9 +320,17 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
         return (status, [("content-type", "application/json")], body).into_response();
     }
     let refused = || {
-        let body = imp.fixture("oauth/invalid_grant.json").unwrap_or(r#"{"error":"invalid_grant"}"#);
-        let status = StatusCode::from_u16(imp.invalid_grant_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, [("content-type", "application/json")], body.to_string()).into_response()
+        let body = imp
+            .fixture("oauth/invalid_grant.json")
+            .unwrap_or(r#"{"error":"invalid_grant"}"#);
+        let status =
+            StatusCode::from_u16(imp.invalid_grant_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     };
     let fixture = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -294,12 +357,21 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
         }
         _ => return refused(),
     };
-    let Some(text) = imp.fixture(fixture).or_else(|| imp.fixture("oauth/token.json")) else {
+    let Some(text) = imp
+        .fixture(fixture)
+        .or_else(|| imp.fixture("oauth/token.json"))
+    else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no token fixture").into_response();
     };
     let mut reply: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("bad fixture: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("bad fixture: {e}"),
+            )
+                .into_response()
+        }
     };
     let access = format!("fx-access-{}", crate::seal::random_token(12));
     let refresh = format!("fx-refresh-{}", crate::seal::random_token(12));
@@ -307,7 +379,12 @@ async fn token(State(st): State<Arc<FixtureState>>, Path(id): Path<String>, body
     st.access.lock().unwrap().insert(access);
     st.refresh.lock().unwrap().insert(refresh);
     st.grants.fetch_add(1, Ordering::SeqCst);
-    (StatusCode::OK, [("content-type", "application/json")], reply.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
 }
 
 /// The day the fixtures were recorded: their data ends just before it.
@@ -318,7 +395,9 @@ pub const RECORDED_ON: (i32, u32, u32) = (2026, 11, 23);
 fn days_since_recording() -> i64 {
     let (y, m, d) = RECORDED_ON;
     let recorded = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("valid date");
-    (chrono::Utc::now().date_naive() - recorded).num_days().max(0)
+    (chrono::Utc::now().date_naive() - recorded)
+        .num_days()
+        .max(0)
 }
 
 /// Moves every date (`YYYY-MM-DD`), RFC 3339 instant and integer epoch field named in
@@ -328,7 +407,9 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
         Value::String(s) => {
             if s.len() == 10 {
                 if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                    *s = (d + chrono::Duration::days(days)).format("%Y-%m-%d").to_string();
+                    *s = (d + chrono::Duration::days(days))
+                        .format("%Y-%m-%d")
+                        .to_string();
                 }
             } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 *s = (t + chrono::Duration::days(days)).to_rfc3339();
@@ -338,7 +419,9 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 match x.as_i64() {
-                    Some(secs) if epoch_keys.contains(&k.as_str()) => *x = Value::from(secs + days * 86_400),
+                    Some(secs) if epoch_keys.contains(&k.as_str()) => {
+                        *x = Value::from(secs + days * 86_400)
+                    }
                     _ => shift_dates(x, days, epoch_keys),
                 }
             }
@@ -346,7 +429,6 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
         _ => {}
     }
 }
-
 
 async fn data(
     State(st): State<Arc<FixtureState>>,
@@ -373,22 +455,39 @@ async fn data(
         }
     }
     let json = |status: u16, body: String| {
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), [("content-type", "application/json")], body).into_response()
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [("content-type", "application/json")],
+            body,
+        )
+            .into_response()
     };
     let err = |status: u16| {
         let (status, body) = imp.error_reply(status);
         json(status, body)
     };
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
     if !st.access.lock().unwrap().contains(token) {
         return err(401);
     }
-    let fault = st.faults.lock().unwrap().get_mut(&id).and_then(VecDeque::pop_front);
+    let fault = st
+        .faults
+        .lock()
+        .unwrap()
+        .get_mut(&id)
+        .and_then(VecDeque::pop_front);
     match fault {
         Some(Fault::Unauthorized) => return err(401),
         Some(Fault::RateLimited { retry_after_secs }) => {
             let mut r = err(429);
-            r.headers_mut().insert("retry-after", retry_after_secs.to_string().parse().expect("digits"));
+            r.headers_mut().insert(
+                "retry-after",
+                retry_after_secs.to_string().parse().expect("digits"),
+            );
             return r;
         }
         Some(Fault::ServerError) => return err(500),
@@ -397,20 +496,50 @@ async fn data(
         None => {}
     }
     // The resource whose documented path this is (Withings tells them apart by `action`).
-    let Some(spec) = p.manifest.resources.iter().find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok()).or_else(|| p.manifest.resources.iter().find(|r| r.path == path)) else {
+    let Some(spec) = p
+        .manifest
+        .resources
+        .iter()
+        .find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok())
+        .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
+    else {
         return err(404);
     };
-    if let Some(items) = st.items.lock().unwrap().get(&(id.clone(), spec.name)).cloned() {
+    if let Some(items) = st
+        .items
+        .lock()
+        .unwrap()
+        .get(&(id.clone(), spec.name))
+        .cloned()
+    {
         return match imp.serve(spec, &params, &items) {
             Ok(v) => json(200, v.to_string()),
             Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
         };
     }
     let changed = st.changed.load(Ordering::SeqCst);
-    let file = if changed { format!("data/{}.changed.json", spec.name) } else { format!("data/{}.json", spec.name) };
-    let items: Vec<Value> = imp.fixture(&file).or_else(|| imp.fixture(&format!("data/{}.json", spec.name))).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let file = if changed {
+        format!("data/{}.changed.json", spec.name)
+    } else {
+        format!("data/{}.json", spec.name)
+    };
+    let items: Vec<Value> = imp
+        .fixture(&file)
+        .or_else(|| imp.fixture(&format!("data/{}.json", spec.name)))
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
     let shift = days_since_recording();
-    let items: Vec<Value> = if shift == 0 { items } else { items.into_iter().map(|mut v| { shift_dates(&mut v, shift, imp.epoch_fields()); v }).collect() };
+    let items: Vec<Value> = if shift == 0 {
+        items
+    } else {
+        items
+            .into_iter()
+            .map(|mut v| {
+                shift_dates(&mut v, shift, imp.epoch_fields());
+                v
+            })
+            .collect()
+    };
     match imp.serve(spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),

@@ -15,18 +15,47 @@ fn v5(parts: &[&str]) -> Uuid {
 
 /// Record id over (team, user, provider, resource, the provider's key for the record
 /// or, for timeseries, the sample's timestamp).
-pub fn record_id(team: Uuid, user: Uuid, provider: &str, resource: &str, provider_key: &str) -> Uuid {
-    v5(&["record", &team.to_string(), &user.to_string(), provider, resource, provider_key])
+pub fn record_id(
+    team: Uuid,
+    user: Uuid,
+    provider: &str,
+    resource: &str,
+    provider_key: &str,
+) -> Uuid {
+    v5(&[
+        "record",
+        &team.to_string(),
+        &user.to_string(),
+        provider,
+        resource,
+        provider_key,
+    ])
 }
 
 /// Event id of a `daily.data.*` event: (event type, record id, record version).
 pub fn daily_event_id(event_type: &str, record: Uuid, version: i64) -> Uuid {
-    v5(&["daily", event_type, &record.to_string(), &version.to_string()])
+    v5(&[
+        "daily",
+        event_type,
+        &record.to_string(),
+        &version.to_string(),
+    ])
 }
 
 /// Event id of a `historical.data.*` event: (connection, resource, window).
-pub fn historical_event_id(connection: Uuid, resource: &str, window_start: &str, window_end: &str) -> Uuid {
-    v5(&["historical", &connection.to_string(), resource, window_start, window_end])
+pub fn historical_event_id(
+    connection: Uuid,
+    resource: &str,
+    window_start: &str,
+    window_end: &str,
+) -> Uuid {
+    v5(&[
+        "historical",
+        &connection.to_string(),
+        resource,
+        window_start,
+        window_end,
+    ])
 }
 
 /// Event id of a `provider.connection.*` event: (event type, connection). A connection
@@ -47,9 +76,18 @@ mod tests {
         assert_eq!(a, record_id(t, u, "oura", "sleep", "abc"));
         assert_ne!(a, record_id(t, u, "oura", "sleep", "abd"));
         assert_ne!(a, record_id(t, Uuid::from_u128(3), "oura", "sleep", "abc"));
-        assert_ne!(record_id(t, u, "oura", "sleepa", "bc"), record_id(t, u, "oura", "sleep", "abc"));
+        assert_ne!(
+            record_id(t, u, "oura", "sleepa", "bc"),
+            record_id(t, u, "oura", "sleep", "abc")
+        );
         assert_eq!(a.get_version_num(), 5);
-        assert_ne!(daily_event_id("daily.data.sleep.created", a, 1), daily_event_id("daily.data.sleep.updated", a, 2));
-        assert_eq!(daily_event_id("daily.data.sleep.updated", a, 2), daily_event_id("daily.data.sleep.updated", a, 2));
+        assert_ne!(
+            daily_event_id("daily.data.sleep.created", a, 1),
+            daily_event_id("daily.data.sleep.updated", a, 2)
+        );
+        assert_eq!(
+            daily_event_id("daily.data.sleep.updated", a, 2),
+            daily_event_id("daily.data.sleep.updated", a, 2)
+        );
     }
 }

@@ -85,37 +85,96 @@ impl Metrics {
             token_refreshes: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("deliveries", "Deliveries that reached a state, by outcome", m.deliveries.clone());
-        registry.register("delivery_attempts", "Delivery attempts, by outcome", m.attempts.clone());
-        registry.register("delivery_attempt_duration_seconds", "Time from sending a webhook to its response", m.attempt_seconds.clone());
-        registry.register("deliveries_in_flight", "Deliveries this process is sending now", m.deliveries_in_flight.clone());
-        registry.register("deliveries_due", "Open deliveries whose next attempt is due (all processes)", m.deliveries_due.clone());
-        registry.register("jobs_due", "Provider poll and backfill jobs due to run, by provider (all processes)", m.jobs_due.clone());
-        registry.register("provider_requests", "Requests to provider APIs, by provider and HTTP status", m.provider_requests.clone());
-        registry.register("provider_rate_limit_waits", "Provider requests held back by a rate limit, by provider and reason", m.rate_limit_waits.clone());
-        registry.register("token_refreshes", "Provider token refreshes, by provider and outcome", m.token_refreshes.clone());
+        registry.register(
+            "deliveries",
+            "Deliveries that reached a state, by outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts, by outcome",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "delivery_attempt_duration_seconds",
+            "Time from sending a webhook to its response",
+            m.attempt_seconds.clone(),
+        );
+        registry.register(
+            "deliveries_in_flight",
+            "Deliveries this process is sending now",
+            m.deliveries_in_flight.clone(),
+        );
+        registry.register(
+            "deliveries_due",
+            "Open deliveries whose next attempt is due (all processes)",
+            m.deliveries_due.clone(),
+        );
+        registry.register(
+            "jobs_due",
+            "Provider poll and backfill jobs due to run, by provider (all processes)",
+            m.jobs_due.clone(),
+        );
+        registry.register(
+            "provider_requests",
+            "Requests to provider APIs, by provider and HTTP status",
+            m.provider_requests.clone(),
+        );
+        registry.register(
+            "provider_rate_limit_waits",
+            "Provider requests held back by a rate limit, by provider and reason",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "Provider token refreshes, by provider and outcome",
+            m.token_refreshes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     pub fn delivery(&self, outcome: &str) {
-        self.deliveries.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn attempt(&self, outcome: &str, seconds: f64) {
-        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
         self.attempt_seconds.observe(seconds);
     }
 
     pub fn provider_request(&self, provider: &str, status: &str) {
-        self.provider_requests.get_or_create(&ProviderStatusLabels { provider: provider.into(), status: status.into() }).inc();
+        self.provider_requests
+            .get_or_create(&ProviderStatusLabels {
+                provider: provider.into(),
+                status: status.into(),
+            })
+            .inc();
     }
 
     pub fn rate_limit_wait(&self, provider: &str, reason: &str) {
-        self.rate_limit_waits.get_or_create(&ProviderReasonLabels { provider: provider.into(), reason: reason.into() }).inc();
+        self.rate_limit_waits
+            .get_or_create(&ProviderReasonLabels {
+                provider: provider.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn token_refresh(&self, provider: &str, outcome: &str) {
-        self.token_refreshes.get_or_create(&ProviderOutcomeLabels { provider: provider.into(), outcome: outcome.into() }).inc();
+        self.token_refreshes
+            .get_or_create(&ProviderOutcomeLabels {
+                provider: provider.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// The exposition text, with the backlog gauges read from the database now.
@@ -125,8 +184,16 @@ impl Metrics {
         let due = store.jobs_due_by_provider(now).await?;
         self.jobs_due.clear();
         for p in crate::providers::registry() {
-            let n = due.iter().find(|(id, _)| id == p.id()).map(|(_, n)| *n).unwrap_or(0);
-            self.jobs_due.get_or_create(&ProviderLabels { provider: p.id().into() }).set(n);
+            let n = due
+                .iter()
+                .find(|(id, _)| id == p.id())
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            self.jobs_due
+                .get_or_create(&ProviderLabels {
+                    provider: p.id().into(),
+                })
+                .set(n);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
@@ -148,11 +215,31 @@ mod tests {
         m.token_refresh("strava", "refused");
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
-        assert!(out.contains("wearbridge_deliveries_total{outcome=\"succeeded\"} 1"), "{out}");
-        assert!(out.contains("wearbridge_delivery_attempts_total{outcome=\"failure\"} 1"), "{out}");
-        assert!(out.contains("wearbridge_delivery_attempt_duration_seconds_count 2"), "{out}");
-        assert!(out.contains("wearbridge_delivery_attempt_duration_seconds_bucket{le=\"0.005\"} 1"), "{out}");
-        assert!(out.contains("wearbridge_provider_requests_total{provider=\"oura\",status=\"200\"} 1"), "{out}");
-        assert!(out.contains("wearbridge_token_refreshes_total{provider=\"strava\",outcome=\"refused\"} 1"), "{out}");
+        assert!(
+            out.contains("wearbridge_deliveries_total{outcome=\"succeeded\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wearbridge_delivery_attempts_total{outcome=\"failure\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wearbridge_delivery_attempt_duration_seconds_count 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wearbridge_delivery_attempt_duration_seconds_bucket{le=\"0.005\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wearbridge_provider_requests_total{provider=\"oura\",status=\"200\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "wearbridge_token_refreshes_total{provider=\"strava\",outcome=\"refused\"} 1"
+            ),
+            "{out}"
+        );
     }
 }

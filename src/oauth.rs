@@ -8,10 +8,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet, ExtraTokenFields, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,11 +60,16 @@ impl Endpoints {
     /// credentials from `WEARBRIDGE_<ID>_CLIENT_ID` / `_CLIENT_SECRET`.
     pub fn resolve(p: &Provider, fixture_root: Option<&str>) -> Endpoints {
         let id = p.id();
-        let env = |k: &str| std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase())).ok();
+        let env =
+            |k: &str| std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase())).ok();
         let (authorize_url, token_url, base_url) = match fixture_root {
             Some(root) => {
                 let root = root.trim_end_matches('/');
-                (format!("{root}/{id}/oauth/authorize"), format!("{root}/{id}/oauth/token"), format!("{root}/{id}"))
+                (
+                    format!("{root}/{id}/oauth/authorize"),
+                    format!("{root}/{id}/oauth/token"),
+                    format!("{root}/{id}"),
+                )
             }
             None => (
                 env("AUTHORIZE_URL").unwrap_or_else(|| p.manifest.authorize_url.clone()),
@@ -69,7 +79,8 @@ impl Endpoints {
         };
         Endpoints {
             client_id: env("CLIENT_ID").unwrap_or_else(|| format!("wearbridge-{id}")),
-            client_secret: env("CLIENT_SECRET").unwrap_or_else(|| format!("wearbridge-{id}-secret")),
+            client_secret: env("CLIENT_SECRET")
+                .unwrap_or_else(|| format!("wearbridge-{id}-secret")),
             authorize_url,
             token_url,
             base_url,
@@ -106,37 +117,59 @@ pub struct OAuth {
 
 impl OAuth {
     fn client(&self) -> Result<OAuthClient, TokenError> {
-        let bad = |e: oauth2::url::ParseError| TokenError::Definitive(format!("bad provider URL: {e}"));
-        Ok(oauth2::Client::new(ClientId::new(self.endpoints.client_id.clone()))
-            .set_client_secret(ClientSecret::new(self.endpoints.client_secret.clone()))
-            .set_auth_uri(AuthUrl::new(self.endpoints.authorize_url.clone()).map_err(bad)?)
-            .set_token_uri(TokenUrl::new(self.endpoints.token_url.clone()).map_err(bad)?)
-            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(bad)?)
-            .set_auth_type(if self.provider.manifest.token_auth == "basic" { AuthType::BasicAuth } else { AuthType::RequestBody }))
+        let bad =
+            |e: oauth2::url::ParseError| TokenError::Definitive(format!("bad provider URL: {e}"));
+        Ok(
+            oauth2::Client::new(ClientId::new(self.endpoints.client_id.clone()))
+                .set_client_secret(ClientSecret::new(self.endpoints.client_secret.clone()))
+                .set_auth_uri(AuthUrl::new(self.endpoints.authorize_url.clone()).map_err(bad)?)
+                .set_token_uri(TokenUrl::new(self.endpoints.token_url.clone()).map_err(bad)?)
+                .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(bad)?)
+                .set_auth_type(if self.provider.manifest.token_auth == "basic" {
+                    AuthType::BasicAuth
+                } else {
+                    AuthType::RequestBody
+                }),
+        )
     }
 
     /// A fresh PKCE verifier if the provider supports PKCE (kept by the caller until
     /// the code exchange).
     pub fn new_pkce_verifier(&self) -> Option<String> {
-        self.provider.manifest.pkce.then(|| PkceCodeChallenge::new_random_sha256().1.secret().clone())
+        self.provider
+            .manifest
+            .pkce
+            .then(|| PkceCodeChallenge::new_random_sha256().1.secret().clone())
     }
 
     /// The provider's authorize URL for `state` (with the S256 challenge of
     /// `pkce_verifier`, if given).
-    pub fn authorize_url(&self, state: &str, pkce_verifier: Option<&str>) -> Result<String, TokenError> {
+    pub fn authorize_url(
+        &self,
+        state: &str,
+        pkce_verifier: Option<&str>,
+    ) -> Result<String, TokenError> {
         let client = self.client()?;
         let m = &self.provider.manifest;
         // Scopes go as one value: some providers separate them with commas.
         let scope = m.scopes.join(&m.scope_separator);
         let state = state.to_string();
-        let mut req = client.authorize_url(move || CsrfToken::new(state)).add_scope(Scope::new(scope));
+        let mut req = client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_scope(Scope::new(scope));
         if let Some(v) = pkce_verifier {
-            req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(v.to_string())));
+            req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(
+                &PkceCodeVerifier::new(v.to_string()),
+            ));
         }
         Ok(req.url().0.to_string())
     }
 
-    pub async fn exchange_code(&self, code: &str, pkce_verifier: Option<String>) -> Result<Tokens, TokenError> {
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: Option<String>,
+    ) -> Result<Tokens, TokenError> {
         let client = self.client()?;
         let mut req = client.exchange_code(AuthorizationCode::new(code.to_string()));
         for (k, v) in self.provider.adapter.token_params() {
@@ -174,12 +207,22 @@ impl OAuth {
 
     /// The HTTP function `oauth2` calls, with the adapter's rewrite of token replies.
     #[allow(clippy::type_complexity)]
-    fn http_fn(&self) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, std::io::Error>> + Send>> + '_ {
+    fn http_fn(
+        &self,
+    ) -> impl Fn(
+        oauth2::HttpRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, std::io::Error>> + Send>,
+    > + '_ {
         move |req: oauth2::HttpRequest| {
             let http = self.http.clone();
             let adapter: &'static dyn crate::providers::Adapter = self.provider.adapter.as_ref();
             let (parts, body) = req.into_parts();
-            let fut = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send();
+            let fut = http
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send();
             let rewrite = move |status: u16, bytes: Vec<u8>| -> (u16, Vec<u8>) {
                 match adapter.token_reply(status, &bytes) {
                     Ok(b) => (status, b),
@@ -205,18 +248,28 @@ impl OAuth {
     }
 }
 
-fn classify<E: std::error::Error + 'static>(e: RequestTokenError<E, BasicErrorResponse>) -> TokenError {
+fn classify<E: std::error::Error + 'static>(
+    e: RequestTokenError<E, BasicErrorResponse>,
+) -> TokenError {
     match e {
         RequestTokenError::ServerResponse(r) => match r.error() {
-            BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::UnauthorizedClient | BasicErrorResponseType::InvalidClient => {
-                TokenError::Definitive(format!("{}: {}", r.error(), r.error_description().cloned().unwrap_or_default()))
-            }
-            other => TokenError::Transient(format!("{other}: {}", r.error_description().cloned().unwrap_or_default())),
+            BasicErrorResponseType::InvalidGrant
+            | BasicErrorResponseType::UnauthorizedClient
+            | BasicErrorResponseType::InvalidClient => TokenError::Definitive(format!(
+                "{}: {}",
+                r.error(),
+                r.error_description().cloned().unwrap_or_default()
+            )),
+            other => TokenError::Transient(format!(
+                "{other}: {}",
+                r.error_description().cloned().unwrap_or_default()
+            )),
         },
         RequestTokenError::Request(e) => TokenError::Transient(e.to_string()),
-        RequestTokenError::Parse(e, body) => {
-            TokenError::Transient(format!("unreadable token reply ({e}): {}", String::from_utf8_lossy(&body[..body.len().min(200)])))
-        }
+        RequestTokenError::Parse(e, body) => TokenError::Transient(format!(
+            "unreadable token reply ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )),
         RequestTokenError::Other(m) => TokenError::Transient(m),
     }
 }

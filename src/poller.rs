@@ -17,8 +17,8 @@ use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
 use crate::events::{format_instant, Envelope, EventType};
+use crate::metrics::Metrics;
 use crate::oauth::{Endpoints, OAuth, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::seal::Sealer;
@@ -42,7 +42,9 @@ struct Limits {
 
 fn quota(requests: u32, period_secs: u64) -> Quota {
     let n = NonZeroU32::new(requests.max(1)).expect("at least 1");
-    Quota::with_period(Duration::from_secs(period_secs.max(1)) / n.get()).expect("non-zero period").allow_burst(n)
+    Quota::with_period(Duration::from_secs(period_secs.max(1)) / n.get())
+        .expect("non-zero period")
+        .allow_burst(n)
 }
 
 pub struct Poller {
@@ -62,7 +64,13 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(store: Store, sealer: Sealer, public_url: String, cfg: &crate::config::Config, metrics: Arc<Metrics>) -> Poller {
+    pub fn new(
+        store: Store,
+        sealer: Sealer,
+        public_url: String,
+        cfg: &crate::config::Config,
+        metrics: Arc<Metrics>,
+    ) -> Poller {
         let limits = providers::registry()
             .iter()
             .map(|p| {
@@ -78,10 +86,17 @@ impl Poller {
         Poller {
             store,
             sealer,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(cfg.provider_timeout_secs)).build().expect("HTTP client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(cfg.provider_timeout_secs))
+                .build()
+                .expect("HTTP client"),
             fixture_root: cfg.providers_base_url.clone(),
             public_url,
-            limits: if cfg.provider_rate_limits { limits } else { HashMap::new() },
+            limits: if cfg.provider_rate_limits {
+                limits
+            } else {
+                HashMap::new()
+            },
             concurrency: cfg.poller_concurrency.max(1),
             poll_interval: Duration::from_millis(200),
             job_lease_ms: cfg.job_lease_secs as i64 * 1000,
@@ -95,7 +110,11 @@ impl Poller {
         OAuth {
             provider: p,
             endpoints: Endpoints::resolve(p, self.fixture_root.as_deref()),
-            redirect_uri: format!("{}/v1/oauth/callback/{}", self.public_url.trim_end_matches('/'), p.id()),
+            redirect_uri: format!(
+                "{}/v1/oauth/callback/{}",
+                self.public_url.trim_end_matches('/'),
+                p.id()
+            ),
             http: self.http.clone(),
         }
     }
@@ -114,7 +133,11 @@ impl Poller {
         while !*shutdown.borrow() {
             if queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
                 let want = self.concurrency * 2 - queue.len();
-                match self.store.claim_jobs(want, now_ms() + self.job_lease_ms).await {
+                match self
+                    .store
+                    .claim_jobs(want, now_ms() + self.job_lease_ms)
+                    .await
+                {
                     Ok(jobs) => {
                         more_due = jobs.len() == want;
                         queue.extend(jobs);
@@ -158,7 +181,11 @@ impl Poller {
         let now = now_ms();
         {
             let paused = l.paused.lock().unwrap();
-            let until = paused.get(&Uuid::nil()).copied().unwrap_or(0).max(paused.get(&user).copied().unwrap_or(0));
+            let until = paused
+                .get(&Uuid::nil())
+                .copied()
+                .unwrap_or(0)
+                .max(paused.get(&user).copied().unwrap_or(0));
             if until > now {
                 self.metrics.rate_limit_wait(provider, "paused");
                 return Some(Duration::from_millis((until - now) as u64));
@@ -178,48 +205,97 @@ impl Poller {
 
     fn pause(&self, p: &Provider, user: Uuid, for_: Duration) {
         if let Some(l) = self.limits.get(p.id()) {
-            let key = if p.manifest.rate_limit.retry_after_scope == "app" { Uuid::nil() } else { user };
-            l.paused.lock().unwrap().insert(key, now_ms() + for_.as_millis() as i64);
+            let key = if p.manifest.rate_limit.retry_after_scope == "app" {
+                Uuid::nil()
+            } else {
+                user
+            };
+            l.paused
+                .lock()
+                .unwrap()
+                .insert(key, now_ms() + for_.as_millis() as i64);
         }
     }
 
     /// A valid access token, refreshed first if it is about to expire.
-    async fn access_token(&self, p: &'static Provider, conn: &mut Connection, force: bool) -> Result<String, ProviderError> {
-        let expiring = conn.token_expires_at.map(|t| t - REFRESH_MARGIN_MS <= now_ms()).unwrap_or(false);
+    async fn access_token(
+        &self,
+        p: &'static Provider,
+        conn: &mut Connection,
+        force: bool,
+    ) -> Result<String, ProviderError> {
+        let expiring = conn
+            .token_expires_at
+            .map(|t| t - REFRESH_MARGIN_MS <= now_ms())
+            .unwrap_or(false);
         if force || expiring {
             self.refresh(p, conn).await?;
         }
-        self.sealer.open(ACCESS_PURPOSE, &conn.access_token_sealed).map_err(|e| ProviderError::Refused(e.to_string()))
+        self.sealer
+            .open(ACCESS_PURPOSE, &conn.access_token_sealed)
+            .map_err(|e| ProviderError::Refused(e.to_string()))
     }
 
     /// Refreshes the connection's tokens. One worker spends a single-use refresh token;
     /// the others wait for its result.
-    async fn refresh(&self, p: &'static Provider, conn: &mut Connection) -> Result<(), ProviderError> {
+    async fn refresh(
+        &self,
+        p: &'static Provider,
+        conn: &mut Connection,
+    ) -> Result<(), ProviderError> {
         let transient = |e: sqlx::Error| ProviderError::Transient(e.to_string());
         for _ in 0..50 {
-            if self.store.lock_refresh(conn.id, conn.token_version, 30_000).await.map_err(transient)? {
+            if self
+                .store
+                .lock_refresh(conn.id, conn.token_version, 30_000)
+                .await
+                .map_err(transient)?
+            {
                 let Some(sealed) = conn.refresh_token_sealed.clone() else {
-                    self.store.unlock_refresh(conn.id).await.map_err(transient)?;
-                    return Err(ProviderError::Unauthorized("the access token expired and the provider gave no refresh token".into()));
+                    self.store
+                        .unlock_refresh(conn.id)
+                        .await
+                        .map_err(transient)?;
+                    return Err(ProviderError::Unauthorized(
+                        "the access token expired and the provider gave no refresh token".into(),
+                    ));
                 };
-                let refresh = self.sealer.open(REFRESH_PURPOSE, &sealed).map_err(|e| ProviderError::Refused(e.to_string()))?;
+                let refresh = self
+                    .sealer
+                    .open(REFRESH_PURPOSE, &sealed)
+                    .map_err(|e| ProviderError::Refused(e.to_string()))?;
                 match self.oauth(p).refresh(&refresh).await {
                     Ok(t) => {
                         let sealed = SealedTokens {
                             access: self.sealer.seal(ACCESS_PURPOSE, &t.access),
-                            refresh: t.refresh.as_deref().map(|r| self.sealer.seal(REFRESH_PURPOSE, r)),
+                            refresh: t
+                                .refresh
+                                .as_deref()
+                                .map(|r| self.sealer.seal(REFRESH_PURPOSE, r)),
                             expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
                         };
-                        self.store.swap_tokens(conn.id, conn.token_version, &sealed).await.map_err(transient)?;
+                        self.store
+                            .swap_tokens(conn.id, conn.token_version, &sealed)
+                            .await
+                            .map_err(transient)?;
                         self.metrics.token_refresh(p.id(), "success");
                         tracing::info!(connection = %conn.id, provider = p.id(), "token refreshed");
                     }
                     Err(e) => {
-                        self.store.unlock_refresh(conn.id).await.map_err(transient)?;
-                        let outcome = if matches!(e, TokenError::Definitive(_)) { "refused" } else { "transient" };
+                        self.store
+                            .unlock_refresh(conn.id)
+                            .await
+                            .map_err(transient)?;
+                        let outcome = if matches!(e, TokenError::Definitive(_)) {
+                            "refused"
+                        } else {
+                            "transient"
+                        };
                         self.metrics.token_refresh(p.id(), outcome);
                         return Err(match e {
-                            TokenError::Definitive(m) => ProviderError::Unauthorized(format!("refresh refused: {m}")),
+                            TokenError::Definitive(m) => {
+                                ProviderError::Unauthorized(format!("refresh refused: {m}"))
+                            }
                             TokenError::Transient(m) => ProviderError::Transient(m),
                         });
                     }
@@ -227,18 +303,35 @@ impl Poller {
             } else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let fresh = self.store.get_connection(conn.id).await.map_err(transient)?.ok_or_else(|| ProviderError::Refused("connection gone".into()))?;
+            let fresh = self
+                .store
+                .get_connection(conn.id)
+                .await
+                .map_err(transient)?
+                .ok_or_else(|| ProviderError::Refused("connection gone".into()))?;
             if fresh.token_version > conn.token_version {
                 *conn = fresh;
                 return Ok(());
             }
         }
-        Err(ProviderError::Transient("timed out waiting for another worker's token refresh".into()))
+        Err(ProviderError::Transient(
+            "timed out waiting for another worker's token refresh".into(),
+        ))
     }
 
-    async fn fetch(&self, p: &'static Provider, base: &str, token: &str, req: &providers::PageRequest) -> Result<Vec<u8>, ProviderError> {
+    async fn fetch(
+        &self,
+        p: &'static Provider,
+        base: &str,
+        token: &str,
+        req: &providers::PageRequest,
+    ) -> Result<Vec<u8>, ProviderError> {
         let url = format!("{}{}", base.trim_end_matches('/'), req.path);
-        let mut r = if req.method == "POST" { self.http.post(&url).form(&req.form) } else { self.http.get(&url) };
+        let mut r = if req.method == "POST" {
+            self.http.post(&url).form(&req.form)
+        } else {
+            self.http.get(&url)
+        };
         r = r.query(&req.query).bearer_auth(token);
         let resp = match r.send().await {
             Ok(resp) => resp,
@@ -254,7 +347,11 @@ impl Poller {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::delivery::retry::parse_retry_after(v, Utc::now()));
-        let body = resp.bytes().await.map_err(|e| ProviderError::Transient(e.to_string()))?.to_vec();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Transient(e.to_string()))?
+            .to_vec();
         if (200..300).contains(&status) {
             match p.adapter.in_band_error(retry_after, &body) {
                 Some(e) => Err(e),
@@ -267,30 +364,47 @@ impl Poller {
 
     /// Runs one job to completion (every page), or until it must wait.
     pub async fn run_job(&self, mut job: Job) -> anyhow::Result<()> {
-        let Some(mut conn) = self.store.get_connection(job.connection_id).await? else { return Ok(()) };
+        let Some(mut conn) = self.store.get_connection(job.connection_id).await? else {
+            return Ok(());
+        };
         if conn.status != "connected" {
             return Ok(());
         }
         let Some(p) = providers::find(&conn.provider) else {
-            self.store.fail_job(&job, &format!("unknown provider {}", conn.provider)).await?;
+            self.store
+                .fail_job(&job, &format!("unknown provider {}", conn.provider))
+                .await?;
             return Ok(());
         };
         let Some(spec) = p.resource(job.resource) else {
-            self.store.fail_job(&job, &format!("{} has no resource {}", p.id(), job.resource)).await?;
+            self.store
+                .fail_job(
+                    &job,
+                    &format!("{} has no resource {}", p.id(), job.resource),
+                )
+                .await?;
             return Ok(());
         };
         let base = Endpoints::resolve(p, self.fixture_root.as_deref()).base_url;
         let now = now_ms();
         let window = if job.kind == "poll" {
             let lookback = p.manifest.lookback_days as i64 * 86_400_000;
-            Window { start: utc(now - lookback), end: utc(now) }
+            Window {
+                start: utc(now - lookback),
+                end: utc(now),
+            }
         } else {
-            Window { start: utc(job.window_start), end: utc(job.window_end) }
+            Window {
+                start: utc(job.window_start),
+                end: utc(job.window_end),
+            }
         };
         let mut refreshed = false;
         loop {
             if let Some(wait) = self.rate_wait(p.id(), conn.user_id) {
-                self.store.reschedule_job(&job, now_ms() + wait.as_millis() as i64, None).await?;
+                self.store
+                    .reschedule_job(&job, now_ms() + wait.as_millis() as i64, None)
+                    .await?;
                 return Ok(());
             }
             let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
@@ -310,12 +424,21 @@ impl Poller {
                 }
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
-            let page = match p.adapter.parse_page(job.resource, &body, job.cursor.as_deref()) {
+            let page = match p
+                .adapter
+                .parse_page(job.resource, &body, job.cursor.as_deref())
+            {
                 Ok(page) => page,
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
             let (finish, extra) = match (&page.next, job.kind.as_str()) {
-                (Some(next), _) => (Finish::Continue { cursor: next.clone(), lease: now_ms() + self.job_lease_ms }, vec![]),
+                (Some(next), _) => (
+                    Finish::Continue {
+                        cursor: next.clone(),
+                        lease: now_ms() + self.job_lease_ms,
+                    },
+                    vec![],
+                ),
                 (None, "poll") => {
                     let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
                     (
@@ -326,11 +449,21 @@ impl Poller {
                         vec![],
                     )
                 }
-                (None, _) => (Finish::WindowDone, vec![self.historical_event(p, &conn, &job)]),
+                (None, _) => (
+                    Finish::WindowDone,
+                    vec![self.historical_event(p, &conn, &job)],
+                ),
             };
             let emit_daily = job.kind == "poll";
             let records = page.records.len();
-            let commit = PageCommit::new(job.clone(), conn.clone(), page.records, emit_daily, extra, finish.clone());
+            let commit = PageCommit::new(
+                job.clone(),
+                conn.clone(),
+                page.records,
+                emit_daily,
+                extra,
+                finish.clone(),
+            );
             let Some(published) = self.store.commit(commit).await? else {
                 return Ok(()); // another worker took the job over
             };
@@ -369,30 +502,59 @@ impl Poller {
         )
     }
 
-    async fn handle_error(&self, p: &'static Provider, conn: &Connection, job: &Job, e: ProviderError) -> anyhow::Result<()> {
+    async fn handle_error(
+        &self,
+        p: &'static Provider,
+        conn: &Connection,
+        job: &Job,
+        e: ProviderError,
+    ) -> anyhow::Result<()> {
         match e {
             ProviderError::RateLimited { retry_after } => {
-                let wait = retry_after.unwrap_or(Duration::from_secs(60)).min(MAX_BACKOFF);
+                let wait = retry_after
+                    .unwrap_or(Duration::from_secs(60))
+                    .min(MAX_BACKOFF);
                 self.pause(p, conn.user_id, wait);
-                self.store.reschedule_job(job, now_ms() + wait.as_millis() as i64, None).await?;
+                self.store
+                    .reschedule_job(job, now_ms() + wait.as_millis() as i64, None)
+                    .await?;
             }
             ProviderError::Transient(m) => {
-                let backoff = Duration::from_secs(5).saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32).min(MAX_BACKOFF);
-                self.store.reschedule_job(job, now_ms() + backoff.as_millis() as i64, Some(&m)).await?;
+                let backoff = Duration::from_secs(5)
+                    .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
+                    .min(MAX_BACKOFF);
+                self.store
+                    .reschedule_job(job, now_ms() + backoff.as_millis() as i64, Some(&m))
+                    .await?;
             }
             ProviderError::Malformed { .. } => {
                 let m = e.to_string();
                 tracing::warn!(provider = p.id(), job = job.id, error = %m, "malformed provider response; job stopped");
                 self.store.fail_job(job, &m).await?;
             }
-            ProviderError::Unauthorized(m) => self.connection_error(p, conn, "token_refresh_failed", &m).await?,
-            ProviderError::ScopeNotGranted(m) => self.connection_error(p, conn, "required_scopes_not_granted", &m).await?,
-            ProviderError::Refused(m) => self.connection_error(p, conn, "provider_api_error", &m).await?,
+            ProviderError::Unauthorized(m) => {
+                self.connection_error(p, conn, "token_refresh_failed", &m)
+                    .await?
+            }
+            ProviderError::ScopeNotGranted(m) => {
+                self.connection_error(p, conn, "required_scopes_not_granted", &m)
+                    .await?
+            }
+            ProviderError::Refused(m) => {
+                self.connection_error(p, conn, "provider_api_error", &m)
+                    .await?
+            }
         }
         Ok(())
     }
 
-    async fn connection_error(&self, p: &Provider, conn: &Connection, error_type: &str, message: &str) -> anyhow::Result<()> {
+    async fn connection_error(
+        &self,
+        p: &Provider,
+        conn: &Connection,
+        error_type: &str,
+        message: &str,
+    ) -> anyhow::Result<()> {
         let t = EventType::ConnectionError;
         let event = Envelope::new(
             ids::connection_event_id(&t.name(), conn.id),
@@ -401,7 +563,11 @@ impl Poller {
             Some((conn.user_id, conn.client_user_id.clone())),
             json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}, "error_type": error_type, "message": message}),
         );
-        if self.store.end_connection(conn.id, "error", Some((error_type, message)), &event).await? {
+        if self
+            .store
+            .end_connection(conn.id, "error", Some((error_type, message)), &event)
+            .await?
+        {
             tracing::warn!(connection = %conn.id, provider = p.id(), error_type, "connection errored");
         }
         Ok(())

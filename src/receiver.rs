@@ -68,14 +68,20 @@ pub struct Receiver {
 }
 
 pub fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 impl Receiver {
     /// Starts on a random loopback port. `keep_bodies` keeps each body (tests, demo);
     /// the benchmark keeps only ids and times.
     pub async fn start(keep_bodies: bool) -> anyhow::Result<Receiver> {
-        let inner = Arc::new(Inner { keep_bodies, ..Default::default() });
+        let inner = Arc::new(Inner {
+            keep_bodies,
+            ..Default::default()
+        });
         let app = Router::new().fallback(receive).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -91,11 +97,19 @@ impl Receiver {
 
     /// The secret deliveries to `path` are verified with.
     pub fn set_secret(&self, path: &str, secret: &str) {
-        self.inner.secrets.lock().unwrap().insert(path.to_string(), secret.to_string());
+        self.inner
+            .secrets
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), secret.to_string());
     }
 
     pub fn set_behaviour(&self, path: &str, b: Behaviour) {
-        self.inner.behaviours.lock().unwrap().insert(path.to_string(), (b, 0));
+        self.inner
+            .behaviours
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (b, 0));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -138,10 +152,16 @@ async fn receive(
 ) -> (StatusCode, HeaderMap, String) {
     let arrived = now_us();
     let path = uri.path().to_string();
-    let signed: Vec<u8> = if method == Method::GET { uri.query().unwrap_or("").as_bytes().to_vec() } else { body.to_vec() };
+    let signed: Vec<u8> = if method == Method::GET {
+        uri.query().unwrap_or("").as_bytes().to_vec()
+    } else {
+        body.to_vec()
+    };
     let secret = inner.secrets.lock().unwrap().get(&path).cloned();
     let verified = match secret {
-        Some(s) => Webhook::new(&s).map(|w| w.verify(&signed, &headers).is_ok()).unwrap_or(false),
+        Some(s) => Webhook::new(&s)
+            .map(|w| w.verify(&signed, &headers).is_ok())
+            .unwrap_or(false),
         None => false,
     };
     if verified {
@@ -169,16 +189,30 @@ async fn receive(
     } else {
         StatusCode::NO_CONTENT
     };
-    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let rec = Received {
         path,
         method: method.to_string(),
         event_id: header("webhook-id"),
         timestamp: header("webhook-timestamp"),
-        signature: if inner.keep_bodies { header("webhook-signature") } else { String::new() },
+        signature: if inner.keep_bodies {
+            header("webhook-signature")
+        } else {
+            String::new()
+        },
         attempt: header("webhook-attempt").parse().ok(),
         pending_retries: header("webhook-pending-retries").parse().ok(),
-        body: if inner.keep_bodies { String::from_utf8_lossy(&signed).into_owned() } else { String::new() },
+        body: if inner.keep_bodies {
+            String::from_utf8_lossy(&signed).into_owned()
+        } else {
+            String::new()
+        },
         verified,
         answered: status.as_u16(),
         received_at_us: arrived,
@@ -188,7 +222,10 @@ async fn receive(
     inner.arrived.notify_waiters();
     let mut out = HeaderMap::new();
     if let (Some(secs), false) = (behaviour.retry_after_secs, status.is_success()) {
-        out.insert(axum::http::header::RETRY_AFTER, secs.to_string().parse().expect("digits"));
+        out.insert(
+            axum::http::header::RETRY_AFTER,
+            secs.to_string().parse().expect("digits"),
+        );
     }
     (status, out, "x".repeat(behaviour.body_bytes))
 }

@@ -35,8 +35,13 @@ impl Sealer {
             key.len() >= 32,
             "WEARBRIDGE_SECRET_KEY must be at least 32 characters (try `openssl rand -base64 32`)"
         );
-        let derived = Sha256::new().chain_update(b"wearbridge seal v1\0").chain_update(key.as_bytes()).finalize();
-        Ok(Sealer { cipher: XChaCha20Poly1305::new(&derived) })
+        let derived = Sha256::new()
+            .chain_update(b"wearbridge seal v1\0")
+            .chain_update(key.as_bytes())
+            .finalize();
+        Ok(Sealer {
+            cipher: XChaCha20Poly1305::new(&derived),
+        })
     }
 
     /// The configured key, or with `dev`, one generated once and kept in `dir`.
@@ -69,7 +74,13 @@ impl Sealer {
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: purpose.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: purpose.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory input");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -77,14 +88,24 @@ impl Sealer {
     }
 
     pub fn open(&self, purpose: &str, sealed: &str) -> anyhow::Result<String> {
-        let b64 = sealed.strip_prefix("v1.").ok_or_else(|| anyhow!("sealed value has an unknown format"))?;
+        let b64 = sealed
+            .strip_prefix("v1.")
+            .ok_or_else(|| anyhow!("sealed value has an unknown format"))?;
         let raw = STANDARD.decode(b64).context("sealed value is not base64")?;
         anyhow::ensure!(raw.len() > 24, "sealed value is too short");
         let (nonce, ct) = raw.split_at(24);
         let pt = self
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: purpose.as_bytes() })
-            .map_err(|_| anyhow!("cannot open sealed value: wrong WEARBRIDGE_SECRET_KEY or tampered data"))?;
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                anyhow!("cannot open sealed value: wrong WEARBRIDGE_SECRET_KEY or tampered data")
+            })?;
         String::from_utf8(pt).context("sealed value is not UTF-8")
     }
 }
@@ -93,7 +114,11 @@ impl Sealer {
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(content.as_bytes())
 }
 
@@ -134,10 +159,17 @@ pub const WEBHOOK_SECRET_PATTERN: &str = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?
 
 /// Checks a caller-supplied webhook secret: `whsec_` + standard base64 of 24 to 64 bytes.
 pub fn validate_webhook_secret(secret: &str) -> Result<(), String> {
-    let b64 = secret.strip_prefix("whsec_").ok_or("secret must start with `whsec_`")?;
-    let raw = STANDARD.decode(b64).map_err(|_| "secret after `whsec_` must be standard base64".to_string())?;
+    let b64 = secret
+        .strip_prefix("whsec_")
+        .ok_or("secret must start with `whsec_`")?;
+    let raw = STANDARD
+        .decode(b64)
+        .map_err(|_| "secret after `whsec_` must be standard base64".to_string())?;
     if !(24..=64).contains(&raw.len()) {
-        return Err(format!("secret must encode 24 to 64 bytes, got {}", raw.len()));
+        return Err(format!(
+            "secret must encode 24 to 64 bytes, got {}",
+            raw.len()
+        ));
     }
     Ok(())
 }
@@ -155,7 +187,11 @@ mod tests {
         let s = sealer();
         let sealed = s.seal("endpoint_secret", "whsec_abc");
         assert!(!sealed.contains("whsec_abc"));
-        assert_ne!(sealed, s.seal("endpoint_secret", "whsec_abc"), "nonce must be fresh");
+        assert_ne!(
+            sealed,
+            s.seal("endpoint_secret", "whsec_abc"),
+            "nonce must be fresh"
+        );
         assert_eq!(s.open("endpoint_secret", &sealed).unwrap(), "whsec_abc");
     }
 

@@ -66,7 +66,14 @@ pub async fn list_providers(Auth(_): Auth) -> Json<ProviderList> {
             ProviderView {
                 slug: m.id.clone(),
                 name: m.name.clone(),
-                resources: m.resources.iter().map(|r| ProviderResource { name: r.name.to_string(), kind: r.kind.clone() }).collect(),
+                resources: m
+                    .resources
+                    .iter()
+                    .map(|r| ProviderResource {
+                        name: r.name.to_string(),
+                        kind: r.kind.clone(),
+                    })
+                    .collect(),
                 history_days: m.history_days,
                 backfill_window_days: m.window_days,
                 poll_interval_secs: m.poll_interval_secs,
@@ -104,20 +111,45 @@ pub struct LinkToken {
         ("open" = (operation_id = "open_link", parameters(("token" = "$response.body#/link_token")))),
         ("open_provider" = (operation_id = "open_link_provider", parameters(("token" = "$response.body#/link_token")))),
     ))))]
-pub async fn create_link_token(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<LinkRequest>) -> ApiResult<(StatusCode, Json<LinkToken>)> {
-    s.store.get_user(team.id, req.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+pub async fn create_link_token(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Body(req): Body<LinkRequest>,
+) -> ApiResult<(StatusCode, Json<LinkToken>)> {
+    s.store
+        .get_user(team.id, req.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let provider = match req.provider.as_deref() {
-        Some(id) => providers::find(id).ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{id}`")))?.id(),
+        Some(id) => providers::find(id)
+            .ok_or_else(|| ApiError::validation(format!("provider: unknown provider `{id}`")))?
+            .id(),
         // Stored as "": the user picks on the Link page.
         None => "",
     };
     match url::Url::parse(&req.redirect_url) {
-        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && req.redirect_url.chars().count() <= 2048 => {}
-        _ => return Err(ApiError::validation("redirect_url: must be an absolute http(s) URL of at most 2048 characters")),
+        Ok(u)
+            if (u.scheme() == "https" || u.scheme() == "http")
+                && req.redirect_url.chars().count() <= 2048 => {}
+        _ => {
+            return Err(ApiError::validation(
+                "redirect_url: must be an absolute http(s) URL of at most 2048 characters",
+            ))
+        }
     }
     let token = crate::seal::random_token(24);
     let ttl = s.config.link_token_ttl_secs as i64 * 1000;
-    let expires = s.store.create_link_token(&token, team.id, req.user_id, provider, &req.redirect_url, ttl).await?;
+    let expires = s
+        .store
+        .create_link_token(
+            &token,
+            team.id,
+            req.user_id,
+            provider,
+            &req.redirect_url,
+            ttl,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(LinkToken {
@@ -145,7 +177,9 @@ struct OAuthState {
 fn back_to_app(redirect_url: &str, pairs: &[(&str, &str)]) -> Response {
     let mut url = match url::Url::parse(redirect_url) {
         Ok(u) => u,
-        Err(_) => return ApiError::bad_request("the link's redirect_url is invalid").into_response(),
+        Err(_) => {
+            return ApiError::bad_request("the link's redirect_url is invalid").into_response()
+        }
     };
     {
         let mut q = url.query_pairs_mut();
@@ -157,7 +191,14 @@ fn back_to_app(redirect_url: &str, pairs: &[(&str, &str)]) -> Response {
 }
 
 fn error_redirect(redirect_url: &str, provider: &str, error_type: &str) -> Response {
-    back_to_app(redirect_url, &[("state", "error"), ("provider", provider), ("error_type", error_type)])
+    back_to_app(
+        redirect_url,
+        &[
+            ("state", "error"),
+            ("provider", provider),
+            ("error_type", error_type),
+        ],
+    )
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -173,16 +214,32 @@ pub struct LinkPageQuery {
 #[utoipa::path(get, path = "/link/{token}", tag = "connect", security(()), params(("token" = String, Path), LinkPageQuery),
     responses((status = 200, description = "the Link page", content_type = "text/html", body = String),
               (status = 303, description = "to the provider's consent screen, or the app's `redirect_url` with an error")))]
-pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>, AxumQuery(q): AxumQuery<LinkPageQuery>) -> ApiResult<Response> {
-    let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
+pub async fn open_link(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    AxumQuery(q): AxumQuery<LinkPageQuery>,
+) -> ApiResult<Response> {
+    let link = s
+        .store
+        .get_link_token(&token)
+        .await?
+        .ok_or_else(|| ApiError::not_found("link"))?;
     if link.provider.is_empty() {
         return link_page(&s, &token, &link, &q).await;
     }
     if link.used_at.is_some() {
-        return Ok(error_redirect(&link.redirect_url, &link.provider, "link_already_used"));
+        return Ok(error_redirect(
+            &link.redirect_url,
+            &link.provider,
+            "link_already_used",
+        ));
     }
     if link.expires_at <= now_ms() {
-        return Ok(error_redirect(&link.redirect_url, &link.provider, "link_expired"));
+        return Ok(error_redirect(
+            &link.redirect_url,
+            &link.provider,
+            "link_expired",
+        ));
     }
     let p = providers::find(&link.provider).ok_or_else(|| ApiError::not_found("provider"))?;
     start_oauth(&s, token, p, link.expires_at, false)
@@ -191,8 +248,15 @@ pub async fn open_link(State(s): State<AppState>, Path(token): Path<String>, Axu
 /// The Link page's Connect buttons: the consent screen of the provider chosen.
 #[utoipa::path(get, path = "/link/{token}/{provider}", tag = "connect", security(()), params(("token" = String, Path), ("provider" = String, Path)),
     responses((status = 303, description = "to the provider's consent screen, or back to the Link page")))]
-pub async fn open_link_provider(State(s): State<AppState>, Path((token, provider)): Path<(String, String)>) -> ApiResult<Response> {
-    let link = s.store.get_link_token(&token).await?.ok_or_else(|| ApiError::not_found("link"))?;
+pub async fn open_link_provider(
+    State(s): State<AppState>,
+    Path((token, provider)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let link = s
+        .store
+        .get_link_token(&token)
+        .await?
+        .ok_or_else(|| ApiError::not_found("link"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
     if !link.provider.is_empty() && link.provider != p.id() {
         return Err(ApiError::not_found("provider"));
@@ -204,13 +268,30 @@ pub async fn open_link_provider(State(s): State<AppState>, Path((token, provider
     start_oauth(&s, token, p, link.expires_at, link.provider.is_empty())
 }
 
-fn start_oauth(s: &AppState, token: String, p: &'static Provider, expires_at: i64, from_page: bool) -> ApiResult<Response> {
+fn start_oauth(
+    s: &AppState,
+    token: String,
+    p: &'static Provider,
+    expires_at: i64,
+    from_page: bool,
+) -> ApiResult<Response> {
     let oauth = s.poller.oauth(p);
     // The state is sealed (authentic and opaque) and expires with the link; the PKCE
     // verifier rides inside it, so nothing needs storing before the callback.
-    let state = OAuthState { l: token, p: p.id().to_string(), v: oauth.new_pkce_verifier(), e: expires_at, pg: from_page };
-    let sealed = s.sealer.seal(STATE_PURPOSE, &serde_json::to_string(&state).expect("state serialises"));
-    let url = oauth.authorize_url(&sealed, state.v.as_deref()).map_err(ApiError::internal)?;
+    let state = OAuthState {
+        l: token,
+        p: p.id().to_string(),
+        v: oauth.new_pkce_verifier(),
+        e: expires_at,
+        pg: from_page,
+    };
+    let sealed = s.sealer.seal(
+        STATE_PURPOSE,
+        &serde_json::to_string(&state).expect("state serialises"),
+    );
+    let url = oauth
+        .authorize_url(&sealed, state.v.as_deref())
+        .map_err(ApiError::internal)?;
     Ok(Redirect::to(&url).into_response())
 }
 
@@ -218,7 +299,11 @@ fn page_url(s: &AppState, token: &str, pairs: &[(&str, &str)]) -> String {
     let mut url = format!("{}/v1/link/{token}", s.public_url.trim_end_matches('/'));
     if !pairs.is_empty() {
         url.push('?');
-        url.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish());
+        url.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish(),
+        );
     }
     url
 }
@@ -233,27 +318,56 @@ fn app_url(redirect_url: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-async fn link_page(s: &AppState, token: &str, link: &crate::store::LinkToken, q: &LinkPageQuery) -> ApiResult<Response> {
+async fn link_page(
+    s: &AppState,
+    token: &str,
+    link: &crate::store::LinkToken,
+    q: &LinkPageQuery,
+) -> ApiResult<Response> {
     use super::link_page::{render, Banner, Row};
     let spent = link.used_at.is_some();
     let expired = link.expires_at <= now_ms();
-    let known = |p: &Option<String>| p.as_deref().and_then(providers::find).map(|p| p.id().to_string());
+    let known = |p: &Option<String>| {
+        p.as_deref()
+            .and_then(providers::find)
+            .map(|p| p.id().to_string())
+    };
     let banner = match (q.state.as_deref(), known(&q.provider)) {
-        (Some("success"), Some(p)) if spent => {
-            Banner::Success { continue_href: app_url(&link.redirect_url, &[("state", "success"), ("provider", &p)]), provider: p }
-        }
-        _ if spent => Banner::Spent { back_href: app_url(&link.redirect_url, &[("state", "error"), ("error_type", "link_already_used")]) },
-        _ if expired => Banner::Expired { back_href: app_url(&link.redirect_url, &[("state", "error"), ("error_type", "link_expired")]) },
+        (Some("success"), Some(p)) if spent => Banner::Success {
+            continue_href: app_url(
+                &link.redirect_url,
+                &[("state", "success"), ("provider", &p)],
+            ),
+            provider: p,
+        },
+        _ if spent => Banner::Spent {
+            back_href: app_url(
+                &link.redirect_url,
+                &[("state", "error"), ("error_type", "link_already_used")],
+            ),
+        },
+        _ if expired => Banner::Expired {
+            back_href: app_url(
+                &link.redirect_url,
+                &[("state", "error"), ("error_type", "link_expired")],
+            ),
+        },
         (Some("error"), p) => {
             let error_type = match q.error_type.as_deref() {
-                Some(e @ ("access_denied" | "token_exchange_failed" | "provider_error")) => e.to_string(),
+                Some(e @ ("access_denied" | "token_exchange_failed" | "provider_error")) => {
+                    e.to_string()
+                }
                 _ => "provider_error".to_string(),
             };
             let mut back = vec![("state", "error"), ("error_type", error_type.as_str())];
             if let Some(p) = p.as_deref() {
                 back.push(("provider", p));
             }
-            Banner::Error { back_href: app_url(&link.redirect_url, &back), provider: p, error_type }
+            Banner::Error {
+                back_href: app_url(&link.redirect_url, &back),
+                provider: p,
+                error_type,
+            }
         }
         _ => Banner::None,
     };
@@ -262,12 +376,21 @@ async fn link_page(s: &AppState, token: &str, link: &crate::store::LinkToken, q:
         .iter()
         .map(|p| Row {
             provider: p,
-            status: connections.iter().filter(|c| c.provider == p.id() && c.status != "deregistered").map(|c| c.status.as_str()).next(),
-            connect_href: (!spent && !expired).then(|| format!("{}/{}", page_url(s, token, &[]), p.id())),
+            status: connections
+                .iter()
+                .filter(|c| c.provider == p.id() && c.status != "deregistered")
+                .map(|c| c.status.as_str())
+                .next(),
+            connect_href: (!spent && !expired)
+                .then(|| format!("{}/{}", page_url(s, token, &[]), p.id())),
         })
         .collect();
     let html = render(&rows, &banner);
-    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response())
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(html),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -281,8 +404,13 @@ pub struct CallbackQuery {
 /// The provider sends the user back here with a code (or an error).
 #[utoipa::path(get, path = "/oauth/callback/{provider}", tag = "connect", security(()), params(("provider" = String, Path), CallbackQuery),
     responses((status = 303, description = "to the app's `redirect_url` (or the Link page) with the outcome")))]
-pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, AxumQuery(q): AxumQuery<CallbackQuery>) -> ApiResult<Response> {
-    let invalid = || ApiError::bad_request("invalid or expired OAuth state; start again from a new link");
+pub async fn callback(
+    State(s): State<AppState>,
+    Path(provider): Path<String>,
+    AxumQuery(q): AxumQuery<CallbackQuery>,
+) -> ApiResult<Response> {
+    let invalid =
+        || ApiError::bad_request("invalid or expired OAuth state; start again from a new link");
     let sealed = q.state.as_deref().ok_or_else(invalid)?;
     let state: OAuthState = s
         .sealer
@@ -293,13 +421,27 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
     if state.p != provider {
         return Err(invalid());
     }
-    let link = s.store.get_link_token(&state.l).await?.ok_or_else(invalid)?;
-    let p: &'static Provider = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    let link = s
+        .store
+        .get_link_token(&state.l)
+        .await?
+        .ok_or_else(invalid)?;
+    let p: &'static Provider =
+        providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
     // From the Link page, outcomes go back to the page (which can retry); otherwise
     // straight to the app.
     let fail = |error_type: &str| -> Response {
         if state.pg {
-            Redirect::to(&page_url(&s, &state.l, &[("state", "error"), ("provider", &provider), ("error_type", error_type)])).into_response()
+            Redirect::to(&page_url(
+                &s,
+                &state.l,
+                &[
+                    ("state", "error"),
+                    ("provider", &provider),
+                    ("error_type", error_type),
+                ],
+            ))
+            .into_response()
         } else {
             error_redirect(&link.redirect_url, &provider, error_type)
         }
@@ -313,7 +455,11 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
         return Ok(fail("link_already_used"));
     }
     if let Some(err) = q.error.as_deref() {
-        let kind = if err == "access_denied" { "access_denied" } else { "provider_error" };
+        let kind = if err == "access_denied" {
+            "access_denied"
+        } else {
+            "provider_error"
+        };
         return Ok(fail(kind));
     }
     let Some(code) = q.code.as_deref() else {
@@ -329,17 +475,28 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
     if state.pg && !s.store.use_link_token(&state.l).await? {
         return Ok(fail("link_already_used"));
     }
-    let user = s.store.get_user(link.team_id, link.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = s
+        .store
+        .get_user(link.team_id, link.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let sealed = SealedTokens {
         access: s.sealer.seal(ACCESS_PURPOSE, &tokens.access),
-        refresh: tokens.refresh.as_deref().map(|r| s.sealer.seal(REFRESH_PURPOSE, r)),
+        refresh: tokens
+            .refresh
+            .as_deref()
+            .map(|r| s.sealer.seal(REFRESH_PURPOSE, r)),
         expires_at: tokens.expires_in.map(|d| now_ms() + d.as_millis() as i64),
     };
     let conn_id = Uuid::new_v4();
     let jobs = plan_jobs(p, now_ms());
     let t = EventType::ConnectionCreated;
-    let availability: serde_json::Map<String, serde_json::Value> =
-        p.manifest.resources.iter().map(|r| (r.name.to_string(), json!({"status": "available"}))).collect();
+    let availability: serde_json::Map<String, serde_json::Value> = p
+        .manifest
+        .resources
+        .iter()
+        .map(|r| (r.name.to_string(), json!({"status": "available"})))
+        .collect();
     let event = Envelope::new(
         ids::connection_event_id(&t.name(), conn_id),
         t,
@@ -353,12 +510,29 @@ pub async fn callback(State(s): State<AppState>, Path(provider): Path<String>, A
         }),
     );
     s.store
-        .create_connection(conn_id, link.team_id, user.user_id, p.id(), tokens.external_user_id.as_deref(), &sealed, &jobs, &event)
+        .create_connection(
+            conn_id,
+            link.team_id,
+            user.user_id,
+            p.id(),
+            tokens.external_user_id.as_deref(),
+            &sealed,
+            &jobs,
+            &event,
+        )
         .await?;
     if state.pg {
-        return Ok(Redirect::to(&page_url(&s, &state.l, &[("state", "success"), ("provider", p.id())])).into_response());
+        return Ok(Redirect::to(&page_url(
+            &s,
+            &state.l,
+            &[("state", "success"), ("provider", p.id())],
+        ))
+        .into_response());
     }
-    Ok(back_to_app(&link.redirect_url, &[("state", "success"), ("provider", p.id())]))
+    Ok(back_to_app(
+        &link.redirect_url,
+        &[("state", "success"), ("provider", p.id())],
+    ))
 }
 
 /// Every resource's backfill windows (newest first, each waiting for the one before)
@@ -422,9 +596,16 @@ pub struct ConnectionList {
 
 #[utoipa::path(get, path = "/user/{user_id}/providers", tag = "connect", params(("user_id" = Uuid, Path)),
     responses((status = 200, description = "the user's connections with backfill progress per resource", body = ConnectionList)))]
-pub async fn user_connections(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<Json<ConnectionList>> {
+pub async fn user_connections(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(user): Path<String>,
+) -> ApiResult<Json<ConnectionList>> {
     let user = parse_id(&user, "user")?;
-    s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    s.store
+        .get_user(team.id, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let mut data = Vec::new();
     for c in s.store.user_connections(team.id, user).await? {
         let backfill = s
@@ -455,7 +636,11 @@ pub async fn user_connections(State(s): State<AppState>, Auth(team): Auth, Path(
 
 #[utoipa::path(delete, path = "/user/{user_id}/{provider}", tag = "connect", params(("user_id" = Uuid, Path), ("provider" = String, Path)),
     responses((status = 204, description = "deregistered: its jobs stop and `provider.connection.deleted` is published")))]
-pub async fn deregister(State(s): State<AppState>, Auth(team): Auth, Path((user, provider)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn deregister(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((user, provider)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let user = parse_id(&user, "user")?;
     let conn = s
         .store
@@ -473,7 +658,9 @@ pub async fn deregister(State(s): State<AppState>, Auth(team): Auth, Path((user,
         Some((conn.user_id, conn.client_user_id.clone())),
         json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}}),
     );
-    s.store.end_connection(conn.id, "deregistered", None, &event).await?;
+    s.store
+        .end_connection(conn.id, "deregistered", None, &event)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -486,16 +673,34 @@ pub struct RefreshScheduled {
 #[utoipa::path(post, path = "/user/{user_id}/refresh", tag = "connect", params(("user_id" = Uuid, Path)),
     responses((status = 202, description = "polls scheduled", body = RefreshScheduled),
               (status = 429, description = "refreshed moments ago", body = crate::error::ErrorBody)))]
-pub async fn refresh(State(s): State<AppState>, Auth(team): Auth, Path(user): Path<String>) -> ApiResult<(StatusCode, Json<RefreshScheduled>)> {
+pub async fn refresh(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(user): Path<String>,
+) -> ApiResult<(StatusCode, Json<RefreshScheduled>)> {
     static LIMITER: OnceLock<DefaultKeyedRateLimiter<Uuid>> = OnceLock::new();
     let user = parse_id(&user, "user")?;
-    s.store.get_user(team.id, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    s.store
+        .get_user(team.id, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let limiter = LIMITER.get_or_init(|| {
-        RateLimiter::keyed(Quota::with_period(std::time::Duration::from_secs(10)).expect("non-zero").allow_burst(NonZeroU32::new(1).expect("1")))
+        RateLimiter::keyed(
+            Quota::with_period(std::time::Duration::from_secs(10))
+                .expect("non-zero")
+                .allow_burst(NonZeroU32::new(1).expect("1")),
+        )
     });
     if limiter.check_key(&user).is_err() {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "this user was refreshed moments ago; try again in a few seconds"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "this user was refreshed moments ago; try again in a few seconds",
+        ));
     }
     let n = s.store.poll_now(team.id, user).await?;
-    Ok((StatusCode::ACCEPTED, Json(RefreshScheduled { polls_scheduled: n })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RefreshScheduled { polls_scheduled: n }),
+    ))
 }

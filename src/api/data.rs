@@ -36,8 +36,16 @@ pub struct Range {
 /// What [`bound`] reads: a date or an RFC 3339 instant.
 fn date_or_instant() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
-    let string = |format| ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)));
-    AnyOfBuilder::new().item(string(KnownFormat::Date)).item(string(KnownFormat::DateTime)).build().into()
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string(KnownFormat::Date))
+        .item(string(KnownFormat::DateTime))
+        .build()
+        .into()
 }
 
 /// `{"<resource>": [records]}`: the records of one summary resource, oldest first.
@@ -54,19 +62,41 @@ pub struct Timeseries {
 fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
     if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")).timestamp_millis());
+        return Ok(Utc
+            .from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .timestamp_millis());
     }
     chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| ApiError::validation(format!("`{field}` must be a date (2026-11-01) or an RFC 3339 instant")))
+        .map_err(|_| {
+            ApiError::validation(format!(
+                "`{field}` must be a date (2026-11-01) or an RFC 3339 instant"
+            ))
+        })
 }
 
-async fn records(s: &AppState, team: Uuid, user: &str, resource: &str, range: Range, timeseries: bool) -> ApiResult<Vec<Value>> {
+async fn records(
+    s: &AppState,
+    team: Uuid,
+    user: &str,
+    resource: &str,
+    range: Range,
+    timeseries: bool,
+) -> ApiResult<Vec<Value>> {
     let user = parse_id(user, "user")?;
-    s.store.get_user(team, user).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    let r: Resource = resource.parse().map_err(|e: String| ApiError::not_found(&e))?;
+    s.store
+        .get_user(team, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let r: Resource = resource
+        .parse()
+        .map_err(|e: String| ApiError::not_found(&e))?;
     if r.is_timeseries() != timeseries {
-        let route = if timeseries { "/v1/summary/{resource}/{user_id}" } else { "/v1/timeseries/{user_id}/{resource}" };
+        let route = if timeseries {
+            "/v1/summary/{resource}/{user_id}"
+        } else {
+            "/v1/timeseries/{user_id}/{resource}"
+        };
         return Err(ApiError::validation(format!("`{r}` is read from {route}")));
     }
     let start = bound(&range.start_date, "start_date", false)?;
@@ -75,21 +105,35 @@ async fn records(s: &AppState, team: Uuid, user: &str, resource: &str, range: Ra
         None => i64::MAX,
     };
     if end <= start {
-        return Err(ApiError::validation("`end_date` must be after `start_date`"));
+        return Err(ApiError::validation(
+            "`end_date` must be after `start_date`",
+        ));
     }
-    Ok(s.store.list_records(team, user, r, start, end, range.provider.as_deref()).await?)
+    Ok(s.store
+        .list_records(team, user, r, start, end, range.provider.as_deref())
+        .await?)
 }
 
 #[utoipa::path(get, path = "/summary/{resource}/{user_id}", tag = "data", params(("resource" = String, Path, description = "e.g. `sleep`, `activity`, `workouts`"), ("user_id" = Uuid, Path), Range),
     responses((status = 200, description = "the stored records, each with the id its events carried", body = Summary)))]
-pub async fn summary(State(s): State<AppState>, Auth(team): Auth, Path((resource, user)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Summary>> {
+pub async fn summary(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((resource, user)): Path<(String, String)>,
+    Query(q): Query<Range>,
+) -> ApiResult<Json<Summary>> {
     let data = records(&s, team.id, &user, &resource, q, false).await?;
     Ok(Json(Summary(BTreeMap::from([(resource, data)]))))
 }
 
 #[utoipa::path(get, path = "/timeseries/{user_id}/{resource}", tag = "data", params(("user_id" = Uuid, Path), ("resource" = String, Path, description = "e.g. `heartrate`, `glucose`"), Range),
     responses((status = 200, description = "the stored samples", body = Timeseries)))]
-pub async fn timeseries(State(s): State<AppState>, Auth(team): Auth, Path((user, resource)): Path<(String, String)>, Query(q): Query<Range>) -> ApiResult<Json<Timeseries>> {
+pub async fn timeseries(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((user, resource)): Path<(String, String)>,
+    Query(q): Query<Range>,
+) -> ApiResult<Json<Timeseries>> {
     let data = records(&s, team.id, &user, &resource, q, true).await?;
     Ok(Json(Timeseries { data }))
 }

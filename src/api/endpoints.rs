@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::delivery::sender::RESERVED_HEADERS;
 use crate::delivery::worker::SECRET_PURPOSE;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{format_ms, EventType, Envelope};
+use crate::events::{format_ms, Envelope, EventType};
 use crate::seal::{new_webhook_secret, validate_webhook_secret};
 use crate::store::{Endpoint, EndpointSpec, EndpointWriteError, Target};
 
@@ -176,15 +176,26 @@ fn validate(state: &AppState, mut spec: EndpointSpec, url_sent: bool) -> ApiResu
     if spec.description.chars().count() > 1000 {
         problems.push("description: at most 1000 characters".into());
     }
-    let unknown: Vec<&str> = spec.event_types.iter().filter(|t| t.parse::<EventType>().is_err()).map(String::as_str).collect();
+    let unknown: Vec<&str> = spec
+        .event_types
+        .iter()
+        .filter(|t| t.parse::<EventType>().is_err())
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() {
-        problems.push(format!("event_types: unknown event types: {} (see GET /v1/event-types)", unknown.join(", ")));
+        problems.push(format!(
+            "event_types: unknown event types: {} (see GET /v1/event-types)",
+            unknown.join(", ")
+        ));
     }
     spec.event_types.sort();
     spec.event_types.dedup();
     spec.method = spec.method.to_ascii_uppercase();
     if spec.method != "POST" && spec.method != "GET" {
-        problems.push(format!("method: must be POST or GET, not `{}`", spec.method));
+        problems.push(format!(
+            "method: must be POST or GET, not `{}`",
+            spec.method
+        ));
     }
     let mut headers = BTreeMap::new();
     for (k, v) in &spec.headers {
@@ -192,16 +203,21 @@ fn validate(state: &AppState, mut spec: EndpointSpec, url_sent: bool) -> ApiResu
         if HeaderName::from_bytes(k.as_bytes()).is_err() {
             problems.push(format!("headers: `{k}` is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&lower.as_str()) {
-            problems.push(format!("headers: `{k}` is set by Wearbridge and cannot be overridden"));
+            problems.push(format!(
+                "headers: `{k}` is set by Wearbridge and cannot be overridden"
+            ));
         } else if HeaderValue::from_str(v).is_err() {
-            problems.push(format!("headers: the value of `{k}` is not a valid header value"));
+            problems.push(format!(
+                "headers: the value of `{k}` is not a valid header value"
+            ));
         }
         headers.insert(lower, v.clone());
     }
     spec.headers = headers;
     if let Some(r) = spec.rate_limit_per_sec {
         if !(1..=100_000).contains(&r) {
-            problems.push("rate_limit_per_sec: must be between 1 and 100000, or null for none".into());
+            problems
+                .push("rate_limit_per_sec: must be between 1 and 100000, or null for none".into());
         }
     }
     if problems.is_empty() {
@@ -213,7 +229,9 @@ fn validate(state: &AppState, mut spec: EndpointSpec, url_sent: bool) -> ApiResu
 
 fn write_error(e: EndpointWriteError) -> ApiError {
     match e {
-        EndpointWriteError::DuplicateUrl(url) => ApiError::conflict(format!("this team already has an endpoint with URL {url}")),
+        EndpointWriteError::DuplicateUrl(url) => {
+            ApiError::conflict(format!("this team already has an endpoint with URL {url}"))
+        }
         EndpointWriteError::Db(e) => e.into(),
     }
 }
@@ -222,7 +240,10 @@ async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiRes
     let id = Uuid::new_v4();
     let data = json!({"message": "This is a test event from Wearbridge.", "endpoint_id": endpoint});
     let env = Envelope::new(id, EventType::WebhookTest, team, None, data);
-    state.store.publish(team, &[env], Target::Endpoint(endpoint)).await?;
+    state
+        .store
+        .publish(team, &[env], Target::Endpoint(endpoint))
+        .await?;
     Ok(id)
 }
 
@@ -231,7 +252,11 @@ async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiRes
                   ("test_event" = (operation_id = "event_detail", parameters(("event_id" = "$response.body#/test_event_id")))),
               )),
               (status = 409, description = "the team has an endpoint with this URL", body = crate::error::ErrorBody)))]
-pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateEndpoint>) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Body(req): Body<CreateEndpoint>,
+) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
     let spec = validate(
         &s,
         EndpointSpec {
@@ -247,29 +272,58 @@ pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body
     )?;
     let secret = match req.secret {
         Some(secret) => {
-            validate_webhook_secret(&secret).map_err(|m| ApiError::validation(format!("secret: {m}")))?;
+            validate_webhook_secret(&secret)
+                .map_err(|m| ApiError::validation(format!("secret: {m}")))?;
             secret
         }
         None => new_webhook_secret(),
     };
-    let ep = s.store.create_endpoint(team.id, &spec, &s.sealer.seal(SECRET_PURPOSE, &secret)).await.map_err(write_error)?;
-    let test_event = if ep.enabled { Some(send_test_event(&s, team.id, ep.id).await?) } else { None };
-    Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: ep.into(), secret, test_event_id: test_event })))
+    let ep = s
+        .store
+        .create_endpoint(team.id, &spec, &s.sealer.seal(SECRET_PURPOSE, &secret))
+        .await
+        .map_err(write_error)?;
+    let test_event = if ep.enabled {
+        Some(send_test_event(&s, team.id, ep.id).await?)
+    } else {
+        None
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEndpoint {
+            endpoint: ep.into(),
+            secret,
+            test_event_id: test_event,
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/webhooks/endpoints", tag = "webhooks", operation_id = "list_endpoints", responses((status = 200, description = "the team's endpoints", body = EndpointList)))]
 pub async fn list(State(s): State<AppState>, Auth(team): Auth) -> ApiResult<Json<EndpointList>> {
-    let data = s.store.list_endpoints(team.id).await?.into_iter().map(Into::into).collect();
+    let data = s
+        .store
+        .list_endpoints(team.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(EndpointList { data }))
 }
 
 async fn load(s: &AppState, team: Uuid, raw: &str) -> ApiResult<Endpoint> {
     let id = parse_id(raw, "endpoint")?;
-    s.store.get_endpoint(team, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))
+    s.store
+        .get_endpoint(team, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
 #[utoipa::path(get, path = "/webhooks/endpoints/{id}", tag = "webhooks", operation_id = "get_endpoint", params(("id" = Uuid, Path)), responses((status = 200, description = "the endpoint", body = EndpointView)))]
-pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&s, team.id, &id).await?.into()))
 }
 
@@ -306,23 +360,42 @@ pub async fn update(
         spec.rate_limit_per_sec = v;
     }
     let spec = validate(&s, spec, url_sent)?;
-    let ep = s.store.update_endpoint(team.id, ep.id, &spec).await.map_err(write_error)?.ok_or_else(|| ApiError::not_found("endpoint"))?;
+    let ep = s
+        .store
+        .update_endpoint(team.id, ep.id, &spec)
+        .await
+        .map_err(write_error)?
+        .ok_or_else(|| ApiError::not_found("endpoint"))?;
     Ok(Json(ep.into()))
 }
 
 #[utoipa::path(delete, path = "/webhooks/endpoints/{id}", tag = "webhooks", operation_id = "delete_endpoint", params(("id" = Uuid, Path)), responses((status = 204, description = "deleted")))]
-pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let ep = load(&s, team.id, &id).await?;
     s.store.delete_endpoint(team.id, ep.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/webhooks/endpoints/{id}/secret", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, description = "the signing secret", body = Secret)))]
-pub async fn secret(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Secret>> {
+pub async fn secret(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Secret>> {
     let ep = load(&s, team.id, &id).await?;
     let key = s.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?;
-    let previous_valid = ep.previous_secret_expires_at.filter(|t| *t > crate::now_ms()).map(format_ms);
-    Ok(Json(Secret { key, previous_key_valid_until: previous_valid }))
+    let previous_valid = ep
+        .previous_secret_expires_at
+        .filter(|t| *t > crate::now_ms())
+        .map(format_ms);
+    Ok(Json(Secret {
+        key,
+        previous_key_valid_until: previous_valid,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -353,18 +426,34 @@ pub async fn rotate_secret(
         None => new_webhook_secret(),
     };
     let grace_until = crate::now_ms() + (s.config.secret_rotation_grace_secs as i64) * 1000;
-    s.store.rotate_endpoint_secret(team.id, ep.id, &s.sealer.seal(SECRET_PURPOSE, &key), grace_until).await?;
-    Ok(Json(Secret { key, previous_key_valid_until: Some(format_ms(grace_until)) }))
+    s.store
+        .rotate_endpoint_secret(
+            team.id,
+            ep.id,
+            &s.sealer.seal(SECRET_PURPOSE, &key),
+            grace_until,
+        )
+        .await?;
+    Ok(Json(Secret {
+        key,
+        previous_key_valid_until: Some(format_ms(grace_until)),
+    }))
 }
 
 #[utoipa::path(post, path = "/webhooks/endpoints/{id}/test", tag = "webhooks", params(("id" = Uuid, Path)),
     responses((status = 202, description = "a `webhook.test` event is on its way", body = TestSent),
               (status = 409, description = "the endpoint is disabled", body = crate::error::ErrorBody)))]
-pub async fn send_test(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<TestSent>)> {
+pub async fn send_test(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TestSent>)> {
     let ep = load(&s, team.id, &id).await?;
     if !ep.enabled {
         // The request is fine; the endpoint's state is what stands in the way.
-        return Err(ApiError::conflict("the endpoint is disabled; enable it first"));
+        return Err(ApiError::conflict(
+            "the endpoint is disabled; enable it first",
+        ));
     }
     let event_id = send_test_event(&s, team.id, ep.id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestSent { event_id })))

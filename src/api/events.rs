@@ -33,7 +33,11 @@ pub async fn event_types(Auth(_): Auth) -> Json<EventTypeList> {
     let example_user = Uuid::from_u128(0x4eca_10f9_7c2b_4a11_9d7e_3f0a_b1c2_d3e4);
     let data = EventType::all()
         .into_iter()
-        .map(|t| EventTypeView { name: t.name(), description: t.description(), example: example_data(t, example_user) })
+        .map(|t| EventTypeView {
+            name: t.name(),
+            description: t.description(),
+            example: example_data(t, example_user),
+        })
         .collect();
     Json(EventTypeList { data })
 }
@@ -59,13 +63,28 @@ pub struct ExamplePublished {
     responses((status = 202, description = "published", body = ExamplePublished, links(
         ("event" = (operation_id = "event_detail", parameters(("event_id" = "$response.body#/event_id")))),
     ))))]
-pub async fn publish_example(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<ExampleRequest>) -> ApiResult<(StatusCode, Json<ExamplePublished>)> {
-    let t: EventType = req.event_type.parse().map_err(|e: String| ApiError::validation(format!("event_type: {e}")))?;
+pub async fn publish_example(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Body(req): Body<ExampleRequest>,
+) -> ApiResult<(StatusCode, Json<ExamplePublished>)> {
+    let t: EventType = req
+        .event_type
+        .parse()
+        .map_err(|e: String| ApiError::validation(format!("event_type: {e}")))?;
     let user = match req.user_id {
-        Some(id) => Some(s.store.get_user(team.id, id).await?.ok_or_else(|| ApiError::not_found("user"))?),
+        Some(id) => Some(
+            s.store
+                .get_user(team.id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?,
+        ),
         None => None,
     };
-    let data_user = user.as_ref().map(|u| u.user_id).unwrap_or_else(Uuid::new_v4);
+    let data_user = user
+        .as_ref()
+        .map(|u| u.user_id)
+        .unwrap_or_else(Uuid::new_v4);
     let env = Envelope::new(
         Uuid::new_v4(),
         t,
@@ -73,8 +92,18 @@ pub async fn publish_example(State(s): State<AppState>, Auth(team): Auth, Body(r
         user.map(|u| (u.user_id, u.client_user_id)),
         example_data(t, data_user),
     );
-    let published = s.store.publish(team.id, &[env.clone()], Target::Subscribers).await?;
-    Ok((StatusCode::ACCEPTED, Json(ExamplePublished { event_id: env.id, event_type: env.event_type, deliveries: published.deliveries })))
+    let published = s
+        .store
+        .publish(team.id, &[env.clone()], Target::Subscribers)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ExamplePublished {
+            event_id: env.id,
+            event_type: env.event_type,
+            deliveries: published.deliveries,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -108,7 +137,10 @@ const STATUSES: [&str; 4] = ["pending", "retrying", "succeeded", "exhausted"];
 
 async fn team_endpoint(s: &AppState, team: Uuid, raw: &str) -> ApiResult<crate::store::Endpoint> {
     let id = parse_id(raw, "endpoint")?;
-    s.store.get_endpoint(team, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))
+    s.store
+        .get_endpoint(team, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -132,17 +164,28 @@ pub struct DeliveryList {
 /// The last deliveries to an endpoint, newest first.
 #[utoipa::path(get, path = "/webhooks/endpoints/{id}/events", tag = "webhooks", params(("id" = Uuid, Path), LogQuery),
     responses((status = 200, description = "the endpoint's deliveries, newest first", body = DeliveryList)))]
-pub async fn endpoint_events(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>, Query(q): Query<LogQuery>) -> ApiResult<Json<DeliveryList>> {
+pub async fn endpoint_events(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<DeliveryList>> {
     let ep = team_endpoint(&s, team.id, &id).await?;
     if !(1..=250).contains(&q.limit) {
         return Err(ApiError::validation("`limit` must be between 1 and 250"));
     }
     if let Some(st) = &q.status {
         if !STATUSES.contains(&st.as_str()) {
-            return Err(ApiError::validation(format!("`status` must be one of {}", STATUSES.join(", "))));
+            return Err(ApiError::validation(format!(
+                "`status` must be one of {}",
+                STATUSES.join(", ")
+            )));
         }
     }
-    let rows = s.store.list_endpoint_deliveries(team.id, ep.id, q.limit, q.status.as_deref()).await?;
+    let rows = s
+        .store
+        .list_endpoint_deliveries(team.id, ep.id, q.limit, q.status.as_deref())
+        .await?;
     let data = rows
         .into_iter()
         .map(|d| DeliveryView {
@@ -218,9 +261,17 @@ pub struct EventDetail {
 /// One event: its payload and, per endpoint, every attempt.
 #[utoipa::path(get, path = "/webhooks/events/{event_id}", tag = "webhooks", params(("event_id" = Uuid, Path)),
     responses((status = 200, description = "the event and every attempt per endpoint", body = EventDetail)))]
-pub async fn event_detail(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<EventDetail>> {
+pub async fn event_detail(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventDetail>> {
     let id = parse_id(&id, "event")?;
-    let ev = s.store.get_event(team.id, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let ev = s
+        .store
+        .get_event(team.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
     let deliveries = s.store.event_deliveries(team.id, id).await?;
     let payload: Value = serde_json::from_str(&ev.payload).map_err(ApiError::internal)?;
     let deliveries = deliveries
@@ -234,19 +285,39 @@ pub async fn event_detail(State(s): State<AppState>, Auth(team): Auth, Path(id):
             attempt_log: d.attempt_log.iter().map(attempt_view).collect(),
         })
         .collect();
-    Ok(Json(EventDetail { id: ev.id, event_type: ev.event_type, created_at: format_ms(ev.created_at), payload, deliveries }))
+    Ok(Json(EventDetail {
+        id: ev.id,
+        event_type: ev.event_type,
+        created_at: format_ms(ev.created_at),
+        payload,
+        deliveries,
+    }))
 }
 
 /// A manual attempt of one event to one endpoint, now; answers with the attempt.
 #[utoipa::path(post, path = "/webhooks/endpoints/{id}/events/{event_id}/resend", tag = "webhooks", params(("id" = Uuid, Path), ("event_id" = Uuid, Path)),
     responses((status = 200, description = "the attempt just made", body = AttemptView)))]
-pub async fn resend(State(s): State<AppState>, Auth(team): Auth, Path((id, event_id)): Path<(String, String)>) -> ApiResult<Json<AttemptView>> {
+pub async fn resend(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((id, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<AttemptView>> {
     let ep = team_endpoint(&s, team.id, &id).await?;
     let event_id = parse_id(&event_id, "event")?;
-    let (delivery_id, attempts) =
-        s.store.find_delivery(team.id, ep.id, event_id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
-    let ev = s.store.get_event(team.id, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
-    let attempt = s.worker.resend(&ep, delivery_id, attempts, event_id, &ev.payload).await?;
+    let (delivery_id, attempts) = s
+        .store
+        .find_delivery(team.id, ep.id, event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
+    let ev = s
+        .store
+        .get_event(team.id, event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let attempt = s
+        .worker
+        .resend(&ep, delivery_id, attempts, event_id, &ev.payload)
+        .await?;
     Ok(Json(attempt_view(&attempt)))
 }
 
@@ -266,7 +337,12 @@ pub struct Recovered {
 /// Re-queues every failed delivery to the endpoint since `since`.
 #[utoipa::path(post, path = "/webhooks/endpoints/{id}/recover", tag = "webhooks", params(("id" = Uuid, Path)), request_body = RecoverRequest,
     responses((status = 202, description = "failed deliveries re-queued", body = Recovered)))]
-pub async fn recover(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>, Body(req): Body<RecoverRequest>) -> ApiResult<(StatusCode, Json<Recovered>)> {
+pub async fn recover(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    Body(req): Body<RecoverRequest>,
+) -> ApiResult<(StatusCode, Json<Recovered>)> {
     let ep = team_endpoint(&s, team.id, &id).await?;
     let since = parse_instant(&req.since, "since")?;
     let n = s.store.recover_deliveries(team.id, ep.id, since).await?;

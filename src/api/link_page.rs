@@ -7,7 +7,11 @@
 use crate::providers::Provider;
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// One provider's row: its state for this user, if connected before.
@@ -22,16 +26,29 @@ pub struct Row<'a> {
 /// What the page says above the list.
 pub enum Banner {
     None,
-    Success { provider: String, continue_href: String },
-    Error { provider: Option<String>, error_type: String, back_href: String },
-    Spent { back_href: String },
-    Expired { back_href: String },
+    Success {
+        provider: String,
+        continue_href: String,
+    },
+    Error {
+        provider: Option<String>,
+        error_type: String,
+        back_href: String,
+    },
+    Spent {
+        back_href: String,
+    },
+    Expired {
+        back_href: String,
+    },
 }
 
 fn error_text(error_type: &str) -> &'static str {
     match error_type {
         "access_denied" => "You did not allow access. You can try again, or go back to the app.",
-        "token_exchange_failed" => "The provider did not complete the connection. Please try again.",
+        "token_exchange_failed" => {
+            "The provider did not complete the connection. Please try again."
+        }
         "provider_error" => "The provider reported an error. Please try again.",
         _ => "Something went wrong while connecting. Please try again.",
     }
@@ -52,17 +69,32 @@ fn resources(p: &Provider) -> String {
 }
 
 pub fn render(rows: &[Row], banner: &Banner) -> String {
-    let name_of = |id: &str| rows.iter().find(|r| r.provider.id() == id).map(|r| r.provider.manifest.name.clone()).unwrap_or_else(|| id.to_string());
+    let name_of = |id: &str| {
+        rows.iter()
+            .find(|r| r.provider.id() == id)
+            .map(|r| r.provider.manifest.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
     let banner_html = match banner {
         Banner::None => String::new(),
-        Banner::Success { provider, continue_href } => format!(
+        Banner::Success {
+            provider,
+            continue_href,
+        } => format!(
             r#"<div class="banner ok" role="status"><p><strong>{} is connected.</strong> Your data will start syncing in the background.</p><a class="button primary" href="{}">Continue</a></div>"#,
             escape(&name_of(provider)),
             escape(continue_href)
         ),
-        Banner::Error { provider, error_type, back_href } => format!(
+        Banner::Error {
+            provider,
+            error_type,
+            back_href,
+        } => format!(
             r#"<div class="banner err" role="alert"><p><strong>{}</strong> {}</p><a class="button" href="{}">Back to the app</a></div>"#,
-            provider.as_deref().map(|p| format!("{} was not connected.", escape(&name_of(p)))).unwrap_or_else(|| "Not connected.".into()),
+            provider
+                .as_deref()
+                .map(|p| format!("{} was not connected.", escape(&name_of(p))))
+                .unwrap_or_else(|| "Not connected.".into()),
             error_text(error_type),
             escape(back_href)
         ),

@@ -21,11 +21,11 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -38,7 +38,15 @@ pub fn router(state: AppState) -> Router {
     let (documented, spec) = documented().split_for_parts();
     let spec = openapi::to_json(&openapi::finish(spec)).to_string();
     Router::new()
-        .route("/openapi.json", get(move || std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], spec))))
+        .route(
+            "/openapi.json",
+            get(move || {
+                std::future::ready((
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    spec,
+                ))
+            }),
+        )
         .route("/portal", get(portal::to_index))
         .route("/portal/", get(portal::index))
         .route("/portal/app.js", get(portal::app_js))
@@ -47,7 +55,9 @@ pub fn router(state: AppState) -> Router {
         .merge(documented)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(move |req, next| guard_input(req, next, limit)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard_input(req, next, limit)
+        }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -59,25 +69,49 @@ pub fn router(state: AppState) -> Router {
 ///   for a struct, field by field): 422 otherwise;
 /// - every error leaves in the API's JSON shape, including the plain-text rejections
 ///   of the framework itself (an undecodable path, say).
-async fn guard_input(req: Request, next: axum::middleware::Next, limit: usize) -> axum::response::Response {
+async fn guard_input(
+    req: Request,
+    next: axum::middleware::Next,
+    limit: usize,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let uri = req.uri();
     if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
-        return ApiError::bad_request("NUL characters (%00) are not allowed in URLs").into_response();
+        return ApiError::bad_request("NUL characters (%00) are not allowed in URLs")
+            .into_response();
     }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large").into_response(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is too large",
+            )
+            .into_response()
+        }
     };
     if has_json_nul(&bytes) {
-        return ApiError::validation("strings must not contain NUL characters (\\u0000)").into_response();
+        return ApiError::validation("strings must not contain NUL characters (\\u0000)")
+            .into_response();
     }
-    let json = parts.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let json = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
     if json && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "the request body must be a JSON object").into_response();
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the request body must be a JSON object",
+        )
+        .into_response();
     }
-    let res = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    let res = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
     json_errors(res).await
 }
 
@@ -85,7 +119,8 @@ async fn guard_input(req: Request, next: axum::middleware::Next, limit: usize) -
 /// backslash before `u0000` (`\\u0000`) is not one.
 fn has_json_nul(json: &[u8]) -> bool {
     json.windows(6).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(b"\\u0000") && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+        w.eq_ignore_ascii_case(b"\\u0000")
+            && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
     })
 }
 
@@ -93,8 +128,15 @@ fn has_json_nul(json: &[u8]) -> bool {
 async fn json_errors(res: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse;
     let status = res.status();
-    let content_type = res.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if status.as_u16() < 400 || content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+    let content_type = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if status.as_u16() < 400
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("text/html")
+    {
         return res;
     }
     let code = match status {
@@ -104,11 +146,20 @@ async fn json_errors(res: axum::response::Response) -> axum::response::Response 
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
-        s if s.is_server_error() => return ApiError::internal(format!("{s} from the framework")).into_response(),
+        s if s.is_server_error() => {
+            return ApiError::internal(format!("{s} from the framework")).into_response()
+        }
         _ => "error",
     };
-    let text = axum::body::to_bytes(res.into_body(), 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text.trim().to_string() };
+    let text = axum::body::to_bytes(res.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
     ApiError::new(status, code, message).into_response()
 }
 
@@ -120,7 +171,10 @@ pub fn openapi_document() -> serde_json::Value {
 /// Every route the document describes, each registered with its documentation (see
 /// [`openapi`]): the `/v1` API and the operational `/health` and `/metrics`.
 fn documented() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).routes(routes!(health)).routes(routes!(metrics)).nest("/v1", v1())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .nest("/v1", v1())
 }
 
 /// Every `/v1` route, each registered with its documentation (see [`openapi`]).
@@ -142,7 +196,11 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(events::event_types))
         .routes(routes!(events::publish_example))
         .routes(routes!(endpoints::create, endpoints::list))
-        .routes(routes!(endpoints::get, endpoints::update, endpoints::delete))
+        .routes(routes!(
+            endpoints::get,
+            endpoints::update,
+            endpoints::delete
+        ))
         .routes(routes!(endpoints::secret))
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(endpoints::send_test))
@@ -163,8 +221,14 @@ struct Liveness {
 
 /// Liveness: the gateway is up and reaches its database. No key needed.
 #[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, description = "up", body = Liveness)))]
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<Json<Liveness>, ApiError> {
-    state.store.delivery_counts().await.map_err(ApiError::from)?;
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<Liveness>, ApiError> {
+    state
+        .store
+        .delivery_counts()
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(Liveness { status: "ok" }))
 }
 
@@ -174,9 +238,17 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 /// a private network or behind the proxy's auth.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String)))]
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Result<impl axum::response::IntoResponse, ApiError> {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     let text = state.metrics.render(&state.store).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 async fn not_found() -> ApiError {
@@ -184,7 +256,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// Who is calling: a team's API key, or a webhook-portal session (a cookie plus the
@@ -197,12 +273,18 @@ pub enum Principal {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
             let key = header
                 .to_str()
                 .ok()
-                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .ok_or_else(ApiError::unauthorized)?;
@@ -214,7 +296,12 @@ impl FromRequestParts<AppState> for Principal {
         let token = portal::session_cookie(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         // The cookie rides along on any request to this origin, even one another site's
         // page triggers; the header cannot, so without it the cookie counts for nothing.
-        if parts.headers.get(portal::HEADER).and_then(|v| v.to_str().ok()) != Some("1") {
+        if parts
+            .headers
+            .get(portal::HEADER)
+            .and_then(|v| v.to_str().ok())
+            != Some("1")
+        {
             return Err(ApiError::unauthorized());
         }
         match state.store.portal_session(token).await? {
@@ -230,7 +317,10 @@ pub struct Auth(pub Team);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(match Principal::from_request_parts(parts, state).await? {
             Principal::ApiKey(team) => Auth(team),
             Principal::Portal(session) => Auth(session.team),
@@ -243,10 +333,17 @@ impl FromRequestParts<AppState> for Auth {
 impl FromRequestParts<AppState> for crate::store::PortalSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match Principal::from_request_parts(parts, state).await? {
             Principal::Portal(session) => Ok(session),
-            Principal::ApiKey(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route is for webhook-portal sessions")),
+            Principal::ApiKey(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is for webhook-portal sessions",
+            )),
         }
     }
 }
@@ -272,7 +369,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
         // A JSON `null` is no body too, as the document's `oneOf: [null, …]` says.
-        match <Json<Option<T>> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
+        match <Json<Option<T>> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+            .await
+        {
             Ok(v) => Ok(v.and_then(|Json(v)| v).map(Body)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
@@ -289,7 +388,9 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     };
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_string(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "expected `Content-Type: application/json`".to_string(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "expected `Content-Type: application/json`".to_string()
+        }
         _ => r.body_text(),
     };
     ApiError::new(status, code, message)
@@ -322,7 +423,11 @@ pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
 pub fn parse_instant(raw: &str, field: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| ApiError::validation(format!("`{field}` must be an RFC 3339 instant, e.g. 2026-11-20T00:00:00Z")))
+        .map_err(|_| {
+            ApiError::validation(format!(
+                "`{field}` must be an RFC 3339 instant, e.g. 2026-11-20T00:00:00Z"
+            ))
+        })
 }
 
 /// Serde helpers for integer fields that also take a JSON number with a zero fraction
@@ -336,14 +441,20 @@ pub mod whole {
             return Ok(i);
         }
         match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(f as i64),
-            _ => Err(E::custom(format!("invalid value: {n}, expected a whole number"))),
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                Ok(f as i64)
+            }
+            _ => Err(E::custom(format!(
+                "invalid value: {n}, expected a whole number"
+            ))),
         }
     }
 
     /// An optional integer.
     pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        Option::<serde_json::Number>::deserialize(d)?.map(to_i64).transpose()
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(to_i64)
+            .transpose()
     }
 
     /// An optional integer that may be set to null: absent is None, null is Some(None).
@@ -360,8 +471,14 @@ mod tests {
     fn a_nul_escape_is_found_but_an_escaped_backslash_is_not_one() {
         assert!(has_json_nul(br#"{"a":"x\u0000y"}"#));
         assert!(has_json_nul(br#"{"a":"\U0000"}"#));
-        assert!(has_json_nul(br#"{"a":"\\\u0000"}"#), "an escaped backslash, then a NUL");
-        assert!(!has_json_nul(br#"{"a":"\\u0000"}"#), "the six characters \\u0000, no NUL");
+        assert!(
+            has_json_nul(br#"{"a":"\\\u0000"}"#),
+            "an escaped backslash, then a NUL"
+        );
+        assert!(
+            !has_json_nul(br#"{"a":"\\u0000"}"#),
+            "the six characters \\u0000, no NUL"
+        );
         assert!(!has_json_nul(br#"{"a":"u0000 \u0001"}"#));
     }
 }

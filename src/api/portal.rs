@@ -72,26 +72,57 @@ pub struct SessionView {
 #[utoipa::path(post, path = "/portal/sessions", tag = "portal", request_body(content = Option<CreateSession>, description = "optional"),
     responses((status = 201, description = "a one-time link to the webhook portal", body = SessionLink),
               (status = 403, description = "called from a portal session", body = crate::error::ErrorBody)))]
-pub async fn create_session(State(s): State<AppState>, principal: Principal, body: Option<Body<CreateSession>>) -> ApiResult<(StatusCode, Json<SessionLink>)> {
+pub async fn create_session(
+    State(s): State<AppState>,
+    principal: Principal,
+    body: Option<Body<CreateSession>>,
+) -> ApiResult<(StatusCode, Json<SessionLink>)> {
     let Principal::ApiKey(team) = principal else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "portal sessions are created with an API key, not from the portal"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "portal sessions are created with an API key, not from the portal",
+        ));
     };
     let req = body.map(|Body(b)| b).unwrap_or_default();
     let ttl = req.session_ttl_secs.unwrap_or(3600);
     if !(60..=86_400).contains(&ttl) {
-        return Err(ApiError::validation("session_ttl_secs: must be between 60 and 86400"));
+        return Err(ApiError::validation(
+            "session_ttl_secs: must be between 60 and 86400",
+        ));
     }
     let code = crate::seal::random_token(32);
-    let expires = s.store.create_portal_session(team.id, &code, s.config.portal_link_ttl_secs as i64 * 1000, ttl * 1000).await?;
+    let expires = s
+        .store
+        .create_portal_session(
+            team.id,
+            &code,
+            s.config.portal_link_ttl_secs as i64 * 1000,
+            ttl * 1000,
+        )
+        .await?;
     let url = format!("{}/portal/open/{code}", s.public_url.trim_end_matches('/'));
-    Ok((StatusCode::CREATED, Json(SessionLink { url, expires_at: format_ms(expires), session_ttl_secs: ttl })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionLink {
+            url,
+            expires_at: format_ms(expires),
+            session_ttl_secs: ttl,
+        }),
+    ))
 }
 
 /// `GET /v1/portal/session`: whose portal this is, until when.
 #[utoipa::path(get, path = "/portal/session", tag = "portal", security(("portal_session" = [])),
     responses((status = 200, description = "the session", body = SessionView), (status = 403, description = "called with an API key", body = crate::error::ErrorBody)))]
 pub async fn session_info(session: PortalSession) -> Json<SessionView> {
-    Json(SessionView { team: TeamView { id: session.team.id, name: session.team.name }, expires_at: format_ms(session.expires_at) })
+    Json(SessionView {
+        team: TeamView {
+            id: session.team.id,
+            name: session.team.name,
+        },
+        expires_at: format_ms(session.expires_at),
+    })
 }
 
 /// `DELETE /v1/portal/session`: sign out.
@@ -100,7 +131,10 @@ pub async fn session_info(session: PortalSession) -> Json<SessionView> {
 pub async fn end_session(State(s): State<AppState>, session: PortalSession) -> ApiResult<Response> {
     s.store.end_portal_session(session.id).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("wb_portal=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("wb_portal=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
     Ok(res)
 }
 
@@ -113,28 +147,56 @@ pub async fn open(State(s): State<AppState>, Path(code): Path<String>) -> ApiRes
                     <link rel=\"stylesheet\" href=\"/portal/app.css\"></head><body><main class=\"ended\">\
                     <h1>This portal link has expired or was already used</h1><p>Portal links work once and only for a \
                     few minutes. Ask for a new one from the app that sent you here.</p></main></body></html>";
-        return Ok(page_response(StatusCode::GONE, "text/html; charset=utf-8", page.to_string()));
+        return Ok(page_response(
+            StatusCode::GONE,
+            "text/html; charset=utf-8",
+            page.to_string(),
+        ));
     };
     let max_age = ((expires_at - crate::now_ms()) / 1000).max(0);
-    let secure = if s.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let secure = if s.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie =
+        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     let mut res = Redirect::to("/portal/").into_response();
-    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
-    res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    res.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
 pub async fn index() -> Response {
-    page_response(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML.to_string())
+    page_response(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        INDEX_HTML.to_string(),
+    )
 }
 
 pub async fn app_js() -> Response {
-    page_response(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS.to_string())
+    page_response(
+        StatusCode::OK,
+        "text/javascript; charset=utf-8",
+        APP_JS.to_string(),
+    )
 }
 
 pub async fn app_css() -> Response {
-    page_response(StatusCode::OK, "text/css; charset=utf-8", APP_CSS.to_string())
+    page_response(
+        StatusCode::OK,
+        "text/css; charset=utf-8",
+        APP_CSS.to_string(),
+    )
 }
 
 pub async fn to_index() -> Redirect {
@@ -145,10 +207,19 @@ fn page_response(status: StatusCode, content_type: &'static str, body: String) -
     let mut res = (status, body).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }
@@ -173,10 +244,16 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; wb_portal=tok-en; b=2"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; wb_portal=tok-en; b=2"),
+        );
         assert_eq!(session_cookie(&h), Some("tok-en"));
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("wb_portalx=1; x_wb_portal=2"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("wb_portalx=1; x_wb_portal=2"),
+        );
         assert_eq!(session_cookie(&h), None);
         h.append(header::COOKIE, HeaderValue::from_static("wb_portal="));
         assert_eq!(session_cookie(&h), None);

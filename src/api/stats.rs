@@ -50,7 +50,11 @@ pub struct Stats {
 /// percentiles are the upper bound of the histogram bucket they fall in.
 #[utoipa::path(get, path = "/webhooks/stats", tag = "webhooks", params(StatsQuery),
     responses((status = 200, description = "attempts per hour by outcome, with latency percentiles", body = Stats)))]
-pub async fn stats(State(s): State<AppState>, Auth(team): Auth, Query(q): Query<StatsQuery>) -> ApiResult<Json<Stats>> {
+pub async fn stats(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<Json<Stats>> {
     let hours = q.hours.unwrap_or(24);
     if !(1..=168).contains(&hours) {
         return Err(ApiError::validation("hours: must be between 1 and 168"));
@@ -58,13 +62,19 @@ pub async fn stats(State(s): State<AppState>, Auth(team): Auth, Query(q): Query<
     let endpoint = match q.endpoint_id.as_deref() {
         Some(raw) => {
             let id = parse_id(raw, "endpoint")?;
-            s.store.get_endpoint(team.id, id).await?.ok_or_else(|| ApiError::not_found("endpoint"))?;
+            s.store
+                .get_endpoint(team.id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("endpoint"))?;
             Some(id)
         }
         None => None,
     };
     let from = crate::now_ms() / HOUR_MS * HOUR_MS - (hours - 1) * HOUR_MS;
-    let buckets = s.store.delivery_stats(team.id, endpoint, from, HOUR_MS, hours as usize).await?;
+    let buckets = s
+        .store
+        .delivery_stats(team.id, endpoint, from, HOUR_MS, hours as usize)
+        .await?;
     Ok(Json(Stats {
         bucket_secs: HOUR_MS / 1000,
         buckets: buckets
@@ -73,7 +83,11 @@ pub async fn stats(State(s): State<AppState>, Auth(team): Auth, Query(q): Query<
                 start: format_ms(b.start),
                 succeeded: b.succeeded,
                 failed: b.failed,
-                latency_ms: Latency { p50: b.p50_ms, p95: b.p95_ms, max: b.max_ms },
+                latency_ms: Latency {
+                    p50: b.p50_ms,
+                    p95: b.p95_ms,
+                    max: b.max_ms,
+                },
             })
             .collect(),
     }))

@@ -18,7 +18,11 @@ use crate::store::{CreateUserError, User};
 pub struct CreateUser {
     /// Your own id for the user, unique in the team: 1–255 characters, not all white
     /// space (which is trimmed from both ends).
-    #[schema(min_length = 1, max_length = 255, pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     client_user_id: String,
 }
 
@@ -34,7 +38,12 @@ pub struct UserView {
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
-        UserView { user_id: u.user_id, team_id: u.team_id, client_user_id: u.client_user_id, created_at: format_ms(u.created_at) }
+        UserView {
+            user_id: u.user_id,
+            team_id: u.team_id,
+            client_user_id: u.client_user_id,
+            created_at: format_ms(u.created_at),
+        }
     }
 }
 
@@ -46,31 +55,55 @@ impl From<User> for UserView {
                   ("resolve" = (operation_id = "resolve", parameters(("client_user_id" = "$response.body#/client_user_id")))),
               )),
               (status = 409, description = "`client_user_id` exists", body = crate::error::ErrorBody)))]
-pub async fn create(State(s): State<AppState>, Auth(team): Auth, Body(req): Body<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Body(req): Body<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
     // Counted as sent, as documented; then trimmed (Rust's white space is the
     // pattern's character class).
     let id = req.client_user_id.trim();
     if id.is_empty() || req.client_user_id.chars().count() > 255 {
-        return Err(ApiError::validation("`client_user_id` must be 1 to 255 characters"));
+        return Err(ApiError::validation(
+            "`client_user_id` must be 1 to 255 characters",
+        ));
     }
     match s.store.create_user(team.id, id).await {
         Ok(u) => Ok((StatusCode::CREATED, Json(u.into()))),
-        Err(CreateUserError::Duplicate(c)) => Err(ApiError::conflict(format!("a user with client_user_id `{c}` already exists"))),
+        Err(CreateUserError::Duplicate(c)) => Err(ApiError::conflict(format!(
+            "a user with client_user_id `{c}` already exists"
+        ))),
         Err(CreateUserError::Db(e)) => Err(e.into()),
     }
 }
 
 #[utoipa::path(get, path = "/user/{user_id}", tag = "users", operation_id = "get_user", params(("user_id" = Uuid, Path)),
     responses((status = 200, description = "the user", body = UserView)))]
-pub async fn get(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserView>> {
     let id = parse_id(&id, "user")?;
-    s.store.get_user(team.id, id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
+    s.store
+        .get_user(team.id, id)
+        .await?
+        .map(|u| Json(u.into()))
+        .ok_or_else(|| ApiError::not_found("user"))
 }
 
 #[utoipa::path(get, path = "/user/resolve/{client_user_id}", tag = "users", params(("client_user_id" = String, Path)),
     responses((status = 200, description = "the user with this `client_user_id`", body = UserView)))]
-pub async fn resolve(State(s): State<AppState>, Auth(team): Auth, Path(client_user_id): Path<String>) -> ApiResult<Json<UserView>> {
-    s.store.resolve_user(team.id, &client_user_id).await?.map(|u| Json(u.into())).ok_or_else(|| ApiError::not_found("user"))
+pub async fn resolve(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(client_user_id): Path<String>,
+) -> ApiResult<Json<UserView>> {
+    s.store
+        .resolve_user(team.id, &client_user_id)
+        .await?
+        .map(|u| Json(u.into()))
+        .ok_or_else(|| ApiError::not_found("user"))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -100,17 +133,32 @@ pub struct UserList {
 }
 
 #[utoipa::path(get, path = "/user", tag = "users", operation_id = "list_users", params(Page), responses((status = 200, description = "a page of users, oldest first", body = UserList)))]
-pub async fn list(State(s): State<AppState>, Auth(team): Auth, Query(p): Query<Page>) -> ApiResult<Json<UserList>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<UserList>> {
     if p.offset < 0 || !(1..=1000).contains(&p.limit) {
-        return Err(ApiError::validation("`offset` must be ≥ 0 and `limit` between 1 and 1000"));
+        return Err(ApiError::validation(
+            "`offset` must be ≥ 0 and `limit` between 1 and 1000",
+        ));
     }
     let (users, total) = s.store.list_users(team.id, p.offset, p.limit).await?;
-    Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), total, offset: p.offset, limit: p.limit }))
+    Ok(Json(UserList {
+        users: users.into_iter().map(Into::into).collect(),
+        total,
+        offset: p.offset,
+        limit: p.limit,
+    }))
 }
 
 #[utoipa::path(delete, path = "/user/{user_id}", tag = "users", operation_id = "delete_user", params(("user_id" = Uuid, Path)),
     responses((status = 204, description = "deleted, with its connections and data")))]
-pub async fn delete(State(s): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "user")?;
     if s.store.delete_user(team.id, id).await? {
         Ok(StatusCode::NO_CONTENT)

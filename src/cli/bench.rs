@@ -64,7 +64,12 @@ pub enum BenchCommand {
 
 pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCommand::Deliver { events, endpoints, rate, json } => deliver(config, events, endpoints, rate, json).await,
+        BenchCommand::Deliver {
+            events,
+            endpoints,
+            rate,
+            json,
+        } => deliver(config, events, endpoints, rate, json).await,
         BenchCommand::Ingest { users, days, json } => ingest(config, users, days, json).await,
     }
 }
@@ -77,11 +82,19 @@ struct Percentiles {
 
 fn percentiles(mut v: Vec<f64>) -> Percentiles {
     if v.is_empty() {
-        return Percentiles { p50: 0.0, p99: 0.0, max: 0.0 };
+        return Percentiles {
+            p50: 0.0,
+            p99: 0.0,
+            max: 0.0,
+        };
     }
     v.sort_by(|a, b| a.partial_cmp(b).expect("latencies are finite"));
     let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-    Percentiles { p50: at(0.50), p99: at(0.99), max: *v.last().expect("not empty") }
+    Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *v.last().expect("not empty"),
+    }
 }
 
 /// A benchmark's own database: a fresh SQLite file unless the configuration names a
@@ -95,9 +108,12 @@ struct BenchDb {
 impl BenchDb {
     async fn open(config: &mut Config) -> anyhow::Result<BenchDb> {
         let mut scratch = None;
-        let tmp = std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
+        let tmp =
+            std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
         if config.database_url.starts_with("postgres") {
-            let url = crate::store::create_scratch_postgres(&config.database_url, "wearbridge_bench").await?;
+            let url =
+                crate::store::create_scratch_postgres(&config.database_url, "wearbridge_bench")
+                    .await?;
             scratch = Some((config.database_url.clone(), url.clone()));
             config.database_url = url;
         } else if config.database_url == Config::defaults().database_url {
@@ -106,11 +122,19 @@ impl BenchDb {
         }
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        Ok(BenchDb { store, scratch, tmp })
+        Ok(BenchDb {
+            store,
+            scratch,
+            tmp,
+        })
     }
 
     fn name(&self) -> &'static str {
-        if self.store.backend() == Backend::Sqlite { "sqlite" } else { "postgres" }
+        if self.store.backend() == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
     }
 
     async fn cleanup(self) {
@@ -122,42 +146,91 @@ impl BenchDb {
     }
 }
 
-async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64, as_json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(n_events > 0 && n_endpoints > 0, "--events and --endpoints must be at least 1");
+async fn deliver(
+    config: Config,
+    n_events: usize,
+    n_endpoints: usize,
+    rate: u64,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        n_events > 0 && n_endpoints > 0,
+        "--events and --endpoints must be at least 1"
+    );
     let mut config = config.for_loopback();
     let db = BenchDb::open(&mut config).await?;
     let concurrency = config.delivery_concurrency;
     let store = db.store.clone();
     let receiver = Receiver::start(false).await?;
-    let gateway = Gateway::start_with(config, Sealer::from_master_key(&random_token(32))?, store.clone()).await?;
+    let gateway = Gateway::start_with(
+        config,
+        Sealer::from_master_key(&random_token(32))?,
+        store.clone(),
+    )
+    .await?;
 
     let (team, key) = store.create_team("bench").await?;
-    let api = ApiClient { http: reqwest::Client::new(), base: gateway.url(), key };
+    let api = ApiClient {
+        http: reqwest::Client::new(),
+        base: gateway.url(),
+        key,
+    };
     let mut secret = String::new();
     for k in 0..n_endpoints {
         let path = format!("/bench/{k}");
         // The receiver knows the secret before the endpoint's test event can arrive.
         let key = secret_for(&mut secret);
         receiver.set_secret(&path, &key);
-        let ep = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url(&path), "secret": key})).await?;
-        anyhow::ensure!(ep["secret"] == key.as_str(), "the endpoint was not given the secret sent");
+        let ep = api
+            .post(
+                "/v1/webhooks/endpoints",
+                json!({"url": receiver.url(&path), "secret": key}),
+            )
+            .await?;
+        anyhow::ensure!(
+            ep["secret"] == key.as_str(),
+            "the endpoint was not given the secret sent"
+        );
     }
-    anyhow::ensure!(receiver.wait_for(n_endpoints as u64, Duration::from_secs(30)).await, "test events did not arrive");
+    anyhow::ensure!(
+        receiver
+            .wait_for(n_endpoints as u64, Duration::from_secs(30))
+            .await,
+        "test events did not arrive"
+    );
     let warmup = receiver.count();
 
     // Publish.
     let user = Uuid::new_v4();
     let t = EventType::DailyCreated(Resource::Workouts);
-    let body_sample = serde_json::to_string(&Envelope::new(Uuid::new_v4(), t, team.id, Some((user, "bench-user".into())), example_data(t, user)))?;
+    let body_sample = serde_json::to_string(&Envelope::new(
+        Uuid::new_v4(),
+        t,
+        team.id,
+        Some((user, "bench-user".into())),
+        example_data(t, user),
+    ))?;
     let mut published_at: HashMap<String, i64> = HashMap::with_capacity(n_events);
-    let chunk = if rate == 0 { 200 } else { ((rate / 100).max(1) as usize).min(200) };
+    let chunk = if rate == 0 {
+        200
+    } else {
+        ((rate / 100).max(1) as usize).min(200)
+    };
     let start = Instant::now();
     let start_us = now_us();
     let mut sent = 0usize;
     while sent < n_events {
         let k = chunk.min(n_events - sent);
         let batch: Vec<Envelope> = (0..k)
-            .map(|_| Envelope::new(Uuid::new_v4(), t, team.id, Some((user, "bench-user".into())), example_data(t, user)))
+            .map(|_| {
+                Envelope::new(
+                    Uuid::new_v4(),
+                    t,
+                    team.id,
+                    Some((user, "bench-user".into())),
+                    example_data(t, user),
+                )
+            })
             .collect();
         let now = now_us();
         for e in &batch {
@@ -173,7 +246,9 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
         }
     }
     let expected = (n_events * n_endpoints) as u64;
-    let done = receiver.wait_for(warmup + expected, Duration::from_secs(900)).await;
+    let done = receiver
+        .wait_for(warmup + expected, Duration::from_secs(900))
+        .await;
     let received = receiver.received();
     let mut latencies = Vec::with_capacity(expected as usize);
     let mut last = start_us;
@@ -191,17 +266,32 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
     }
     let elapsed = (last - start_us) as f64 / 1e6;
     let delivered = latencies.len() as f64;
-    let per_sec = if elapsed > 0.0 { delivered / elapsed } else { 0.0 };
+    let per_sec = if elapsed > 0.0 {
+        delivered / elapsed
+    } else {
+        0.0
+    };
     let lat = percentiles(latencies);
     let verified_all = receiver.rejected() == 0;
     gateway.stop().await;
 
     // The ceiling: the same receiver, body and concurrency, no database.
-    let ceiling = ceiling(&receiver, &secret, &body_sample, expected as usize, concurrency).await?;
+    let ceiling = ceiling(
+        &receiver,
+        &secret,
+        &body_sample,
+        expected as usize,
+        concurrency,
+    )
+    .await?;
     let dbname = db.name();
     db.cleanup().await;
     let db = dbname;
-    let share = if ceiling > 0.0 { per_sec / ceiling } else { 0.0 };
+    let share = if ceiling > 0.0 {
+        per_sec / ceiling
+    } else {
+        0.0
+    };
     if as_json {
         println!(
             "{}",
@@ -213,14 +303,31 @@ async fn deliver(config: Config, n_events: usize, n_endpoints: usize, rate: u64,
             })
         );
     } else {
-        println!("bench deliver on {db}: {n_events} events x {n_endpoints} endpoints{}", if rate > 0 { format!(" at {rate} events/s") } else { String::new() });
-        println!("  delivered        {} of {} ({} duplicates), all verified: {}", delivered as u64, expected, duplicates, verified_all);
+        println!(
+            "bench deliver on {db}: {n_events} events x {n_endpoints} endpoints{}",
+            if rate > 0 {
+                format!(" at {rate} events/s")
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "  delivered        {} of {} ({} duplicates), all verified: {}",
+            delivered as u64, expected, duplicates, verified_all
+        );
         println!("  throughput       {per_sec:.0} deliveries/s");
-        println!("  latency          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (publish to receipt)", lat.p50, lat.p99, lat.max);
+        println!(
+            "  latency          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (publish to receipt)",
+            lat.p50, lat.p99, lat.max
+        );
         println!("  ceiling          {ceiling:.0} requests/s (plain client, same receiver, body, concurrency)");
         println!("  share of ceiling {:.0} %", share * 100.0);
     }
-    Ok(if done && verified_all { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if done && verified_all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn round(x: f64) -> f64 {
@@ -235,10 +342,19 @@ fn secret_for(secret: &mut String) -> String {
     secret.clone()
 }
 
-async fn ceiling(receiver: &Receiver, secret: &str, body: &str, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn ceiling(
+    receiver: &Receiver,
+    secret: &str,
+    body: &str,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let path = "/ceiling";
     receiver.set_secret(path, secret);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).tcp_nodelay(true).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .build()?;
     let url = receiver.url(path);
     let signer = Arc::new(crate::delivery::signing::Signer::new([secret])?);
     let sem = Arc::new(Semaphore::new(concurrency));
@@ -248,7 +364,8 @@ async fn ceiling(receiver: &Receiver, secret: &str, body: &str, requests: usize,
     let mut tasks = Vec::with_capacity(requests);
     for i in 0..requests {
         let permit = sem.clone().acquire_owned().await?;
-        let (client, url, signer, body) = (client.clone(), url.clone(), signer.clone(), body.clone());
+        let (client, url, signer, body) =
+            (client.clone(), url.clone(), signer.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("ceiling_{i}");
             let ts = chrono::Utc::now().timestamp();
@@ -275,7 +392,13 @@ async fn ceiling(receiver: &Receiver, secret: &str, body: &str, requests: usize,
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -288,7 +411,14 @@ fn synthetic_oura(days: u32) -> Vec<(Resource, Vec<serde_json::Value>)> {
     for i in 1..=days as i64 {
         let day = today - D::days(i);
         let n = i as u64;
-        let bed = tz.from_local_datetime(&(day - D::days(1)).and_hms_opt(22, 30 + (n % 29) as u32, 0).expect("time")).single().expect("fixed offset");
+        let bed = tz
+            .from_local_datetime(
+                &(day - D::days(1))
+                    .and_hms_opt(22, 30 + (n % 29) as u32, 0)
+                    .expect("time"),
+            )
+            .single()
+            .expect("fixed offset");
         let total = 24_000 + (n * 37 % 4000) as i64;
         sleep.push(json!({
             "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("sleep-{day}").as_bytes()), "type": "long_sleep", "day": day.to_string(),
@@ -306,7 +436,10 @@ fn synthetic_oura(days: u32) -> Vec<(Resource, Vec<serde_json::Value>)> {
             "equivalent_walking_distance": steps * 78 / 100, "score": 70 + n % 25
         }));
         if i % 3 == 0 {
-            let start = tz.from_local_datetime(&day.and_hms_opt(7, 0, 0).expect("time")).single().expect("fixed offset");
+            let start = tz
+                .from_local_datetime(&day.and_hms_opt(7, 0, 0).expect("time"))
+                .single()
+                .expect("fixed offset");
             let sport = ["running", "cycling", "walking"][(n % 3) as usize];
             workouts.push(json!({
                 "id": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("wk-{day}").as_bytes()), "day": day.to_string(),
@@ -316,11 +449,24 @@ fn synthetic_oura(days: u32) -> Vec<(Resource, Vec<serde_json::Value>)> {
             }));
         }
     }
-    vec![(Resource::Sleep, sleep), (Resource::Activity, activity), (Resource::Workouts, workouts), (Resource::Heartrate, vec![])]
+    vec![
+        (Resource::Sleep, sleep),
+        (Resource::Activity, activity),
+        (Resource::Workouts, workouts),
+        (Resource::Heartrate, vec![]),
+    ]
 }
 
-async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(n_users > 0 && days > 0, "--users and --days must be at least 1");
+async fn ingest(
+    config: Config,
+    n_users: usize,
+    days: u32,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        n_users > 0 && days > 0,
+        "--users and --days must be at least 1"
+    );
     let fixtures = crate::fixture_server::FixtureServer::start().await?;
     for (r, items) in synthetic_oura(days) {
         fixtures.set_items("oura", r, items);
@@ -332,9 +478,18 @@ async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> any
     config.poller_concurrency = config.poller_concurrency.max(64);
     let db = BenchDb::open(&mut config).await?;
     let store = db.store.clone();
-    let gateway = Gateway::start_with(config, Sealer::from_master_key(&random_token(32))?, store.clone()).await?;
+    let gateway = Gateway::start_with(
+        config,
+        Sealer::from_master_key(&random_token(32))?,
+        store.clone(),
+    )
+    .await?;
     let (_, key) = store.create_team("bench").await?;
-    let api = Arc::new(ApiClient { http: reqwest::Client::new(), base: gateway.url(), key });
+    let api = Arc::new(ApiClient {
+        http: reqwest::Client::new(),
+        base: gateway.url(),
+        key,
+    });
     let start = Instant::now();
     // Connect every user through the real flow, a few dozen at a time.
     let sem = Arc::new(Semaphore::new(32));
@@ -372,7 +527,10 @@ async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> any
     loop {
         let counts = store.job_counts().await?;
         if !counts.contains_key("backfill:pending") {
-            anyhow::ensure!(!counts.contains_key("backfill:failed"), "backfill jobs failed: {counts:?}");
+            anyhow::ensure!(
+                !counts.contains_key("backfill:failed"),
+                "backfill jobs failed: {counts:?}"
+            );
             break;
         }
         let done = counts.get("backfill:done").copied().unwrap_or(0);
@@ -404,7 +562,9 @@ async fn ingest(config: Config, n_users: usize, days: u32, as_json: bool) -> any
     } else {
         println!("bench ingest on {name}: {n_users} Oura users x {days} days (sleep, daily activity, workouts)");
         println!("  stored           {records} records, {events} events in {elapsed:.1} s (connect flows {connected:.1} s)");
-        println!("  throughput       {per_sec:.0} records/s normalised and stored, {ev_sec:.0} events/s");
+        println!(
+            "  throughput       {per_sec:.0} records/s normalised and stored, {ev_sec:.0} events/s"
+        );
         println!("  peak memory      {peak:.0} MiB");
     }
     Ok(ExitCode::SUCCESS)

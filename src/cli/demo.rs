@@ -38,7 +38,8 @@ pub struct DemoArgs {
 
 pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let dir = std::env::temp_dir().join(format!("wearbridge-demo-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("wearbridge-demo-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let mut config = config.for_loopback();
     config.database_url = format!("sqlite://{}", dir.join("wearbridge.db").display());
@@ -50,14 +51,31 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("Wearbridge demo");
     println!("  database  {}", dir.join("wearbridge.db").display());
     println!("  gateway   {}", gateway.url());
-    println!("  receiver  {} (verifies every signature)", receiver.url("/"));
-    println!("  providers {} (fixture server: {})", fixtures.root(), providers::registry().iter().map(|p| p.id()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  receiver  {} (verifies every signature)",
+        receiver.url("/")
+    );
+    println!(
+        "  providers {} (fixture server: {})",
+        fixtures.root(),
+        providers::registry()
+            .iter()
+            .map(|p| p.id())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let (team, key) = gateway.state.store.create_team("Demo team").await?;
     println!("  team      {} ({})", team.name, team.id);
-    let api = ApiClient { http: reqwest::Client::new(), base: gateway.url(), key };
+    let api = ApiClient {
+        http: reqwest::Client::new(),
+        base: gateway.url(),
+        key,
+    };
 
-    let user = api.post("/v1/user", json!({"client_user_id": "demo-user-1"})).await?;
+    let user = api
+        .post("/v1/user", json!({"client_user_id": "demo-user-1"}))
+        .await?;
     let user_id = user["user_id"].as_str().context("user_id")?.to_string();
     let path = "/webhooks/demo";
     // A secret of our own (the gateway makes one when none is sent), given to the
@@ -65,32 +83,67 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let secret = crate::seal::new_webhook_secret();
     receiver.set_secret(path, &secret);
     let ep = api
-        .post("/v1/webhooks/endpoints", json!({"url": receiver.url(path), "description": "demo receiver", "secret": secret}))
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": receiver.url(path), "description": "demo receiver", "secret": secret}),
+        )
         .await?;
-    println!("  endpoint  {} -> {}", ep["id"].as_str().unwrap_or(""), receiver.url(path));
+    println!(
+        "  endpoint  {} -> {}",
+        ep["id"].as_str().unwrap_or(""),
+        receiver.url(path)
+    );
 
     // Every provider: a user, the connect flow, the backfill.
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)).build()?;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()?;
     let mut provider_users = Vec::new();
     for p in providers::registry() {
-        let u = api.post("/v1/user", json!({"client_user_id": format!("demo-{}", p.id())})).await?;
+        let u = api
+            .post(
+                "/v1/user",
+                json!({"client_user_id": format!("demo-{}", p.id())}),
+            )
+            .await?;
         let uid = u["user_id"].as_str().context("user_id")?.to_string();
         let link = api.post("/v1/link/token", json!({"user_id": uid, "provider": p.id(), "redirect_url": receiver.url("/app/connected")})).await?;
-        let landed = browser.get(link["link_url"].as_str().context("link_url")?).send().await?.url().clone();
-        let ok = landed.query_pairs().any(|(k, v)| k == "state" && v == "success");
-        println!("  connect   {:<9} {}", p.id(), if ok { "connected" } else { "FAILED" });
+        let landed = browser
+            .get(link["link_url"].as_str().context("link_url")?)
+            .send()
+            .await?
+            .url()
+            .clone();
+        let ok = landed
+            .query_pairs()
+            .any(|(k, v)| k == "state" && v == "success");
+        println!(
+            "  connect   {:<9} {}",
+            p.id(),
+            if ok { "connected" } else { "FAILED" }
+        );
         anyhow::ensure!(ok, "connecting {} failed: {landed}", p.id());
         provider_users.push((p, uid));
     }
     let backfilled = wait_until(Duration::from_secs(45), || async {
-        gateway.state.store.job_counts().await.map(|c| !c.contains_key("backfill:pending")).unwrap_or(false)
+        gateway
+            .state
+            .store
+            .job_counts()
+            .await
+            .map(|c| !c.contains_key("backfill:pending"))
+            .unwrap_or(false)
     })
     .await;
-    println!("  backfill  {}", if backfilled { "complete" } else { "TIMED OUT" });
+    println!(
+        "  backfill  {}",
+        if backfilled { "complete" } else { "TIMED OUT" }
+    );
     // One daily poll over changed data: new and edited records become daily events.
     fixtures.advance_to_changed_data();
     for (_, uid) in &provider_users {
-        api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await?;
+        api.post(&format!("/v1/user/{uid}/refresh"), json!({}))
+            .await?;
     }
     let store = gateway.state.store.clone();
     let polled = wait_until(Duration::from_secs(30), || async {
@@ -99,34 +152,61 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
             && store.next_due_poll().await.map(|t| t.is_none_or(|t| t > crate::now_ms() + 600_000)).unwrap_or(false)
     })
     .await;
-    println!("  poll      {}", if polled { "complete" } else { "TIMED OUT" });
+    println!(
+        "  poll      {}",
+        if polled { "complete" } else { "TIMED OUT" }
+    );
 
     let types = EventType::all();
     for t in &types {
-        api.post("/v1/events/example", json!({"event_type": t.name(), "user_id": user_id})).await?;
+        api.post(
+            "/v1/events/example",
+            json!({"event_type": t.name(), "user_id": user_id}),
+        )
+        .await?;
     }
     // Every delivery settles: none pending or retrying.
     let settled = wait_until(Duration::from_secs(30), || async {
-        store.delivery_counts().await.map(|c| c.keys().all(|k| k == "succeeded" || k == "exhausted")).unwrap_or(false)
+        store
+            .delivery_counts()
+            .await
+            .map(|c| c.keys().all(|k| k == "succeeded" || k == "exhausted"))
+            .unwrap_or(false)
     })
     .await;
     let expected = store.delivery_counts().await?.values().sum::<i64>() as u64;
     let arrived = settled && receiver.wait_for(expected, Duration::from_secs(10)).await;
 
-    let received: Vec<_> = receiver.received().into_iter().filter(|r| r.path == path).collect();
+    let received: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect();
     for (p, uid) in &provider_users {
         let mut counts = Vec::new();
         for r in &p.manifest.resources {
-            let route = if r.name.is_timeseries() { format!("/v1/timeseries/{uid}/{}", r.name) } else { format!("/v1/summary/{}/{uid}", r.name) };
+            let route = if r.name.is_timeseries() {
+                format!("/v1/timeseries/{uid}/{}", r.name)
+            } else {
+                format!("/v1/summary/{}/{uid}", r.name)
+            };
             let v = api.get(&format!("{route}?start_date=2000-01-01")).await?;
-            let n = v.as_object().and_then(|o| o.values().next()).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            let n = v
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
             counts.push(format!("{} {n}", r.name));
         }
         println!("  records   {:<9} {}", p.id(), counts.join(", "));
     }
     let mut by_type: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for r in &received {
-        let t = serde_json::from_str::<Value>(&r.body).ok().and_then(|v| v["event_type"].as_str().map(str::to_string)).unwrap_or_default();
+        let t = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v["event_type"].as_str().map(str::to_string))
+            .unwrap_or_default();
         let e = by_type.entry(t).or_default();
         e.0 += 1;
         e.1 += r.verified as u64;
@@ -136,20 +216,32 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (t, (n, v)) in &by_type {
         println!("  {t:<40} {n:>9} {v:>9}");
     }
-    if let Some(sample) = received.iter().find(|r| r.body.contains("daily.data.workouts.created")) {
+    if let Some(sample) = received
+        .iter()
+        .find(|r| r.body.contains("daily.data.workouts.created"))
+    {
         let v: Value = serde_json::from_str(&sample.body)?;
-        println!("\n  a delivered payload (webhook-id {}):\n{}", sample.event_id, serde_json::to_string_pretty(&v)?);
+        println!(
+            "\n  a delivered payload (webhook-id {}):\n{}",
+            sample.event_id,
+            serde_json::to_string_pretty(&v)?
+        );
     }
     if let Some(path) = &args.capture {
         let secret = ep["secret"].as_str().unwrap_or("");
-        let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         for r in &received {
             let line = json!({"secret": secret, "headers": {"webhook-id": r.event_id, "webhook-timestamp": r.timestamp, "webhook-signature": r.signature}, "body": r.body});
             writeln!(f, "{line}")?;
         }
     }
     let verified = received.iter().filter(|r| r.verified).count() as u64;
-    let ok = backfilled && polled && arrived && received.len() as u64 == expected && verified == expected;
+    let ok = backfilled
+        && polled
+        && arrived
+        && received.len() as u64 == expected
+        && verified == expected;
     println!(
         "\n  {} of {} deliveries verified in {:.1} s: {}",
         verified,
@@ -161,7 +253,11 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A small client for the gateway's own API.
@@ -188,7 +284,12 @@ where
 
 impl ApiClient {
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self.http.get(format!("{}{}", self.base, path)).bearer_auth(&self.key).send().await?;
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(&self.key)
+            .send()
+            .await?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "GET {path} answered {status}: {v}");
@@ -196,7 +297,13 @@ impl ApiClient {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let resp = self.http.post(format!("{}{}", self.base, path)).bearer_auth(&self.key).json(&body).send().await?;
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "POST {path} answered {status}: {v}");

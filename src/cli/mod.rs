@@ -15,7 +15,11 @@ use crate::seal::Sealer;
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "wearbridge", version, about = "Self-hostable wearable data gateway with Standard Webhooks delivery")]
+#[command(
+    name = "wearbridge",
+    version,
+    about = "Self-hostable wearable data gateway with Standard Webhooks delivery"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -68,7 +72,10 @@ pub enum TeamCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -84,9 +91,13 @@ fn init_logging(cli: &Cli) {
         Command::Serve => "info",
         _ => "warn",
     };
-    let filter = EnvFilter::try_from_env("WEARBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("WEARBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match cli.config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -97,7 +108,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
     match cli.command {
         Command::Serve => {
-            let sealer = Sealer::load(config.secret_key.as_deref(), config.dev, &std::env::current_dir()?)?;
+            let sealer = Sealer::load(
+                config.secret_key.as_deref(),
+                config.dev,
+                &std::env::current_dir()?,
+            )?;
             let gateway = Gateway::start(config, sealer).await?;
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight deliveries");
@@ -107,10 +122,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;
             store.migrate().await?;
-            println!("migrations applied to {}", crate::store::redact_url(&config.database_url));
+            println!(
+                "migrations applied to {}",
+                crate::store::redact_url(&config.database_url)
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Team { command: TeamCommand::Create { name } } => {
+        Command::Team {
+            command: TeamCommand::Create { name },
+        } => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty(), "a team needs a name");
             let store = Store::connect(&config.database_url).await?;
@@ -122,24 +142,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(config, args).await,
-        Command::Normalize { provider, resource, file } => normalize(&provider, &resource, &file),
+        Command::Normalize {
+            provider,
+            resource,
+            file,
+        } => normalize(&provider, &resource, &file),
         Command::Bench { command } => bench::run(config, command).await,
     }
 }
 
 fn normalize(provider: &str, resource: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
-    let known = || crate::providers::registry().iter().map(|p| p.id().to_string()).collect::<Vec<_>>().join(", ");
-    let p = crate::providers::find(provider).ok_or_else(|| anyhow::anyhow!("unknown provider `{provider}` (known: {})", known()))?;
+    let known = || {
+        crate::providers::registry()
+            .iter()
+            .map(|p| p.id().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let p = crate::providers::find(provider)
+        .ok_or_else(|| anyhow::anyhow!("unknown provider `{provider}` (known: {})", known()))?;
     let r: crate::events::Resource = resource.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    anyhow::ensure!(p.resource(r).is_some(), "{provider} has no resource `{resource}`");
+    anyhow::ensure!(
+        p.resource(r).is_some(),
+        "{provider} has no resource `{resource}`"
+    );
     let mut body = Vec::new();
     if file.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut body)?;
     } else {
         body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     }
-    let page = p.adapter.parse_page(r, &body, None).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let page = p
+        .adapter
+        .parse_page(r, &body, None)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut out = std::io::stdout().lock();
     for rec in &page.records {
         writeln!(out, "{}", rec.to_json())?;
@@ -151,7 +188,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -55,7 +55,12 @@ pub fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
             } else if seg0 == 0x64 && v6.segments()[1] == 0xff9b {
                 // NAT64 embeds an IPv4 address; judge that one.
                 let [_, _, _, _, _, _, a, b] = v6.segments();
-                v4_kind(Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8))
+                v4_kind(Ipv4Addr::new(
+                    (a >> 8) as u8,
+                    a as u8,
+                    (b >> 8) as u8,
+                    b as u8,
+                ))
             } else {
                 None
             }
@@ -115,7 +120,9 @@ impl UrlPolicy {
             }
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Refusal::Invalid("credentials in the URL are not allowed; use custom headers".into()));
+            return Err(Refusal::Invalid(
+                "credentials in the URL are not allowed; use custom headers".into(),
+            ));
         }
         Ok(url)
     }
@@ -133,9 +140,13 @@ impl Resolve for PolicyResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
-                policy.check_ip(a.ip()).map_err(|r| Box::new(BlockedAddress(host.clone(), r)) as Box<dyn std::error::Error + Send + Sync>)?;
+                policy.check_ip(a.ip()).map_err(|r| {
+                    Box::new(BlockedAddress(host.clone(), r))
+                        as Box<dyn std::error::Error + Send + Sync>
+                })?;
             }
             let it: Addrs = Box::new(addrs.into_iter());
             Ok(it)
@@ -174,7 +185,10 @@ mod tests {
             "https://localhost/x",
             "https://api.localhost/x",
         ] {
-            assert!(matches!(p.check_url(url), Err(Refusal::Forbidden(..))), "{url} should be refused");
+            assert!(
+                matches!(p.check_url(url), Err(Refusal::Forbidden(..))),
+                "{url} should be refused"
+            );
         }
         assert!(p.check_url("https://example.com/hook").is_ok());
         assert!(p.check_url("https://93.184.216.34/hook").is_ok());
@@ -182,31 +196,57 @@ mod tests {
 
     #[test]
     fn http_and_odd_schemes_need_permission() {
-        assert_eq!(strict().check_url("http://example.com/"), Err(Refusal::NotHttps));
-        assert!(matches!(strict().check_url("ftp://example.com/"), Err(Refusal::Scheme(_))));
-        assert!(matches!(strict().check_url("not a url"), Err(Refusal::Invalid(_))));
-        assert!(matches!(strict().check_url("https://u:p@example.com/"), Err(Refusal::Invalid(_))));
-        let p = UrlPolicy { allow_http: true, ..Default::default() };
+        assert_eq!(
+            strict().check_url("http://example.com/"),
+            Err(Refusal::NotHttps)
+        );
+        assert!(matches!(
+            strict().check_url("ftp://example.com/"),
+            Err(Refusal::Scheme(_))
+        ));
+        assert!(matches!(
+            strict().check_url("not a url"),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            strict().check_url("https://u:p@example.com/"),
+            Err(Refusal::Invalid(_))
+        ));
+        let p = UrlPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
         assert!(p.check_url("http://example.com/").is_ok());
     }
 
     #[test]
     fn allow_listed_ranges_pass() {
-        let p = UrlPolicy { allow_http: true, allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()] };
+        let p = UrlPolicy {
+            allow_http: true,
+            allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        };
         assert!(p.check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(p.check_url("http://10.0.0.1/hook").is_err(), "only the listed range is allowed");
+        assert!(
+            p.check_url("http://10.0.0.1/hook").is_err(),
+            "only the listed range is allowed"
+        );
     }
 
     #[tokio::test]
     async fn the_resolver_refuses_names_that_resolve_inward() {
-        let r = PolicyResolver { policy: Arc::new(strict()) };
+        let r = PolicyResolver {
+            policy: Arc::new(strict()),
+        };
         let err = match r.resolve("localhost".parse().unwrap()).await {
             Ok(_) => panic!("localhost must be refused"),
             Err(e) => e,
         };
         assert!(err.downcast_ref::<BlockedAddress>().is_some(), "{err}");
         let open = PolicyResolver {
-            policy: Arc::new(UrlPolicy { allow_http: true, allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()] }),
+            policy: Arc::new(UrlPolicy {
+                allow_http: true,
+                allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            }),
         };
         assert!(open.resolve("localhost".parse().unwrap()).await.is_ok());
     }

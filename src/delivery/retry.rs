@@ -18,7 +18,9 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn from_secs(schedule: &[u64]) -> RetryPolicy {
-        RetryPolicy { schedule: schedule.iter().map(|s| Duration::from_secs(*s)).collect() }
+        RetryPolicy {
+            schedule: schedule.iter().map(|s| Duration::from_secs(*s)).collect(),
+        }
     }
 
     /// Attempts in all.
@@ -75,9 +77,16 @@ mod tests {
         assert_eq!(p.max_attempts(), 8);
         for (made, base) in [(1, 5.0), (2, 300.0), (3, 1800.0), (7, 36000.0)] {
             let d = p.next_delay(made, None).unwrap().as_secs_f64();
-            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "attempt {made}: {d} not within 20% of {base}");
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "attempt {made}: {d} not within 20% of {base}"
+            );
         }
-        assert_eq!(p.next_delay(8, None), None, "after the 8th attempt the delivery is exhausted");
+        assert_eq!(
+            p.next_delay(8, None),
+            None,
+            "after the 8th attempt the delivery is exhausted"
+        );
         assert_eq!(p.pending_after(1), 7);
         assert_eq!(p.pending_after(8), 0);
     }
@@ -85,26 +94,48 @@ mod tests {
     #[test]
     fn jitter_actually_varies() {
         let p = svix_default();
-        let ds: std::collections::BTreeSet<_> = (0..50).map(|_| p.next_delay(2, None).unwrap()).collect();
-        assert!(ds.len() > 10, "jitter produced only {} distinct delays", ds.len());
+        let ds: std::collections::BTreeSet<_> =
+            (0..50).map(|_| p.next_delay(2, None).unwrap()).collect();
+        assert!(
+            ds.len() > 10,
+            "jitter produced only {} distinct delays",
+            ds.len()
+        );
     }
 
     #[test]
     fn retry_after_pushes_later_but_is_clamped() {
         let p = svix_default();
         let d = p.next_delay(1, Some(Duration::from_secs(120))).unwrap();
-        assert_eq!(d, Duration::from_secs(120), "a longer Retry-After wins over a 5 s step");
+        assert_eq!(
+            d,
+            Duration::from_secs(120),
+            "a longer Retry-After wins over a 5 s step"
+        );
         let d = p.next_delay(2, Some(Duration::from_secs(10))).unwrap();
-        assert!(d >= Duration::from_secs(240), "a shorter Retry-After does not pull a retry earlier");
-        let d = p.next_delay(1, Some(Duration::from_secs(10 * 86400))).unwrap();
+        assert!(
+            d >= Duration::from_secs(240),
+            "a shorter Retry-After does not pull a retry earlier"
+        );
+        let d = p
+            .next_delay(1, Some(Duration::from_secs(10 * 86400)))
+            .unwrap();
         assert_eq!(d, MAX_RETRY_AFTER);
     }
 
     #[test]
     fn retry_after_parses_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&chrono::Utc);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now), Some(Duration::from_secs(120)));
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -77,7 +77,9 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(concat!("Wearbridge-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: policy.clone(),
+            }))
             .build()
             .expect("the HTTP client configuration is valid");
         Sender { client, policy }
@@ -92,7 +94,11 @@ impl Sender {
         let attempted_at = crate::now_ms();
         let timestamp = attempted_at / 1000;
         let mut logged_headers = BTreeMap::new();
-        let finish = |status: Option<i64>, body: Option<String>, kind: Option<&str>, err: Option<String>, headers| Attempt {
+        let finish = |status: Option<i64>,
+                      body: Option<String>,
+                      kind: Option<&str>,
+                      err: Option<String>,
+                      headers| Attempt {
             run_number: msg.run_number,
             trigger: msg.trigger.to_string(),
             attempted_at,
@@ -110,7 +116,13 @@ impl Sender {
             Ok(u) => u,
             Err(refusal) => {
                 return SendResult {
-                    attempt: finish(None, None, Some("blocked"), Some(refusal.to_string()), logged_headers),
+                    attempt: finish(
+                        None,
+                        None,
+                        Some("blocked"),
+                        Some(refusal.to_string()),
+                        logged_headers,
+                    ),
                     outcome: Outcome::Failure,
                     retry_after: None,
                 }
@@ -121,7 +133,9 @@ impl Sender {
         let signed: String = if get {
             {
                 let mut pairs = url.query_pairs_mut();
-                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(msg.payload) {
+                if let Ok(serde_json::Value::Object(map)) =
+                    serde_json::from_str::<serde_json::Value>(msg.payload)
+                {
                     for (k, v) in map {
                         match v {
                             serde_json::Value::String(s) => pairs.append_pair(&k, &s),
@@ -139,7 +153,10 @@ impl Sender {
 
         let mut headers = HeaderMap::new();
         for (k, v) in &dest.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
                 logged_headers.insert(name.to_string(), redact(name.as_str(), v));
                 headers.insert(name, value);
             }
@@ -152,13 +169,19 @@ impl Sender {
             ("webhook-pending-retries", msg.pending_retries.to_string()),
         ];
         for (k, v) in ours {
-            headers.insert(HeaderName::from_static(k), HeaderValue::from_str(&v).expect("ASCII header values"));
+            headers.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(&v).expect("ASCII header values"),
+            );
             logged_headers.insert(k.to_string(), v);
         }
         let request = if get {
             self.client.get(url)
         } else {
-            headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             logged_headers.insert("content-type".into(), "application/json".into());
             self.client.post(url).body(msg.payload.to_string())
         };
@@ -188,12 +211,18 @@ impl Sender {
                     (Outcome::Failure, Some("http"))
                 };
                 let err = kind.map(|_| format!("receiver answered {status}"));
-                let retry_after = if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                let retry_after = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+                {
                     retry_after
                 } else {
                     None
                 };
-                SendResult { attempt: finish(code, Some(body), kind, err, logged_headers), outcome, retry_after }
+                SendResult {
+                    attempt: finish(code, Some(body), kind, err, logged_headers),
+                    outcome,
+                    retry_after,
+                }
             }
             Err(e) => {
                 let (kind, message) = classify(&e);
@@ -222,7 +251,18 @@ pub fn instance_id() -> &'static str {
 /// Custom headers often carry credentials; the attempt log shows their names only.
 fn redact(name: &str, value: &str) -> String {
     let n = name.to_ascii_lowercase();
-    if ["authorization", "cookie", "token", "secret", "key", "password", "signature"].iter().any(|s| n.contains(s)) {
+    if [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+    {
         "[redacted]".to_string()
     } else {
         value.to_string()
@@ -244,9 +284,13 @@ fn classify(e: &reqwest::Error) -> (&'static str, String) {
     let lower = text.to_ascii_lowercase();
     let kind = if e.is_timeout() {
         "timeout"
-    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("name or service not known") {
+    } else if lower.contains("dns error")
+        || lower.contains("failed to lookup")
+        || lower.contains("name or service not known")
+    {
         "dns"
-    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake") {
+    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")
+    {
         "tls"
     } else if e.is_connect() {
         "connect"

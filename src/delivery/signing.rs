@@ -32,7 +32,10 @@ impl Signer {
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         self.keys
             .iter()
-            .map(|k| k.sign(msg_id, timestamp, body).expect("payloads are UTF-8 JSON or query strings"))
+            .map(|k| {
+                k.sign(msg_id, timestamp, body)
+                    .expect("payloads are UTF-8 JSON or query strings")
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -62,14 +65,25 @@ mod tests {
             ),
         ];
         for (secret, id, ts, body, want) in cases {
-            assert_eq!(Signer::new([secret]).unwrap().sign(id, ts, body.as_bytes()), want);
+            assert_eq!(
+                Signer::new([secret]).unwrap().sign(id, ts, body.as_bytes()),
+                want
+            );
         }
     }
 
     #[test]
     fn rotation_signs_with_every_valid_secret() {
-        let s = Signer::new(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]).unwrap();
-        let sig = s.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let s = Signer::new([
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        ])
+        .unwrap();
+        let sig = s.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         let parts: Vec<&str> = sig.split(' ').collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -81,12 +95,17 @@ mod tests {
         let secret = crate::seal::new_webhook_secret();
         let body = br#"{"id":"x","event_type":"webhook.test"}"#;
         let ts = chrono::Utc::now().timestamp();
-        let sig = Signer::new([secret.as_str()]).unwrap().sign("evt_1", ts, body);
+        let sig = Signer::new([secret.as_str()])
+            .unwrap()
+            .sign("evt_1", ts, body);
         let mut h = axum::http::HeaderMap::new();
         h.insert("webhook-id", "evt_1".parse().unwrap());
         h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
         h.insert("webhook-signature", sig.parse().unwrap());
         Webhook::new(&secret).unwrap().verify(body, &h).unwrap();
-        assert!(Webhook::new(&crate::seal::new_webhook_secret()).unwrap().verify(body, &h).is_err());
+        assert!(Webhook::new(&crate::seal::new_webhook_secret())
+            .unwrap()
+            .verify(body, &h)
+            .is_err());
     }
 }

@@ -20,9 +20,9 @@ use super::retry::RetryPolicy;
 use super::sender::{Destination, Message, Sender};
 use super::signing::Signer;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::seal::Sealer;
-use crate::metrics::Metrics;
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 
 /// Purpose string under which endpoint secrets are sealed.
@@ -65,11 +65,22 @@ fn ordering_key(c: &Claimed) -> Option<String> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(&c.payload).ok()?;
-    Some(format!("{}/{}/{}", c.endpoint_id, v["user_id"].as_str()?, v["event_type"].as_str()?))
+    Some(format!(
+        "{}/{}/{}",
+        c.endpoint_id,
+        v["user_id"].as_str()?,
+        v["event_type"].as_str()?
+    ))
 }
 
 impl Worker {
-    pub fn new(store: Store, sender: Sender, sealer: Sealer, cfg: &Config, metrics: Arc<Metrics>) -> Worker {
+    pub fn new(
+        store: Store,
+        sender: Sender,
+        sealer: Sealer,
+        cfg: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Worker {
         Worker {
             store,
             sender,
@@ -99,8 +110,13 @@ impl Worker {
     /// The destination an endpoint's deliveries go to, with its current secrets.
     pub fn destination(&self, ep: &Endpoint) -> anyhow::Result<Arc<Destination>> {
         let now = now_ms();
-        let prev_valid = ep.previous_secret_sealed.is_some() && ep.previous_secret_expires_at.unwrap_or(0) > now;
-        let valid_until = if prev_valid { ep.previous_secret_expires_at.unwrap_or(i64::MAX) } else { i64::MAX };
+        let prev_valid =
+            ep.previous_secret_sealed.is_some() && ep.previous_secret_expires_at.unwrap_or(0) > now;
+        let valid_until = if prev_valid {
+            ep.previous_secret_expires_at.unwrap_or(i64::MAX)
+        } else {
+            i64::MAX
+        };
         if let Some((updated, until, d)) = self.destinations.lock().unwrap().get(&ep.id) {
             if *updated == ep.updated_at && now < *until {
                 return Ok(d.clone());
@@ -108,7 +124,10 @@ impl Worker {
         }
         let mut secrets = vec![self.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?];
         if prev_valid {
-            secrets.push(self.sealer.open(SECRET_PURPOSE, ep.previous_secret_sealed.as_deref().unwrap_or_default())?);
+            secrets.push(self.sealer.open(
+                SECRET_PURPOSE,
+                ep.previous_secret_sealed.as_deref().unwrap_or_default(),
+            )?);
         }
         let dest = Arc::new(Destination {
             url: ep.url.clone(),
@@ -116,7 +135,10 @@ impl Worker {
             headers: ep.headers.clone(),
             signer: Signer::new(secrets.iter().map(String::as_str))?,
         });
-        self.destinations.lock().unwrap().insert(ep.id, (ep.updated_at, valid_until, dest.clone()));
+        self.destinations
+            .lock()
+            .unwrap()
+            .insert(ep.id, (ep.updated_at, valid_until, dest.clone()));
         Ok(dest)
     }
 
@@ -126,13 +148,18 @@ impl Worker {
         let rate = ep.rate_limit_per_sec.filter(|r| *r > 0)?;
         let limiter = {
             let mut map = self.limiters.lock().unwrap();
-            let entry = map.entry(ep.id).or_insert_with(|| (0, Arc::new(limiter(rate))));
+            let entry = map
+                .entry(ep.id)
+                .or_insert_with(|| (0, Arc::new(limiter(rate))));
             if entry.0 != rate {
                 *entry = (rate, Arc::new(limiter(rate)));
             }
             entry.1.clone()
         };
-        limiter.check().err().map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        limiter
+            .check()
+            .err()
+            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Runs until `shutdown` turns true, then finishes what is in flight.
@@ -151,7 +178,11 @@ impl Worker {
                 continue;
             }
             let lease_until = now_ms() + self.lease.as_millis() as i64;
-            let claimed = match self.store.claim_deliveries(free.min(self.batch), lease_until).await {
+            let claimed = match self
+                .store
+                .claim_deliveries(free.min(self.batch), lease_until)
+                .await
+            {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
                     c
@@ -185,15 +216,29 @@ impl Worker {
         let _ = writer.await;
     }
 
-    async fn dispatch(self: &Arc<Self>, mut claimed: Vec<Claimed>, sem: &Arc<Semaphore>, tx: &mpsc::UnboundedSender<Completion>) -> anyhow::Result<()> {
+    async fn dispatch(
+        self: &Arc<Self>,
+        mut claimed: Vec<Claimed>,
+        sem: &Arc<Semaphore>,
+        tx: &mpsc::UnboundedSender<Completion>,
+    ) -> anyhow::Result<()> {
         claimed.sort_by_key(|c| c.id); // publish order
         let mut ids: Vec<Uuid> = claimed.iter().map(|c| c.endpoint_id).collect();
         ids.sort();
         ids.dedup();
-        let endpoints: HashMap<Uuid, Endpoint> =
-            self.store.endpoints_by_id(&ids).await?.into_iter().map(|e| (e.id, e)).collect();
+        let endpoints: HashMap<Uuid, Endpoint> = self
+            .store
+            .endpoints_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
         for c in claimed {
-            let open_status = if c.attempts == 0 { "pending" } else { "retrying" };
+            let open_status = if c.attempts == 0 {
+                "pending"
+            } else {
+                "retrying"
+            };
             let ep = match endpoints.get(&c.endpoint_id) {
                 Some(ep) if ep.enabled => ep,
                 _ => {
@@ -244,7 +289,11 @@ impl Worker {
                     }
                 }
             }
-            let permit = sem.clone().acquire_owned().await.expect("semaphore is never closed");
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             let this = self.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -285,7 +334,8 @@ impl Worker {
             Outcome::Failure => "failure",
             Outcome::Gone => "gone",
         };
-        self.metrics.attempt(outcome, started.elapsed().as_secs_f64());
+        self.metrics
+            .attempt(outcome, started.elapsed().as_secs_f64());
         self.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let (status, next) = match result.outcome {
@@ -352,13 +402,32 @@ impl Worker {
     }
 
     /// A manual attempt of one delivery (resend), logged like any other.
-    pub async fn resend(&self, ep: &Endpoint, delivery_id: i64, attempts: i64, event_id: Uuid, payload: &str) -> anyhow::Result<Attempt> {
+    pub async fn resend(
+        &self,
+        ep: &Endpoint,
+        delivery_id: i64,
+        attempts: i64,
+        event_id: Uuid,
+        payload: &str,
+    ) -> anyhow::Result<Attempt> {
         let dest = self.destination(ep)?;
         let id = event_id.to_string();
         let run_number = attempts + 1;
-        let msg = Message { id: &id, payload, run_number, pending_retries: 0, trigger: "manual" };
+        let msg = Message {
+            id: &id,
+            payload,
+            run_number,
+            pending_retries: 0,
+            trigger: "manual",
+        };
         let result = self.sender.send(&dest, msg).await;
-        self.store.record_manual_attempt(delivery_id, &result.attempt, result.outcome == Outcome::Success).await?;
+        self.store
+            .record_manual_attempt(
+                delivery_id,
+                &result.attempt,
+                result.outcome == Outcome::Success,
+            )
+            .await?;
         Ok(result.attempt)
     }
 }

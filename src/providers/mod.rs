@@ -100,7 +100,12 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub fn get(path: impl Into<String>, query: Vec<(String, String)>) -> PageRequest {
-        PageRequest { method: "GET", path: path.into(), query, form: vec![] }
+        PageRequest {
+            method: "GET",
+            path: path.into(),
+            query,
+            form: vec![],
+        }
     }
 }
 
@@ -117,8 +122,14 @@ impl Record {
     /// The record as `normalize` prints it and fixtures' `*.expected.jsonl` hold it.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("resource".into(), Value::String(self.resource.as_str().into()));
-        m.insert("provider_id".into(), Value::String(self.provider_id.clone()));
+        m.insert(
+            "resource".into(),
+            Value::String(self.resource.as_str().into()),
+        );
+        m.insert(
+            "provider_id".into(),
+            Value::String(self.provider_id.clone()),
+        );
         for (k, v) in &self.fields {
             m.insert(k.clone(), v.clone());
         }
@@ -158,7 +169,10 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn malformed(field: impl Into<String>, message: impl Into<String>) -> ProviderError {
-        ProviderError::Malformed { field: field.into(), message: message.into() }
+        ProviderError::Malformed {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The usual reading of an HTTP error status.
@@ -178,14 +192,29 @@ impl ProviderError {
 pub trait Adapter: Send + Sync + 'static {
     /// The request for one page of `resource` within `window`; `cursor` is None for
     /// the first page and otherwise what the previous page's [`Page::next`] said.
-    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest;
+    fn page_request(
+        &self,
+        resource: &ResourceSpec,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> PageRequest;
 
     /// Parses a 2xx response body into records and the next page's cursor. `cursor` is
     /// the one the page was requested with (page-numbered APIs count from it).
-    fn parse_page(&self, resource: Resource, body: &[u8], cursor: Option<&str>) -> Result<Page, ProviderError>;
+    fn parse_page(
+        &self,
+        resource: Resource,
+        body: &[u8],
+        cursor: Option<&str>,
+    ) -> Result<Page, ProviderError>;
 
     /// Reads an error response. The default goes by HTTP status.
-    fn classify_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+    fn classify_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> ProviderError {
         ProviderError::from_status(status, retry_after, body)
     }
 
@@ -225,13 +254,23 @@ pub trait Impersonation: Send + Sync + 'static {
     /// Answers one data request for `resource` from the whole fixture set `items`: the
     /// real API's date filtering, paging and envelope. `params` are the query and form
     /// fields. An `Err` is a 400 with that message.
-    fn serve(&self, resource: &ResourceSpec, params: &std::collections::HashMap<String, String>, items: &[Value]) -> Result<Value, String>;
+    fn serve(
+        &self,
+        resource: &ResourceSpec,
+        params: &std::collections::HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String>;
 
     /// How the provider answers an error the fixture server plays (an unknown token is
     /// 401, an injected rate limit 429, …): the HTTP status and body it really sends.
     fn error_reply(&self, status: u16) -> (u16, String) {
-        let body = self.fixture(&format!("errors/{status}.json")).map(str::to_string);
-        (status, body.unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#)))
+        let body = self
+            .fixture(&format!("errors/{status}.json"))
+            .map(str::to_string);
+        (
+            status,
+            body.unwrap_or_else(|| format!(r#"{{"error":"HTTP {status}"}}"#)),
+        )
     }
 
     /// The HTTP status the token endpoint answers an `invalid_grant` with.
@@ -256,7 +295,9 @@ pub struct Provider {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("id", &self.manifest.id).finish()
+        f.debug_struct("Provider")
+            .field("id", &self.manifest.id)
+            .finish()
     }
 }
 
@@ -270,10 +311,24 @@ impl Provider {
     }
 }
 
-fn load(id: &str, toml_text: &str, adapter: Box<dyn Adapter>, impersonation: Box<dyn Impersonation>) -> Provider {
-    let manifest: Manifest = toml::from_str(toml_text).unwrap_or_else(|e| panic!("providers/{id}.toml is invalid: {e}"));
-    assert_eq!(manifest.id, id, "providers/{id}.toml has id {}", manifest.id);
-    Provider { manifest, adapter, impersonation }
+fn load(
+    id: &str,
+    toml_text: &str,
+    adapter: Box<dyn Adapter>,
+    impersonation: Box<dyn Impersonation>,
+) -> Provider {
+    let manifest: Manifest =
+        toml::from_str(toml_text).unwrap_or_else(|e| panic!("providers/{id}.toml is invalid: {e}"));
+    assert_eq!(
+        manifest.id, id,
+        "providers/{id}.toml has id {}",
+        manifest.id
+    );
+    Provider {
+        manifest,
+        adapter,
+        impersonation,
+    }
 }
 
 /// Every provider Wearbridge speaks, in one explicit list.
@@ -282,10 +337,30 @@ pub fn registry() -> &'static [Provider] {
     REGISTRY.get_or_init(|| {
         vec![
             // One line per provider: manifest, adapter, impersonation.
-            load("oura", include_str!("../../providers/oura.toml"), Box::new(oura::Oura), Box::new(oura::OuraFixtures)),
-            load("strava", include_str!("../../providers/strava.toml"), Box::new(strava::Strava), Box::new(strava::StravaFixtures)),
-            load("withings", include_str!("../../providers/withings.toml"), Box::new(withings::Withings), Box::new(withings::WithingsFixtures)),
-            load("whoop", include_str!("../../providers/whoop.toml"), Box::new(whoop::Whoop), Box::new(whoop::WhoopFixtures)),
+            load(
+                "oura",
+                include_str!("../../providers/oura.toml"),
+                Box::new(oura::Oura),
+                Box::new(oura::OuraFixtures),
+            ),
+            load(
+                "strava",
+                include_str!("../../providers/strava.toml"),
+                Box::new(strava::Strava),
+                Box::new(strava::StravaFixtures),
+            ),
+            load(
+                "withings",
+                include_str!("../../providers/withings.toml"),
+                Box::new(withings::Withings),
+                Box::new(withings::WithingsFixtures),
+            ),
+            load(
+                "whoop",
+                include_str!("../../providers/whoop.toml"),
+                Box::new(whoop::Whoop),
+                Box::new(whoop::WhoopFixtures),
+            ),
         ]
     })
 }
@@ -313,7 +388,11 @@ mod tests {
             assert_eq!(pair[0].start, pair[1].end, "no gap, no overlap");
             assert!(pair[0].start > pair[1].start, "newest first");
         }
-        assert_eq!(w[3].start, now - ChronoDuration::days(100), "the oldest window stops at the history depth");
+        assert_eq!(
+            w[3].start,
+            now - ChronoDuration::days(100),
+            "the oldest window stops at the history depth"
+        );
         assert_eq!(w[3].end - w[3].start, ChronoDuration::days(10));
         assert_eq!(plan_windows(now, 30, 30).len(), 1);
         assert!(plan_windows(now, 0, 30).is_empty());
@@ -323,13 +402,36 @@ mod tests {
     fn every_registered_manifest_parses_and_is_consistent() {
         for p in registry() {
             let m = &p.manifest;
-            assert!(m.window_days > 0 && m.history_days >= m.window_days, "{}", m.id);
+            assert!(
+                m.window_days > 0 && m.history_days >= m.window_days,
+                "{}",
+                m.id
+            );
             assert!(!m.resources.is_empty(), "{}", m.id);
-            assert!(m.token_auth == "body" || m.token_auth == "basic", "{}", m.id);
-            assert!(["user", "app"].contains(&m.rate_limit.retry_after_scope.as_str()), "{}", m.id);
+            assert!(
+                m.token_auth == "body" || m.token_auth == "basic",
+                "{}",
+                m.id
+            );
+            assert!(
+                ["user", "app"].contains(&m.rate_limit.retry_after_scope.as_str()),
+                "{}",
+                m.id
+            );
             for r in &m.resources {
-                assert!(r.kind == "summary" || r.kind == "timeseries", "{} {}", m.id, r.name);
-                assert_eq!(r.kind == "timeseries", r.name.is_timeseries(), "{} {}", m.id, r.name);
+                assert!(
+                    r.kind == "summary" || r.kind == "timeseries",
+                    "{} {}",
+                    m.id,
+                    r.name
+                );
+                assert_eq!(
+                    r.kind == "timeseries",
+                    r.name.is_timeseries(),
+                    "{} {}",
+                    m.id,
+                    r.name
+                );
             }
         }
     }

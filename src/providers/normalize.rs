@@ -9,13 +9,18 @@ use super::ProviderError;
 
 /// Looks up a dotted path (`score.stage_summary.total_in_bed_time_milli`).
 pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, k| v.get(k)).filter(|v| !v.is_null())
+    path.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .filter(|v| !v.is_null())
 }
 
 pub fn req_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, ProviderError> {
     match at(v, path) {
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected a string, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected a string, got {other}"),
+        )),
         None => Err(ProviderError::malformed(path, "missing")),
     }
 }
@@ -25,7 +30,10 @@ pub fn req_id(v: &Value, path: &str) -> Result<String, ProviderError> {
     match at(v, path) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected an id, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected an id, got {other}"),
+        )),
         None => Err(ProviderError::malformed(path, "missing")),
     }
 }
@@ -34,7 +42,10 @@ pub fn opt_str<'a>(v: &'a Value, path: &str) -> Result<Option<&'a str>, Provider
     match at(v, path) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected a string, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected a string, got {other}"),
+        )),
     }
 }
 
@@ -42,7 +53,10 @@ pub fn opt_f64(v: &Value, path: &str) -> Result<Option<f64>, ProviderError> {
     match at(v, path) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected a number, got {other}"),
+        )),
     }
 }
 
@@ -55,9 +69,15 @@ pub fn opt_i64(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Some(i)),
-            None => n.as_f64().map(|f| Some(f.round() as i64)).ok_or_else(|| ProviderError::malformed(path, "not a number")),
+            None => n
+                .as_f64()
+                .map(|f| Some(f.round() as i64))
+                .ok_or_else(|| ProviderError::malformed(path, "not a number")),
         },
-        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected a number, got {other}"),
+        )),
     }
 }
 
@@ -67,7 +87,10 @@ pub fn number(v: &Value, path: &str) -> Result<Value, ProviderError> {
     match at(v, path) {
         None => Ok(Value::Null),
         Some(n @ Value::Number(_)) => Ok(n.clone()),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected a number, got {other}"))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected a number, got {other}"),
+        )),
     }
 }
 
@@ -81,7 +104,10 @@ pub fn req_number(v: &Value, path: &str) -> Result<Value, ProviderError> {
 pub fn req_array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, ProviderError> {
     match at(v, path) {
         Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(ProviderError::malformed(path, format!("expected an array, got {}", kind(other)))),
+        Some(other) => Err(ProviderError::malformed(
+            path,
+            format!("expected an array, got {}", kind(other)),
+        )),
         None => Err(ProviderError::malformed(path, "missing")),
     }
 }
@@ -99,7 +125,8 @@ fn kind(v: &Value) -> &'static str {
 
 /// Parses a body as JSON, naming the problem if it is not.
 pub fn parse_json(body: &[u8]) -> Result<Value, ProviderError> {
-    serde_json::from_slice(body).map_err(|e| ProviderError::malformed("$", format!("not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ProviderError::malformed("$", format!("not JSON: {e}")))
 }
 
 /// The format of every instant Wearbridge emits: RFC 3339 in UTC, `+00:00`, seconds.
@@ -109,9 +136,13 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
 
 /// An RFC 3339 instant with offset → (UTC instant, offset in seconds east of UTC).
 pub fn instant(raw: &str, field: &str) -> Result<(String, i32), ProviderError> {
-    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(raw)
-        .map_err(|e| ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}")))?;
-    Ok((format_utc(t.with_timezone(&Utc)), t.offset().local_minus_utc()))
+    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(raw).map_err(|e| {
+        ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}"))
+    })?;
+    Ok((
+        format_utc(t.with_timezone(&Utc)),
+        t.offset().local_minus_utc(),
+    ))
 }
 
 /// Unix seconds → UTC instant.
@@ -127,7 +158,8 @@ pub fn offset_secs(raw: &str, field: &str) -> Result<i32, ProviderError> {
     if raw == "Z" {
         return Ok(0);
     }
-    let bad = || ProviderError::malformed(field, format!("`{raw}` is not a UTC offset like -05:00"));
+    let bad =
+        || ProviderError::malformed(field, format!("`{raw}` is not a UTC offset like -05:00"));
     let (sign, rest) = match raw.as_bytes().first() {
         Some(b'+') => (1, &raw[1..]),
         Some(b'-') => (-1, &raw[1..]),
@@ -185,7 +217,9 @@ pub fn round1(x: f64) -> f64 {
 
 /// A JSON number from an f64 (`null` for NaN), an i64 stays integral.
 pub fn num(x: Option<f64>) -> Value {
-    x.and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+    x.and_then(serde_json::Number::from_f64)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 pub fn int(x: Option<i64>) -> Value {
@@ -193,7 +227,8 @@ pub fn int(x: Option<i64>) -> Value {
 }
 
 pub fn text(x: Option<&str>) -> Value {
-    x.map(|s| Value::String(s.to_string())).unwrap_or(Value::Null)
+    x.map(|s| Value::String(s.to_string()))
+        .unwrap_or(Value::Null)
 }
 
 /// The `source` object of a record.
@@ -212,14 +247,25 @@ mod tests {
 
     #[test]
     fn instants_become_utc_with_their_offset() {
-        assert_eq!(instant("2026-11-19T22:41:12+01:00", "t").unwrap(), ("2026-11-19T21:41:12+00:00".into(), 3600));
-        assert_eq!(instant("2022-04-24T02:25:44.774Z", "t").unwrap(), ("2022-04-24T02:25:44+00:00".into(), 0));
+        assert_eq!(
+            instant("2026-11-19T22:41:12+01:00", "t").unwrap(),
+            ("2026-11-19T21:41:12+00:00".into(), 3600)
+        );
+        assert_eq!(
+            instant("2022-04-24T02:25:44.774Z", "t").unwrap(),
+            ("2022-04-24T02:25:44+00:00".into(), 0)
+        );
         let e = instant("yesterday", "bedtime_start").unwrap_err();
-        assert!(matches!(e, ProviderError::Malformed { ref field, .. } if field == "bedtime_start"));
+        assert!(
+            matches!(e, ProviderError::Malformed { ref field, .. } if field == "bedtime_start")
+        );
         assert_eq!(offset_secs("-05:00", "o").unwrap(), -18000);
         assert_eq!(offset_secs("+05:30", "o").unwrap(), 19800);
         assert!(offset_secs("5", "o").is_err());
-        assert_eq!(from_unix(1_700_000_000, "t").unwrap(), "2023-11-14T22:13:20+00:00");
+        assert_eq!(
+            from_unix(1_700_000_000, "t").unwrap(),
+            "2023-11-14T22:13:20+00:00"
+        );
     }
 
     #[test]
@@ -236,8 +282,12 @@ mod tests {
     fn field_errors_name_the_field() {
         let v = serde_json::json!({"a": {"b": "x"}, "n": 3});
         assert_eq!(req_str(&v, "a.b").unwrap(), "x");
-        assert!(matches!(req_f64(&v, "a.b"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.b"));
-        assert!(matches!(req_str(&v, "a.c"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.c"));
+        assert!(
+            matches!(req_f64(&v, "a.b"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.b")
+        );
+        assert!(
+            matches!(req_str(&v, "a.c"), Err(ProviderError::Malformed { ref field, .. }) if field == "a.c")
+        );
         assert_eq!(opt_i64(&v, "n").unwrap(), Some(3));
         assert_eq!(req_id(&v, "n").unwrap(), "3");
     }

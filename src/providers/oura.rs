@@ -11,7 +11,9 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use super::normalize::*;
-use super::{Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window};
+use super::{
+    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+};
 use crate::events::Resource;
 
 pub struct Oura;
@@ -19,30 +21,59 @@ pub struct Oura;
 const ID: &str = "oura";
 
 impl Adapter for Oura {
-    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest {
+    fn page_request(
+        &self,
+        resource: &ResourceSpec,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> PageRequest {
         // A follow-up page is asked for with `next_token` alone: the token carries the
         // query, and dates beside it are refused (see fixtures/oura/README.md).
         if let Some(c) = cursor {
-            return PageRequest::get(resource.path.clone(), vec![("next_token".to_string(), c.to_string())]);
+            return PageRequest::get(
+                resource.path.clone(),
+                vec![("next_token".to_string(), c.to_string())],
+            );
         }
         let q = if resource.name == Resource::Heartrate {
             vec![
-                ("start_datetime".to_string(), format_utc(window.start).replace("+00:00", "Z")),
-                ("end_datetime".to_string(), format_utc(window.end).replace("+00:00", "Z")),
+                (
+                    "start_datetime".to_string(),
+                    format_utc(window.start).replace("+00:00", "Z"),
+                ),
+                (
+                    "end_datetime".to_string(),
+                    format_utc(window.end).replace("+00:00", "Z"),
+                ),
             ]
         } else {
             // Oura's date bounds are undocumented and observed to drop boundary days
             // (end_date exclusive for activity and workouts, start exclusive for sleep):
             // pad a day each side; stable ids absorb the overlap with the next window.
             vec![
-                ("start_date".to_string(), (window.start - Duration::days(1)).format("%Y-%m-%d").to_string()),
-                ("end_date".to_string(), (window.end + Duration::days(1)).format("%Y-%m-%d").to_string()),
+                (
+                    "start_date".to_string(),
+                    (window.start - Duration::days(1))
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                ),
+                (
+                    "end_date".to_string(),
+                    (window.end + Duration::days(1))
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                ),
             ]
         };
         PageRequest::get(resource.path.clone(), q)
     }
 
-    fn parse_page(&self, resource: Resource, body: &[u8], _cursor: Option<&str>) -> Result<Page, ProviderError> {
+    fn parse_page(
+        &self,
+        resource: Resource,
+        body: &[u8],
+        _cursor: Option<&str>,
+    ) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         let items = req_array(&v, "data")?;
         let mut records = Vec::with_capacity(items.len());
@@ -52,10 +83,17 @@ impl Adapter for Oura {
                 Resource::Activity => activity(item).map(Some),
                 Resource::Workouts => workout(item).map(Some),
                 Resource::Heartrate => heartrate(item).map(Some),
-                other => return Err(ProviderError::malformed("resource", format!("Oura has no {other}"))),
+                other => {
+                    return Err(ProviderError::malformed(
+                        "resource",
+                        format!("Oura has no {other}"),
+                    ))
+                }
             }
             .map_err(|e| match e {
-                ProviderError::Malformed { field, message } => ProviderError::malformed(format!("data[{i}].{field}"), message),
+                ProviderError::Malformed { field, message } => {
+                    ProviderError::malformed(format!("data[{i}].{field}"), message)
+                }
                 e => e,
             })?;
             records.extend(rec);
@@ -95,7 +133,16 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("respiratory_rate", number(v, "average_breath")?),
             // A night analysed in the background (before the app was opened) may still
             // change; Oura re-analyses it in the foreground.
-            ("state", json!(if opt_str(v, "sleep_analysis_reason")? == Some("background_sleep_analysis") { "tentative" } else { "confirmed" })),
+            (
+                "state",
+                json!(
+                    if opt_str(v, "sleep_analysis_reason")? == Some("background_sleep_analysis") {
+                        "tentative"
+                    } else {
+                        "confirmed"
+                    }
+                ),
+            ),
         ]),
     }))
 }
@@ -125,12 +172,16 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
 fn workout(v: &Value) -> Result<Record, ProviderError> {
     let (start, offset) = instant(req_str(v, "start_datetime")?, "start_datetime")?;
     let (end, _) = instant(req_str(v, "end_datetime")?, "end_datetime")?;
-    let secs = (chrono::DateTime::parse_from_rfc3339(&end).expect("formatted above") - chrono::DateTime::parse_from_rfc3339(&start).expect("formatted above")).num_seconds();
+    let secs = (chrono::DateTime::parse_from_rfc3339(&end).expect("formatted above")
+        - chrono::DateTime::parse_from_rfc3339(&start).expect("formatted above"))
+    .num_seconds();
     // `activity` is a free string; unknown values pass through as slugs.
     let activity = opt_str(v, "activity")?.unwrap_or("unknown");
     let slug = slug(activity);
     let distance = opt_f64(v, "distance")?;
-    let title = opt_str(v, "label")?.map(str::to_string).unwrap_or_else(|| display_name(&slug));
+    let title = opt_str(v, "label")?
+        .map(str::to_string)
+        .unwrap_or_else(|| display_name(&slug));
     Ok(Record {
         resource: Resource::Workouts,
         provider_id: req_id(v, "id")?,
@@ -147,7 +198,12 @@ fn workout(v: &Value) -> Result<Record, ProviderError> {
             ("average_hr", Value::Null),
             ("max_hr", Value::Null),
             ("total_elevation_gain", Value::Null),
-            ("average_speed", num(distance.filter(|_| secs > 0).map(|d| (d / secs as f64 * 100.0).round() / 100.0))),
+            (
+                "average_speed",
+                num(distance
+                    .filter(|_| secs > 0)
+                    .map(|d| (d / secs as f64 * 100.0).round() / 100.0)),
+            ),
             ("max_speed", Value::Null),
         ]),
     })
@@ -181,7 +237,9 @@ impl Impersonation for OuraFixtures {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/oura/oauth/token.json"),
             "oauth/refresh.json" => include_str!("../../fixtures/oura/oauth/refresh.json"),
-            "oauth/invalid_grant.json" => include_str!("../../fixtures/oura/oauth/invalid_grant.json"),
+            "oauth/invalid_grant.json" => {
+                include_str!("../../fixtures/oura/oauth/invalid_grant.json")
+            }
             "errors/400.json" => include_str!("../../fixtures/oura/errors/400.json"),
             "errors/401.json" => include_str!("../../fixtures/oura/errors/401.json"),
             "errors/403.json" => include_str!("../../fixtures/oura/errors/403.json"),
@@ -190,18 +248,31 @@ impl Impersonation for OuraFixtures {
             "errors/429.json" => include_str!("../../fixtures/oura/errors/429.json"),
             "errors/500.json" => include_str!("../../fixtures/oura/errors/500.json"),
             "data/sleep.json" => include_str!("../../fixtures/oura/data/sleep.json"),
-            "data/sleep.changed.json" => include_str!("../../fixtures/oura/data/sleep.changed.json"),
+            "data/sleep.changed.json" => {
+                include_str!("../../fixtures/oura/data/sleep.changed.json")
+            }
             "data/activity.json" => include_str!("../../fixtures/oura/data/activity.json"),
-            "data/activity.changed.json" => include_str!("../../fixtures/oura/data/activity.changed.json"),
+            "data/activity.changed.json" => {
+                include_str!("../../fixtures/oura/data/activity.changed.json")
+            }
             "data/workouts.json" => include_str!("../../fixtures/oura/data/workouts.json"),
-            "data/workouts.changed.json" => include_str!("../../fixtures/oura/data/workouts.changed.json"),
+            "data/workouts.changed.json" => {
+                include_str!("../../fixtures/oura/data/workouts.changed.json")
+            }
             "data/heartrate.json" => include_str!("../../fixtures/oura/data/heartrate.json"),
-            "data/heartrate.changed.json" => include_str!("../../fixtures/oura/data/heartrate.changed.json"),
+            "data/heartrate.changed.json" => {
+                include_str!("../../fixtures/oura/data/heartrate.changed.json")
+            }
             _ => return None,
         })
     }
 
-    fn serve(&self, resource: &ResourceSpec, params: &HashMap<String, String>, items: &[Value]) -> Result<Value, String> {
+    fn serve(
+        &self,
+        resource: &ResourceSpec,
+        params: &HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String> {
         // A next_token stands for the whole query; it may not be combined with dates.
         let (offset, start, end) = match params.get("next_token") {
             Some(t) => {
@@ -211,26 +282,48 @@ impl Impersonation for OuraFixtures {
                 let mut parts = t.splitn(3, '|');
                 let bad = || "invalid next_token".to_string();
                 let offset: usize = parts.next().and_then(|o| o.parse().ok()).ok_or_else(bad)?;
-                (offset, parts.next().ok_or_else(bad)?.to_string(), parts.next().ok_or_else(bad)?.to_string())
+                (
+                    offset,
+                    parts.next().ok_or_else(bad)?.to_string(),
+                    parts.next().ok_or_else(bad)?.to_string(),
+                )
             }
             None => {
-                let (ks, ke) = if resource.name == Resource::Heartrate { ("start_datetime", "end_datetime") } else { ("start_date", "end_date") };
+                let (ks, ke) = if resource.name == Resource::Heartrate {
+                    ("start_datetime", "end_datetime")
+                } else {
+                    ("start_date", "end_date")
+                };
                 let get = |k: &str| params.get(k).cloned().ok_or(format!("{k} is required"));
                 (0, get(ks)?, get(ke)?)
             }
         };
         let selected: Vec<&Value> = if resource.name == Resource::Heartrate {
-            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s}: {e}"));
+            let parse =
+                |s: &str| chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s}: {e}"));
             let (start_t, end_t) = (parse(&start)?, parse(&end)?);
             items
                 .iter()
-                .filter(|i| i["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t >= start_t && t < end_t))
+                .filter(|i| {
+                    i["timestamp"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t >= start_t && t < end_t)
+                })
                 .collect()
         } else {
-            items.iter().filter(|i| i["day"].as_str().is_some_and(|d| d >= start.as_str() && d <= end.as_str())).collect()
+            items
+                .iter()
+                .filter(|i| {
+                    i["day"]
+                        .as_str()
+                        .is_some_and(|d| d >= start.as_str() && d <= end.as_str())
+                })
+                .collect()
         };
         let page: Vec<&Value> = selected.iter().skip(offset).take(PAGE).copied().collect();
-        let next = (offset + PAGE < selected.len()).then(|| format!("{}|{start}|{end}", offset + PAGE));
+        let next =
+            (offset + PAGE < selected.len()).then(|| format!("{}|{start}|{end}", offset + PAGE));
         Ok(json!({"data": page, "next_token": next}))
     }
 }
@@ -242,35 +335,73 @@ mod tests {
     #[test]
     fn a_captured_sleep_page_normalises_to_long_sleeps_only() {
         let body = include_str!("../../fixtures/oura/pages/sleep/page_1.json");
-        let page = Oura.parse_page(Resource::Sleep, body.as_bytes(), None).unwrap();
+        let page = Oura
+            .parse_page(Resource::Sleep, body.as_bytes(), None)
+            .unwrap();
         assert_eq!(page.next.as_deref(), Some("c2xlZXA6Mw"));
         assert_eq!(page.records.len(), 3);
         let r = page.records[0].to_json();
         assert!(r["bedtime_start"].as_str().unwrap().ends_with("+00:00"));
         assert_eq!(r["timezone_offset"], 3600);
         assert_eq!(r["source"]["provider"], "oura");
-        let last = Oura.parse_page(Resource::Sleep, include_str!("../../fixtures/oura/pages/sleep/page_2.json").as_bytes(), None).unwrap();
+        let last = Oura
+            .parse_page(
+                Resource::Sleep,
+                include_str!("../../fixtures/oura/pages/sleep/page_2.json").as_bytes(),
+                None,
+            )
+            .unwrap();
         assert!(last.next.is_none());
         let naps = r#"{"data": [{"id": "n", "type": "late_nap", "bedtime_start": "x", "bedtime_end": "y", "day": "2026-01-01"}], "next_token": null}"#;
-        assert!(Oura.parse_page(Resource::Sleep, naps.as_bytes(), None).unwrap().records.is_empty());
+        assert!(Oura
+            .parse_page(Resource::Sleep, naps.as_bytes(), None)
+            .unwrap()
+            .records
+            .is_empty());
     }
 
     #[test]
     fn malformed_pages_name_the_field() {
         let bad = r#"{"data": [{"id": "w", "start_datetime": "soon", "end_datetime": "2026-01-01T00:00:00+00:00"}]}"#;
         match Oura.parse_page(Resource::Workouts, bad.as_bytes(), None) {
-            Err(ProviderError::Malformed { field, .. }) => assert_eq!(field, "data[0].start_datetime"),
+            Err(ProviderError::Malformed { field, .. }) => {
+                assert_eq!(field, "data[0].start_datetime")
+            }
             other => panic!("expected a malformed error, got {other:?}"),
         }
-        assert!(matches!(Oura.parse_page(Resource::Workouts, b"{\"data\": 3}", None), Err(ProviderError::Malformed { .. })));
-        assert!(matches!(Oura.parse_page(Resource::Workouts, b"not json", None), Err(ProviderError::Malformed { .. })));
+        assert!(matches!(
+            Oura.parse_page(Resource::Workouts, b"{\"data\": 3}", None),
+            Err(ProviderError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Oura.parse_page(Resource::Workouts, b"not json", None),
+            Err(ProviderError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn workouts_keep_unknown_sports_and_missing_values() {
-        let page = Oura.parse_page(Resource::Workouts, format!("{{\"data\": {}, \"next_token\": null}}", include_str!("../../fixtures/oura/data/workouts.json")).as_bytes(), None).unwrap();
-        let padel = page.records.iter().map(Record::to_json).find(|r| r["sport"]["slug"] == "padel").expect("an unlisted sport passes through");
+        let page = Oura
+            .parse_page(
+                Resource::Workouts,
+                format!(
+                    "{{\"data\": {}, \"next_token\": null}}",
+                    include_str!("../../fixtures/oura/data/workouts.json")
+                )
+                .as_bytes(),
+                None,
+            )
+            .unwrap();
+        let padel = page
+            .records
+            .iter()
+            .map(Record::to_json)
+            .find(|r| r["sport"]["slug"] == "padel")
+            .expect("an unlisted sport passes through");
         assert!(padel["distance"].is_null());
-        assert!(page.records.iter().any(|r| r.fields["calories"].is_null()), "a missing calorie count stays null");
+        assert!(
+            page.records.iter().any(|r| r.fields["calories"].is_null()),
+            "a missing calorie count stays null"
+        );
     }
 }

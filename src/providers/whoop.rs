@@ -16,7 +16,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
-use super::{Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window};
+use super::{
+    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+};
 use crate::events::Resource;
 
 pub struct Whoop;
@@ -31,7 +33,12 @@ fn whoop_instant(t: DateTime<Utc>) -> String {
 }
 
 impl Adapter for Whoop {
-    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest {
+    fn page_request(
+        &self,
+        resource: &ResourceSpec,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> PageRequest {
         // The pagination doc sends `nextToken` *with* the first request's parameters
         // ("using the same query parameters"), unlike Oura's token-only follow-ups.
         let mut q = vec![
@@ -45,7 +52,12 @@ impl Adapter for Whoop {
         PageRequest::get(resource.path.clone(), q)
     }
 
-    fn parse_page(&self, resource: Resource, body: &[u8], _cursor: Option<&str>) -> Result<Page, ProviderError> {
+    fn parse_page(
+        &self,
+        resource: Resource,
+        body: &[u8],
+        _cursor: Option<&str>,
+    ) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         let items = req_array(&v, "records")?;
         let mut records = Vec::with_capacity(items.len());
@@ -55,25 +67,42 @@ impl Adapter for Whoop {
                 Resource::Sleep => sleep(item),
                 Resource::Recovery => recovery(item).map(Some),
                 Resource::Activity => cycle(item).map(Some),
-                other => return Err(ProviderError::malformed("resource", format!("WHOOP has no {other}"))),
+                other => {
+                    return Err(ProviderError::malformed(
+                        "resource",
+                        format!("WHOOP has no {other}"),
+                    ))
+                }
             }
             .map_err(|e| match e {
-                ProviderError::Malformed { field, message } => ProviderError::malformed(format!("records[{i}].{field}"), message),
+                ProviderError::Malformed { field, message } => {
+                    ProviderError::malformed(format!("records[{i}].{field}"), message)
+                }
                 e => e,
             })?;
             records.extend(rec);
         }
         // OAS: "If the token is not present, there are no more records"; the pagination
         // doc: "until the next_token is empty". Absent, null and "" all end the query.
-        let next = opt_str(&v, "next_token")?.filter(|t| !t.is_empty()).map(str::to_string);
+        let next = opt_str(&v, "next_token")?
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
         Ok(Page { records, next })
     }
 
-    fn classify_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+    fn classify_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> ProviderError {
         // OAS (getSleepStream): 403 `{"error": "deactivated_user"}` is an inactive WHOOP
         // membership, not a missing scope: the user must renew, re-consenting won't help.
         if status == 403 && String::from_utf8_lossy(body).contains("deactivated_user") {
-            return ProviderError::Refused(format!("HTTP 403: {}", String::from_utf8_lossy(&body[..body.len().min(500)])));
+            return ProviderError::Refused(format!(
+                "HTTP 403: {}",
+                String::from_utf8_lossy(&body[..body.len().min(500)])
+            ));
         }
         // 429 carries X-RateLimit-Reset (seconds), which the runtime does not pass on; it
         // waits 60 s without a Retry-After, exactly the per-minute window.
@@ -92,12 +121,15 @@ fn parse_instant(v: &Value, field: &str) -> Result<DateTime<Utc>, ProviderError>
     let raw = req_str(v, field)?;
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}")))
+        .map_err(|e| {
+            ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}"))
+        })
 }
 
 /// The user's wall-clock date at `t`, given their offset.
 fn local_date(t: DateTime<Utc>, offset: i32) -> NaiveDate {
-    let tz = FixedOffset::east_opt(offset).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+    let tz = FixedOffset::east_opt(offset)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
     t.with_timezone(&tz).date_naive()
 }
 
@@ -127,7 +159,13 @@ fn rounded(v: &Value, path: &str, decimals: i32) -> Result<Value, ProviderError>
 /// `tentative`; `SCORED` and `UNSCORABLE` (final: "could not be scored") are `confirmed`.
 /// Unknown future states read as confirmed rather than failing the page.
 fn state(v: &Value) -> Result<Value, ProviderError> {
-    Ok(json!(if opt_str(v, "score_state")? == Some("PENDING_SCORE") { "tentative" } else { "confirmed" }))
+    Ok(json!(
+        if opt_str(v, "score_state")? == Some("PENDING_SCORE") {
+            "tentative"
+        } else {
+            "confirmed"
+        }
+    ))
 }
 
 /// WorkoutV2. `score` (strain, heart rate, kJ, distance, altitude) only when SCORED.
@@ -157,12 +195,23 @@ fn workout(v: &Value) -> Result<Record, ProviderError> {
             // Metres; one decimal drops the float32 noise (`1772.77035916`).
             ("distance", rounded(v, "score.distance_meter", 1)?),
             // `kilojoule` is energy expended, kJ.
-            ("calories", num(opt_f64(v, "score.kilojoule")?.map(kj_to_kcal))),
+            (
+                "calories",
+                num(opt_f64(v, "score.kilojoule")?.map(kj_to_kcal)),
+            ),
             ("average_hr", number(v, "score.average_heart_rate")?),
             ("max_hr", number(v, "score.max_heart_rate")?),
             // Altitude climbed, never counting descents (OAS altitude_gain_meter).
-            ("total_elevation_gain", rounded(v, "score.altitude_gain_meter", 1)?),
-            ("average_speed", num(distance.filter(|_| secs > 0).map(|d| (d / secs as f64 * 100.0).round() / 100.0))),
+            (
+                "total_elevation_gain",
+                rounded(v, "score.altitude_gain_meter", 1)?,
+            ),
+            (
+                "average_speed",
+                num(distance
+                    .filter(|_| secs > 0)
+                    .map(|d| (d / secs as f64 * 100.0).round() / 100.0)),
+            ),
             ("max_speed", Value::Null),
         ]),
     })
@@ -174,13 +223,22 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
     match v.get("nap") {
         Some(Value::Bool(true)) => return Ok(None),
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-        Some(other) => return Err(ProviderError::malformed("nap", format!("expected a boolean, got {other}"))),
+        Some(other) => {
+            return Err(ProviderError::malformed(
+                "nap",
+                format!("expected a boolean, got {other}"),
+            ))
+        }
     }
     let offset = tz_offset(v)?;
     let start = parse_instant(v, "start")?;
     let end = parse_instant(v, "end")?;
     let stage = |k: &str| millis(v, &format!("score.stage_summary.{k}"));
-    let (light, deep, rem) = (stage("total_light_sleep_time_milli")?, stage("total_slow_wave_sleep_time_milli")?, stage("total_rem_sleep_time_milli")?);
+    let (light, deep, rem) = (
+        stage("total_light_sleep_time_milli")?,
+        stage("total_slow_wave_sleep_time_milli")?,
+        stage("total_rem_sleep_time_milli")?,
+    );
     // In bed = the scored in-bed time, or before scoring the recorded bounds.
     let in_bed = stage("total_in_bed_time_milli")?.unwrap_or((end - start).num_seconds());
     let total = match (light, deep, rem) {
@@ -204,7 +262,10 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("rem", int(rem)),
             // Slow wave sleep (SWS) is deep sleep.
             ("deep", int(deep)),
-            ("efficiency", rounded(v, "score.sleep_efficiency_percentage", 1)?),
+            (
+                "efficiency",
+                rounded(v, "score.sleep_efficiency_percentage", 1)?,
+            ),
             // WHOOP's sleep carries no heart rate or HRV: they are in the recovery.
             ("hr_average", Value::Null),
             ("hr_lowest", Value::Null),
@@ -234,7 +295,10 @@ fn recovery(v: &Value) -> Result<Record, ProviderError> {
             ("average_hrv", rounded(v, "score.hrv_rmssd_milli", 1)?),
             // Only on WHOOP 4.0 and later (OAS).
             ("spo2", rounded(v, "score.spo2_percentage", 1)?),
-            ("skin_temperature", rounded(v, "score.skin_temp_celsius", 1)?),
+            (
+                "skin_temperature",
+                rounded(v, "score.skin_temp_celsius", 1)?,
+            ),
             ("state", state(v)?),
         ]),
     })
@@ -253,12 +317,18 @@ fn cycle(v: &Value) -> Result<Record, ProviderError> {
         provider_id: req_id(v, "id")?,
         fields: fields(vec![
             ("source", source(ID, "wrist")),
-            ("calendar_date", date(local_date(start + chrono::Duration::hours(12), offset))),
+            (
+                "calendar_date",
+                date(local_date(start + chrono::Duration::hours(12), offset)),
+            ),
             ("timezone_offset", json!(offset)),
             // WHOOP counts no steps.
             ("steps", Value::Null),
             // Kilojoules expended over the whole cycle: total, not active, energy.
-            ("calories_total", num(opt_f64(v, "score.kilojoule")?.map(kj_to_kcal))),
+            (
+                "calories_total",
+                num(opt_f64(v, "score.kilojoule")?.map(kj_to_kcal)),
+            ),
             ("calories_active", Value::Null),
             ("daily_movement", Value::Null),
             // Day strain, WHOOP's 0–21 cardiovascular load, one decimal as WHOOP shows it.
@@ -274,11 +344,14 @@ fn cycle(v: &Value) -> Result<Record, ProviderError> {
 pub struct WhoopFixtures;
 
 fn encode_token(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"$":"o@1","o":{offset}}}"#))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!(r#"{{"$":"o@1","o":{offset}}}"#))
 }
 
 fn decode_token(token: &str) -> Option<usize> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     v.get("o")?.as_u64().map(|o| o as usize)
 }
@@ -288,7 +361,9 @@ impl Impersonation for WhoopFixtures {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/whoop/oauth/token.json"),
             "oauth/refresh.json" => include_str!("../../fixtures/whoop/oauth/refresh.json"),
-            "oauth/invalid_grant.json" => include_str!("../../fixtures/whoop/oauth/invalid_grant.json"),
+            "oauth/invalid_grant.json" => {
+                include_str!("../../fixtures/whoop/oauth/invalid_grant.json")
+            }
             "errors/400.json" => include_str!("../../fixtures/whoop/errors/400.json"),
             "errors/401.json" => include_str!("../../fixtures/whoop/errors/401.json"),
             "errors/403.json" => include_str!("../../fixtures/whoop/errors/403.json"),
@@ -296,20 +371,35 @@ impl Impersonation for WhoopFixtures {
             "errors/429.json" => include_str!("../../fixtures/whoop/errors/429.json"),
             "errors/500.json" => include_str!("../../fixtures/whoop/errors/500.json"),
             "data/workouts.json" => include_str!("../../fixtures/whoop/data/workouts.json"),
-            "data/workouts.changed.json" => include_str!("../../fixtures/whoop/data/workouts.changed.json"),
+            "data/workouts.changed.json" => {
+                include_str!("../../fixtures/whoop/data/workouts.changed.json")
+            }
             "data/sleep.json" => include_str!("../../fixtures/whoop/data/sleep.json"),
-            "data/sleep.changed.json" => include_str!("../../fixtures/whoop/data/sleep.changed.json"),
+            "data/sleep.changed.json" => {
+                include_str!("../../fixtures/whoop/data/sleep.changed.json")
+            }
             "data/recovery.json" => include_str!("../../fixtures/whoop/data/recovery.json"),
-            "data/recovery.changed.json" => include_str!("../../fixtures/whoop/data/recovery.changed.json"),
+            "data/recovery.changed.json" => {
+                include_str!("../../fixtures/whoop/data/recovery.changed.json")
+            }
             "data/activity.json" => include_str!("../../fixtures/whoop/data/activity.json"),
-            "data/activity.changed.json" => include_str!("../../fixtures/whoop/data/activity.changed.json"),
+            "data/activity.changed.json" => {
+                include_str!("../../fixtures/whoop/data/activity.changed.json")
+            }
             _ => return None,
         })
     }
 
-    fn serve(&self, resource: &ResourceSpec, params: &HashMap<String, String>, items: &[Value]) -> Result<Value, String> {
+    fn serve(
+        &self,
+        resource: &ResourceSpec,
+        params: &HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String> {
         let limit: usize = match params.get("limit") {
-            Some(l) => l.parse().map_err(|_| format!("limit must be an integer, got `{l}`"))?,
+            Some(l) => l
+                .parse()
+                .map_err(|_| format!("limit must be an integer, got `{l}`"))?,
             None => 10,
         };
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -318,7 +408,11 @@ impl Impersonation for WhoopFixtures {
         let bound = |k: &str| {
             params
                 .get(k)
-                .map(|s| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|e| format!("{k} `{s}` is not a date-time: {e}")))
+                .map(|s| {
+                    DateTime::parse_from_rfc3339(s)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| format!("{k} `{s}` is not a date-time: {e}"))
+                })
                 .transpose()
         };
         let start = bound("start")?;
@@ -328,15 +422,29 @@ impl Impersonation for WhoopFixtures {
             Some(t) => decode_token(t).ok_or_else(|| format!("invalid nextToken `{t}`"))?,
             None => 0,
         };
-        let key = if resource.name == Resource::Recovery { "created_at" } else { "start" };
+        let key = if resource.name == Resource::Recovery {
+            "created_at"
+        } else {
+            "start"
+        };
         let mut selected: Vec<(DateTime<Utc>, &Value)> = items
             .iter()
-            .filter_map(|i| i[key].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| (t.with_timezone(&Utc), i)))
+            .filter_map(|i| {
+                i[key]
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| (t.with_timezone(&Utc), i))
+            })
             .filter(|(t, _)| start.is_none_or(|s| *t >= s) && *t < end)
             .collect();
         // OAS: "sorted by start time in descending order".
         selected.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-        let page: Vec<&Value> = selected.iter().skip(offset).take(limit).map(|(_, v)| *v).collect();
+        let page: Vec<&Value> = selected
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, v)| *v)
+            .collect();
         let mut out = json!({ "records": page });
         if offset + limit < selected.len() {
             out["next_token"] = json!(encode_token(offset + limit));
@@ -360,15 +468,27 @@ mod tests {
     }
 
     fn page(resource: &str, n: u32) -> Vec<u8> {
-        std::fs::read(format!("{}/fixtures/whoop/pages/{resource}/page_{n}.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/fixtures/whoop/pages/{resource}/page_{n}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     fn spec(name: Resource) -> ResourceSpec {
-        crate::providers::find("whoop").unwrap().resource(name).unwrap().clone()
+        crate::providers::find("whoop")
+            .unwrap()
+            .resource(name)
+            .unwrap()
+            .clone()
     }
 
     fn one(resource: Resource, record: Value) -> Result<Page, ProviderError> {
-        Whoop.parse_page(resource, json!({ "records": [record] }).to_string().as_bytes(), None)
+        Whoop.parse_page(
+            resource,
+            json!({ "records": [record] }).to_string().as_bytes(),
+            None,
+        )
     }
 
     fn data(file: &str) -> Vec<Value> {
@@ -376,32 +496,70 @@ mod tests {
     }
 
     #[test]
-    fn given_a_captured_page_with_next_token_when_parsed_then_the_token_chains_to_a_last_page_without_one() {
-        for r in [Resource::Workouts, Resource::Sleep, Resource::Recovery, Resource::Activity] {
+    fn given_a_captured_page_with_next_token_when_parsed_then_the_token_chains_to_a_last_page_without_one(
+    ) {
+        for r in [
+            Resource::Workouts,
+            Resource::Sleep,
+            Resource::Recovery,
+            Resource::Activity,
+        ] {
             let p1 = Whoop.parse_page(r, &page(r.as_str(), 1), None).unwrap();
-            let token = p1.next.clone().unwrap_or_else(|| panic!("{r}: page 1 has a next_token"));
+            let token = p1
+                .next
+                .clone()
+                .unwrap_or_else(|| panic!("{r}: page 1 has a next_token"));
             assert!(!p1.records.is_empty(), "{r}");
-            let p2 = Whoop.parse_page(r, &page(r.as_str(), 2), Some(&token)).unwrap();
+            let p2 = Whoop
+                .parse_page(r, &page(r.as_str(), 2), Some(&token))
+                .unwrap();
             assert_eq!(p2.next, None, "{r}: page 2 is the last");
         }
         // Absent, null and empty all mean "last page".
-        for body in [r#"{"records": []}"#, r#"{"records": [], "next_token": null}"#, r#"{"records": [], "next_token": ""}"#] {
-            assert_eq!(Whoop.parse_page(Resource::Sleep, body.as_bytes(), None).unwrap().next, None, "{body}");
+        for body in [
+            r#"{"records": []}"#,
+            r#"{"records": [], "next_token": null}"#,
+            r#"{"records": [], "next_token": ""}"#,
+        ] {
+            assert_eq!(
+                Whoop
+                    .parse_page(Resource::Sleep, body.as_bytes(), None)
+                    .unwrap()
+                    .next,
+                None,
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn follow_up_requests_repeat_the_window_and_add_next_token() {
-        let w = Window { start: at("2026-10-01T00:00:00Z"), end: at("2026-10-25T00:00:00Z") };
+        let w = Window {
+            start: at("2026-10-01T00:00:00Z"),
+            end: at("2026-10-25T00:00:00Z"),
+        };
         let first = Whoop.page_request(&spec(Resource::Sleep), &w, None);
-        assert_eq!((first.method, first.path.as_str()), ("GET", "/v2/activity/sleep"));
-        let q = |r: &PageRequest, k: &str| r.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(q(&first, "start").as_deref(), Some("2026-10-01T00:00:00.000Z"));
-        assert_eq!(q(&first, "end").as_deref(), Some("2026-10-25T00:00:00.000Z"));
+        assert_eq!(
+            (first.method, first.path.as_str()),
+            ("GET", "/v2/activity/sleep")
+        );
+        let q =
+            |r: &PageRequest, k: &str| r.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            q(&first, "start").as_deref(),
+            Some("2026-10-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            q(&first, "end").as_deref(),
+            Some("2026-10-25T00:00:00.000Z")
+        );
         assert_eq!(q(&first, "limit").as_deref(), Some("25"));
         assert_eq!(q(&first, "nextToken"), None);
         let next = Whoop.page_request(&spec(Resource::Sleep), &w, Some("eyIkIjoib0AxIiwibyI6MjV9"));
-        assert_eq!(q(&next, "nextToken").as_deref(), Some("eyIkIjoib0AxIiwibyI6MjV9"));
+        assert_eq!(
+            q(&next, "nextToken").as_deref(),
+            Some("eyIkIjoib0AxIiwibyI6MjV9")
+        );
         assert_eq!(q(&next, "start"), q(&first, "start"));
     }
 
@@ -420,10 +578,19 @@ mod tests {
         assert_eq!(r["duration"], 28_800);
         assert_eq!(r["awake"], 1, "1499 ms rounds to 1 s");
         assert_eq!(r["light"], 14_401, "14400.5 s rounds half away from zero");
-        assert_eq!((r["deep"].clone(), r["rem"].clone()), (json!(7_200), json!(5_400)));
+        assert_eq!(
+            (r["deep"].clone(), r["rem"].clone()),
+            (json!(7_200), json!(5_400))
+        );
         assert_eq!(r["total"], 14_401 + 7_200 + 5_400);
-        assert_eq!((r["efficiency"].clone(), r["respiratory_rate"].clone()), (json!(91.7), json!(16.1)));
-        assert_eq!((r["timezone_offset"].clone(), r["calendar_date"].clone()), (json!(-18_000), json!("2026-11-20")));
+        assert_eq!(
+            (r["efficiency"].clone(), r["respiratory_rate"].clone()),
+            (json!(91.7), json!(16.1))
+        );
+        assert_eq!(
+            (r["timezone_offset"].clone(), r["calendar_date"].clone()),
+            (json!(-18_000), json!("2026-11-20"))
+        );
         let workout = json!({
             "id": "w", "start": "2026-11-20T12:00:00.000Z", "end": "2026-11-20T12:40:00.000Z", "timezone_offset": "+05:30",
             "sport_name": "running", "score_state": "SCORED",
@@ -432,14 +599,34 @@ mod tests {
         });
         let r = one(Resource::Workouts, workout).unwrap().records[0].to_json();
         assert_eq!(r["calories"], 239.0);
-        assert_eq!((r["moving_time"].clone(), r["average_speed"].clone()), (json!(2_400), json!(2.5)));
-        assert_eq!((r["distance"].clone(), r["total_elevation_gain"].clone()), (json!(6000.0), json!(46.6)));
-        assert_eq!((r["average_hr"].clone(), r["max_hr"].clone(), r["timezone_offset"].clone()), (json!(123), json!(146), json!(19_800)));
+        assert_eq!(
+            (r["moving_time"].clone(), r["average_speed"].clone()),
+            (json!(2_400), json!(2.5))
+        );
+        assert_eq!(
+            (r["distance"].clone(), r["total_elevation_gain"].clone()),
+            (json!(6000.0), json!(46.6))
+        );
+        assert_eq!(
+            (
+                r["average_hr"].clone(),
+                r["max_hr"].clone(),
+                r["timezone_offset"].clone()
+            ),
+            (json!(123), json!(146), json!(19_800))
+        );
         let cycle = json!({"id": 93845, "start": "2026-11-20T02:00:00.000Z", "end": "2026-11-21T03:00:00.000Z",
                            "timezone_offset": "-05:00", "score_state": "SCORED",
                            "score": {"strain": 5.2951527, "kilojoule": 8288.297, "average_heart_rate": 68, "max_heart_rate": 141}});
         let r = one(Resource::Activity, cycle).unwrap().records[0].to_json();
-        assert_eq!((r["calories_total"].clone(), r["strain"].clone(), r["provider_id"].clone()), (json!(1981.0), json!(5.3), json!("93845")));
+        assert_eq!(
+            (
+                r["calories_total"].clone(),
+                r["strain"].clone(),
+                r["provider_id"].clone()
+            ),
+            (json!(1981.0), json!(5.3), json!("93845"))
+        );
     }
 
     #[test]
@@ -448,21 +635,53 @@ mod tests {
                                    "timezone_offset": "-05:00", "nap": false, "score_state": "PENDING_SCORE"});
         let r = one(Resource::Sleep, pending_sleep).unwrap().records[0].to_json();
         assert_eq!(r["state"], "tentative");
-        assert_eq!(r["duration"], 29_971, "before scoring, time in bed is the recorded bounds");
-        for k in ["total", "awake", "light", "rem", "deep", "efficiency", "respiratory_rate"] {
+        assert_eq!(
+            r["duration"], 29_971,
+            "before scoring, time in bed is the recorded bounds"
+        );
+        for k in [
+            "total",
+            "awake",
+            "light",
+            "rem",
+            "deep",
+            "efficiency",
+            "respiratory_rate",
+        ] {
             assert!(r[k].is_null(), "{k}");
         }
         let unscorable = json!({"cycle_id": 7, "sleep_id": "s", "created_at": "2026-10-10T10:40:00.000Z", "score_state": "UNSCORABLE"});
         let r = one(Resource::Recovery, unscorable).unwrap().records[0].to_json();
-        assert_eq!((r["state"].clone(), r["provider_id"].clone(), r["calendar_date"].clone()), (json!("confirmed"), json!("7"), json!("2026-10-10")));
-        for k in ["recovery_score", "resting_hr", "average_hrv", "spo2", "skin_temperature"] {
+        assert_eq!(
+            (
+                r["state"].clone(),
+                r["provider_id"].clone(),
+                r["calendar_date"].clone()
+            ),
+            (json!("confirmed"), json!("7"), json!("2026-10-10"))
+        );
+        for k in [
+            "recovery_score",
+            "resting_hr",
+            "average_hrv",
+            "spo2",
+            "skin_temperature",
+        ] {
             assert!(r[k].is_null(), "{k}");
         }
         let pending_workout = json!({"id": "w", "start": "2026-11-20T12:00:00.000Z", "end": "2026-11-20T12:30:00.000Z",
                                      "timezone_offset": "Z", "sport_name": "cycling", "score_state": "PENDING_SCORE"});
         let r = one(Resource::Workouts, pending_workout).unwrap().records[0].to_json();
-        assert_eq!((r["moving_time"].clone(), r["timezone_offset"].clone()), (json!(1_800), json!(0)));
-        assert!(r["calories"].is_null() && r["distance"].is_null() && r["average_hr"].is_null() && r["average_speed"].is_null());
+        assert_eq!(
+            (r["moving_time"].clone(), r["timezone_offset"].clone()),
+            (json!(1_800), json!(0))
+        );
+        assert!(
+            r["calories"].is_null()
+                && r["distance"].is_null()
+                && r["average_hr"].is_null()
+                && r["average_speed"].is_null()
+        );
         // The cycle in progress has no `end` and may have no score yet.
         let open = json!({"id": 2, "start": "2026-11-22T05:15:02.679Z", "timezone_offset": "-05:00", "score_state": "PENDING_SCORE"});
         let r = one(Resource::Activity, open).unwrap().records[0].to_json();
@@ -480,62 +699,137 @@ mod tests {
             }
             one(Resource::Workouts, v).unwrap().records[0].to_json()
         };
-        assert_eq!(w(Some("roller-derby"))["sport"], json!({"name": "Roller derby", "slug": "roller_derby"}));
+        assert_eq!(
+            w(Some("roller-derby"))["sport"],
+            json!({"name": "Roller derby", "slug": "roller_derby"})
+        );
         assert_eq!(w(Some("hiking-rucking"))["title"], "Hiking rucking");
         assert_eq!(w(None)["sport"]["slug"], "unknown");
         // The captured page holds one too.
-        let p = Whoop.parse_page(Resource::Workouts, &page("workouts", 2), None).unwrap();
-        assert!(p.records.iter().any(|r| r.fields["sport"]["slug"] == "roller_derby"));
+        let p = Whoop
+            .parse_page(Resource::Workouts, &page("workouts", 2), None)
+            .unwrap();
+        assert!(p
+            .records
+            .iter()
+            .any(|r| r.fields["sport"]["slug"] == "roller_derby"));
     }
 
     #[test]
     fn naps_are_skipped_and_an_unknown_score_state_does_not_fail() {
-        let p = Whoop.parse_page(Resource::Sleep, &page("sleep", 1), None).unwrap();
+        let p = Whoop
+            .parse_page(Resource::Sleep, &page("sleep", 1), None)
+            .unwrap();
         let raw: Value = serde_json::from_slice(&page("sleep", 1)).unwrap();
-        let naps = raw["records"].as_array().unwrap().iter().filter(|r| r["nap"] == true).count();
+        let naps = raw["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["nap"] == true)
+            .count();
         assert_eq!(naps, 1);
-        assert_eq!(p.records.len(), raw["records"].as_array().unwrap().len() - naps);
+        assert_eq!(
+            p.records.len(),
+            raw["records"].as_array().unwrap().len() - naps
+        );
         let odd = json!({"id": "s", "start": "2026-11-20T04:00:00Z", "end": "2026-11-20T11:00:00Z", "timezone_offset": "-05:00",
                          "nap": false, "score_state": "SOMETHING_NEW"});
-        assert_eq!(one(Resource::Sleep, odd).unwrap().records[0].fields["state"], "confirmed");
+        assert_eq!(
+            one(Resource::Sleep, odd).unwrap().records[0].fields["state"],
+            "confirmed"
+        );
     }
 
     #[test]
     fn a_malformed_field_names_its_path() {
-        let mut items: Vec<Value> = serde_json::from_slice::<Value>(&page("sleep", 2)).unwrap()["records"].as_array().unwrap().clone();
+        let mut items: Vec<Value> = serde_json::from_slice::<Value>(&page("sleep", 2)).unwrap()
+            ["records"]
+            .as_array()
+            .unwrap()
+            .clone();
         items[1]["score"]["stage_summary"]["total_rem_sleep_time_milli"] = json!("lots");
         let body = json!({ "records": items }).to_string();
         match Whoop.parse_page(Resource::Sleep, body.as_bytes(), None) {
-            Err(ProviderError::Malformed { field, .. }) => assert_eq!(field, "records[1].score.stage_summary.total_rem_sleep_time_milli"),
+            Err(ProviderError::Malformed { field, .. }) => assert_eq!(
+                field,
+                "records[1].score.stage_summary.total_rem_sleep_time_milli"
+            ),
             other => panic!("expected a malformed error, got {other:?}"),
         }
         let field = |r: Resource, v: Value| match one(r, v) {
             Err(ProviderError::Malformed { field, .. }) => field,
             other => panic!("expected a malformed error, got {other:?}"),
         };
-        assert_eq!(field(Resource::Activity, json!({"id": 1, "start": "2026-11-20T04:00:00Z", "timezone_offset": "EST"})), "records[0].timezone_offset");
-        assert_eq!(field(Resource::Recovery, json!({"cycle_id": 1, "created_at": "this morning"})), "records[0].created_at");
-        assert_eq!(field(Resource::Workouts, json!({"start": "2026-11-20T04:00:00Z", "end": "2026-11-20T05:00:00Z", "timezone_offset": "Z"})), "records[0].id");
-        assert_eq!(field(Resource::Sleep, json!({"id": "s", "nap": "no"})), "records[0].nap");
-        assert!(matches!(Whoop.parse_page(Resource::Sleep, b"{\"records\": 3}", None), Err(ProviderError::Malformed { ref field, .. }) if field == "records"));
-        assert!(matches!(Whoop.parse_page(Resource::Sleep, b"<html>", None), Err(ProviderError::Malformed { .. })));
-        assert!(matches!(Whoop.parse_page(Resource::Heartrate, b"{\"records\": [{}]}", None), Err(ProviderError::Malformed { .. })));
+        assert_eq!(
+            field(
+                Resource::Activity,
+                json!({"id": 1, "start": "2026-11-20T04:00:00Z", "timezone_offset": "EST"})
+            ),
+            "records[0].timezone_offset"
+        );
+        assert_eq!(
+            field(
+                Resource::Recovery,
+                json!({"cycle_id": 1, "created_at": "this morning"})
+            ),
+            "records[0].created_at"
+        );
+        assert_eq!(
+            field(
+                Resource::Workouts,
+                json!({"start": "2026-11-20T04:00:00Z", "end": "2026-11-20T05:00:00Z", "timezone_offset": "Z"})
+            ),
+            "records[0].id"
+        );
+        assert_eq!(
+            field(Resource::Sleep, json!({"id": "s", "nap": "no"})),
+            "records[0].nap"
+        );
+        assert!(
+            matches!(Whoop.parse_page(Resource::Sleep, b"{\"records\": 3}", None), Err(ProviderError::Malformed { ref field, .. }) if field == "records")
+        );
+        assert!(matches!(
+            Whoop.parse_page(Resource::Sleep, b"<html>", None),
+            Err(ProviderError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Whoop.parse_page(Resource::Heartrate, b"{\"records\": [{}]}", None),
+            Err(ProviderError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn calendar_dates_follow_the_day_woken_into() {
         let cycle = |start: &str, tz: &str| {
-            one(Resource::Activity, json!({"id": 1, "start": start, "timezone_offset": tz, "score_state": "SCORED"})).unwrap().records[0].fields["calendar_date"].clone()
+            one(
+                Resource::Activity,
+                json!({"id": 1, "start": start, "timezone_offset": tz, "score_state": "SCORED"}),
+            )
+            .unwrap()
+            .records[0]
+                .fields["calendar_date"]
+                .clone()
         };
-        assert_eq!(cycle("2026-11-20T02:00:00.000Z", "-05:00"), "2026-11-20", "21:00 on the 19th covers the 20th");
-        assert_eq!(cycle("2026-11-21T05:40:00.000Z", "-05:00"), "2026-11-21", "00:40 on the 21st covers the 21st");
+        assert_eq!(
+            cycle("2026-11-20T02:00:00.000Z", "-05:00"),
+            "2026-11-20",
+            "21:00 on the 19th covers the 20th"
+        );
+        assert_eq!(
+            cycle("2026-11-21T05:40:00.000Z", "-05:00"),
+            "2026-11-21",
+            "00:40 on the 21st covers the 21st"
+        );
         assert_eq!(cycle("2026-09-12T21:30:00.000Z", "+01:00"), "2026-09-13");
         // The night the clocks went back: asleep at 23:12 EDT, awake at 06:48 EST.
         let dst = one(Resource::Sleep, json!({"id": "s", "start": "2026-11-01T03:12:49.226Z", "end": "2026-11-01T11:48:02.000Z",
                                              "timezone_offset": "-05:00", "nap": false, "score_state": "PENDING_SCORE"}))
         .unwrap();
         assert_eq!(dst.records[0].fields["calendar_date"], "2026-11-01");
-        assert_eq!(dst.records[0].fields["duration"], 30_912, "8 h 35 min by the instants, not 7 h 36 min by the wall clock");
+        assert_eq!(
+            dst.records[0].fields["duration"], 30_912,
+            "8 h 35 min by the instants, not 7 h 36 min by the wall clock"
+        );
     }
 
     #[test]
@@ -545,69 +839,168 @@ mod tests {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(v["token_type"], "bearer", "{f}");
             assert_eq!(v["expires_in"], 3600, "{f}");
-            assert!(v["access_token"].is_string() && v["refresh_token"].is_string(), "{f}: offline scope → refresh token");
-            assert!(v["scope"].as_str().unwrap().split(' ').any(|s| s == "offline"), "{f}");
-            assert_eq!(Whoop.token_reply(200, text.as_bytes()).unwrap(), text.as_bytes());
-            assert_eq!(Whoop.external_user_id(&v), None, "the token reply names no user");
+            assert!(
+                v["access_token"].is_string() && v["refresh_token"].is_string(),
+                "{f}: offline scope → refresh token"
+            );
+            assert!(
+                v["scope"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .any(|s| s == "offline"),
+                "{f}"
+            );
+            assert_eq!(
+                Whoop.token_reply(200, text.as_bytes()).unwrap(),
+                text.as_bytes()
+            );
+            assert_eq!(
+                Whoop.external_user_id(&v),
+                None,
+                "the token reply names no user"
+            );
         }
-        let refused: Value = serde_json::from_str(WhoopFixtures.fixture("oauth/invalid_grant.json").unwrap()).unwrap();
+        let refused: Value =
+            serde_json::from_str(WhoopFixtures.fixture("oauth/invalid_grant.json").unwrap())
+                .unwrap();
         assert_eq!(refused["error"], "invalid_grant");
         assert_eq!(WhoopFixtures.invalid_grant_status(), 400);
     }
 
     #[test]
     fn errors_read_by_status_and_an_inactive_membership_is_a_refusal() {
-        let body = |s: u16| WhoopFixtures.fixture(&format!("errors/{s}.json")).unwrap().as_bytes();
-        assert!(matches!(Whoop.classify_error(401, None, body(401)), ProviderError::Unauthorized(_)));
-        assert!(matches!(Whoop.classify_error(403, None, body(403)), ProviderError::Refused(_)));
-        assert!(matches!(Whoop.classify_error(403, None, b""), ProviderError::ScopeNotGranted(_)));
-        assert!(matches!(Whoop.classify_error(429, Some(Duration::from_secs(7)), body(429)), ProviderError::RateLimited { retry_after: Some(d) } if d.as_secs() == 7));
-        assert!(matches!(Whoop.classify_error(500, None, body(500)), ProviderError::Transient(_)));
-        assert!(matches!(Whoop.classify_error(400, None, body(400)), ProviderError::Refused(_)));
+        let body = |s: u16| {
+            WhoopFixtures
+                .fixture(&format!("errors/{s}.json"))
+                .unwrap()
+                .as_bytes()
+        };
+        assert!(matches!(
+            Whoop.classify_error(401, None, body(401)),
+            ProviderError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            Whoop.classify_error(403, None, body(403)),
+            ProviderError::Refused(_)
+        ));
+        assert!(matches!(
+            Whoop.classify_error(403, None, b""),
+            ProviderError::ScopeNotGranted(_)
+        ));
+        assert!(
+            matches!(Whoop.classify_error(429, Some(Duration::from_secs(7)), body(429)), ProviderError::RateLimited { retry_after: Some(d) } if d.as_secs() == 7)
+        );
+        assert!(matches!(
+            Whoop.classify_error(500, None, body(500)),
+            ProviderError::Transient(_)
+        ));
+        assert!(matches!(
+            Whoop.classify_error(400, None, body(400)),
+            ProviderError::Refused(_)
+        ));
         assert_eq!(WhoopFixtures.error_reply(404).0, 404);
     }
 
     #[test]
     fn the_fixture_server_filters_by_start_newest_first_and_limits_pages_to_25() {
         let items = data("sleep.json");
-        let p = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let p = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
         let s = spec(Resource::Sleep);
-        assert!(WhoopFixtures.serve(&s, &p(&[("limit", "26")]), &items).is_err());
-        assert!(WhoopFixtures.serve(&s, &p(&[("limit", "0")]), &items).is_err());
-        assert!(WhoopFixtures.serve(&s, &p(&[("start", "yesterday")]), &items).is_err());
-        assert!(WhoopFixtures.serve(&s, &p(&[("nextToken", "nonsense")]), &items).is_err());
+        assert!(WhoopFixtures
+            .serve(&s, &p(&[("limit", "26")]), &items)
+            .is_err());
+        assert!(WhoopFixtures
+            .serve(&s, &p(&[("limit", "0")]), &items)
+            .is_err());
+        assert!(WhoopFixtures
+            .serve(&s, &p(&[("start", "yesterday")]), &items)
+            .is_err());
+        assert!(WhoopFixtures
+            .serve(&s, &p(&[("nextToken", "nonsense")]), &items)
+            .is_err());
         // `start` inclusive, `end` exclusive, by each record's start.
         let first = items[0]["start"].as_str().unwrap();
-        let v = WhoopFixtures.serve(&s, &p(&[("start", first), ("end", items[1]["start"].as_str().unwrap())]), &items).unwrap();
+        let v = WhoopFixtures
+            .serve(
+                &s,
+                &p(&[
+                    ("start", first),
+                    ("end", items[1]["start"].as_str().unwrap()),
+                ]),
+                &items,
+            )
+            .unwrap();
         assert_eq!(v["records"].as_array().unwrap().len(), 1);
         assert_eq!(v["records"][0]["id"], items[0]["id"]);
         assert!(v.get("next_token").is_none());
         // Default limit 10, newest first.
         let v = WhoopFixtures.serve(&s, &p(&[]), &items).unwrap();
-        let starts: Vec<&str> = v["records"].as_array().unwrap().iter().map(|r| r["start"].as_str().unwrap()).collect();
+        let starts: Vec<&str> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["start"].as_str().unwrap())
+            .collect();
         assert_eq!(starts.len(), 10);
         assert!(starts.windows(2).all(|w| w[0] > w[1]));
         assert_eq!(starts[0], items.last().unwrap()["start"].as_str().unwrap());
         // Recoveries have no start: they are filtered by created_at.
         let recs = data("recovery.json");
-        let (from, to) = (recs[5]["created_at"].as_str().unwrap(), recs[8]["created_at"].as_str().unwrap());
-        let v = WhoopFixtures.serve(&spec(Resource::Recovery), &p(&[("start", from), ("end", to)]), &recs).unwrap();
-        let got: Vec<&Value> = v["records"].as_array().unwrap().iter().map(|r| &r["cycle_id"]).collect();
-        assert_eq!(got, vec![&recs[7]["cycle_id"], &recs[6]["cycle_id"], &recs[5]["cycle_id"]]);
+        let (from, to) = (
+            recs[5]["created_at"].as_str().unwrap(),
+            recs[8]["created_at"].as_str().unwrap(),
+        );
+        let v = WhoopFixtures
+            .serve(
+                &spec(Resource::Recovery),
+                &p(&[("start", from), ("end", to)]),
+                &recs,
+            )
+            .unwrap();
+        let got: Vec<&Value> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["cycle_id"])
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                &recs[7]["cycle_id"],
+                &recs[6]["cycle_id"],
+                &recs[5]["cycle_id"]
+            ]
+        );
     }
 
     /// The runtime's loop against the fixture server: every record of a window exactly once.
     #[test]
     fn adapter_and_fixture_server_page_through_a_whole_window() {
-        for (r, file) in [(Resource::Sleep, "sleep.json"), (Resource::Recovery, "recovery.json"), (Resource::Activity, "activity.json"), (Resource::Workouts, "workouts.json")] {
+        for (r, file) in [
+            (Resource::Sleep, "sleep.json"),
+            (Resource::Recovery, "recovery.json"),
+            (Resource::Activity, "activity.json"),
+            (Resource::Workouts, "workouts.json"),
+        ] {
             let items = data(file);
-            let w = Window { start: at("2026-08-01T00:00:00Z"), end: at("2026-11-23T00:00:00Z") };
+            let w = Window {
+                start: at("2026-08-01T00:00:00Z"),
+                end: at("2026-11-23T00:00:00Z"),
+            };
             let (mut cursor, mut seen, mut pages) = (None::<String>, Vec::new(), 0);
             loop {
                 let req = Whoop.page_request(&spec(r), &w, cursor.as_deref());
                 let params: HashMap<String, String> = req.query.into_iter().collect();
                 let body = WhoopFixtures.serve(&spec(r), &params, &items).unwrap();
-                let page = Whoop.parse_page(r, body.to_string().as_bytes(), cursor.as_deref()).unwrap();
+                let page = Whoop
+                    .parse_page(r, body.to_string().as_bytes(), cursor.as_deref())
+                    .unwrap();
                 assert!(body["records"].as_array().unwrap().len() <= MAX_LIMIT);
                 seen.extend(page.records.into_iter().map(|rec| rec.provider_id));
                 pages += 1;
@@ -620,7 +1013,11 @@ mod tests {
             let mut unique = seen.clone();
             unique.sort();
             unique.dedup();
-            assert_eq!((seen.len(), unique.len()), (items.len() - naps, items.len() - naps), "{r}");
+            assert_eq!(
+                (seen.len(), unique.len()),
+                (items.len() - naps, items.len() - naps),
+                "{r}"
+            );
             assert_eq!(pages, items.len().div_ceil(MAX_LIMIT), "{r}");
         }
     }
@@ -629,7 +1026,9 @@ mod tests {
     #[test]
     fn shifted_instants_normalise_the_same_way() {
         let mut v: Value = serde_json::from_slice::<Value>(&page("activity", 1)).unwrap();
-        let orig = Whoop.parse_page(Resource::Activity, v.to_string().as_bytes(), None).unwrap();
+        let orig = Whoop
+            .parse_page(Resource::Activity, v.to_string().as_bytes(), None)
+            .unwrap();
         for rec in v["records"].as_array_mut().unwrap() {
             for k in ["created_at", "updated_at", "start", "end"] {
                 if let Some(s) = rec[k].as_str() {
@@ -637,25 +1036,50 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Whoop.parse_page(Resource::Activity, v.to_string().as_bytes(), None).unwrap(), orig);
+        assert_eq!(
+            Whoop
+                .parse_page(Resource::Activity, v.to_string().as_bytes(), None)
+                .unwrap(),
+            orig
+        );
     }
 
     /// `.changed.json` = the same list with exactly one record edited and one appended,
     /// both inside the 3-day lookback of the recording day (2026-11-23).
     #[test]
     fn changed_data_edits_one_recent_record_and_appends_one() {
-        for (r, key, id) in [("workouts", "start", "id"), ("sleep", "start", "id"), ("recovery", "created_at", "cycle_id"), ("activity", "start", "id")] {
-            let (before, after) = (data(&format!("{r}.json")), data(&format!("{r}.changed.json")));
+        for (r, key, id) in [
+            ("workouts", "start", "id"),
+            ("sleep", "start", "id"),
+            ("recovery", "created_at", "cycle_id"),
+            ("activity", "start", "id"),
+        ] {
+            let (before, after) = (
+                data(&format!("{r}.json")),
+                data(&format!("{r}.changed.json")),
+            );
             assert_eq!(after.len(), before.len() + 1, "{r}");
-            let edited: Vec<&Value> = before.iter().zip(&after).filter(|(a, b)| a != b).map(|(_, b)| b).collect();
+            let edited: Vec<&Value> = before
+                .iter()
+                .zip(&after)
+                .filter(|(a, b)| a != b)
+                .map(|(_, b)| b)
+                .collect();
             assert_eq!(edited.len(), 1, "{r}");
-            assert!(before.iter().zip(&after).all(|(a, b)| a[id] == b[id]), "{r}: same ids, same order");
+            assert!(
+                before.iter().zip(&after).all(|(a, b)| a[id] == b[id]),
+                "{r}: same ids, same order"
+            );
             let lookback = at("2026-11-21T00:00:00Z");
             for rec in [edited[0], after.last().unwrap()] {
                 let t = at(rec[key].as_str().unwrap());
-                assert!(t >= lookback && t < at("2026-11-23T00:00:00Z"), "{r}: {t} is inside every poll's lookback");
+                assert!(
+                    t >= lookback && t < at("2026-11-23T00:00:00Z"),
+                    "{r}: {t} is inside every poll's lookback"
+                );
             }
-            let keys: Vec<DateTime<Utc>> = after.iter().map(|i| at(i[key].as_str().unwrap())).collect();
+            let keys: Vec<DateTime<Utc>> =
+                after.iter().map(|i| at(i[key].as_str().unwrap())).collect();
             assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{r}: oldest first");
         }
     }

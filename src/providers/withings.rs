@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::normalize::*;
-use super::{Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window};
+use super::{
+    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+};
 use crate::events::Resource;
 
 pub struct Withings;
@@ -53,17 +55,29 @@ fn status_error(status: i64, message: String) -> ProviderError {
         // Authentication failed / invalid token / unauthorized.
         100..=102 | 200 | 401 | 214 | 277 | 2553 => ProviderError::Unauthorized(message),
         // "Too many request": the app's per-minute budget; no wait is given.
-        601 => ProviderError::RateLimited { retry_after: Some(Duration::from_secs(60)) },
+        601 => ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(60)),
+        },
         // Invalid parameters: a request Withings will never accept.
-        201..=213 | 216..=276 | 278..=599 => ProviderError::Refused(format!("status {status}: {message}")),
+        201..=213 | 216..=276 | 278..=599 => {
+            ProviderError::Refused(format!("status {status}: {message}"))
+        }
         // 522 timeout, 2554/2555 "an unknown error occurred", everything else: retry.
         _ => ProviderError::Transient(format!("status {status}: {message}")),
     }
 }
 
 impl Adapter for Withings {
-    fn page_request(&self, resource: &ResourceSpec, window: &Window, cursor: Option<&str>) -> PageRequest {
-        let mut form: Vec<(String, String)> = vec![("action".into(), action(resource.name).unwrap_or("unknown").into())];
+    fn page_request(
+        &self,
+        resource: &ResourceSpec,
+        window: &Window,
+        cursor: Option<&str>,
+    ) -> PageRequest {
+        let mut form: Vec<(String, String)> = vec![(
+            "action".into(),
+            action(resource.name).unwrap_or("unknown").into(),
+        )];
         if resource.name == Resource::Body {
             // Unix-second bounds, both inclusive (WITHINGS-OAS measure-getmeas); the window
             // is half-open, so stop a second before its end.
@@ -76,28 +90,63 @@ impl Adapter for Withings {
             // which we do not know before the first reply: pad a day each side; stable ids
             // absorb the overlap with the neighbouring windows.
             let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d").to_string();
-            form.push(("startdateymd".into(), day(window.start - chrono::Duration::days(1))));
-            form.push(("enddateymd".into(), day(window.end + chrono::Duration::days(1))));
-            let fields = if resource.name == Resource::Sleep { SLEEP_FIELDS } else { WORKOUT_FIELDS };
+            form.push((
+                "startdateymd".into(),
+                day(window.start - chrono::Duration::days(1)),
+            ));
+            form.push((
+                "enddateymd".into(),
+                day(window.end + chrono::Duration::days(1)),
+            ));
+            let fields = if resource.name == Resource::Sleep {
+                SLEEP_FIELDS
+            } else {
+                WORKOUT_FIELDS
+            };
             form.push(("data_fields".into(), fields.into()));
         }
         if let Some(offset) = cursor {
             form.push(("offset".into(), offset.into()));
         }
-        PageRequest { method: "POST", path: resource.path.clone(), query: vec![], form }
+        PageRequest {
+            method: "POST",
+            path: resource.path.clone(),
+            query: vec![],
+            form,
+        }
     }
 
-    fn parse_page(&self, resource: Resource, body: &[u8], _cursor: Option<&str>) -> Result<Page, ProviderError> {
+    fn parse_page(
+        &self,
+        resource: Resource,
+        body: &[u8],
+        _cursor: Option<&str>,
+    ) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         match v.get("status").and_then(Value::as_i64) {
             Some(0) => {}
-            Some(s) => return Err(status_error(s, opt_str(&v, "error")?.unwrap_or("").to_string())),
-            None => return Err(ProviderError::malformed("status", "missing: every Withings reply carries one")),
+            Some(s) => {
+                return Err(status_error(
+                    s,
+                    opt_str(&v, "error")?.unwrap_or("").to_string(),
+                ))
+            }
+            None => {
+                return Err(ProviderError::malformed(
+                    "status",
+                    "missing: every Withings reply carries one",
+                ))
+            }
         }
-        let b = v.get("body").filter(|b| b.is_object()).ok_or_else(|| ProviderError::malformed("body", "missing"))?;
+        let b = v
+            .get("body")
+            .filter(|b| b.is_object())
+            .ok_or_else(|| ProviderError::malformed("body", "missing"))?;
         let at_index = |list: &'static str, i: usize| {
             move |e: ProviderError| match e {
-                ProviderError::Malformed { field, message } => ProviderError::malformed(format!("body.{list}[{i}].{field}"), message),
+                ProviderError::Malformed { field, message } => {
+                    ProviderError::malformed(format!("body.{list}[{i}].{field}"), message)
+                }
                 e => e,
             }
         };
@@ -106,27 +155,56 @@ impl Adapter for Withings {
             Resource::Body => {
                 // The zone is the user's, given once per reply.
                 let zone = opt_str(b, "timezone").map_err(|e| prefix(e, "body."))?;
-                for (i, g) in req_array(b, "measuregrps").map_err(|e| prefix(e, "body."))?.iter().enumerate() {
+                for (i, g) in req_array(b, "measuregrps")
+                    .map_err(|e| prefix(e, "body."))?
+                    .iter()
+                    .enumerate()
+                {
                     records.extend(measure_group(g, zone).map_err(at_index("measuregrps", i))?);
                 }
             }
             Resource::Sleep | Resource::Workouts => {
-                for (i, s) in req_array(b, "series").map_err(|e| prefix(e, "body."))?.iter().enumerate() {
-                    let r = if resource == Resource::Sleep { sleep(s) } else { workout(s) };
+                for (i, s) in req_array(b, "series")
+                    .map_err(|e| prefix(e, "body."))?
+                    .iter()
+                    .enumerate()
+                {
+                    let r = if resource == Resource::Sleep {
+                        sleep(s)
+                    } else {
+                        workout(s)
+                    };
                     records.push(r.map_err(at_index("series", i))?);
                 }
             }
-            other => return Err(ProviderError::malformed("resource", format!("Withings has no {other}"))),
+            other => {
+                return Err(ProviderError::malformed(
+                    "resource",
+                    format!("Withings has no {other}"),
+                ))
+            }
         }
         // `more` is 0/1 in getmeas and true/false in the v2 services.
         let more = match b.get("more") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(m)) => *m,
             Some(Value::Number(n)) => n.as_i64() != Some(0),
-            Some(other) => return Err(ProviderError::malformed("body.more", format!("expected 0/1 or a boolean, got {other}"))),
+            Some(other) => {
+                return Err(ProviderError::malformed(
+                    "body.more",
+                    format!("expected 0/1 or a boolean, got {other}"),
+                ))
+            }
         };
         let next = if more {
-            Some(opt_i64(b, "offset").map_err(|e| prefix(e, "body."))?.ok_or_else(|| ProviderError::malformed("body.offset", "missing while `more` is set"))?.to_string())
+            Some(
+                opt_i64(b, "offset")
+                    .map_err(|e| prefix(e, "body."))?
+                    .ok_or_else(|| {
+                        ProviderError::malformed("body.offset", "missing while `more` is set")
+                    })?
+                    .to_string(),
+            )
         } else {
             None
         };
@@ -140,7 +218,11 @@ impl Adapter for Withings {
             Some(0) | None => None,
             Some(s) => Some(match status_error(s, env.error.unwrap_or_default()) {
                 // Withings sends no Retry-After; honour one if a proxy in front adds it.
-                ProviderError::RateLimited { retry_after: default } => ProviderError::RateLimited { retry_after: retry_after.or(default) },
+                ProviderError::RateLimited {
+                    retry_after: default,
+                } => ProviderError::RateLimited {
+                    retry_after: retry_after.or(default),
+                },
                 e => e,
             }),
         }
@@ -150,14 +232,26 @@ impl Adapter for Withings {
     /// refused code or refresh token is `{"status": 503, "error": "Invalid Params: …"}`
     /// inside an HTTP 200.
     fn token_reply(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
-        let Ok(v) = serde_json::from_slice::<Value>(body) else { return Ok(body.to_vec()) };
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return Ok(body.to_vec());
+        };
         match v.get("status").and_then(Value::as_i64) {
-            Some(0) => Ok(v.get("body").map(Value::to_string).unwrap_or_default().into_bytes()),
+            Some(0) => Ok(v
+                .get("body")
+                .map(Value::to_string)
+                .unwrap_or_default()
+                .into_bytes()),
             Some(s) => {
-                let message = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+                let message = v
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 Err(match status_error(s, message.clone()) {
                     // Any refusal of the grant itself means the user must reconnect.
-                    ProviderError::Refused(m) | ProviderError::Unauthorized(m) => ProviderError::Refused(m),
+                    ProviderError::Refused(m) | ProviderError::Unauthorized(m) => {
+                        ProviderError::Refused(m)
+                    }
                     e => e,
                 })
             }
@@ -185,7 +279,9 @@ impl Adapter for Withings {
 
 fn prefix(e: ProviderError, p: &str) -> ProviderError {
     match e {
-        ProviderError::Malformed { field, message } => ProviderError::malformed(format!("{p}{field}"), message),
+        ProviderError::Malformed { field, message } => {
+            ProviderError::malformed(format!("{p}{field}"), message)
+        }
         e => e,
     }
 }
@@ -193,8 +289,12 @@ fn prefix(e: ProviderError, p: &str) -> ProviderError {
 /// The offset (seconds east of UTC) in force in IANA zone `zone` at Unix time `secs`.
 fn zone_offset(zone: Option<&str>, secs: i64, field: &str) -> Result<Option<i64>, ProviderError> {
     let Some(name) = zone else { return Ok(None) };
-    let tz: chrono_tz::Tz = name.parse().map_err(|_| ProviderError::malformed(field, format!("`{name}` is not an IANA time zone")))?;
-    let t = tz.timestamp_opt(secs, 0).single().ok_or_else(|| ProviderError::malformed(field, format!("{secs} is not a valid Unix time")))?;
+    let tz: chrono_tz::Tz = name.parse().map_err(|_| {
+        ProviderError::malformed(field, format!("`{name}` is not an IANA time zone"))
+    })?;
+    let t = tz.timestamp_opt(secs, 0).single().ok_or_else(|| {
+        ProviderError::malformed(field, format!("{secs} is not a valid Unix time"))
+    })?;
     Ok(Some(t.offset().fix().local_minus_utc() as i64))
 }
 
@@ -204,7 +304,11 @@ fn scaled(value: i64, unit: i64) -> Option<f64> {
         return None;
     }
     let p = 10f64.powi(unit.unsigned_abs() as i32);
-    Some(if unit < 0 { value as f64 / p } else { value as f64 * p })
+    Some(if unit < 0 {
+        value as f64 / p
+    } else {
+        value as f64 * p
+    })
 }
 
 /// One measure group → a body record; `None` for groups that are not a weighing
@@ -219,10 +323,17 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, Provid
     for (i, m) in req_array(g, "measures")?.iter().enumerate() {
         let field = |k: &str| format!("measures[{i}].{k}");
         let get = |k: &str| -> Result<i64, ProviderError> {
-            opt_i64(m, k).map_err(|e| prefix(e, &field("")))?.ok_or_else(|| ProviderError::malformed(field(k), "missing"))
+            opt_i64(m, k)
+                .map_err(|e| prefix(e, &field("")))?
+                .ok_or_else(|| ProviderError::malformed(field(k), "missing"))
         };
         let (value, unit, ty) = (get("value")?, get("unit")?, get("type")?);
-        let x = scaled(value, unit).ok_or_else(|| ProviderError::malformed(field("unit"), format!("{unit} is not a power of ten we can apply")))?;
+        let x = scaled(value, unit).ok_or_else(|| {
+            ProviderError::malformed(
+                field("unit"),
+                format!("{unit} is not a power of ten we can apply"),
+            )
+        })?;
         match ty {
             WEIGHT => weight = Some(x),
             FAT_RATIO => fat = Some(x),
@@ -234,7 +345,11 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, Provid
     }
     let date = opt_i64(g, "date")?.ok_or_else(|| ProviderError::malformed("date", "missing"))?;
     // attrib 2 and 4 are entered by hand in the app; 0 (and 8, 15…) come from a device.
-    let kind = if matches!(attrib, Some(2) | Some(4)) { "manual" } else { "scale" };
+    let kind = if matches!(attrib, Some(2) | Some(4)) {
+        "manual"
+    } else {
+        "scale"
+    };
     Ok(Some(Record {
         resource: Resource::Body,
         provider_id: req_id(g, "grpid")?,
@@ -258,8 +373,10 @@ fn sleep_device(model: Option<i64>) -> &'static str {
 }
 
 fn sleep(s: &Value) -> Result<Record, ProviderError> {
-    let start = opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
-    let end = opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
+    let start =
+        opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
+    let end =
+        opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
     let d = |k: &str| opt_i64(s, &format!("data.{k}"));
     // `asleepduration` replaces `total_sleep_time` for nights from another source.
     let total = match d("total_sleep_time")? {
@@ -268,7 +385,11 @@ fn sleep(s: &Value) -> Result<Record, ProviderError> {
     };
     let efficiency = opt_f64(s, "data.sleep_efficiency")?.map(|e| (e * 100.0).round());
     // `completed: false` marks a night still being analysed; it will change.
-    let state = if s.get("completed") == Some(&Value::Bool(false)) { "tentative" } else { "confirmed" };
+    let state = if s.get("completed") == Some(&Value::Bool(false)) {
+        "tentative"
+    } else {
+        "confirmed"
+    };
     Ok(Record {
         resource: Resource::Sleep,
         provider_id: req_id(s, "id")?,
@@ -277,7 +398,10 @@ fn sleep(s: &Value) -> Result<Record, ProviderError> {
             ("calendar_date", json!(req_str(s, "date")?)),
             ("bedtime_start", json!(from_unix(start, "startdate")?)),
             ("bedtime_stop", json!(from_unix(end, "enddate")?)),
-            ("timezone_offset", int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?)),
+            (
+                "timezone_offset",
+                int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?),
+            ),
             ("duration", int(d("total_timeinbed")?.or(Some(end - start)))),
             ("total", int(total)),
             ("awake", int(d("wakeupduration")?)),
@@ -352,8 +476,10 @@ fn category(code: i64) -> &'static str {
 }
 
 fn workout(s: &Value) -> Result<Record, ProviderError> {
-    let start = opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
-    let end = opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
+    let start =
+        opt_i64(s, "startdate")?.ok_or_else(|| ProviderError::malformed("startdate", "missing"))?;
+    let end =
+        opt_i64(s, "enddate")?.ok_or_else(|| ProviderError::malformed("enddate", "missing"))?;
     let code = opt_i64(s, "category")?.unwrap_or(36);
     let slug = category(code);
     let d = |k: &str| opt_f64(s, &format!("data.{k}"));
@@ -370,9 +496,14 @@ fn workout(s: &Value) -> Result<Record, ProviderError> {
     let distance = either(positive("distance")?, positive("manual_distance")?);
     let calories = either(positive("manual_calories")?, positive("calories")?);
     // Paused by the user, and pauses the watch detected itself (swimming rests).
-    let pause = (d("pause_duration")?.unwrap_or(0.0) + d("algo_pause_duration")?.unwrap_or(0.0)) as i64;
+    let pause =
+        (d("pause_duration")?.unwrap_or(0.0) + d("algo_pause_duration")?.unwrap_or(0.0)) as i64;
     // attrib 7 is an activity the user confirmed in the app; a device id means a watch.
-    let kind = if s.get("deviceid").is_some_and(|d| d.is_string()) { "watch" } else { "app" };
+    let kind = if s.get("deviceid").is_some_and(|d| d.is_string()) {
+        "watch"
+    } else {
+        "app"
+    };
     Ok(Record {
         resource: Resource::Workouts,
         provider_id: req_id(s, "id")?,
@@ -382,7 +513,10 @@ fn workout(s: &Value) -> Result<Record, ProviderError> {
             ("sport", json!({"name": display_name(slug), "slug": slug})),
             ("time_start", json!(from_unix(start, "startdate")?)),
             ("time_end", json!(from_unix(end, "enddate")?)),
-            ("timezone_offset", int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?)),
+            (
+                "timezone_offset",
+                int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?),
+            ),
             ("moving_time", int(Some((end - start - pause).max(0)))),
             ("distance", distance),
             ("calories", calories),
@@ -411,17 +545,25 @@ impl Impersonation for WithingsFixtures {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/withings/oauth/token.json"),
             "oauth/refresh.json" => include_str!("../../fixtures/withings/oauth/refresh.json"),
-            "oauth/invalid_grant.json" => include_str!("../../fixtures/withings/oauth/invalid_grant.json"),
+            "oauth/invalid_grant.json" => {
+                include_str!("../../fixtures/withings/oauth/invalid_grant.json")
+            }
             "errors/401.json" => include_str!("../../fixtures/withings/errors/401.json"),
             "errors/503.json" => include_str!("../../fixtures/withings/errors/503.json"),
             "errors/601.json" => include_str!("../../fixtures/withings/errors/601.json"),
             "errors/2555.json" => include_str!("../../fixtures/withings/errors/2555.json"),
             "data/body.json" => include_str!("../../fixtures/withings/data/body.json"),
-            "data/body.changed.json" => include_str!("../../fixtures/withings/data/body.changed.json"),
+            "data/body.changed.json" => {
+                include_str!("../../fixtures/withings/data/body.changed.json")
+            }
             "data/sleep.json" => include_str!("../../fixtures/withings/data/sleep.json"),
-            "data/sleep.changed.json" => include_str!("../../fixtures/withings/data/sleep.changed.json"),
+            "data/sleep.changed.json" => {
+                include_str!("../../fixtures/withings/data/sleep.changed.json")
+            }
             "data/workouts.json" => include_str!("../../fixtures/withings/data/workouts.json"),
-            "data/workouts.changed.json" => include_str!("../../fixtures/withings/data/workouts.changed.json"),
+            "data/workouts.changed.json" => {
+                include_str!("../../fixtures/withings/data/workouts.changed.json")
+            }
             _ => return None,
         })
     }
@@ -436,7 +578,12 @@ impl Impersonation for WithingsFixtures {
             404 | 400 => 503,
             _ => 2555,
         };
-        (200, self.fixture(&format!("errors/{code}.json")).unwrap_or(r#"{"status":2555,"body":{},"error":"An unknown error occured"}"#).to_string())
+        (
+            200,
+            self.fixture(&format!("errors/{code}.json"))
+                .unwrap_or(r#"{"status":2555,"body":{},"error":"An unknown error occured"}"#)
+                .to_string(),
+        )
     }
 
     /// A refused code or refresh token: HTTP 200, `status: 503`.
@@ -445,26 +592,49 @@ impl Impersonation for WithingsFixtures {
     }
 
     fn epoch_fields(&self) -> &'static [&'static str] {
-        &["date", "created", "modified", "startdate", "enddate", "updatetime"]
+        &[
+            "date",
+            "created",
+            "modified",
+            "startdate",
+            "enddate",
+            "updatetime",
+        ]
     }
 
-    fn serve(&self, resource: &ResourceSpec, params: &HashMap<String, String>, items: &[Value]) -> Result<Value, String> {
+    fn serve(
+        &self,
+        resource: &ResourceSpec,
+        params: &HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String> {
         let want = action(resource.name).ok_or("no such service")?;
         match params.get("action") {
             Some(a) if a == want => {}
             Some(a) => return Err(format!("unknown action {a} for {}", resource.path)),
             None => return Err("action is required".into()),
         }
-        let int = |k: &str| -> Result<Option<i64>, String> { params.get(k).map(|v| v.parse::<i64>().map_err(|_| format!("{k} must be an integer"))).transpose() };
+        let int = |k: &str| -> Result<Option<i64>, String> {
+            params
+                .get(k)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| format!("{k} must be an integer"))
+                })
+                .transpose()
+        };
         let offset = int("offset")?.unwrap_or(0).max(0) as usize;
         let lastupdate = int("lastupdate")?;
-        let modified_since = |i: &Value| lastupdate.is_none_or(|l| i["modified"].as_i64().is_some_and(|m| m >= l));
+        let modified_since =
+            |i: &Value| lastupdate.is_none_or(|l| i["modified"].as_i64().is_some_and(|m| m >= l));
         let mut selected: Vec<&Value> = if resource.name == Resource::Body {
             let (start, end) = (int("startdate")?, int("enddate")?);
             if lastupdate.is_none() && (start.is_none() || end.is_none()) {
                 return Err("startdate and enddate, or lastupdate, are required".into());
             }
-            let types: Option<Vec<i64>> = params.get("meastypes").map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+            let types: Option<Vec<i64>> = params
+                .get("meastypes")
+                .map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect());
             let category: Option<i64> = int("category")?;
             items
                 .iter()
@@ -473,7 +643,14 @@ impl Impersonation for WithingsFixtures {
                     start.is_none_or(|s| d >= s) && end.is_none_or(|e| d <= e) && modified_since(i)
                 })
                 .filter(|i| category.is_none_or(|c| i["category"].as_i64() == Some(c)))
-                .filter(|i| types.as_ref().is_none_or(|ts| i["measures"].as_array().is_some_and(|ms| ms.iter().any(|m| m["type"].as_i64().is_some_and(|t| ts.contains(&t))))))
+                .filter(|i| {
+                    types.as_ref().is_none_or(|ts| {
+                        i["measures"].as_array().is_some_and(|ms| {
+                            ms.iter()
+                                .any(|m| m["type"].as_i64().is_some_and(|t| ts.contains(&t)))
+                        })
+                    })
+                })
                 .collect()
         } else {
             let (start, end) = (params.get("startdateymd"), params.get("enddateymd"));
@@ -484,7 +661,9 @@ impl Impersonation for WithingsFixtures {
                 .iter()
                 .filter(|i| {
                     let d = i["date"].as_str().unwrap_or("");
-                    start.is_none_or(|s| d >= s.as_str()) && end.is_none_or(|e| d <= e.as_str()) && modified_since(i)
+                    start.is_none_or(|s| d >= s.as_str())
+                        && end.is_none_or(|e| d <= e.as_str())
+                        && modified_since(i)
                 })
                 .collect()
         };
@@ -493,7 +672,12 @@ impl Impersonation for WithingsFixtures {
         if resource.name == Resource::Body {
             // getmeas lists the newest group first.
             selected.sort_by_key(|i| std::cmp::Reverse(i["date"].as_i64().unwrap_or(0)));
-            page = selected.iter().skip(offset).take(FIXTURE_PAGE).copied().collect();
+            page = selected
+                .iter()
+                .skip(offset)
+                .take(FIXTURE_PAGE)
+                .copied()
+                .collect();
             let mut body = json!({"updatetime": Utc::now().timestamp(), "timezone": FIXTURE_ZONE, "measuregrps": page});
             if more {
                 body["more"] = json!(1);
@@ -501,7 +685,12 @@ impl Impersonation for WithingsFixtures {
             }
             Ok(json!({"status": 0, "body": body}))
         } else {
-            page = selected.iter().skip(offset).take(FIXTURE_PAGE).copied().collect();
+            page = selected
+                .iter()
+                .skip(offset)
+                .take(FIXTURE_PAGE)
+                .copied()
+                .collect();
             let next = if more { offset + FIXTURE_PAGE } else { 0 };
             Ok(json!({"status": 0, "body": {"series": page, "more": more, "offset": next}}))
         }
@@ -513,7 +702,10 @@ mod tests {
     use super::*;
 
     fn page(resource: &str, n: u32) -> Vec<u8> {
-        let path = format!("{}/fixtures/withings/pages/{resource}/page_{n}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/fixtures/withings/pages/{resource}/page_{n}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(path).unwrap()
     }
 
@@ -522,16 +714,36 @@ mod tests {
         for r in [Resource::Body, Resource::Sleep, Resource::Workouts] {
             let p1 = Withings.parse_page(r, &page(r.as_str(), 1), None).unwrap();
             assert_eq!(p1.next.as_deref(), Some("4"), "{r}");
-            let p2 = Withings.parse_page(r, &page(r.as_str(), 2), Some("4")).unwrap();
+            let p2 = Withings
+                .parse_page(r, &page(r.as_str(), 2), Some("4"))
+                .unwrap();
             assert_eq!(p2.next, None, "{r}");
             assert!(!p1.records.is_empty() && !p2.records.is_empty());
         }
-        let spec = ResourceSpec { name: Resource::Body, kind: "summary".into(), path: "/measure".into(), method: Some("POST".into()) };
-        let w = Window { start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(), end: Utc.timestamp_opt(1_790_086_400, 0).unwrap() };
+        let spec = ResourceSpec {
+            name: Resource::Body,
+            kind: "summary".into(),
+            path: "/measure".into(),
+            method: Some("POST".into()),
+        };
+        let w = Window {
+            start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
+            end: Utc.timestamp_opt(1_790_086_400, 0).unwrap(),
+        };
         let req = Withings.page_request(&spec, &w, Some("4"));
         assert_eq!(req.method, "POST");
-        for kv in [("action", "getmeas"), ("startdate", "1790000000"), ("enddate", "1790086399"), ("offset", "4"), ("meastypes", "1,6")] {
-            assert!(req.form.contains(&(kv.0.to_string(), kv.1.to_string())), "{kv:?} in {:?}", req.form);
+        for kv in [
+            ("action", "getmeas"),
+            ("startdate", "1790000000"),
+            ("enddate", "1790086399"),
+            ("offset", "4"),
+            ("meastypes", "1,6"),
+        ] {
+            assert!(
+                req.form.contains(&(kv.0.to_string(), kv.1.to_string())),
+                "{kv:?} in {:?}",
+                req.form
+            );
         }
     }
 
@@ -546,12 +758,25 @@ mod tests {
             {"grpid": 3, "attrib": 0, "date": 1_784_000_200, "category": 1, "measures": [{"value": 120, "type": 10, "unit": 0}]},
             {"grpid": 4, "attrib": 2, "date": 1_767_225_600, "category": 1, "measures": [{"value": 701, "type": 1, "unit": -1}]}
         ]}});
-        let p = Withings.parse_page(Resource::Body, reply.to_string().as_bytes(), None).unwrap();
+        let p = Withings
+            .parse_page(Resource::Body, reply.to_string().as_bytes(), None)
+            .unwrap();
         let got: Vec<Value> = p.records.iter().map(Record::to_json).collect();
         assert_eq!(got.len(), 2, "{got:#?}");
-        assert_eq!((got[0]["weight"].clone(), got[0]["fat"].clone()), (json!(70.25), json!(18.9)));
-        assert_eq!(got[0]["timezone_offset"], -4 * 3600, "New York in July is on daylight time");
-        assert_eq!(got[1]["timezone_offset"], -5 * 3600, "and on standard time on 1 January");
+        assert_eq!(
+            (got[0]["weight"].clone(), got[0]["fat"].clone()),
+            (json!(70.25), json!(18.9))
+        );
+        assert_eq!(
+            got[0]["timezone_offset"],
+            -4 * 3600,
+            "New York in July is on daylight time"
+        );
+        assert_eq!(
+            got[1]["timezone_offset"],
+            -5 * 3600,
+            "and on standard time on 1 January"
+        );
         assert_eq!(got[1]["source"]["type"], "manual");
         assert_eq!(got[1]["fat"], Value::Null);
     }
@@ -559,30 +784,82 @@ mod tests {
     #[test]
     fn errors_inside_a_200_are_errors() {
         let expired = include_bytes!("../../fixtures/withings/errors/401.json");
-        assert!(matches!(Withings.in_band_error(None, expired), Some(ProviderError::Unauthorized(_))));
-        assert!(matches!(Withings.parse_page(Resource::Body, expired, None), Err(ProviderError::Unauthorized(_))));
-        assert!(matches!(Withings.in_band_error(None, include_bytes!("../../fixtures/withings/errors/601.json")), Some(ProviderError::RateLimited { .. })));
-        assert!(matches!(Withings.in_band_error(None, include_bytes!("../../fixtures/withings/errors/2555.json")), Some(ProviderError::Transient(_))));
+        assert!(matches!(
+            Withings.in_band_error(None, expired),
+            Some(ProviderError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            Withings.parse_page(Resource::Body, expired, None),
+            Err(ProviderError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            Withings.in_band_error(
+                None,
+                include_bytes!("../../fixtures/withings/errors/601.json")
+            ),
+            Some(ProviderError::RateLimited { .. })
+        ));
+        assert!(matches!(
+            Withings.in_band_error(
+                None,
+                include_bytes!("../../fixtures/withings/errors/2555.json")
+            ),
+            Some(ProviderError::Transient(_))
+        ));
         assert!(Withings.in_band_error(None, &page("sleep", 1)).is_none());
         let bad = br#"{"status": 0, "body": {"series": [{"id": 5, "startdate": "yesterday"}]}}"#;
         match Withings.parse_page(Resource::Sleep, bad, None) {
-            Err(ProviderError::Malformed { field, .. }) => assert_eq!(field, "body.series[0].startdate"),
+            Err(ProviderError::Malformed { field, .. }) => {
+                assert_eq!(field, "body.series[0].startdate")
+            }
             other => panic!("{other:?}"),
         }
         let bad_zone = br#"{"status": 0, "body": {"series": [{"id": 5, "startdate": 1, "enddate": 2, "date": "2026-01-01", "timezone": "Mars/Olympus"}]}}"#;
-        assert!(matches!(Withings.parse_page(Resource::Sleep, bad_zone, None), Err(ProviderError::Malformed { field, .. }) if field == "body.series[0].timezone"));
+        assert!(
+            matches!(Withings.parse_page(Resource::Sleep, bad_zone, None), Err(ProviderError::Malformed { field, .. }) if field == "body.series[0].timezone")
+        );
     }
 
     #[test]
     fn token_replies_are_unwrapped_and_refusals_read_from_the_status() {
-        let ok = Withings.token_reply(200, include_bytes!("../../fixtures/withings/oauth/token.json")).unwrap();
+        let ok = Withings
+            .token_reply(
+                200,
+                include_bytes!("../../fixtures/withings/oauth/token.json"),
+            )
+            .unwrap();
         let v: Value = serde_json::from_slice(&ok).unwrap();
-        assert!(v["access_token"].is_string() && v["refresh_token"].is_string() && v["expires_in"].is_number(), "{v}");
+        assert!(
+            v["access_token"].is_string()
+                && v["refresh_token"].is_string()
+                && v["expires_in"].is_number(),
+            "{v}"
+        );
         assert!(Withings.external_user_id(&v).is_some());
-        assert_eq!(Withings.external_user_id(&json!({"userid": 363})), Some("363".into()));
-        assert!(matches!(Withings.token_reply(200, include_bytes!("../../fixtures/withings/oauth/invalid_grant.json")), Err(ProviderError::Refused(_))));
-        assert!(matches!(Withings.token_reply(200, include_bytes!("../../fixtures/withings/errors/601.json")), Err(ProviderError::RateLimited { .. })));
-        assert_eq!(Withings.token_reply(502, b"<html>bad gateway</html>").unwrap(), b"<html>bad gateway</html>");
+        assert_eq!(
+            Withings.external_user_id(&json!({"userid": 363})),
+            Some("363".into())
+        );
+        assert!(matches!(
+            Withings.token_reply(
+                200,
+                include_bytes!("../../fixtures/withings/oauth/invalid_grant.json")
+            ),
+            Err(ProviderError::Refused(_))
+        ));
+        assert!(matches!(
+            Withings.token_reply(
+                200,
+                include_bytes!("../../fixtures/withings/errors/601.json")
+            ),
+            Err(ProviderError::RateLimited { .. })
+        ));
+        assert_eq!(
+            Withings
+                .token_reply(502, b"<html>bad gateway</html>")
+                .unwrap(),
+            b"<html>bad gateway</html>"
+        );
     }
 
     #[test]
@@ -591,25 +868,55 @@ mod tests {
         let r = workout(&w).unwrap();
         assert_eq!(r.fields["sport"], json!({"name": "Other", "slug": "other"}));
         assert_eq!(r.fields["moving_time"], 1800);
-        assert_eq!(r.fields["timezone_offset"], Value::Null, "no zone, no offset: optional stays optional");
+        assert_eq!(
+            r.fields["timezone_offset"],
+            Value::Null,
+            "no zone, no offset: optional stays optional"
+        );
     }
 
     #[test]
     fn the_fixture_server_checks_the_action_and_pages_by_offset() {
-        let spec = ResourceSpec { name: Resource::Sleep, kind: "summary".into(), path: "/v2/sleep".into(), method: Some("POST".into()) };
-        let items: Vec<Value> = serde_json::from_str(include_str!("../../fixtures/withings/data/sleep.json")).unwrap();
+        let spec = ResourceSpec {
+            name: Resource::Sleep,
+            kind: "summary".into(),
+            path: "/v2/sleep".into(),
+            method: Some("POST".into()),
+        };
+        let items: Vec<Value> =
+            serde_json::from_str(include_str!("../../fixtures/withings/data/sleep.json")).unwrap();
         let params = |extra: &[(&str, &str)]| -> HashMap<String, String> {
-            let mut p: HashMap<String, String> = [("action", "getsummary"), ("startdateymd", "2026-08-01"), ("enddateymd", "2026-11-30")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut p: HashMap<String, String> = [
+                ("action", "getsummary"),
+                ("startdateymd", "2026-08-01"),
+                ("enddateymd", "2026-11-30"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
             p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             p
         };
-        assert!(WithingsFixtures.serve(&spec, &params(&[("action", "getworkouts")]), &items).is_err());
+        assert!(WithingsFixtures
+            .serve(&spec, &params(&[("action", "getworkouts")]), &items)
+            .is_err());
         let mut seen = 0;
         let mut offset = None::<String>;
         loop {
-            let extra: Vec<(&str, &str)> = offset.as_deref().map(|o| vec![("offset", o)]).unwrap_or_default();
-            let reply = WithingsFixtures.serve(&spec, &params(&extra), &items).unwrap();
-            let page = Withings.parse_page(Resource::Sleep, reply.to_string().as_bytes(), offset.as_deref()).unwrap();
+            let extra: Vec<(&str, &str)> = offset
+                .as_deref()
+                .map(|o| vec![("offset", o)])
+                .unwrap_or_default();
+            let reply = WithingsFixtures
+                .serve(&spec, &params(&extra), &items)
+                .unwrap();
+            let page = Withings
+                .parse_page(
+                    Resource::Sleep,
+                    reply.to_string().as_bytes(),
+                    offset.as_deref(),
+                )
+                .unwrap();
             seen += page.records.len();
             match page.next {
                 Some(n) => offset = Some(n),

@@ -75,7 +75,15 @@ pub struct SealedTokens {
 
 impl Store {
     /// Stores a link token (by hash) for `ttl_ms`.
-    pub async fn create_link_token(&self, token: &str, team: Uuid, user: Uuid, provider: &str, redirect_url: &str, ttl_ms: i64) -> Result<i64, sqlx::Error> {
+    pub async fn create_link_token(
+        &self,
+        token: &str,
+        team: Uuid,
+        user: Uuid,
+        provider: &str,
+        redirect_url: &str,
+        ttl_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO link_tokens (token_hash, team_id, user_id, provider, redirect_url, expires_at, created_at) \
@@ -113,11 +121,13 @@ impl Store {
 
     /// Marks a link token used; false if it was already used (a replayed callback).
     pub async fn use_link_token(&self, token: &str) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query("UPDATE link_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
-            .bind(hash_api_key(token))
-            .bind(now_ms())
-            .execute(&self.writer)
-            .await?;
+        let res = sqlx::query(
+            "UPDATE link_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+        )
+        .bind(hash_api_key(token))
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -130,7 +140,11 @@ impl Store {
             .transpose()
     }
 
-    pub async fn user_connections(&self, team: Uuid, user: Uuid) -> Result<Vec<Connection>, sqlx::Error> {
+    pub async fn user_connections(
+        &self,
+        team: Uuid,
+        user: Uuid,
+    ) -> Result<Vec<Connection>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM connections c JOIN users u ON u.id = c.user_id \
              WHERE c.team_id = $1 AND c.user_id = $2 ORDER BY c.provider"
@@ -144,7 +158,12 @@ impl Store {
 
     /// Stores new tokens after a refresh, if nobody refreshed in between (`version`
     /// still current). Releases the refresh lock either way.
-    pub async fn swap_tokens(&self, id: Uuid, version: i64, tokens: &SealedTokens) -> Result<bool, sqlx::Error> {
+    pub async fn swap_tokens(
+        &self,
+        id: Uuid,
+        version: i64,
+        tokens: &SealedTokens,
+    ) -> Result<bool, sqlx::Error> {
         let res = sqlx::query(
             "UPDATE connections SET access_token_sealed = $3, refresh_token_sealed = COALESCE($4, refresh_token_sealed), \
              token_expires_at = $5, token_version = token_version + 1, refresh_lock_until = 0, updated_at = $6 \
@@ -163,7 +182,12 @@ impl Store {
 
     /// Takes the right to refresh this connection's tokens for `hold_ms`, if the tokens
     /// are still at `version` and nobody else holds it.
-    pub async fn lock_refresh(&self, id: Uuid, version: i64, hold_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn lock_refresh(
+        &self,
+        id: Uuid,
+        version: i64,
+        hold_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         let now = now_ms();
         let res = sqlx::query(
             "UPDATE connections SET refresh_lock_until = $3 WHERE id = $1 AND token_version = $2 AND refresh_lock_until < $4",
@@ -178,7 +202,10 @@ impl Store {
     }
 
     pub async fn unlock_refresh(&self, id: Uuid) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE connections SET refresh_lock_until = 0 WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
+        sqlx::query("UPDATE connections SET refresh_lock_until = 0 WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 }

@@ -120,7 +120,11 @@ const ATTEMPT_CHUNK: usize = super::rows_per_statement(7);
 
 impl Store {
     /// Claims up to `limit` due deliveries, reserving each until `lease_until`.
-    pub async fn claim_deliveries(&self, limit: usize, lease_until: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+    pub async fn claim_deliveries(
+        &self,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
         let now = now_ms();
         // Any number of processes may claim at once: PostgreSQL skips rows another
         // transaction holds; SQLite runs one writer at a time, so the UPDATE is atomic.
@@ -138,7 +142,12 @@ impl Store {
                  RETURNING id, team_id, event_id, endpoint_id, attempts"
             }
         };
-        let rows = sqlx::query(sql).bind(lease_until).bind(now).bind(limit as i64).fetch_all(&self.writer).await?;
+        let rows = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.writer)
+            .await?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -157,7 +166,10 @@ impl Store {
         let mut ids: Vec<String> = claimed.iter().map(|c| c.event_id.to_string()).collect();
         ids.sort();
         ids.dedup();
-        let sql = format!("SELECT id, payload FROM events WHERE id IN ({})", placeholders(1, ids.len()));
+        let sql = format!(
+            "SELECT id, payload FROM events WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
         let mut q = sqlx::query(&sql);
         for id in &ids {
             q = q.bind(id.as_str());
@@ -180,7 +192,11 @@ impl Store {
     /// deliveries' new state (only where the claim still holds) and the endpoints'
     /// health. Endpoints failing since before `disable_failing_since` are disabled.
     /// Returns the ids of endpoints disabled now.
-    pub async fn complete_deliveries(&self, batch: &[Completion], disable_failing_since: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    pub async fn complete_deliveries(
+        &self,
+        batch: &[Completion],
+        disable_failing_since: i64,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         if batch.is_empty() {
             return Ok(vec![]);
         }
@@ -224,15 +240,21 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        let attempts: Vec<(i64, &Attempt)> =
-            batch.iter().filter_map(|c| c.attempt.as_ref().map(|(a, _)| (c.delivery_id, a))).collect();
+        let attempts: Vec<(i64, &Attempt)> = batch
+            .iter()
+            .filter_map(|c| c.attempt.as_ref().map(|(a, _)| (c.delivery_id, a)))
+            .collect();
         insert_attempts(&mut tx, &attempts).await?;
 
         // Endpoint health, in the order the attempts finished.
         let mut health: HashMap<Uuid, (bool, i64, i64, bool)> = HashMap::new(); // (reset, failures, first failure, gone)
         for c in batch {
-            let Some((a, outcome)) = &c.attempt else { continue };
-            let h = health.entry(c.endpoint_id).or_insert((false, 0, i64::MAX, false));
+            let Some((a, outcome)) = &c.attempt else {
+                continue;
+            };
+            let h = health
+                .entry(c.endpoint_id)
+                .or_insert((false, 0, i64::MAX, false));
             match outcome {
                 Outcome::Success => *h = (true, 0, i64::MAX, h.3),
                 Outcome::Failure | Outcome::Gone => {
@@ -279,7 +301,12 @@ impl Store {
                 .bind(disable_failing_since)
                 .fetch_optional(&mut *tx)
                 .await?;
-                failing_since.map(|since| format!("every delivery failed since {}", crate::events::format_ms(since)))
+                failing_since.map(|since| {
+                    format!(
+                        "every delivery failed since {}",
+                        crate::events::format_ms(since)
+                    )
+                })
             };
             let Some(reason) = reason else { continue };
             let res = sqlx::query("UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled = TRUE")
@@ -300,7 +327,12 @@ impl Store {
     /// clears the endpoint's failure record (it has just answered); a failure leaves the
     /// delivery's status and scheduled retries as they were, and is not counted towards
     /// disabling the endpoint, which only its scheduled attempts decide.
-    pub async fn record_manual_attempt(&self, delivery_id: i64, attempt: &Attempt, succeeded: bool) -> Result<(), sqlx::Error> {
+    pub async fn record_manual_attempt(
+        &self,
+        delivery_id: i64,
+        attempt: &Attempt,
+        succeeded: bool,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "UPDATE deliveries SET status = CASE WHEN $2 THEN 'succeeded' ELSE status END, attempts = attempts + 1, \
@@ -327,14 +359,20 @@ impl Store {
     }
 
     /// A team's delivery of one event to one endpoint: (delivery id, attempts).
-    pub async fn find_delivery(&self, team: Uuid, endpoint: Uuid, event: Uuid) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    pub async fn find_delivery(
+        &self,
+        team: Uuid,
+        endpoint: Uuid,
+        event: Uuid,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let row = sqlx::query("SELECT id, attempts FROM deliveries WHERE team_id = $1 AND endpoint_id = $2 AND event_id = $3")
             .bind(team.to_string())
             .bind(endpoint.to_string())
             .bind(event.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?))).transpose()
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?)))
+            .transpose()
     }
 
     /// The last `limit` deliveries to an endpoint, newest first.
@@ -365,7 +403,11 @@ impl Store {
                     event_id: get_uuid(r, "event_id")?,
                     event_type: r.try_get("event_type")?,
                     event_created_at: r.try_get("event_created_at")?,
-                    next_attempt_at: if is_open(&status) { Some(r.try_get("next_attempt_at")?) } else { None },
+                    next_attempt_at: if is_open(&status) {
+                        Some(r.try_get("next_attempt_at")?)
+                    } else {
+                        None
+                    },
                     status,
                     attempts: r.try_get("attempts")?,
                     last_status_code: r.try_get("last_status_code")?,
@@ -376,7 +418,11 @@ impl Store {
     }
 
     /// Every delivery of a team's event, each with its full attempt log.
-    pub async fn event_deliveries(&self, team: Uuid, event: Uuid) -> Result<Vec<DeliveryDetail>, sqlx::Error> {
+    pub async fn event_deliveries(
+        &self,
+        team: Uuid,
+        event: Uuid,
+    ) -> Result<Vec<DeliveryDetail>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, endpoint_id, status, attempts, last_status_code, next_attempt_at FROM deliveries \
              WHERE team_id = $1 AND event_id = $2 ORDER BY id",
@@ -398,7 +444,11 @@ impl Store {
             let status: String = r.try_get("status")?;
             out.push(DeliveryDetail {
                 endpoint_id: get_uuid(&r, "endpoint_id")?,
-                next_attempt_at: if is_open(&status) { Some(r.try_get("next_attempt_at")?) } else { None },
+                next_attempt_at: if is_open(&status) {
+                    Some(r.try_get("next_attempt_at")?)
+                } else {
+                    None
+                },
                 status,
                 attempts: r.try_get("attempts")?,
                 last_status_code: r.try_get("last_status_code")?,
@@ -410,7 +460,12 @@ impl Store {
 
     /// Re-queues every delivery to `endpoint` created since `since` that failed
     /// (`retrying` or `exhausted`), due now. Each gets one more attempt.
-    pub async fn recover_deliveries(&self, team: Uuid, endpoint: Uuid, since: i64) -> Result<u64, sqlx::Error> {
+    pub async fn recover_deliveries(
+        &self,
+        team: Uuid,
+        endpoint: Uuid,
+        since: i64,
+    ) -> Result<u64, sqlx::Error> {
         let now = now_ms();
         let res = sqlx::query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = $4, updated_at = $4 \
@@ -431,8 +486,12 @@ impl Store {
 
     /// Deliveries by status, over the whole database (metrics, tests, bench).
     pub async fn delivery_counts(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
     }
 
     /// Open deliveries whose next attempt is due at `now` (claimed ones are leased into
@@ -447,8 +506,12 @@ impl Store {
 
     /// Attempts per worker process (operations: who did the work).
     pub async fn attempts_by_worker(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT worker, COUNT(*) AS n FROM attempts GROUP BY worker").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("worker")?, r.try_get("n")?))).collect()
+        let rows = sqlx::query("SELECT worker, COUNT(*) AS n FROM attempts GROUP BY worker")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker")?, r.try_get("n")?)))
+            .collect()
     }
 
     /// When the next open delivery falls due, if any (lets an idle worker sleep exactly).
@@ -464,8 +527,10 @@ impl Store {
 /// a last, open bucket holds anything slower. Percentiles are reported as the bound of
 /// the bucket they fall in (capped by the exact maximum), which keeps the query one
 /// `GROUP BY` on both backends however many attempts an hour holds.
-pub const LATENCY_BOUNDS_MS: &[i64] =
-    &[1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000];
+pub const LATENCY_BOUNDS_MS: &[i64] = &[
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000,
+    5000, 7500, 10000, 15000,
+];
 
 /// One time bucket of a team's delivery attempts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -490,7 +555,13 @@ pub fn histogram_quantile(counts: &[i64], q: f64, max_ms: i64) -> Option<i64> {
     for (i, n) in counts.iter().enumerate() {
         seen += n;
         if seen >= rank {
-            return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(max_ms).min(max_ms));
+            return Some(
+                LATENCY_BOUNDS_MS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(max_ms)
+                    .min(max_ms),
+            );
         }
     }
     Some(max_ms)
@@ -508,7 +579,11 @@ impl Store {
         bucket_ms: i64,
         buckets: usize,
     ) -> Result<Vec<StatsBucket>, sqlx::Error> {
-        let ladder: String = LATENCY_BOUNDS_MS.iter().enumerate().map(|(i, b)| format!("WHEN a.duration_ms <= {b} THEN {i} ")).collect();
+        let ladder: String = LATENCY_BOUNDS_MS
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("WHEN a.duration_ms <= {b} THEN {i} "))
+            .collect();
         let sql = format!(
             "SELECT (a.attempted_at - $2) / $3 AS bucket, \
              CASE WHEN a.response_status >= 200 AND a.response_status < 300 THEN 1 ELSE 0 END AS ok, \
@@ -527,12 +602,24 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut hist = vec![vec![0i64; LATENCY_BOUNDS_MS.len() + 1]; buckets];
-        let mut out: Vec<StatsBucket> =
-            (0..buckets).map(|i| StatsBucket { start: from + bucket_ms * i as i64, ..Default::default() }).collect();
+        let mut out: Vec<StatsBucket> = (0..buckets)
+            .map(|i| StatsBucket {
+                start: from + bucket_ms * i as i64,
+                ..Default::default()
+            })
+            .collect();
         for r in rows {
-            let (bucket, ok, lb, n, max): (i64, i64, i64, i64, i64) =
-                (r.try_get("bucket")?, r.try_get("ok")?, r.try_get("lb")?, r.try_get("n")?, r.try_get("max_ms")?);
-            let (Some(b), Some(h)) = (out.get_mut(bucket as usize), hist.get_mut(bucket as usize)) else { continue };
+            let (bucket, ok, lb, n, max): (i64, i64, i64, i64, i64) = (
+                r.try_get("bucket")?,
+                r.try_get("ok")?,
+                r.try_get("lb")?,
+                r.try_get("n")?,
+                r.try_get("max_ms")?,
+            );
+            let (Some(b), Some(h)) = (out.get_mut(bucket as usize), hist.get_mut(bucket as usize))
+            else {
+                continue;
+            };
             if ok == 1 {
                 b.succeeded += n;
             } else {
@@ -551,12 +638,17 @@ impl Store {
     }
 }
 
-async fn insert_attempts(conn: &mut sqlx::AnyConnection, attempts: &[(i64, &Attempt)]) -> Result<(), sqlx::Error> {
+async fn insert_attempts(
+    conn: &mut sqlx::AnyConnection,
+    attempts: &[(i64, &Attempt)],
+) -> Result<(), sqlx::Error> {
     for chunk in attempts.chunks(super::rows_per_statement(12)) {
         if chunk.is_empty() {
             continue;
         }
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 12 + 1, 12))).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(i * 12 + 1, 12)))
+            .collect();
         let sql = format!(
             "INSERT INTO attempts (delivery_id, run_number, trigger, attempted_at, url, request_headers, \
              response_status, response_body, duration_ms, error_kind, error_message, worker) VALUES {}",
@@ -590,7 +682,10 @@ mod tests {
     fn hist(samples: &[i64]) -> Vec<i64> {
         let mut h = vec![0; LATENCY_BOUNDS_MS.len() + 1];
         for &ms in samples {
-            h[LATENCY_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BOUNDS_MS.len())] += 1;
+            h[LATENCY_BOUNDS_MS
+                .iter()
+                .position(|&b| ms <= b)
+                .unwrap_or(LATENCY_BOUNDS_MS.len())] += 1;
         }
         h
     }
@@ -598,7 +693,10 @@ mod tests {
     #[test]
     fn quantiles_are_the_bound_of_the_bucket_they_fall_in() {
         // 90 fast attempts (4 ms → the ≤ 5 bucket) and 10 slow ones (400 ms → ≤ 500).
-        let samples: Vec<i64> = std::iter::repeat(4).take(90).chain(std::iter::repeat(400).take(10)).collect();
+        let samples: Vec<i64> = std::iter::repeat(4)
+            .take(90)
+            .chain(std::iter::repeat(400).take(10))
+            .collect();
         let h = hist(&samples);
         assert_eq!(histogram_quantile(&h, 0.5, 400), Some(5));
         assert_eq!(histogram_quantile(&h, 0.9, 400), Some(5));
@@ -606,6 +704,9 @@ mod tests {
         assert_eq!(histogram_quantile(&h, 0.95, 400), Some(400));
         assert_eq!(histogram_quantile(&hist(&[]), 0.5, 0), None);
         // Slower than every bound: the exact maximum.
-        assert_eq!(histogram_quantile(&hist(&[20_000]), 0.5, 20_000), Some(20_000));
+        assert_eq!(
+            histogram_quantile(&hist(&[20_000]), 0.5, 20_000),
+            Some(20_000)
+        );
     }
 }

@@ -100,11 +100,22 @@ pub enum EndpointWriteError {
 }
 
 fn map_dup(url: &str) -> impl FnOnce(sqlx::Error) -> EndpointWriteError + '_ {
-    move |e| if is_unique_violation(&e) { EndpointWriteError::DuplicateUrl(url.to_string()) } else { e.into() }
+    move |e| {
+        if is_unique_violation(&e) {
+            EndpointWriteError::DuplicateUrl(url.to_string())
+        } else {
+            e.into()
+        }
+    }
 }
 
 impl Store {
-    pub async fn create_endpoint(&self, team: Uuid, spec: &EndpointSpec, secret_sealed: &str) -> Result<Endpoint, EndpointWriteError> {
+    pub async fn create_endpoint(
+        &self,
+        team: Uuid,
+        spec: &EndpointSpec,
+        secret_sealed: &str,
+    ) -> Result<Endpoint, EndpointWriteError> {
         let id = Uuid::now_v7();
         let now = now_ms();
         sqlx::query(
@@ -126,24 +137,35 @@ impl Store {
         .execute(&self.writer)
         .await
         .map_err(map_dup(&spec.url))?;
-        Ok(self.get_endpoint(team, id).await?.expect("endpoint just inserted"))
+        Ok(self
+            .get_endpoint(team, id)
+            .await?
+            .expect("endpoint just inserted"))
     }
 
-    pub async fn get_endpoint(&self, team: Uuid, id: Uuid) -> Result<Option<Endpoint>, sqlx::Error> {
-        sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE team_id = $1 AND id = $2"))
-            .bind(team.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| endpoint_from(&r))
-            .transpose()
+    pub async fn get_endpoint(
+        &self,
+        team: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Endpoint>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE team_id = $1 AND id = $2"
+        ))
+        .bind(team.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| endpoint_from(&r))
+        .transpose()
     }
 
     pub async fn list_endpoints(&self, team: Uuid) -> Result<Vec<Endpoint>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE team_id = $1 ORDER BY created_at, id"))
-            .bind(team.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE team_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(team.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(endpoint_from).collect()
     }
 
@@ -153,17 +175,29 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id IN ({})", placeholders(1, ids.len()));
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
         let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(id.to_string());
         }
-        q.fetch_all(&self.pool).await?.iter().map(endpoint_from).collect()
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(endpoint_from)
+            .collect()
     }
 
     /// Writes every settable field. Enabling an endpoint clears its failure record, so
     /// it is not disabled again at once for failures that happened before.
-    pub async fn update_endpoint(&self, team: Uuid, id: Uuid, spec: &EndpointSpec) -> Result<Option<Endpoint>, EndpointWriteError> {
+    pub async fn update_endpoint(
+        &self,
+        team: Uuid,
+        id: Uuid,
+        spec: &EndpointSpec,
+    ) -> Result<Option<Endpoint>, EndpointWriteError> {
         let res = sqlx::query(
             "UPDATE endpoints SET url = $3, description = $4, event_types = $5, method = $6, headers = $7, \
              rate_limit_per_sec = $8, updated_at = $9, \
@@ -195,7 +229,10 @@ impl Store {
     pub async fn delete_endpoint(&self, team: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
         // A worker completing a batch may still lock some of these deliveries in another
         // order than the delete does.
-        super::retry_transient("deleting an endpoint", || self.delete_endpoint_once(team, id)).await
+        super::retry_transient("deleting an endpoint", || {
+            self.delete_endpoint_once(team, id)
+        })
+        .await
     }
 
     async fn delete_endpoint_once(&self, team: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {

@@ -46,7 +46,12 @@ const DELIVERY_CHUNK: usize = super::rows_per_statement(2);
 
 impl Store {
     /// Publishes `events` of one team in one transaction.
-    pub async fn publish(&self, team: Uuid, events: &[Envelope], target: Target) -> Result<Published, sqlx::Error> {
+    pub async fn publish(
+        &self,
+        team: Uuid,
+        events: &[Envelope],
+        target: Target,
+    ) -> Result<Published, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         let out = publish_in(&mut tx, team, events, target).await?;
         tx.commit().await?;
@@ -56,7 +61,11 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn get_event(&self, team: Uuid, id: Uuid) -> Result<Option<StoredEvent>, sqlx::Error> {
+    pub async fn get_event(
+        &self,
+        team: Uuid,
+        id: Uuid,
+    ) -> Result<Option<StoredEvent>, sqlx::Error> {
         let row = sqlx::query("SELECT id, team_id, user_id, event_type, payload, created_at FROM events WHERE team_id = $1 AND id = $2")
             .bind(team.to_string())
             .bind(id.to_string())
@@ -78,13 +87,20 @@ impl Store {
 
 /// Publishes inside a caller's transaction, so that a poller can commit records, events,
 /// deliveries and its cursor together. The caller wakes workers after commit.
-pub async fn publish_in(conn: &mut AnyConnection, team: Uuid, events: &[Envelope], target: Target) -> Result<Published, sqlx::Error> {
+pub async fn publish_in(
+    conn: &mut AnyConnection,
+    team: Uuid,
+    events: &[Envelope],
+    target: Target,
+) -> Result<Published, sqlx::Error> {
     let now = now_ms();
     let team_s = team.to_string();
     // 1. Insert events; RETURNING tells which ones are new.
     let mut inserted: Vec<(String, String)> = Vec::new(); // (id, event_type)
     for chunk in events.chunks(EVENT_CHUNK) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
+            .collect();
         let sql = format!(
             "INSERT INTO events (id, team_id, user_id, event_type, payload, created_at) VALUES {} \
              ON CONFLICT (id) DO NOTHING RETURNING id, event_type",
@@ -133,7 +149,10 @@ pub async fn publish_in(conn: &mut AnyConnection, team: Uuid, events: &[Envelope
                         .await?
                 }
             };
-            let ids = eps.iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<Vec<_>, _>>()?;
+            let ids = eps
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?;
             matching.insert(event_type.clone(), ids);
         }
         for ep in &matching[event_type] {
@@ -143,7 +162,12 @@ pub async fn publish_in(conn: &mut AnyConnection, team: Uuid, events: &[Envelope
     let mut deliveries = 0;
     for chunk in rows.chunks(DELIVERY_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, {}, 'pending', 0, $2, $2, $2)", placeholders(i * 2 + 3, 2)))
+            .map(|i| {
+                format!(
+                    "($1, {}, 'pending', 0, $2, $2, $2)",
+                    placeholders(i * 2 + 3, 2)
+                )
+            })
             .collect();
         let sql = format!(
             "INSERT INTO deliveries (team_id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
@@ -156,6 +180,13 @@ pub async fn publish_in(conn: &mut AnyConnection, team: Uuid, events: &[Envelope
         }
         deliveries += q.execute(&mut *conn).await?.rows_affected();
     }
-    let fanout = inserted.iter().map(|(id, t)| (id.clone(), matching[t].len() as u64)).collect();
-    Ok(Published { events: inserted.len() as u64, deliveries, fanout })
+    let fanout = inserted
+        .iter()
+        .map(|(id, t)| (id.clone(), matching[t].len() as u64))
+        .collect();
+    Ok(Published {
+        events: inserted.len() as u64,
+        deliveries,
+        fanout,
+    })
 }

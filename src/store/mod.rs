@@ -91,7 +91,9 @@ impl Drop for AbortOnDrop {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -104,16 +106,33 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            anyhow::bail!("unsupported database URL `{}`: use sqlite://PATH or postgres://…", redact_url(url));
+            anyhow::bail!(
+                "unsupported database URL `{}`: use sqlite://PATH or postgres://…",
+                redact_url(url)
+            );
         };
         match backend {
             Backend::Sqlite => {
-                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
-                let opts = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url}"))?;
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let opts = AnyConnectOptions::from_str(&url)
+                    .with_context(|| format!("bad database URL {url}"))?;
                 let pool = sqlite_pool(opts.clone(), 8, 2).await?;
                 let writer = sqlite_pool(opts, 1, 64).await?;
-                let checkpoints = Some(Arc::new(AbortOnDrop(tokio::spawn(checkpointer(pool.clone())).abort_handle())));
-                Ok(Store { backend, pool, writer, work: Arc::new(Notify::new()), group: Arc::new(polling::GroupCommit::new(1)), _checkpoints: checkpoints })
+                let checkpoints = Some(Arc::new(AbortOnDrop(
+                    tokio::spawn(checkpointer(pool.clone())).abort_handle(),
+                )));
+                Ok(Store {
+                    backend,
+                    pool,
+                    writer,
+                    work: Arc::new(Notify::new()),
+                    group: Arc::new(polling::GroupCommit::new(1)),
+                    _checkpoints: checkpoints,
+                })
             }
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url).context("bad PostgreSQL URL")?;
@@ -144,12 +163,28 @@ impl Store {
         let migrations: Vec<Migration> = MIGRATIONS
             .iter()
             .map(|(version, name, sqlite, pg)| {
-                let sql = if self.backend == Backend::Sqlite { *sqlite } else { *pg };
-                Migration::new(*version, (*name).into(), MigrationType::Simple, sql.into(), false)
+                let sql = if self.backend == Backend::Sqlite {
+                    *sqlite
+                } else {
+                    *pg
+                };
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into(),
+                    false,
+                )
             })
             .collect();
-        let migrator = Migrator { migrations: migrations.into(), ..Migrator::DEFAULT };
-        migrator.run(&self.writer).await.context("running migrations")?;
+        let migrator = Migrator {
+            migrations: migrations.into(),
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&self.writer)
+            .await
+            .context("running migrations")?;
         Ok(())
     }
 
@@ -197,7 +232,8 @@ async fn sqlite_pool(opts: AnyConnectOptions, max: u32, cache_mib: i64) -> anyho
                 ] {
                     conn.execute(pragma).await?;
                 }
-                conn.execute(format!("PRAGMA cache_size = -{}", cache_mib * 1024).as_str()).await?;
+                conn.execute(format!("PRAGMA cache_size = -{}", cache_mib * 1024).as_str())
+                    .await?;
                 Ok(())
             })
         })
@@ -233,7 +269,11 @@ async fn checkpointer(pool: AnyPool) {
             // (busy, WAL frames, frames copied); -1 frames when not in WAL mode.
             Ok(row) => {
                 let frames: i64 = row.try_get(1).unwrap_or(0);
-                mode = if frames > WAL_RESTART_FRAMES { "RESTART" } else { "PASSIVE" };
+                mode = if frames > WAL_RESTART_FRAMES {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => tracing::warn!(error = %e, mode, "WAL checkpoint failed; retrying"),
@@ -244,7 +284,9 @@ async fn checkpointer(pool: AnyPool) {
 /// A PostgreSQL deadlock or serialization failure: the transaction was rolled back and
 /// may simply be run again.
 fn is_transient(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40P01" || c == "40001")
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
 }
 
 /// Runs the transaction `op` again, up to 5 times and briefly apart, when PostgreSQL
@@ -293,7 +335,10 @@ pub(crate) const fn rows_per_statement(params_per_row: usize) -> usize {
 
 /// `$start, $start+1, …` for `n` values: dynamic `IN (…)` and `VALUES` lists.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
@@ -303,10 +348,14 @@ pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
 
 pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx::Error> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
 }
 
-pub(crate) fn get_json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, sqlx::Error> {
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    col: &str,
+) -> Result<T, sqlx::Error> {
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
@@ -325,8 +374,12 @@ pub async fn create_scratch_postgres(base_url: &str, prefix: &str) -> anyhow::Re
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("{prefix}_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(base_url).await.with_context(|| format!("connecting to {}", redact_url(base_url)))?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.context("creating a scratch database")?;
+    let mut conn = sqlx::AnyConnection::connect(base_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(base_url)))?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .context("creating a scratch database")?;
     conn.close().await?;
     let mut url = url::Url::parse(base_url).context("PostgreSQL URL")?;
     url.set_path(&format!("/{name}"));
@@ -336,10 +389,14 @@ pub async fn create_scratch_postgres(base_url: &str, prefix: &str) -> anyhow::Re
 /// Drops a database made by [`create_scratch_postgres`] (best effort).
 pub async fn drop_scratch_postgres(base_url: &str, scratch_url: &str) {
     use sqlx::Connection;
-    let Ok(url) = url::Url::parse(scratch_url) else { return };
+    let Ok(url) = url::Url::parse(scratch_url) else {
+        return;
+    };
     let name = url.path().trim_start_matches('/').to_string();
     if let Ok(mut conn) = sqlx::AnyConnection::connect(base_url).await {
-        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
         let _ = conn.close().await;
     }
 }

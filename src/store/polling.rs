@@ -61,7 +61,10 @@ pub enum Finish {
     /// The backfill window is complete; the next (older) one, if any, may start.
     WindowDone,
     /// The poll is complete; run again at `next_run_at` over this window.
-    PollDone { next_run_at: i64, next_window: (i64, i64) },
+    PollDone {
+        next_run_at: i64,
+        next_window: (i64, i64),
+    },
 }
 
 /// One fetched page to commit, with everything its transaction writes. Built with
@@ -92,16 +95,43 @@ struct Prepared {
 }
 
 impl PageCommit {
-    pub fn new(job: Job, conn: Connection, records: Vec<Record>, emit_daily: bool, extra_events: Vec<Envelope>, finish: Finish) -> PageCommit {
+    pub fn new(
+        job: Job,
+        conn: Connection,
+        records: Vec<Record>,
+        emit_daily: bool,
+        extra_events: Vec<Envelope>,
+        finish: Finish,
+    ) -> PageCommit {
         let records = records
             .into_iter()
             .map(|record| {
-                let id = crate::ids::record_id(conn.team_id, conn.user_id, &conn.provider, record.resource.as_str(), &record.provider_id);
+                let id = crate::ids::record_id(
+                    conn.team_id,
+                    conn.user_id,
+                    &conn.provider,
+                    record.resource.as_str(),
+                    &record.provider_id,
+                );
                 let data = record_data(&record, id, conn.user_id, 1);
-                Prepared { id, hash: content_hash(&record), start: record_start(&record), text: data.to_string(), data, record }
+                Prepared {
+                    id,
+                    hash: content_hash(&record),
+                    start: record_start(&record),
+                    text: data.to_string(),
+                    data,
+                    record,
+                }
             })
             .collect();
-        PageCommit { job, conn, records, emit_daily, extra_events, finish }
+        PageCommit {
+            job,
+            conn,
+            records,
+            emit_daily,
+            extra_events,
+            finish,
+        }
     }
 }
 
@@ -111,7 +141,12 @@ impl PageCommit {
 /// pages queue for the next one. Nothing waits on a timer: under light load a group is
 /// one page, under heavy load it is what piled up during the previous commit.
 pub(crate) struct GroupCommit {
-    queue: std::sync::Mutex<Vec<(PageCommit, oneshot::Sender<Result<Option<PageCounts>, String>>)>>,
+    queue: std::sync::Mutex<
+        Vec<(
+            PageCommit,
+            oneshot::Sender<Result<Option<PageCounts>, String>>,
+        )>,
+    >,
     leaders: tokio::sync::Semaphore,
 }
 
@@ -121,13 +156,24 @@ const GROUP_MAX_RECORDS: usize = 4000;
 
 impl GroupCommit {
     pub(crate) fn new(leaders: usize) -> GroupCommit {
-        GroupCommit { queue: std::sync::Mutex::new(Vec::new()), leaders: tokio::sync::Semaphore::new(leaders) }
+        GroupCommit {
+            queue: std::sync::Mutex::new(Vec::new()),
+            leaders: tokio::sync::Semaphore::new(leaders),
+        }
     }
 
-    fn take(&self) -> Vec<(PageCommit, oneshot::Sender<Result<Option<PageCounts>, String>>)> {
+    fn take(
+        &self,
+    ) -> Vec<(
+        PageCommit,
+        oneshot::Sender<Result<Option<PageCounts>, String>>,
+    )> {
         let mut q = self.queue.lock().unwrap();
         let (mut n, mut records) = (0, 0);
-        while n < q.len() && n < GROUP_MAX_PAGES && (n == 0 || records + q[n].0.records.len() <= GROUP_MAX_RECORDS) {
+        while n < q.len()
+            && n < GROUP_MAX_PAGES
+            && (n == 0 || records + q[n].0.records.len() <= GROUP_MAX_RECORDS)
+        {
             records += q[n].0.records.len();
             n += 1;
         }
@@ -170,25 +216,42 @@ pub fn record_data(rec: &Record, id: Uuid, user: Uuid, version: i64) -> Value {
 
 fn content_hash(rec: &Record) -> String {
     let bytes = serde_json::to_vec(&rec.fields).expect("JSON values serialise");
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// When a record happened, for range queries: the first instant or date among its fields.
 pub fn record_start(rec: &Record) -> i64 {
-    for key in ["time_start", "bedtime_start", "measured_at", "timestamp", "calendar_date"] {
+    for key in [
+        "time_start",
+        "bedtime_start",
+        "measured_at",
+        "timestamp",
+        "calendar_date",
+    ] {
         if let Some(Value::String(s)) = rec.fields.get(key) {
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 return t.timestamp_millis();
             }
             if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                return d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis();
+                return d
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_utc()
+                    .timestamp_millis();
             }
         }
     }
     0
 }
 
-async fn insert_jobs(conn: &mut AnyConnection, connection: Uuid, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
+async fn insert_jobs(
+    conn: &mut AnyConnection,
+    connection: Uuid,
+    jobs: &[NewJob],
+) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for j in jobs {
         sqlx::query(
@@ -216,7 +279,9 @@ fn job_from(r: &AnyRow, lease: i64) -> Result<Job, sqlx::Error> {
         id: r.try_get("id")?,
         connection_id: get_uuid(r, "connection_id")?,
         kind: r.try_get("kind")?,
-        resource: resource.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        resource: resource
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         window_start: r.try_get("window_start")?,
         window_end: r.try_get("window_end")?,
         chunk_index: r.try_get("chunk_index")?,
@@ -266,7 +331,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_jobs(&mut tx, id, jobs).await?;
-        let out = publish_in(&mut tx, team, std::slice::from_ref(event), Target::Subscribers).await?;
+        let out = publish_in(
+            &mut tx,
+            team,
+            std::slice::from_ref(event),
+            Target::Subscribers,
+        )
+        .await?;
         tx.commit().await?;
         self.notify_work();
         Ok(out)
@@ -283,7 +354,10 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         // On PostgreSQL this locks all the connection's pending jobs while page commits
         // may hold some of them (and want the windows they release).
-        super::retry_transient("ending a connection", || self.end_connection_once(id, status, error, event)).await
+        super::retry_transient("ending a connection", || {
+            self.end_connection_once(id, status, error, event)
+        })
+        .await
     }
 
     async fn end_connection_once(
@@ -314,15 +388,31 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let team = get_uuid(&sqlx::query("SELECT team_id FROM connections WHERE id = $1").bind(id.to_string()).fetch_one(&mut *tx).await?, "team_id")?;
-        publish_in(&mut tx, team, std::slice::from_ref(event), Target::Subscribers).await?;
+        let team = get_uuid(
+            &sqlx::query("SELECT team_id FROM connections WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?,
+            "team_id",
+        )?;
+        publish_in(
+            &mut tx,
+            team,
+            std::slice::from_ref(event),
+            Target::Subscribers,
+        )
+        .await?;
         tx.commit().await?;
         self.notify_work();
         Ok(true)
     }
 
     /// Claims up to `limit` due jobs until `lease_until`.
-    pub async fn claim_jobs(&self, limit: usize, lease_until: i64) -> Result<Vec<Job>, sqlx::Error> {
+    pub async fn claim_jobs(
+        &self,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<Job>, sqlx::Error> {
         let sql = match self.backend {
             Backend::Postgres => {
                 "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
@@ -337,13 +427,23 @@ impl Store {
                  RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
             }
         };
-        let rows = sqlx::query(sql).bind(lease_until).bind(now_ms()).bind(limit as i64).fetch_all(&self.writer).await?;
+        let rows = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(now_ms())
+            .bind(limit as i64)
+            .fetch_all(&self.writer)
+            .await?;
         rows.iter().map(|r| job_from(r, lease_until)).collect()
     }
 
     /// Puts a job back for later without progress: rate-limited (`failed` false) or
     /// after an error (`failed` true counts an attempt and records the error).
-    pub async fn reschedule_job(&self, job: &Job, run_at: i64, error: Option<&str>) -> Result<(), sqlx::Error> {
+    pub async fn reschedule_job(
+        &self,
+        job: &Job,
+        run_at: i64,
+        error: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE jobs SET next_run_at = $3, attempts = attempts + $4, last_error = COALESCE($5, last_error), updated_at = $6 \
              WHERE id = $1 AND next_run_at = $2",
@@ -383,8 +483,19 @@ impl Store {
         extra_events: &[Envelope],
         finish: &Finish,
     ) -> Result<Option<PageCounts>, sqlx::Error> {
-        let page = PageCommit::new(job.clone(), conn.clone(), records.to_vec(), emit_daily, extra_events.to_vec(), finish.clone());
-        Ok(self.commit_pages(std::slice::from_ref(&page)).await?.pop().flatten())
+        let page = PageCommit::new(
+            job.clone(),
+            conn.clone(),
+            records.to_vec(),
+            emit_daily,
+            extra_events.to_vec(),
+            finish.clone(),
+        );
+        Ok(self
+            .commit_pages(std::slice::from_ref(&page))
+            .await?
+            .pop()
+            .flatten())
     }
 
     /// Commits one fetched page together with whatever other pages are waiting (group
@@ -435,7 +546,10 @@ impl Store {
     /// job was taken over writes nothing and gets `None`), records are upserted by
     /// content hash with increasing versions, events and deliveries are published, and
     /// the job's cursor, schedule or completion is stored. All or nothing.
-    pub async fn commit_pages(&self, pages: &[PageCommit]) -> Result<Vec<Option<PageCounts>>, sqlx::Error> {
+    pub async fn commit_pages(
+        &self,
+        pages: &[PageCommit],
+    ) -> Result<Vec<Option<PageCounts>>, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
@@ -451,7 +565,14 @@ impl Store {
                 Finish::Continue { cursor, .. } => Some(cursor.clone()),
                 _ => None,
             };
-            let res = sqlx::query(sql).bind(job.id).bind(job.lease).bind(new_lease).bind(cursor).bind(now).execute(&mut *tx).await?;
+            let res = sqlx::query(sql)
+                .bind(job.id)
+                .bind(job.lease)
+                .bind(new_lease)
+                .bind(cursor)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             if res.rows_affected() == 0 {
                 continue;
             }
@@ -483,23 +604,39 @@ impl Store {
         }
 
         // Every record of the claimed pages, with its stable id.
-        let claimed: Vec<(usize, &PageCommit)> = pages.iter().enumerate().filter(|(i, _)| out[*i].is_some()).collect();
-        let all: Vec<(usize, &Prepared)> = claimed.iter().flat_map(|(i, page)| page.records.iter().map(move |r| (*i, r))).collect();
+        let claimed: Vec<(usize, &PageCommit)> = pages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| out[*i].is_some())
+            .collect();
+        let all: Vec<(usize, &Prepared)> = claimed
+            .iter()
+            .flat_map(|(i, page)| page.records.iter().map(move |r| (*i, r)))
+            .collect();
         let mut known: HashMap<String, (String, i64)> = HashMap::new();
         for chunk in all.chunks(super::PARAMS_PER_STATEMENT) {
-            let sql = format!("SELECT id, content_hash, version FROM records WHERE id IN ({})", placeholders(1, chunk.len()));
+            let sql = format!(
+                "SELECT id, content_hash, version FROM records WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
             let mut q = sqlx::query(&sql);
             for (_, r) in chunk {
                 q = q.bind(r.id.to_string());
             }
             for r in q.fetch_all(&mut *tx).await? {
-                known.insert(r.try_get("id")?, (r.try_get("content_hash")?, r.try_get("version")?));
+                known.insert(
+                    r.try_get("id")?,
+                    (r.try_get("content_hash")?, r.try_get("version")?),
+                );
             }
         }
 
         // Events per team, in page order (a page's extra events first, as before its records).
         let mut events: Vec<(Uuid, Vec<(usize, Envelope)>)> = Vec::new();
-        let mut push_event = |team: Uuid, page: usize, e: Envelope| match events.iter_mut().find(|(t, _)| *t == team) {
+        let mut push_event = |team: Uuid, page: usize, e: Envelope| match events
+            .iter_mut()
+            .find(|(t, _)| *t == team)
+        {
             Some((_, v)) => v.push((page, e)),
             None => events.push((team, vec![(page, e)])),
         };
@@ -555,9 +692,17 @@ impl Store {
                     page_series.entry(created).or_default().push(data);
                     continue;
                 }
-                let t = if created { crate::events::EventType::DailyCreated(rec.resource) } else { crate::events::EventType::DailyUpdated(rec.resource) };
+                let t = if created {
+                    crate::events::EventType::DailyCreated(rec.resource)
+                } else {
+                    crate::events::EventType::DailyUpdated(rec.resource)
+                };
                 let event_id = crate::ids::daily_event_id(&t.name(), id, version);
-                push_event(conn.team_id, *i, Envelope::new(event_id, t, conn.team_id, user.clone(), data));
+                push_event(
+                    conn.team_id,
+                    *i,
+                    Envelope::new(event_id, t, conn.team_id, user.clone(), data),
+                );
             }
             for (created, samples) in page_series {
                 series.push((*i, created, samples));
@@ -566,13 +711,23 @@ impl Store {
         for (i, created, samples) in series {
             let page = &pages[i];
             let (conn, resource) = (&page.conn, page.job.resource);
-            let t = if created { crate::events::EventType::DailyCreated(resource) } else { crate::events::EventType::DailyUpdated(resource) };
+            let t = if created {
+                crate::events::EventType::DailyCreated(resource)
+            } else {
+                crate::events::EventType::DailyUpdated(resource)
+            };
             // The batch's id is derived from its samples' ids and versions: a replay of
             // the same page yields the same event.
-            let key: Vec<String> = samples.iter().map(|s| format!("{}@{}", s["id"].as_str().unwrap_or(""), s["version"])).collect();
+            let key: Vec<String> = samples
+                .iter()
+                .map(|s| format!("{}@{}", s["id"].as_str().unwrap_or(""), s["version"]))
+                .collect();
             let batch_id = Uuid::new_v5(&crate::ids::NAMESPACE, key.join(",").as_bytes());
             let event_id = crate::ids::daily_event_id(&t.name(), batch_id, 1);
-            let source = samples.first().and_then(|s| s.get("source").cloned()).unwrap_or(Value::Null);
+            let source = samples
+                .first()
+                .and_then(|s| s.get("source").cloned())
+                .unwrap_or(Value::Null);
             let data: Vec<Value> = samples
                 .iter()
                 .map(|s| {
@@ -582,12 +737,18 @@ impl Store {
                 .collect();
             let body = serde_json::json!({"user_id": conn.user_id, "source": source, "data": data});
             let user = Some((conn.user_id, conn.client_user_id.clone()));
-            push_event(conn.team_id, i, Envelope::new(event_id, t, conn.team_id, user, body));
+            push_event(
+                conn.team_id,
+                i,
+                Envelope::new(event_id, t, conn.team_id, user, body),
+            );
         }
 
         // New records go in as multi-row inserts: the write lock is held for less.
         for chunk in new_rows.chunks(super::rows_per_statement(9)) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({}, 1, $1, $1)", placeholders(2 + i * 9, 9))).collect();
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({}, 1, $1, $1)", placeholders(2 + i * 9, 9)))
+                .collect();
             let sql = format!(
                 "INSERT INTO records (id, team_id, user_id, provider, resource, provider_id, starts_at, data, content_hash, version, created_at, updated_at) \
                  VALUES {} ON CONFLICT (id) DO NOTHING",
@@ -696,20 +857,36 @@ impl Store {
 
     /// When the next pending poll falls due, if any.
     pub async fn next_due_poll(&self) -> Result<Option<i64>, sqlx::Error> {
-        let row = sqlx::query("SELECT MIN(next_run_at) AS t FROM jobs WHERE kind = 'poll' AND status = 'pending'").fetch_one(&self.pool).await?;
+        let row = sqlx::query(
+            "SELECT MIN(next_run_at) AS t FROM jobs WHERE kind = 'poll' AND status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         row.try_get("t")
     }
 
     /// Events by type, over the whole database (tests, demo).
-    pub async fn event_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT event_type, COUNT(*) AS n FROM events GROUP BY event_type").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("event_type")?, r.try_get("n")?))).collect()
+    pub async fn event_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
+        let rows = sqlx::query("SELECT event_type, COUNT(*) AS n FROM events GROUP BY event_type")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("event_type")?, r.try_get("n")?)))
+            .collect()
     }
 
     /// Records and events stored, over the whole database (bench).
     pub async fn row_counts(&self) -> Result<(i64, i64), sqlx::Error> {
-        let r: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records").fetch_one(&self.pool).await?.try_get("n")?;
-        let e: i64 = sqlx::query("SELECT COUNT(*) AS n FROM events").fetch_one(&self.pool).await?.try_get("n")?;
+        let r: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let e: i64 = sqlx::query("SELECT COUNT(*) AS n FROM events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         Ok((r, e))
     }
 
@@ -724,11 +901,19 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get("provider")?, r.try_get("n")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("provider")?, r.try_get("n")?)))
+            .collect()
     }
 
     pub async fn job_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT kind || ':' || status AS k, COUNT(*) AS n FROM jobs GROUP BY kind, status").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("k")?, r.try_get("n")?))).collect()
+        let rows = sqlx::query(
+            "SELECT kind || ':' || status AS k, COUNT(*) AS n FROM jobs GROUP BY kind, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+            .collect()
     }
 }

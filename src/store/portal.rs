@@ -21,7 +21,13 @@ pub struct PortalSession {
 impl Store {
     /// Stores a new portal link `code` for `team`, valid for `code_ttl_ms`; once opened,
     /// its session lasts `session_ttl_ms`. Returns when the code expires.
-    pub async fn create_portal_session(&self, team: Uuid, code: &str, code_ttl_ms: i64, session_ttl_ms: i64) -> Result<i64, sqlx::Error> {
+    pub async fn create_portal_session(
+        &self,
+        team: Uuid,
+        code: &str,
+        code_ttl_ms: i64,
+        session_ttl_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO portal_sessions (id, team_id, code_hash, code_expires_at, session_ttl_ms, created_at) \
@@ -40,7 +46,11 @@ impl Store {
 
     /// Spends a portal link code and binds `session_token` to its session. None when
     /// the code is unknown, expired or already used: a link opens one session, once.
-    pub async fn open_portal_session(&self, code: &str, session_token: &str) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn open_portal_session(
+        &self,
+        code: &str,
+        session_token: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE portal_sessions SET session_hash = $2, opened_at = $3, expires_at = $3 + session_ttl_ms \
@@ -55,7 +65,10 @@ impl Store {
     }
 
     /// The live session a session token belongs to, if any.
-    pub async fn portal_session(&self, session_token: &str) -> Result<Option<PortalSession>, sqlx::Error> {
+    pub async fn portal_session(
+        &self,
+        session_token: &str,
+    ) -> Result<Option<PortalSession>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT s.id, s.expires_at, t.id AS team_id, t.name, t.created_at FROM portal_sessions s \
              JOIN teams t ON t.id = s.team_id \
@@ -68,7 +81,11 @@ impl Store {
         row.map(|r| {
             Ok(PortalSession {
                 id: get_uuid(&r, "id")?,
-                team: super::Team { id: get_uuid(&r, "team_id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? },
+                team: super::Team {
+                    id: get_uuid(&r, "team_id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                },
                 expires_at: r.try_get("expires_at")?,
             })
         })

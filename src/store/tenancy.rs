@@ -45,7 +45,11 @@ pub enum CreateUserError {
 impl Store {
     /// Creates a team and its first API key; the key is returned once and kept only as a hash.
     pub async fn create_team(&self, name: &str) -> Result<(Team, String), sqlx::Error> {
-        let team = Team { id: Uuid::now_v7(), name: name.to_string(), created_at: now_ms() };
+        let team = Team {
+            id: Uuid::now_v7(),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
         let key = new_api_key();
         let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)")
@@ -54,13 +58,15 @@ impl Store {
             .bind(team.created_at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO api_keys (key_hash, team_id, prefix, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash_api_key(&key))
-            .bind(team.id.to_string())
-            .bind(&key[..7])
-            .bind(team.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, team_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash_api_key(&key))
+        .bind(team.id.to_string())
+        .bind(&key[..7])
+        .bind(team.created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((team, key))
     }
@@ -73,22 +79,41 @@ impl Store {
         .bind(hash_api_key(key))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok(Team { id: get_uuid(&r, "id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? }))
-            .transpose()
+        row.map(|r| {
+            Ok(Team {
+                id: get_uuid(&r, "id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
     }
 
-    pub async fn create_user(&self, team: Uuid, client_user_id: &str) -> Result<User, CreateUserError> {
-        let user = User { user_id: Uuid::now_v7(), team_id: team, client_user_id: client_user_id.to_string(), created_at: now_ms() };
-        let res = sqlx::query("INSERT INTO users (id, team_id, client_user_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(user.user_id.to_string())
-            .bind(team.to_string())
-            .bind(&user.client_user_id)
-            .bind(user.created_at)
-            .execute(&self.writer)
-            .await;
+    pub async fn create_user(
+        &self,
+        team: Uuid,
+        client_user_id: &str,
+    ) -> Result<User, CreateUserError> {
+        let user = User {
+            user_id: Uuid::now_v7(),
+            team_id: team,
+            client_user_id: client_user_id.to_string(),
+            created_at: now_ms(),
+        };
+        let res = sqlx::query(
+            "INSERT INTO users (id, team_id, client_user_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user.user_id.to_string())
+        .bind(team.to_string())
+        .bind(&user.client_user_id)
+        .bind(user.created_at)
+        .execute(&self.writer)
+        .await;
         match res {
             Ok(_) => Ok(user),
-            Err(e) if super::is_unique_violation(&e) => Err(CreateUserError::Duplicate(client_user_id.to_string())),
+            Err(e) if super::is_unique_violation(&e) => {
+                Err(CreateUserError::Duplicate(client_user_id.to_string()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -103,7 +128,11 @@ impl Store {
             .transpose()
     }
 
-    pub async fn resolve_user(&self, team: Uuid, client_user_id: &str) -> Result<Option<User>, sqlx::Error> {
+    pub async fn resolve_user(
+        &self,
+        team: Uuid,
+        client_user_id: &str,
+    ) -> Result<Option<User>, sqlx::Error> {
         sqlx::query("SELECT id, team_id, client_user_id, created_at FROM users WHERE team_id = $1 AND client_user_id = $2")
             .bind(team.to_string())
             .bind(client_user_id)
@@ -114,7 +143,12 @@ impl Store {
     }
 
     /// One page of the team's users, oldest first, and the team's total.
-    pub async fn list_users(&self, team: Uuid, offset: i64, limit: i64) -> Result<(Vec<User>, i64), sqlx::Error> {
+    pub async fn list_users(
+        &self,
+        team: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<User>, i64), sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, team_id, client_user_id, created_at FROM users WHERE team_id = $1 \
              ORDER BY created_at, id LIMIT $2 OFFSET $3",

@@ -31,13 +31,30 @@ async fn every_v1_route_needs_a_valid_key(db: TestDb) {
         let url = format!("{}{}", app.gateway.url(), path);
         let m: reqwest::Method = method.parse().unwrap();
         let r = http.request(m.clone(), &url).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} without a key");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
-        let r = http.request(m, &url).bearer_auth("wb_wrong").send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} with a wrong key");
+        let r = http
+            .request(m, &url)
+            .bearer_auth("wb_wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a wrong key"
+        );
     }
-    let r = http.get(format!("{}/health", app.gateway.url())).send().await.unwrap();
+    let r = http
+        .get(format!("{}/health", app.gateway.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "health needs no key");
 }
 
@@ -46,7 +63,10 @@ async fn users_crud_with_paging_and_conflicts(db: TestDb) {
     let u = app.user("client-1").await;
     let id = u["user_id"].as_str().unwrap();
     assert_eq!(u["client_user_id"], "client-1");
-    let (s, dup) = app.api.post("/v1/user", json!({"client_user_id": "client-1"})).await;
+    let (s, dup) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "client-1"}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(dup["error"]["code"], "conflict");
     let (s, got) = app.api.get(&format!("/v1/user/{id}")).await;
@@ -71,7 +91,10 @@ async fn users_crud_with_paging_and_conflicts(db: TestDb) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = app.api.delete(&format!("/v1/user/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = app.api.post("/v1/user", json!({"client_user_id": "  "})).await;
+    let (s, _) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "  "}))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -104,24 +127,57 @@ async fn team_a_cannot_see_or_change_team_b(db: TestDb) {
     assert_eq!(eps["data"].as_array().unwrap().len(), 0);
 
     // … and changes nothing.
-    let (s, _) = b.patch(&format!("/v1/webhooks/endpoints/{eid}"), json!({"enabled": false})).await;
+    let (s, _) = b
+        .patch(
+            &format!("/v1/webhooks/endpoints/{eid}"),
+            json!({"enabled": false}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = b.post(&format!("/v1/webhooks/endpoints/{eid}/secret/rotate"), json!({})).await;
+    let (s, _) = b
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/secret/rotate"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = b.post(&format!("/v1/webhooks/endpoints/{eid}/events/{event_id}/resend"), json!({})).await;
+    let (s, _) = b
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/events/{event_id}/resend"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = b.post(&format!("/v1/webhooks/endpoints/{eid}/recover"), json!({"since": "2020-01-01T00:00:00Z"})).await;
+    let (s, _) = b
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/recover"),
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = b.post(&format!("/v1/webhooks/endpoints/{eid}/test"), json!({})).await;
+    let (s, _) = b
+        .post(&format!("/v1/webhooks/endpoints/{eid}/test"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = b.delete(&format!("/v1/webhooks/endpoints/{eid}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = b.delete(&format!("/v1/user/{uid}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = b.post("/v1/events/example", json!({"event_type": "webhook.test", "user_id": uid})).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "team B cannot publish for team A's user");
+    let (s, _) = b
+        .post(
+            "/v1/events/example",
+            json!({"event_type": "webhook.test", "user_id": uid}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "team B cannot publish for team A's user"
+    );
     // Team B's example events never reach team A's endpoint.
-    let (s, out) = b.post("/v1/events/example", json!({"event_type": "webhook.test"})).await;
+    let (s, out) = b
+        .post("/v1/events/example", json!({"event_type": "webhook.test"}))
+        .await;
     assert_eq!((s, &out["deliveries"]), (StatusCode::ACCEPTED, &json!(0)));
 
     let (s, still) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
@@ -135,23 +191,47 @@ async fn endpoints_validate_input_and_refuse_private_targets(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let cases = [
         (json!({"url": "https://10.0.0.5/hook"}), "private"),
-        (json!({"url": "https://169.254.169.254/latest"}), "link-local"),
+        (
+            json!({"url": "https://169.254.169.254/latest"}),
+            "link-local",
+        ),
         (json!({"url": "https://[::1]/x"}), "loopback"),
         (json!({"url": "ftp://example.com/"}), "scheme"),
         (json!({"url": "nope"}), "not valid"),
-        (json!({"url": "https://example.com/", "event_types": ["daily.data.sleep.created", "daily.data.naps.created", "x.y"]}), "daily.data.naps.created, x.y"),
-        (json!({"url": "https://example.com/", "method": "PUT"}), "method"),
-        (json!({"url": "https://example.com/", "headers": {"webhook-signature": "x"}}), "cannot be overridden"),
-        (json!({"url": "https://example.com/", "headers": {"bad header": "x"}}), "not a valid header name"),
-        (json!({"url": "https://example.com/", "secret": "not-a-secret"}), "whsec_"),
-        (json!({"url": "https://example.com/", "rate_limit_per_sec": 0}), "rate_limit_per_sec"),
+        (
+            json!({"url": "https://example.com/", "event_types": ["daily.data.sleep.created", "daily.data.naps.created", "x.y"]}),
+            "daily.data.naps.created, x.y",
+        ),
+        (
+            json!({"url": "https://example.com/", "method": "PUT"}),
+            "method",
+        ),
+        (
+            json!({"url": "https://example.com/", "headers": {"webhook-signature": "x"}}),
+            "cannot be overridden",
+        ),
+        (
+            json!({"url": "https://example.com/", "headers": {"bad header": "x"}}),
+            "not a valid header name",
+        ),
+        (
+            json!({"url": "https://example.com/", "secret": "not-a-secret"}),
+            "whsec_",
+        ),
+        (
+            json!({"url": "https://example.com/", "rate_limit_per_sec": 0}),
+            "rate_limit_per_sec",
+        ),
     ];
     for (body, needle) in cases {
         let (s, err) = app.api.post("/v1/webhooks/endpoints", body.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {err}");
         assert_eq!(err["error"]["code"], "validation_error");
         let msg = err["error"]["message"].as_str().unwrap();
-        assert!(msg.contains(needle), "{body}: message {msg:?} should mention {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "{body}: message {msg:?} should mention {needle:?}"
+        );
     }
     // Without the allow-list, loopback is refused too; with http disallowed, http is.
     let strict_db = TestDb::sqlite();
@@ -160,14 +240,38 @@ async fn endpoints_validate_input_and_refuse_private_targets(db: TestDb) {
         c.allow_http = false;
     })
     .await;
-    let (s, err) = strict.api.post("/v1/webhooks/endpoints", json!({"url": "https://127.0.0.1:9/x"})).await;
+    let (s, err) = strict
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": "https://127.0.0.1:9/x"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
-    let (s, err) = strict.api.post("/v1/webhooks/endpoints", json!({"url": "https://localhost:9/x"})).await;
+    let (s, err) = strict
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": "https://localhost:9/x"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
-    let (s, err) = strict.api.post("/v1/webhooks/endpoints", json!({"url": "http://example.com/x"})).await;
+    let (s, err) = strict
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": "http://example.com/x"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert!(err["error"]["message"].as_str().unwrap().contains("https"));
-    let (s, _) = strict.api.post("/v1/webhooks/endpoints", json!({"url": "https://example.com/x"})).await;
+    let (s, _) = strict
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": "https://example.com/x"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 }
 
@@ -185,44 +289,116 @@ async fn endpoint_crud_secret_and_rotation(db: TestDb) {
     assert!(first.verified);
     assert!(first.body.contains("\"webhook.test\""));
     // Duplicate URL in the same team.
-    let (s, err) = app.api.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/crud")})).await;
+    let (s, err) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": app.receiver.url("/crud")}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{err}");
     // The secret is sealed at rest.
-    let stored = app.store().get_endpoint(app.team_id, id.parse().unwrap()).await.unwrap().unwrap();
+    let stored = app
+        .store()
+        .get_endpoint(app.team_id, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!stored.secret_sealed.contains(&secret[6..]));
-    assert_eq!(app.sealer.open(SECRET_PURPOSE, &stored.secret_sealed).unwrap(), secret);
+    assert_eq!(
+        app.sealer
+            .open(SECRET_PURPOSE, &stored.secret_sealed)
+            .unwrap(),
+        secret
+    );
     // A supplied secret is used as is.
     let mine = wearbridge::seal::new_webhook_secret();
-    let (s, ep2) = app.api.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/mine"), "secret": mine, "enabled": false})).await;
+    let (s, ep2) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": app.receiver.url("/mine"), "secret": mine, "enabled": false}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(ep2["secret"], mine.as_str());
-    assert!(ep2["test_event_id"].is_null(), "a disabled endpoint gets no test event");
+    assert!(
+        ep2["test_event_id"].is_null(),
+        "a disabled endpoint gets no test event"
+    );
 
     let (s, got) = app.api.get(&format!("/v1/webhooks/endpoints/{id}")).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(got.get("secret").is_none(), "the secret is only shown by its own route");
-    let (_, sec) = app.api.get(&format!("/v1/webhooks/endpoints/{id}/secret")).await;
+    assert!(
+        got.get("secret").is_none(),
+        "the secret is only shown by its own route"
+    );
+    let (_, sec) = app
+        .api
+        .get(&format!("/v1/webhooks/endpoints/{id}/secret"))
+        .await;
     assert_eq!(sec["key"], secret.as_str());
 
-    let (s, up) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"description": "renamed", "method": "get", "rate_limit_per_sec": 10})).await;
+    let (s, up) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"description": "renamed", "method": "get", "rate_limit_per_sec": 10}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{up}");
-    assert_eq!((up["description"].as_str(), up["method"].as_str(), up["rate_limit_per_sec"].as_i64()), (Some("renamed"), Some("GET"), Some(10)));
-    assert_eq!(up["event_types"], json!(["daily.data.sleep.created"]), "unpatched fields stay");
-    let (_, up) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"rate_limit_per_sec": null})).await;
+    assert_eq!(
+        (
+            up["description"].as_str(),
+            up["method"].as_str(),
+            up["rate_limit_per_sec"].as_i64()
+        ),
+        (Some("renamed"), Some("GET"), Some(10))
+    );
+    assert_eq!(
+        up["event_types"],
+        json!(["daily.data.sleep.created"]),
+        "unpatched fields stay"
+    );
+    let (_, up) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"rate_limit_per_sec": null}),
+        )
+        .await;
     assert!(up["rate_limit_per_sec"].is_null());
-    let (s, _) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"url": app.receiver.url("/mine")})).await;
+    let (s, _) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"url": app.receiver.url("/mine")}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Rotation: a new key, the old one still valid for the grace period.
-    let (s, rot) = app.api.post(&format!("/v1/webhooks/endpoints/{id}/secret/rotate"), json!({})).await;
+    let (s, rot) = app
+        .api
+        .post(
+            &format!("/v1/webhooks/endpoints/{id}/secret/rotate"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let new_key = rot["key"].as_str().unwrap();
     assert_ne!(new_key, secret);
     assert!(rot["previous_key_valid_until"].is_string());
-    let (_, sec) = app.api.get(&format!("/v1/webhooks/endpoints/{id}/secret")).await;
+    let (_, sec) = app
+        .api
+        .get(&format!("/v1/webhooks/endpoints/{id}/secret"))
+        .await;
     assert_eq!(sec["key"], new_key);
 
-    let (s, body) = app.api.delete(&format!("/v1/webhooks/endpoints/{id}")).await;
+    let (s, body) = app
+        .api
+        .delete(&format!("/v1/webhooks/endpoints/{id}"))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
     let (s, _) = app.api.get(&format!("/v1/webhooks/endpoints/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -234,24 +410,55 @@ async fn bad_input_gets_clear_json_errors(db: TestDb) {
     let http = reqwest::Client::new();
     let url = format!("{}/v1/user", app.gateway.url());
     let send = |body: String, ct: &'static str| {
-        http.post(&url).bearer_auth(&app.api.key).header("content-type", ct).body(body).send()
+        http.post(&url)
+            .bearer_auth(&app.api.key)
+            .header("content-type", ct)
+            .body(body)
+            .send()
     };
     let r = send("{not json".into(), "application/json").await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_json");
-    let r = send(r#"{"client_user_id": "x", "extra": 1}"#.into(), "application/json").await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_json"
+    );
+    let r = send(
+        r#"{"client_user_id": "x", "extra": 1}"#.into(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused"
+    );
     let body = r.json::<Value>().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("extra"), "{body}");
-    let r = send(r#"{"client_user_id": 5}"#.into(), "application/json").await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("extra"),
+        "{body}"
+    );
+    let r = send(r#"{"client_user_id": 5}"#.into(), "application/json")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = send(r#"{"client_user_id": "x"}"#.into(), "text/plain").await.unwrap();
+    let r = send(r#"{"client_user_id": "x"}"#.into(), "text/plain")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let big = format!(r#"{{"client_user_id": "{}"}}"#, "x".repeat(10_000));
     let r = send(big, "application/json").await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
-    for path in ["/v1/user/not-a-uuid", "/v1/webhooks/endpoints/123", "/v1/webhooks/events/zzz", "/v1/nothing-here"] {
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+    for path in [
+        "/v1/user/not-a-uuid",
+        "/v1/webhooks/endpoints/123",
+        "/v1/webhooks/events/zzz",
+        "/v1/nothing-here",
+    ] {
         let (s, body) = app.api.get(path).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
         assert!(body["error"]["code"].is_string(), "{path}: {body}");
@@ -260,12 +467,36 @@ async fn bad_input_gets_clear_json_errors(db: TestDb) {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
     let ep = app.endpoint("/x", json!({})).await;
-    let (s, err) = app.api.post(&format!("/v1/webhooks/endpoints/{}/recover", ep["id"].as_str().unwrap()), json!({"since": "yesterday"})).await;
+    let (s, err) = app
+        .api
+        .post(
+            &format!(
+                "/v1/webhooks/endpoints/{}/recover",
+                ep["id"].as_str().unwrap()
+            ),
+            json!({"since": "yesterday"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(err["error"]["message"].as_str().unwrap().contains("RFC 3339"));
-    let (s, _) = app.api.get(&format!("/v1/webhooks/endpoints/{}/events?limit=9999", ep["id"].as_str().unwrap())).await;
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("RFC 3339"));
+    let (s, _) = app
+        .api
+        .get(&format!(
+            "/v1/webhooks/endpoints/{}/events?limit=9999",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = app.api.get(&format!("/v1/webhooks/endpoints/{}/events?status=weird", ep["id"].as_str().unwrap())).await;
+    let (s, _) = app
+        .api
+        .get(&format!(
+            "/v1/webhooks/endpoints/{}/events?status=weird",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -275,21 +506,58 @@ async fn event_types_and_example_events(db: TestDb) {
     assert_eq!(s, StatusCode::OK);
     let types = types["data"].as_array().unwrap().clone();
     let names: Vec<&str> = types.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    for want in ["provider.connection.created", "historical.data.sleep.created", "daily.data.workouts.updated", "daily.data.heartrate.created", "webhook.test"] {
+    for want in [
+        "provider.connection.created",
+        "historical.data.sleep.created",
+        "daily.data.workouts.updated",
+        "daily.data.heartrate.created",
+        "webhook.test",
+    ] {
         assert!(names.contains(&want), "{want} missing from the catalogue");
     }
-    assert!(types.iter().all(|t| t["example"].is_object() && t["description"].is_string()));
+    assert!(types
+        .iter()
+        .all(|t| t["example"].is_object() && t["description"].is_string()));
 
-    let sleep_ep = app.endpoint("/sleep", json!({"event_types": ["daily.data.sleep.created"]})).await;
+    let sleep_ep = app
+        .endpoint(
+            "/sleep",
+            json!({"event_types": ["daily.data.sleep.created"]}),
+        )
+        .await;
     app.endpoint("/all", json!({})).await;
-    assert!(app.receiver.wait_for(2, Duration::from_secs(10)).await, "two test events");
+    assert!(
+        app.receiver.wait_for(2, Duration::from_secs(10)).await,
+        "two test events"
+    );
     let user = app.user("bob").await;
-    let (s, out) = app.api.post("/v1/events/example", json!({"event_type": "daily.data.sleep.created", "user_id": user["user_id"]})).await;
+    let (s, out) = app
+        .api
+        .post(
+            "/v1/events/example",
+            json!({"event_type": "daily.data.sleep.created", "user_id": user["user_id"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["deliveries"], 2);
-    let (_, out) = app.api.post("/v1/events/example", json!({"event_type": "daily.data.workouts.created"})).await;
-    assert_eq!(out["deliveries"], 1, "the sleep-only endpoint is not subscribed to workouts");
-    let (s, err) = app.api.post("/v1/events/example", json!({"event_type": "daily.data.naps.created"})).await;
+    let (_, out) = app
+        .api
+        .post(
+            "/v1/events/example",
+            json!({"event_type": "daily.data.workouts.created"}),
+        )
+        .await;
+    assert_eq!(
+        out["deliveries"], 1,
+        "the sleep-only endpoint is not subscribed to workouts"
+    );
+    let (s, err) = app
+        .api
+        .post(
+            "/v1/events/example",
+            json!({"event_type": "daily.data.naps.created"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert!(app.receiver.wait_for(5, Duration::from_secs(10)).await);
     let sleep_got: Vec<Value> = app
@@ -300,7 +568,10 @@ async fn event_types_and_example_events(db: TestDb) {
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect();
     assert_eq!(sleep_got.len(), 2);
-    let ev = sleep_got.iter().find(|v| v["event_type"] == "daily.data.sleep.created").unwrap();
+    let ev = sleep_got
+        .iter()
+        .find(|v| v["event_type"] == "daily.data.sleep.created")
+        .unwrap();
     assert_eq!(ev["user_id"], user["user_id"]);
     assert_eq!(ev["client_user_id"], "bob");
     assert_eq!(ev["team_id"], app.team_id.to_string());

@@ -17,10 +17,19 @@ use crate::helpers::{eventually, TestApp, TestDb};
 #[test]
 fn every_captured_page_normalises_to_its_expected_output() {
     for p in registry() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p.id()).join("pages");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(p.id())
+            .join("pages");
         for spec in &p.manifest.resources {
             let rdir = dir.join(spec.name.as_str());
-            assert!(rdir.is_dir(), "{}: no captured pages for {} in {}", p.id(), spec.name, rdir.display());
+            assert!(
+                rdir.is_dir(),
+                "{}: no captured pages for {} in {}",
+                p.id(),
+                spec.name,
+                rdir.display()
+            );
             let mut cursor: Option<String> = None;
             for n in 1.. {
                 let page = rdir.join(format!("page_{n}.json"));
@@ -29,15 +38,26 @@ fn every_captured_page_normalises_to_its_expected_output() {
                     break;
                 }
                 let body = std::fs::read(&page).unwrap();
-                let parsed = p.adapter.parse_page(spec.name, &body, cursor.as_deref()).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
-                let expected: Vec<Value> = std::fs::read_to_string(rdir.join(format!("page_{n}.expected.jsonl")))
-                    .unwrap_or_else(|_| panic!("{}: no expected output beside it", page.display()))
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
+                let parsed = p
+                    .adapter
+                    .parse_page(spec.name, &body, cursor.as_deref())
+                    .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+                let expected: Vec<Value> =
+                    std::fs::read_to_string(rdir.join(format!("page_{n}.expected.jsonl")))
+                        .unwrap_or_else(|_| {
+                            panic!("{}: no expected output beside it", page.display())
+                        })
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| serde_json::from_str(l).unwrap())
+                        .collect();
                 let got: Vec<Value> = parsed.records.iter().map(|r| r.to_json()).collect();
-                assert_eq!(got.len(), expected.len(), "{}: record count", page.display());
+                assert_eq!(
+                    got.len(),
+                    expected.len(),
+                    "{}: record count",
+                    page.display()
+                );
                 for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                     assert_eq!(g, e, "{} record {i}", page.display());
                 }
@@ -50,7 +70,12 @@ fn every_captured_page_normalises_to_its_expected_output() {
 crate::backend_tests!(every_provider_replays_through_the_real_path);
 
 fn hooks(app: &TestApp) -> Vec<Value> {
-    app.receiver.received().iter().filter(|r| r.path == "/hooks").map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+    app.receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/hooks")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
 }
 
 async fn every_provider_replays_through_the_real_path(db: TestDb) {
@@ -68,35 +93,117 @@ async fn every_provider_replays_through_the_real_path(db: TestDb) {
             .post("/v1/link/token", json!({"user_id": uid, "provider": p.id(), "redirect_url": app.receiver.url("/done")}))
             .await;
         assert_eq!(s, StatusCode::CREATED);
-        let landed = browser.get(link["link_url"].as_str().unwrap()).send().await.unwrap().url().clone();
-        assert!(landed.query_pairs().any(|(k, v)| k == "state" && v == "success"), "{}: {landed}", p.id());
+        let landed = browser
+            .get(link["link_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .url()
+            .clone();
+        assert!(
+            landed
+                .query_pairs()
+                .any(|(k, v)| k == "state" && v == "success"),
+            "{}: {landed}",
+            p.id()
+        );
         users.push((p, uid));
     }
     let finished = eventually(Duration::from_secs(90), || async {
-        app.store().job_counts().await.map(|c| !c.contains_key("backfill:pending") && !c.contains_key("backfill:failed")).unwrap_or(false)
+        app.store()
+            .job_counts()
+            .await
+            .map(|c| !c.contains_key("backfill:pending") && !c.contains_key("backfill:failed"))
+            .unwrap_or(false)
     })
     .await;
-    assert!(finished, "backfill: {:?}", app.store().job_counts().await.unwrap());
-    assert!(eventually(Duration::from_secs(10), || async { app.store().delivery_counts().await.unwrap().keys().all(|k| k == "succeeded") }).await);
+    assert!(
+        finished,
+        "backfill: {:?}",
+        app.store().job_counts().await.unwrap()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.store()
+                .delivery_counts()
+                .await
+                .unwrap()
+                .keys()
+                .all(|k| k == "succeeded")
+        })
+        .await
+    );
 
     let evs = hooks(&app);
     for (p, uid) in &users {
-        let mine: Vec<&Value> = evs.iter().filter(|e| e["user_id"] == uid.as_str()).collect();
-        assert_eq!(mine.iter().filter(|e| e["event_type"] == "provider.connection.created").count(), 1, "{}", p.id());
+        let mine: Vec<&Value> = evs
+            .iter()
+            .filter(|e| e["user_id"] == uid.as_str())
+            .collect();
+        assert_eq!(
+            mine.iter()
+                .filter(|e| e["event_type"] == "provider.connection.created")
+                .count(),
+            1,
+            "{}",
+            p.id()
+        );
         for spec in &p.manifest.resources {
-            let hist: Vec<&&Value> = mine.iter().filter(|e| e["event_type"] == format!("historical.data.{}.created", spec.name)).collect();
+            let hist: Vec<&&Value> = mine
+                .iter()
+                .filter(|e| e["event_type"] == format!("historical.data.{}.created", spec.name))
+                .collect();
             let windows = hist[0]["data"]["chunk_count"].as_i64().unwrap() as usize;
-            assert_eq!(hist.len(), windows, "{} {}: one event per window", p.id(), spec.name);
-            let idx: Vec<i64> = hist.iter().map(|e| e["data"]["chunk_index"].as_i64().unwrap()).collect();
-            assert_eq!(idx, (0..windows as i64).collect::<Vec<_>>(), "{} {}: newest window first, in order", p.id(), spec.name);
-            let finals: Vec<i64> = hist.iter().filter(|e| e["data"]["is_final"] == true).map(|e| e["data"]["chunk_index"].as_i64().unwrap()).collect();
-            assert_eq!(finals, vec![windows as i64 - 1], "{} {}: exactly one is_final, on the oldest window", p.id(), spec.name);
-            let route = if spec.name.is_timeseries() { format!("/v1/timeseries/{uid}/{}", spec.name) } else { format!("/v1/summary/{}/{uid}", spec.name) };
+            assert_eq!(
+                hist.len(),
+                windows,
+                "{} {}: one event per window",
+                p.id(),
+                spec.name
+            );
+            let idx: Vec<i64> = hist
+                .iter()
+                .map(|e| e["data"]["chunk_index"].as_i64().unwrap())
+                .collect();
+            assert_eq!(
+                idx,
+                (0..windows as i64).collect::<Vec<_>>(),
+                "{} {}: newest window first, in order",
+                p.id(),
+                spec.name
+            );
+            let finals: Vec<i64> = hist
+                .iter()
+                .filter(|e| e["data"]["is_final"] == true)
+                .map(|e| e["data"]["chunk_index"].as_i64().unwrap())
+                .collect();
+            assert_eq!(
+                finals,
+                vec![windows as i64 - 1],
+                "{} {}: exactly one is_final, on the oldest window",
+                p.id(),
+                spec.name
+            );
+            let route = if spec.name.is_timeseries() {
+                format!("/v1/timeseries/{uid}/{}", spec.name)
+            } else {
+                format!("/v1/summary/{}/{uid}", spec.name)
+            };
             let (_, data) = app.api.get(&format!("{route}?start_date=2000-01-01")).await;
-            let n = data.as_object().and_then(|o| o.values().next()).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            let n = data
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
             assert!(n > 0, "{} {}: records stored", p.id(), spec.name);
         }
-        assert!(mine.iter().all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")), "{}: backfill emits no daily events", p.id());
+        assert!(
+            mine.iter()
+                .all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")),
+            "{}: backfill emits no daily events",
+            p.id()
+        );
     }
 
     // The daily poll over changed data: for each summary resource one new record
@@ -104,36 +211,96 @@ async fn every_provider_replays_through_the_real_path(db: TestDb) {
     fx.advance_to_changed_data();
     let before = evs.len();
     for (_, uid) in &users {
-        let (s, _) = app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+        let (s, _) = app
+            .api
+            .post(&format!("/v1/user/{uid}/refresh"), json!({}))
+            .await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
-    let expected: usize = registry().iter().flat_map(|p| &p.manifest.resources).map(|r| if r.name.is_timeseries() { 1 } else { 2 }).sum();
-    assert!(eventually(Duration::from_secs(30), || async { hooks(&app).len() >= before + expected }).await, "daily events: {:?}", &hooks(&app)[before..]);
+    let expected: usize = registry()
+        .iter()
+        .flat_map(|p| &p.manifest.resources)
+        .map(|r| if r.name.is_timeseries() { 1 } else { 2 })
+        .sum();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            hooks(&app).len() >= before + expected
+        })
+        .await,
+        "daily events: {:?}",
+        &hooks(&app)[before..]
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let daily: Vec<Value> = hooks(&app).into_iter().skip(before).collect();
     assert_eq!(daily.len(), expected, "{daily:#?}");
     for (p, uid) in &users {
         for spec in &p.manifest.resources {
-            let of = |action: &str| daily.iter().filter(|e| e["user_id"] == uid.as_str() && e["event_type"] == format!("daily.data.{}.{action}", spec.name)).collect::<Vec<_>>();
+            let of = |action: &str| {
+                daily
+                    .iter()
+                    .filter(|e| {
+                        e["user_id"] == uid.as_str()
+                            && e["event_type"] == format!("daily.data.{}.{action}", spec.name)
+                    })
+                    .collect::<Vec<_>>()
+            };
             if spec.name.is_timeseries() {
-                assert_eq!((of("created").len(), of("updated").len()), (1, 0), "{} {}", p.id(), spec.name);
+                assert_eq!(
+                    (of("created").len(), of("updated").len()),
+                    (1, 0),
+                    "{} {}",
+                    p.id(),
+                    spec.name
+                );
             } else {
-                assert_eq!((of("created").len(), of("updated").len()), (1, 1), "{} {}", p.id(), spec.name);
+                assert_eq!(
+                    (of("created").len(), of("updated").len()),
+                    (1, 1),
+                    "{} {}",
+                    p.id(),
+                    spec.name
+                );
                 assert_eq!(of("created")[0]["data"]["version"], 1);
                 assert_eq!(of("updated")[0]["data"]["version"], 2);
             }
         }
     }
-    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+    assert!(
+        app.receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/hooks")
+            .all(|r| r.verified),
+        "every delivery verified"
+    );
 }
 
 #[test]
 fn normalize_prints_json_lines_and_fails_clearly_on_malformed_input() {
     let bin = env!("CARGO_BIN_EXE_wearbridge");
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/strava/pages/workouts/page_1.json");
-    let out = std::process::Command::new(bin).args(["normalize", "--provider", "strava", "--resource", "workouts"]).arg(&page).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let page =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/strava/pages/workouts/page_1.json");
+    let out = std::process::Command::new(bin)
+        .args([
+            "normalize",
+            "--provider",
+            "strava",
+            "--resource",
+            "workouts",
+        ])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["resource"], "workouts");
 
@@ -141,11 +308,28 @@ fn normalize_prints_json_lines_and_fails_clearly_on_malformed_input() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"[{"id": 1, "start_date": "not a date"}]"#).unwrap();
-    let out = std::process::Command::new(bin).args(["normalize", "--provider", "strava", "--resource", "workouts"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args([
+            "normalize",
+            "--provider",
+            "strava",
+            "--resource",
+            "workouts",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[0].start_date"), "the error names the field: {err}");
-    let out = std::process::Command::new(bin).args(["normalize", "--provider", "nope", "--resource", "workouts"]).arg(&bad).output().unwrap();
+    assert!(
+        err.contains("[0].start_date"),
+        "the error names the field: {err}"
+    );
+    let out = std::process::Command::new(bin)
+        .args(["normalize", "--provider", "nope", "--resource", "workouts"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
     let _ = std::fs::remove_dir_all(&dir);

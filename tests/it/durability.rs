@@ -22,7 +22,11 @@ struct Serve {
 
 impl Serve {
     async fn start(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wearbridge"));
         cmd.arg("serve")
             .env_clear()
@@ -72,10 +76,21 @@ async fn publish_many(store: &Store, team: Uuid, n: usize) -> Vec<String> {
     for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
         let evs: Vec<Envelope> = chunk
             .iter()
-            .map(|_| Envelope::new(Uuid::new_v4(), t, team, None, wearbridge::events::example_data(t, user)))
+            .map(|_| {
+                Envelope::new(
+                    Uuid::new_v4(),
+                    t,
+                    team,
+                    None,
+                    wearbridge::events::example_data(t, user),
+                )
+            })
             .collect();
         ids.extend(evs.iter().map(|e| e.id.to_string()));
-        store.publish(team, &evs, Target::Subscribers).await.unwrap();
+        store
+            .publish(team, &evs, Target::Subscribers)
+            .await
+            .unwrap();
     }
     ids
 }
@@ -97,24 +112,45 @@ fn tally(receiver: &Receiver, ids: &[String]) -> (usize, usize) {
     for r in receiver.received() {
         *per.entry(r.event_id).or_default() += 1;
     }
-    let unique = ids.iter().filter(|id| per.contains_key(id.as_str())).count();
-    let total: usize = ids.iter().map(|id| per.get(id.as_str()).copied().unwrap_or(0)).sum();
+    let unique = ids
+        .iter()
+        .filter(|id| per.contains_key(id.as_str()))
+        .count();
+    let total: usize = ids
+        .iter()
+        .map(|id| per.get(id.as_str()).copied().unwrap_or(0))
+        .sum();
     (unique, total - unique)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_postgres_share_the_work_without_duplicates() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let store = db.store().await;
     let key = random_token(32);
-    let opts = [("WEARBRIDGE_DELIVERY_BATCH", "50"), ("WEARBRIDGE_DELIVERY_CONCURRENCY", "32")];
+    let opts = [
+        ("WEARBRIDGE_DELIVERY_BATCH", "50"),
+        ("WEARBRIDGE_DELIVERY_CONCURRENCY", "32"),
+    ];
     let a = Serve::start(&db, &key, &opts).await;
     let b = Serve::start(&db, &key, &opts).await;
     let receiver = Receiver::start(false).await.unwrap();
-    receiver.set_behaviour("/r", Behaviour { delay: Duration::from_millis(2), ..Default::default() });
+    receiver.set_behaviour(
+        "/r",
+        Behaviour {
+            delay: Duration::from_millis(2),
+            ..Default::default()
+        },
+    );
     let team = team_and_endpoint(&store, &a, &receiver).await;
     let ids = publish_many(&store, team, 3000).await;
-    assert!(receiver.wait_for(3000, Duration::from_secs(120)).await, "only {} of 3000 arrived", receiver.count());
+    assert!(
+        receiver.wait_for(3000, Duration::from_secs(120)).await,
+        "only {} of 3000 arrived",
+        receiver.count()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (unique, duplicates) = tally(&receiver, &ids);
     assert_eq!(unique, 3000, "every delivery arrived");
@@ -122,12 +158,22 @@ async fn two_processes_on_one_postgres_share_the_work_without_duplicates() {
     assert_eq!(receiver.rejected(), 0, "every delivery verified");
     let by_worker = store.attempts_by_worker().await.unwrap();
     eprintln!("attempts by worker: {by_worker:?}");
-    assert_eq!(by_worker.len(), 2, "both processes made attempts: {by_worker:?}");
-    assert!(by_worker.values().all(|n| *n >= 100), "both did a real part of the work: {by_worker:?}");
+    assert_eq!(
+        by_worker.len(),
+        2,
+        "both processes made attempts: {by_worker:?}"
+    );
+    assert!(
+        by_worker.values().all(|n| *n >= 100),
+        "both did a real part of the work: {by_worker:?}"
+    );
     drop((a, b));
 }
 
-crate::backend_tests!(a_killed_process_loses_no_delivery, a_killed_poller_resumes_with_no_gap_and_no_duplicate_event);
+crate::backend_tests!(
+    a_killed_process_loses_no_delivery,
+    a_killed_poller_resumes_with_no_gap_and_no_duplicate_event
+);
 
 async fn a_killed_process_loses_no_delivery(db: TestDb) {
     let store = db.store().await;
@@ -139,13 +185,22 @@ async fn a_killed_process_loses_no_delivery(db: TestDb) {
     ];
     let mut first = Serve::start(&db, &key, &opts).await;
     let receiver = Receiver::start(false).await.unwrap();
-    receiver.set_behaviour("/r", Behaviour { delay: Duration::from_millis(5), ..Default::default() });
+    receiver.set_behaviour(
+        "/r",
+        Behaviour {
+            delay: Duration::from_millis(5),
+            ..Default::default()
+        },
+    );
     let team = team_and_endpoint(&store, &first, &receiver).await;
     let ids = publish_many(&store, team, 3000).await;
     assert!(receiver.wait_for(600, Duration::from_secs(60)).await);
     first.kill();
     let at_kill = receiver.count();
-    assert!(at_kill < 3000, "the kill came mid-run ({at_kill} delivered)");
+    assert!(
+        at_kill < 3000,
+        "the kill came mid-run ({at_kill} delivered)"
+    );
     let second = Serve::start(&db, &key, &opts).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -164,27 +219,54 @@ async fn a_killed_process_loses_no_delivery(db: TestDb) {
     let (unique, duplicates) = tally(&receiver, &ids);
     eprintln!("killed after {at_kill} deliveries; after restart: {unique} unique, {duplicates} duplicates");
     assert_eq!(unique, 3000, "no delivery lost");
-    assert!(duplicates <= 64 + 250, "duplicates bounded by what was in flight: {duplicates}");
+    assert!(
+        duplicates <= 64 + 250,
+        "duplicates bounded by what was in flight: {duplicates}"
+    );
     let counts = store.delivery_counts().await.unwrap();
-    assert!(settled, "every delivery (and the endpoint's test event) is recorded as succeeded: {counts:?}");
+    assert!(
+        settled,
+        "every delivery (and the endpoint's test event) is recorded as succeeded: {counts:?}"
+    );
     drop(second);
 }
 
-
 /// Every record a provider's fixtures hold for `resource`, read through its own
 /// impersonation and adapter over a window wide enough for all of them.
-fn fixture_records(p: &wearbridge::providers::Provider, resource: wearbridge::events::Resource) -> usize {
+fn fixture_records(
+    p: &wearbridge::providers::Provider,
+    resource: wearbridge::events::Resource,
+) -> usize {
     use wearbridge::providers::Window;
     let spec = p.resource(resource).unwrap();
-    let items: Vec<serde_json::Value> = serde_json::from_str(p.impersonation.fixture(&format!("data/{resource}.json")).unwrap()).unwrap();
-    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
-    let window = Window { start: at("2000-01-01T00:00:00Z"), end: at("2100-01-01T00:00:00Z") };
+    let items: Vec<serde_json::Value> = serde_json::from_str(
+        p.impersonation
+            .fixture(&format!("data/{resource}.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let window = Window {
+        start: at("2000-01-01T00:00:00Z"),
+        end: at("2100-01-01T00:00:00Z"),
+    };
     let (mut cursor, mut n) = (None::<String>, 0);
     loop {
         let req = p.adapter.page_request(spec, &window, cursor.as_deref());
         let params = req.query.iter().chain(&req.form).cloned().collect();
-        let body = p.impersonation.serve(spec, &params, &items).unwrap().to_string();
-        let page = p.adapter.parse_page(resource, body.as_bytes(), cursor.as_deref()).unwrap();
+        let body = p
+            .impersonation
+            .serve(spec, &params, &items)
+            .unwrap()
+            .to_string();
+        let page = p
+            .adapter
+            .parse_page(resource, body.as_bytes(), cursor.as_deref())
+            .unwrap();
         n += page.records.len();
         match page.next {
             Some(c) => cursor = Some(c),
@@ -214,26 +296,59 @@ async fn a_killed_poller_resumes_with_no_gap_and_no_duplicate_event(db: TestDb) 
     let api = Api::new(first.url.clone(), api_key);
     let secret = wearbridge::seal::new_webhook_secret();
     receiver.set_secret("/r", &secret);
-    let (s, ep) = api.post("/v1/webhooks/endpoints", json!({"url": receiver.url("/r"), "secret": secret})).await;
+    let (s, ep) = api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": receiver.url("/r"), "secret": secret}),
+        )
+        .await;
     assert!(s.is_success(), "{ep}");
-    let (_, user) = api.post("/v1/user", json!({"client_user_id": "killed"})).await;
+    let (_, user) = api
+        .post("/v1/user", json!({"client_user_id": "killed"}))
+        .await;
     let (_, link) = api
         .post("/v1/link/token", json!({"user_id": user["user_id"], "provider": "oura", "redirect_url": receiver.url("/done")}))
         .await;
-    let landed = reqwest::get(link["link_url"].as_str().unwrap()).await.unwrap().url().clone();
-    assert!(landed.query().unwrap_or("").contains("state=success"), "{landed}");
+    let landed = reqwest::get(link["link_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .url()
+        .clone();
+    assert!(
+        landed.query().unwrap_or("").contains("state=success"),
+        "{landed}"
+    );
 
     let done = |s: &Store| {
         let s = s.clone();
-        async move { s.job_counts().await.unwrap().get("backfill:done").copied().unwrap_or(0) }
+        async move {
+            s.job_counts()
+                .await
+                .unwrap()
+                .get("backfill:done")
+                .copied()
+                .unwrap_or(0)
+        }
     };
-    assert!(crate::helpers::eventually(Duration::from_secs(30), || async { done(&store).await >= 8 }).await);
+    assert!(
+        crate::helpers::eventually(Duration::from_secs(30), || async {
+            done(&store).await >= 8
+        })
+        .await
+    );
     first.kill();
     let at_kill = done(&store).await;
-    assert!(at_kill < 52, "the kill came mid-backfill ({at_kill} of 52 windows done)");
+    assert!(
+        at_kill < 52,
+        "the kill came mid-backfill ({at_kill} of 52 windows done)"
+    );
     let second = Serve::start(&db, &key, &opts).await;
     let finished = crate::helpers::eventually(Duration::from_secs(90), || async {
-        !store.job_counts().await.unwrap().contains_key("backfill:pending")
+        !store
+            .job_counts()
+            .await
+            .unwrap()
+            .contains_key("backfill:pending")
     })
     .await;
     assert!(finished, "{:?}", store.job_counts().await.unwrap());
@@ -241,10 +356,24 @@ async fn a_killed_poller_resumes_with_no_gap_and_no_duplicate_event(db: TestDb) 
     let p = wearbridge::providers::find("oura").unwrap();
     let uid: Uuid = user["user_id"].as_str().unwrap().parse().unwrap();
     for spec in &p.manifest.resources {
-        assert_eq!(events.get(&format!("historical.data.{}.created", spec.name)), Some(&13), "{}: one event per window, none twice, none missing: {events:?}", spec.name);
+        assert_eq!(
+            events.get(&format!("historical.data.{}.created", spec.name)),
+            Some(&13),
+            "{}: one event per window, none twice, none missing: {events:?}",
+            spec.name
+        );
         let team: Uuid = user["team_id"].as_str().unwrap().parse().unwrap();
-        let stored = store.list_records(team, uid, spec.name, 0, i64::MAX, None).await.unwrap().len();
-        assert_eq!(stored, fixture_records(p, spec.name), "{}: every record, once", spec.name);
+        let stored = store
+            .list_records(team, uid, spec.name, 0, i64::MAX, None)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(
+            stored,
+            fixture_records(p, spec.name),
+            "{}: every record, once",
+            spec.name
+        );
     }
     eprintln!("poller killed after {at_kill} of 52 windows; resumed and finished with every window's event once");
     drop(second);

@@ -52,7 +52,11 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = std::env::temp_dir().join(format!("wearbridge-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        TestDb { url: format!("sqlite://{}", dir.join("test.db").display()), admin: None, dir: Some(dir) }
+        TestDb {
+            url: format!("sqlite://{}", dir.join("test.db").display()),
+            admin: None,
+            dir: Some(dir),
+        }
     }
 
     /// A fresh PostgreSQL database, or None (with a notice on stderr that libtest does
@@ -67,8 +71,14 @@ impl TestDb {
             });
             return None;
         };
-        let url = create_scratch_postgres(&admin, "wearbridge_test").await.expect("creating a scratch PostgreSQL database");
-        Some(TestDb { url, admin: Some(admin), dir: None })
+        let url = create_scratch_postgres(&admin, "wearbridge_test")
+            .await
+            .expect("creating a scratch PostgreSQL database");
+        Some(TestDb {
+            url,
+            admin: Some(admin),
+            dir: None,
+        })
     }
 
     pub async fn store(&self) -> Store {
@@ -87,7 +97,10 @@ impl Drop for TestDb {
             let url = self.url.clone();
             // Drop runs inside the test's runtime; clean up on a thread of its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(drop_scratch_postgres(&admin, &url));
             })
             .join();
@@ -125,11 +138,20 @@ impl TestApp {
         let mut config = test_config(&db);
         tweak(&mut config);
         let sealer = Sealer::from_master_key(&random_token(32)).unwrap();
-        let gateway = Gateway::start(config, sealer.clone()).await.expect("gateway starts");
+        let gateway = Gateway::start(config, sealer.clone())
+            .await
+            .expect("gateway starts");
         let (team, key) = gateway.state.store.create_team("test team").await.unwrap();
         let api = Api::new(gateway.url(), key);
         let receiver = Receiver::start(true).await.unwrap();
-        TestApp { gateway, receiver, api, team_id: team.id, sealer, _db: db }
+        TestApp {
+            gateway,
+            receiver,
+            api,
+            team_id: team.id,
+            sealer,
+            _db: db,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -139,13 +161,29 @@ impl TestApp {
     /// Stops the gateway (as a deploy would) and starts another on the same database,
     /// master key and team.
     pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let TestApp { gateway, receiver, api, team_id, sealer, _db } = self;
+        let TestApp {
+            gateway,
+            receiver,
+            api,
+            team_id,
+            sealer,
+            _db,
+        } = self;
         gateway.stop().await;
         let mut config = test_config(&_db);
         tweak(&mut config);
-        let gateway = Gateway::start(config, sealer.clone()).await.expect("gateway restarts");
+        let gateway = Gateway::start(config, sealer.clone())
+            .await
+            .expect("gateway restarts");
         let api = Api::new(gateway.url(), api.key);
-        TestApp { gateway, receiver, api, team_id, sealer, _db }
+        TestApp {
+            gateway,
+            receiver,
+            api,
+            team_id,
+            sealer,
+            _db,
+        }
     }
 
     /// A second team on the same gateway, with its own key.
@@ -172,7 +210,13 @@ impl TestApp {
     }
 
     pub async fn user(&self, client_user_id: &str) -> Value {
-        let (status, u) = self.api.post("/v1/user", serde_json::json!({"client_user_id": client_user_id})).await;
+        let (status, u) = self
+            .api
+            .post(
+                "/v1/user",
+                serde_json::json!({"client_user_id": client_user_id}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{u}");
         u
     }
@@ -188,18 +232,37 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String, key: String) -> Api {
-        Api { base, key, http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap() }
+        Api {
+            base,
+            key,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.key);
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.key);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("request reaches the gateway");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 

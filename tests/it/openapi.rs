@@ -32,77 +32,180 @@ fn undocumented_on_purpose(path: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_and_the_router_agree_on_every_operation() {
     let app = TestApp::spawn(TestDb::sqlite()).await;
-    let res = reqwest::get(format!("{}/openapi.json", app.gateway.url())).await.unwrap();
+    let res = reqwest::get(format!("{}/openapi.json", app.gateway.url()))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let spec: Value = res.json().await.unwrap();
-    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
-    assert_eq!(spec, wearbridge::api::openapi_document(), "served as generated");
-    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+    assert_eq!(
+        spec,
+        wearbridge::api::openapi_document(),
+        "served as generated"
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 
     // The router's own routes against the document's operations, both ways.
     let routed = router_routes(&wearbridge::api::router(app.gateway.state.clone()));
-    assert!(routed.contains(&("GET".to_string(), "/health".to_string())), "the router's routes were read: {routed:?}");
+    assert!(
+        routed.contains(&("GET".to_string(), "/health".to_string())),
+        "the router's routes were read: {routed:?}"
+    );
     let documented: BTreeSet<(String, String)> = spec["paths"]
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
         .collect();
-    let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(*r) && !undocumented_on_purpose(&r.1)).collect();
+    let missing: Vec<_> = routed
+        .iter()
+        .filter(|r| !documented.contains(*r) && !undocumented_on_purpose(&r.1))
+        .collect();
     assert!(missing.is_empty(), "routes the document lacks (annotate them with #[utoipa::path] and register them with routes!): {missing:?}");
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(unrouted.is_empty(), "documented operations no route serves: {unrouted:?}");
-    assert!(documented.iter().filter(|(_, p)| p.starts_with("/v1/")).count() >= 33, "{documented:?}");
+    assert!(
+        unrouted.is_empty(),
+        "documented operations no route serves: {unrouted:?}"
+    );
+    assert!(
+        documented
+            .iter()
+            .filter(|(_, p)| p.starts_with("/v1/"))
+            .count()
+            >= 33,
+        "{documented:?}"
+    );
 
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
-            assert!(responses.keys().any(|k| k.starts_with('2') || k.starts_with('3')), "{method} {path} documents its success");
+            assert!(
+                responses
+                    .keys()
+                    .any(|k| k.starts_with('2') || k.starts_with('3')),
+                "{method} {path} documents its success"
+            );
             if !path.starts_with("/v1/") {
                 assert_eq!(op["security"], json!([{}]), "{method} {path} needs no key");
                 continue;
             }
-            let public = op["security"].as_array().is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|o| o.is_empty())));
+            let public = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
             for code in ["400", "404", "422"] {
-                assert!(responses.contains_key(code), "{method} {path} documents {code}");
+                assert!(
+                    responses.contains_key(code),
+                    "{method} {path} documents {code}"
+                );
             }
-            assert_eq!(responses.contains_key("401"), !public, "{method} {path}: 401 exactly when a key is needed");
+            assert_eq!(
+                responses.contains_key("401"),
+                !public,
+                "{method} {path}: 401 exactly when a key is needed"
+            );
             if op.get("requestBody").is_some() {
-                assert!(responses.contains_key("413") && responses.contains_key("415"), "{method} {path}");
+                assert!(
+                    responses.contains_key("413") && responses.contains_key("415"),
+                    "{method} {path}"
+                );
             }
             for (code, response) in responses {
                 if code.starts_with('4') {
-                    assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error", "{method} {path} {code}");
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Error",
+                        "{method} {path} {code}"
+                    );
                 }
             }
         }
     }
     // Operation ids are unique (code generators name methods after them), and every
     // link names one.
-    let ids: Vec<&str> = spec["paths"].as_object().unwrap().values().flat_map(|i| i.as_object().unwrap().values()).map(|op| op["operationId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|i| i.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "duplicate operationIds: {ids:?}");
     let mut links = 0;
-    for op in spec["paths"].as_object().unwrap().values().flat_map(|i| i.as_object().unwrap().values()) {
+    for op in spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|i| i.as_object().unwrap().values())
+    {
         for response in op["responses"].as_object().unwrap().values() {
-            for link in response.get("links").and_then(Value::as_object).into_iter().flat_map(|l| l.values()) {
-                assert!(unique.contains(link["operationId"].as_str().unwrap()), "{link}");
+            for link in response
+                .get("links")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|l| l.values())
+            {
+                assert!(
+                    unique.contains(link["operationId"].as_str().unwrap()),
+                    "{link}"
+                );
                 links += 1;
             }
         }
     }
     assert!(links >= 7, "{links} links");
     let schemas = &spec["components"]["schemas"];
-    for schema in ["Error", "Endpoint", "CreatedEndpoint", "EventDetail", "AttemptView", "Stats", "SessionLink", "User"] {
+    for schema in [
+        "Error",
+        "Endpoint",
+        "CreatedEndpoint",
+        "EventDetail",
+        "AttemptView",
+        "Stats",
+        "SessionLink",
+        "User",
+    ] {
         assert!(schemas.get(schema).is_some(), "schema {schema}");
     }
     // The constraints the code adds after generation found their targets.
-    assert!(schemas["CreateEndpoint"]["properties"]["secret"]["pattern"].as_str().unwrap().starts_with("^whsec_"));
+    assert!(schemas["CreateEndpoint"]["properties"]["secret"]["pattern"]
+        .as_str()
+        .unwrap()
+        .starts_with("^whsec_"));
     assert!(schemas["Rotate"]["properties"]["key"]["pattern"].is_string());
-    assert!(schemas["UpdateEndpoint"]["properties"]["headers"]["propertyNames"]["pattern"].as_str().unwrap().contains("[Hh][Oo][Ss][Tt]"));
-    assert!(schemas["CreateEndpoint"]["properties"]["event_types"]["items"]["enum"].as_array().unwrap().contains(&json!("webhook.test")));
-    assert!(schemas["LinkRequest"]["properties"]["provider"]["enum"].as_array().unwrap().contains(&json!("oura")));
+    assert!(
+        schemas["UpdateEndpoint"]["properties"]["headers"]["propertyNames"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("[Hh][Oo][Ss][Tt]")
+    );
+    assert!(
+        schemas["CreateEndpoint"]["properties"]["event_types"]["items"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("webhook.test"))
+    );
+    assert!(schemas["LinkRequest"]["properties"]["provider"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("oura")));
 }
 
 /// The (method, path) pairs an axum router serves, read from its `Debug` output, since
@@ -112,10 +215,14 @@ async fn the_document_and_the_router_agree_on_every_operation() {
 fn router_routes(router: &axum::Router) -> BTreeSet<(String, String)> {
     let debug = format!("{router:?}");
     let own = debug.split("fallback_router").next().unwrap();
-    let (routes, node) = own.split_once("node: Node").expect("axum's Router Debug output changed: no `node: Node`");
+    let (routes, node) = own
+        .split_once("node: Node")
+        .expect("axum's Router Debug output changed: no `node: Node`");
     let mut paths = BTreeMap::new();
     for entry in node.split("RouteId(").skip(1) {
-        let (id, rest) = entry.split_once("): \"").expect("axum's Router Debug output changed: a path entry");
+        let (id, rest) = entry
+            .split_once("): \"")
+            .expect("axum's Router Debug output changed: a path entry");
         paths.insert(id.to_string(), rest.split('"').next().unwrap().to_string());
     }
     let mut out = BTreeSet::new();
@@ -125,13 +232,21 @@ fn router_routes(router: &axum::Router) -> BTreeSet<(String, String)> {
             .split("allow_header: Bytes(b\"")
             .nth(1)
             .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("axum's Router Debug output changed: no Allow header for route {id}: {rest}"));
-        let path = paths.get(id).unwrap_or_else(|| panic!("route {id} has no path in {paths:?}"));
+            .unwrap_or_else(|| {
+                panic!("axum's Router Debug output changed: no Allow header for route {id}: {rest}")
+            });
+        let path = paths
+            .get(id)
+            .unwrap_or_else(|| panic!("route {id} has no path in {paths:?}"));
         for method in allow.split(',').filter(|m| *m != "HEAD") {
             out.insert((method.to_string(), path.clone()));
         }
     }
-    assert_eq!(paths.len(), out.iter().map(|(_, p)| p).collect::<BTreeSet<_>>().len(), "every path has methods: {debug}");
+    assert_eq!(
+        paths.len(),
+        out.iter().map(|(_, p)| p).collect::<BTreeSet<_>>().len(),
+        "every path has methods: {debug}"
+    );
     out
 }
 
@@ -158,23 +273,42 @@ struct Checker {
 
 impl Checker {
     async fn new(app: &TestApp) -> Checker {
-        let spec: Value = reqwest::get(format!("{}/openapi.json", app.gateway.url())).await.unwrap().json().await.unwrap();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)).build().unwrap();
-        Checker { spec, base: app.gateway.url(), key: app.api.key.clone(), http, seen: Mutex::new(BTreeMap::new()) }
+        let spec: Value = reqwest::get(format!("{}/openapi.json", app.gateway.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Checker {
+            spec,
+            base: app.gateway.url(),
+            key: app.api.key.clone(),
+            http,
+            seen: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key)
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
     }
 
     async fn get(&self, path: &str) -> Reply {
         self.send(self.request(Method::GET, path)).await
     }
     async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(Method::POST, path).json(&body)).await
+        self.send(self.request(Method::POST, path).json(&body))
+            .await
     }
     async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(Method::PATCH, path).json(&body)).await
+        self.send(self.request(Method::PATCH, path).json(&body))
+            .await
     }
     async fn delete(&self, path: &str) -> Reply {
         self.send(self.request(Method::DELETE, path)).await
@@ -190,7 +324,11 @@ impl Checker {
             .keys()
             .filter_map(|t| {
                 let ts: Vec<&str> = t.split('/').collect();
-                let fits = ts.len() == segments.len() && ts.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s);
+                let fits = ts.len() == segments.len()
+                    && ts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t.starts_with('{') || t == s);
                 fits.then(|| (ts.iter().filter(|t| !t.starts_with('{')).count(), t.clone()))
             })
             .max()
@@ -211,29 +349,65 @@ impl Checker {
         let what = format!("{} {path} ({template}) → {status}", method.to_uppercase());
         let op = &self.spec["paths"][&template][&method];
         assert!(op.is_object(), "{what}: the operation is not documented");
-        let doc = op["responses"].get(status.as_str()).unwrap_or_else(|| panic!("{what}: the status is not documented; body: {text}"));
-        let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string());
+        let doc = op["responses"]
+            .get(status.as_str())
+            .unwrap_or_else(|| panic!("{what}: the status is not documented; body: {text}"));
+        let content_type = headers.get("content-type").map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        });
         let body = match (&doc["content"], content_type) {
             (Value::Object(content), Some(ct)) if !text.is_empty() => {
-                let schema = content.get(&ct).unwrap_or_else(|| panic!("{what}: content type {ct} is not documented ({:?})", content.keys()))["schema"].clone();
+                let schema = content.get(&ct).unwrap_or_else(|| {
+                    panic!(
+                        "{what}: content type {ct} is not documented ({:?})",
+                        content.keys()
+                    )
+                })["schema"]
+                    .clone();
                 if ct == "application/json" {
-                    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+                    let body: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
                     let mut errors = Vec::new();
                     validate(&self.spec, &schema, &body, "$", true, &mut errors);
-                    assert!(errors.is_empty(), "{what}: the body does not match its schema:\n  {}\nbody: {body}", errors.join("\n  "));
+                    assert!(
+                        errors.is_empty(),
+                        "{what}: the body does not match its schema:\n  {}\nbody: {body}",
+                        errors.join("\n  ")
+                    );
                     body
                 } else {
                     Value::String(text)
                 }
             }
-            (Value::Object(content), _) if !content.is_empty() => panic!("{what}: documented with content {:?}, answered none", content.keys()),
+            (Value::Object(content), _) if !content.is_empty() => panic!(
+                "{what}: documented with content {:?}, answered none",
+                content.keys()
+            ),
             _ => {
-                assert!(text.is_empty(), "{what}: answered a body where none is documented: {text}");
+                assert!(
+                    text.is_empty(),
+                    "{what}: answered a body where none is documented: {text}"
+                );
                 Value::Null
             }
         };
-        self.seen.lock().unwrap().entry((method.to_uppercase(), template)).or_default().insert(status.as_u16());
-        Reply { status, body, headers }
+        self.seen
+            .lock()
+            .unwrap()
+            .entry((method.to_uppercase(), template))
+            .or_default()
+            .insert(status.as_u16());
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     /// Every documented operation was checked at least once, and with a success.
@@ -248,7 +422,10 @@ impl Checker {
                 }
             }
         }
-        assert!(unseen.is_empty(), "operations never answered with a success here: {unseen:#?}");
+        assert!(
+            unseen.is_empty(),
+            "operations never answered with a success here: {unseen:#?}"
+        );
     }
 }
 
@@ -258,7 +435,14 @@ impl Checker {
 /// Stricter than JSON Schema in one way: where `strict`, an object schema that lists
 /// its properties and says nothing about others (utoipa's rendering of a struct) takes
 /// no others, so every field of a reply is documented.
-fn validate(spec: &Value, schema: &Value, value: &Value, at: &str, strict: bool, errors: &mut Vec<String>) {
+fn validate(
+    spec: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    strict: bool,
+    errors: &mut Vec<String>,
+) {
     let schema = match schema {
         Value::Bool(true) => return,
         Value::Bool(false) => return errors.push(format!("{at}: nothing is allowed here")),
@@ -421,7 +605,10 @@ fn validate(spec: &Value, schema: &Value, value: &Value, at: &str, strict: bool,
 }
 
 fn resolve<'a>(spec: &'a Value, reference: &Value) -> &'a Value {
-    let name = reference.as_str().and_then(|r| r.strip_prefix("#/components/schemas/")).unwrap_or_else(|| panic!("unsupported $ref {reference}"));
+    let name = reference
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .unwrap_or_else(|| panic!("unsupported $ref {reference}"));
     let target = &spec["components"]["schemas"][name];
     assert!(!target.is_null(), "$ref to a missing schema {name}");
     target
@@ -451,7 +638,12 @@ fn declared_properties(spec: &Value, schema: &Value) -> (BTreeSet<String>, bool)
         names.extend(props.keys().cloned());
         listed = true;
     }
-    if schema.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) || schema.get("oneOf").is_some() || schema.get("anyOf").is_some() {
+    if schema
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false))
+        || schema.get("oneOf").is_some()
+        || schema.get("anyOf").is_some()
+    {
         open = true; // checked by the alternatives themselves
     }
     (names, open || !listed)
@@ -462,7 +654,9 @@ fn has_type(value: &Value, t: &str) -> bool {
         "object" => value.is_object(),
         "array" => value.is_array(),
         "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "integer" => {
+            value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         "number" => value.is_number(),
         "boolean" => value.is_boolean(),
         "null" => value.is_null(),
@@ -485,15 +679,51 @@ fn the_validator_catches_what_it_should() {
     let id = Uuid::new_v4().to_string();
     assert!(check(both.clone(), json!({"id": id, "n": 2})).is_empty());
     assert!(check(both.clone(), json!({"id": id, "n": null})).is_empty());
-    assert_eq!(check(both.clone(), json!({"id": id, "n": 0})).len(), 1, "minimum");
+    assert_eq!(
+        check(both.clone(), json!({"id": id, "n": 0})).len(),
+        1,
+        "minimum"
+    );
     assert_eq!(check(both.clone(), json!({"id": "x"})).len(), 1, "format");
     assert_eq!(check(both.clone(), json!({"n": 1})).len(), 1, "required");
-    assert_eq!(check(both.clone(), json!({"id": id, "extra": true})).len(), 1, "an undocumented field");
-    assert_eq!(check(json!({"type": "array", "items": {"type": "string", "maxLength": 2}}), json!(["ab", "abc", 1])).len(), 2);
-    assert_eq!(check(json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Base"}]}), json!({"id": 5})).len(), 1);
-    assert!(check(json!({"type": "object", "additionalProperties": {"type": "integer"}}), json!({"a": 1, "b": 2})).is_empty());
-    assert_eq!(check(json!({"type": "object", "additionalProperties": {"type": "integer"}}), json!({"a": "1"})).len(), 1);
-    assert!(std::panic::catch_unwind(|| check(json!({"if": {}}), json!(1))).is_err(), "an unknown keyword fails loudly");
+    assert_eq!(
+        check(both.clone(), json!({"id": id, "extra": true})).len(),
+        1,
+        "an undocumented field"
+    );
+    assert_eq!(
+        check(
+            json!({"type": "array", "items": {"type": "string", "maxLength": 2}}),
+            json!(["ab", "abc", 1])
+        )
+        .len(),
+        2
+    );
+    assert_eq!(
+        check(
+            json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Base"}]}),
+            json!({"id": 5})
+        )
+        .len(),
+        1
+    );
+    assert!(check(
+        json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+        json!({"a": 1, "b": 2})
+    )
+    .is_empty());
+    assert_eq!(
+        check(
+            json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+            json!({"a": "1"})
+        )
+        .len(),
+        1
+    );
+    assert!(
+        std::panic::catch_unwind(|| check(json!({"if": {}}), json!(1))).is_err(),
+        "an unknown keyword fails loudly"
+    );
 }
 
 /// Every documented operation, on a real gateway with a provider connected and
@@ -510,78 +740,260 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
     let c = Checker::new(&app).await;
 
     // Operations, catalogues, authentication.
-    assert_eq!(c.send(c.http.get(format!("{}/health", c.base))).await.status, StatusCode::OK);
-    assert_eq!(c.send(c.http.get(format!("{}/metrics", c.base))).await.status, StatusCode::OK);
+    assert_eq!(
+        c.send(c.http.get(format!("{}/health", c.base)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.send(c.http.get(format!("{}/metrics", c.base)))
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(c.get("/v1/providers").await.status, StatusCode::OK);
     assert_eq!(c.get("/v1/event-types").await.status, StatusCode::OK);
-    assert_eq!(c.send(c.http.get(format!("{}/v1/user", c.base))).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(c.send(c.http.get(format!("{}/v1/user", c.base)).bearer_auth("wb_nope")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        c.send(c.http.get(format!("{}/v1/user", c.base)))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.send(
+            c.http
+                .get(format!("{}/v1/user", c.base))
+                .bearer_auth("wb_nope")
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Users.
     let r = c.post("/v1/user", json!({"client_user_id": "alice"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let uid = r.body["user_id"].as_str().unwrap().to_string();
-    assert_eq!(c.post("/v1/user", json!({"client_user_id": "alice"})).await.status, StatusCode::CONFLICT);
-    assert_eq!(c.post("/v1/user", json!({"client_user_id": " "})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(c.post("/v1/user", json!({"client_user_id": 5})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c.send(c.request(Method::POST, "/v1/user").header("content-type", "text/plain").body("alice")).await;
+    assert_eq!(
+        c.post("/v1/user", json!({"client_user_id": "alice"}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.post("/v1/user", json!({"client_user_id": " "}))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.post("/v1/user", json!({"client_user_id": 5}))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = c
+        .send(
+            c.request(Method::POST, "/v1/user")
+                .header("content-type", "text/plain")
+                .body("alice"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let big = json!({"client_user_id": "x".repeat(100_000)});
-    assert_eq!(c.post("/v1/user", big).await.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let r = c.send(c.request(Method::POST, "/v1/user").header("content-type", "application/json").body("{nope")).await;
+    assert_eq!(
+        c.post("/v1/user", big).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let r = c
+        .send(
+            c.request(Method::POST, "/v1/user")
+                .header("content-type", "application/json")
+                .body("{nope"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(c.get("/v1/user?limit=2").await.status, StatusCode::OK);
-    assert_eq!(c.get("/v1/user?limit=abc").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(c.get("/v1/user?limit=0").await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(c.get(&format!("/v1/user/{uid}")).await.status, StatusCode::OK);
-    assert_eq!(c.get(&format!("/v1/user/{}", Uuid::new_v4())).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get("/v1/user?limit=abc").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        c.get("/v1/user?limit=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get(&format!("/v1/user/{uid}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(&format!("/v1/user/{}", Uuid::new_v4())).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(c.get("/v1/user/resolve/alice").await.status, StatusCode::OK);
-    assert_eq!(c.get("/v1/user/resolve/nobody").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.get(&format!("/v1/user/{uid}/providers")).await.status, StatusCode::OK);
+    assert_eq!(
+        c.get("/v1/user/resolve/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get(&format!("/v1/user/{uid}/providers")).await.status,
+        StatusCode::OK
+    );
 
     // Endpoints, secrets, test and example events.
     let r = c.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/hooks"), "headers": {"x-team": "a"}, "rate_limit_per_sec": 50})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    app.receiver.set_secret("/hooks", r.body["secret"].as_str().unwrap());
+    app.receiver
+        .set_secret("/hooks", r.body["secret"].as_str().unwrap());
     let eid = r.body["id"].as_str().unwrap().to_string();
     let test_event = r.body["test_event_id"].as_str().unwrap().to_string();
-    assert_eq!(c.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/hooks")})).await.status, StatusCode::CONFLICT);
-    assert_eq!(c.post("/v1/webhooks/endpoints", json!({"url": "ftp://example.com/"})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        c.post(
+            "/v1/webhooks/endpoints",
+            json!({"url": app.receiver.url("/hooks")})
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.post(
+            "/v1/webhooks/endpoints",
+            json!({"url": "ftp://example.com/"})
+        )
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(c.get("/v1/webhooks/endpoints").await.status, StatusCode::OK);
-    assert_eq!(c.get(&format!("/v1/webhooks/endpoints/{eid}")).await.status, StatusCode::OK);
-    assert_eq!(c.get(&format!("/v1/webhooks/endpoints/{}", Uuid::new_v4())).await.status, StatusCode::NOT_FOUND);
-    let r = c.patch(&format!("/v1/webhooks/endpoints/{eid}"), json!({"description": "main", "rate_limit_per_sec": null})).await;
+    assert_eq!(
+        c.get(&format!("/v1/webhooks/endpoints/{eid}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(&format!("/v1/webhooks/endpoints/{}", Uuid::new_v4()))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c
+        .patch(
+            &format!("/v1/webhooks/endpoints/{eid}"),
+            json!({"description": "main", "rate_limit_per_sec": null}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(c.get(&format!("/v1/webhooks/endpoints/{eid}/secret")).await.status, StatusCode::OK);
-    let r = c.post(&format!("/v1/webhooks/endpoints/{eid}/secret/rotate"), json!({})).await;
+    assert_eq!(
+        c.get(&format!("/v1/webhooks/endpoints/{eid}/secret"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = c
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/secret/rotate"),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    app.receiver.set_secret("/hooks", r.body["key"].as_str().unwrap());
-    assert_eq!(c.post(&format!("/v1/webhooks/endpoints/{eid}/test"), json!({})).await.status, StatusCode::ACCEPTED);
-    let r = c.post("/v1/events/example", json!({"event_type": "daily.data.sleep.created", "user_id": uid})).await;
+    app.receiver
+        .set_secret("/hooks", r.body["key"].as_str().unwrap());
+    assert_eq!(
+        c.post(&format!("/v1/webhooks/endpoints/{eid}/test"), json!({}))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    let r = c
+        .post(
+            "/v1/events/example",
+            json!({"event_type": "daily.data.sleep.created", "user_id": uid}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(c.post("/v1/events/example", json!({"event_type": "daily.data.naps.created"})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(app.receiver.wait_for(3, Duration::from_secs(20)).await, "three deliveries arrive");
+    assert_eq!(
+        c.post(
+            "/v1/events/example",
+            json!({"event_type": "daily.data.naps.created"})
+        )
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert!(
+        app.receiver.wait_for(3, Duration::from_secs(20)).await,
+        "three deliveries arrive"
+    );
 
     // The delivery log, an event's attempts, resend, recover, statistics.
     let log = format!("/v1/webhooks/endpoints/{eid}/events");
     assert!(
-        eventually(Duration::from_secs(10), || async { c.get(&format!("{log}?status=succeeded")).await.body["data"].as_array().unwrap().len() >= 3 }).await,
+        eventually(Duration::from_secs(10), || async {
+            c.get(&format!("{log}?status=succeeded")).await.body["data"]
+                .as_array()
+                .unwrap()
+                .len()
+                >= 3
+        })
+        .await,
         "the log shows three successes"
     );
     assert_eq!(c.get(&log).await.status, StatusCode::OK);
-    assert_eq!(c.get(&format!("{log}?status=weird")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        c.get(&format!("{log}?status=weird")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let r = c.get(&format!("/v1/webhooks/events/{test_event}")).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(!r.body["deliveries"][0]["attempt_log"].as_array().unwrap().is_empty(), "{}", r.body);
-    assert_eq!(c.get(&format!("/v1/webhooks/events/{}", Uuid::new_v4())).await.status, StatusCode::NOT_FOUND);
-    let r = c.post(&format!("/v1/webhooks/endpoints/{eid}/events/{test_event}/resend"), json!({})).await;
+    assert!(
+        !r.body["deliveries"][0]["attempt_log"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        c.get(&format!("/v1/webhooks/events/{}", Uuid::new_v4()))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/events/{test_event}/resend"),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = c.post(&format!("/v1/webhooks/endpoints/{eid}/recover"), json!({"since": "2020-01-01T00:00:00Z"})).await;
+    let r = c
+        .post(
+            &format!("/v1/webhooks/endpoints/{eid}/recover"),
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(c.post(&format!("/v1/webhooks/endpoints/{eid}/recover"), json!({"since": "yesterday"})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        c.post(
+            &format!("/v1/webhooks/endpoints/{eid}/recover"),
+            json!({"since": "yesterday"})
+        )
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(c.get("/v1/webhooks/stats").await.status, StatusCode::OK);
-    assert_eq!(c.get(&format!("/v1/webhooks/stats?hours=48&endpoint_id={eid}")).await.status, StatusCode::OK);
-    assert_eq!(c.get("/v1/webhooks/stats?hours=0").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        c.get(&format!("/v1/webhooks/stats?hours=48&endpoint_id={eid}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get("/v1/webhooks/stats?hours=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     // The connect flow, as a browser walks it (the gateway's pages need no key).
     let r = c.post("/v1/link/token", json!({"user_id": uid, "provider": "oura", "redirect_url": app.receiver.url("/app/done")})).await;
@@ -596,7 +1008,11 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
             c.http.get(&url).send().await.unwrap().headers().clone()
         };
         let next = res.get("location").expect("a redirect").to_str().unwrap();
-        url = reqwest::Url::parse(&url).unwrap().join(next).unwrap().to_string();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(next)
+            .unwrap()
+            .to_string();
         if url.contains("/app/done") {
             break;
         }
@@ -604,46 +1020,148 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
     assert!(url.contains("state=success"), "{url}");
     let sleep = format!("/v1/summary/sleep/{uid}?start_date=2026-01-01");
     assert!(
-        eventually(Duration::from_secs(60), || async { c.get(&sleep).await.body["sleep"].as_array().is_some_and(|s| !s.is_empty()) }).await,
+        eventually(Duration::from_secs(60), || async {
+            c.get(&sleep).await.body["sleep"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .await,
         "the backfill stores sleep"
     );
     let heartrate = format!("/v1/timeseries/{uid}/heartrate?start_date=2026-01-01");
-    assert!(eventually(Duration::from_secs(60), || async { c.get(&heartrate).await.body["data"].as_array().is_some_and(|s| !s.is_empty()) }).await);
-    assert_eq!(c.get(&format!("/v1/summary/sleep/{uid}?start_date=someday")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            c.get(&heartrate).await.body["data"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .await
+    );
+    assert_eq!(
+        c.get(&format!("/v1/summary/sleep/{uid}?start_date=someday"))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let r = c.get(&format!("/v1/user/{uid}/providers")).await;
     assert_eq!(r.body["data"][0]["provider"], "oura", "{}", r.body);
-    assert_eq!(c.post(&format!("/v1/user/{uid}/refresh"), json!({})).await.status, StatusCode::ACCEPTED);
-    assert_eq!(c.post(&format!("/v1/user/{uid}/refresh"), json!({})).await.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(c.delete(&format!("/v1/user/{uid}/oura")).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.delete(&format!("/v1/user/{uid}/oura")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.post(&format!("/v1/user/{uid}/refresh"), json!({}))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        c.post(&format!("/v1/user/{uid}/refresh"), json!({}))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        c.delete(&format!("/v1/user/{uid}/oura")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.delete(&format!("/v1/user/{uid}/oura")).await.status,
+        StatusCode::NOT_FOUND
+    );
     // The Link page (no provider chosen), one provider from it, a forged callback.
-    let r = c.post("/v1/link/token", json!({"user_id": uid, "redirect_url": app.receiver.url("/app/done")})).await;
+    let r = c
+        .post(
+            "/v1/link/token",
+            json!({"user_id": uid, "redirect_url": app.receiver.url("/app/done")}),
+        )
+        .await;
     let link = reqwest::Url::parse(r.body["link_url"].as_str().unwrap()).unwrap();
     let page = c.send(c.http.get(link.as_str())).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.as_str().unwrap().contains("Oura"));
-    assert_eq!(c.send(c.http.get(format!("{}/oura", link.as_str().split('?').next().unwrap()))).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(c.send(c.http.get(format!("{}/v1/link/nope", c.base))).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.send(c.http.get(format!("{}/v1/oauth/callback/oura?state=forged&code=x", c.base))).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.send(
+            c.http
+                .get(format!("{}/oura", link.as_str().split('?').next().unwrap()))
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        c.send(c.http.get(format!("{}/v1/link/nope", c.base)))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.send(c.http.get(format!(
+            "{}/v1/oauth/callback/oura?state=forged&code=x",
+            c.base
+        )))
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
 
     // The webhook portal: a one-time link, its session, signing out.
     let r = c.send(c.request(Method::POST, "/v1/portal/sessions")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(c.post("/v1/portal/sessions", json!({"session_ttl_secs": 5})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c.post("/v1/portal/sessions", json!({"session_ttl_secs": 600})).await;
+    assert_eq!(
+        c.post("/v1/portal/sessions", json!({"session_ttl_secs": 5}))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = c
+        .post("/v1/portal/sessions", json!({"session_ttl_secs": 600}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let opened = c.http.get(r.body["url"].as_str().unwrap()).send().await.unwrap();
-    let cookie = opened.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let portal = |m: Method| c.http.request(m, format!("{}/v1/portal/session", c.base)).header("cookie", cookie.clone()).header("x-wearbridge-portal", "1");
+    let opened = c
+        .http
+        .get(r.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let cookie = opened.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let portal = |m: Method| {
+        c.http
+            .request(m, format!("{}/v1/portal/session", c.base))
+            .header("cookie", cookie.clone())
+            .header("x-wearbridge-portal", "1")
+    };
     assert_eq!(c.send(portal(Method::GET)).await.status, StatusCode::OK);
-    assert_eq!(c.get("/v1/portal/session").await.status, StatusCode::FORBIDDEN);
-    assert_eq!(c.send(portal(Method::DELETE)).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.send(portal(Method::GET)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        c.get("/v1/portal/session").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        c.send(portal(Method::DELETE)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.send(portal(Method::GET)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Deleting.
-    assert_eq!(c.delete(&format!("/v1/webhooks/endpoints/{eid}")).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.delete(&format!("/v1/user/{uid}")).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.delete(&format!("/v1/user/{uid}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.delete(&format!("/v1/webhooks/endpoints/{eid}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.delete(&format!("/v1/user/{uid}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.delete(&format!("/v1/user/{uid}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     c.assert_all_seen();
 }
@@ -655,67 +1173,198 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
 /// counted in bytes: each was a 500 (or a wrong answer) before.
 async fn input_the_database_cannot_store_is_refused_with_4xx(db: TestDb) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app.api.post("/v1/user", json!({"client_user_id": "a\u{0}b"})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")), "{body}");
+    let (status, body) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "a\u{0}b"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")),
+        "{body}"
+    );
     let (status, body) = app.api.get("/v1/user/resolve/a%00b").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{body}"
+    );
     let (status, body) = app.api.get("/v1/user?offset=%00").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{body}"
+    );
     // The six characters \u0000 are text like any other.
-    let (status, _) = app.api.post("/v1/user", json!({"client_user_id": "literally \\u0000"})).await;
+    let (status, _) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "literally \\u0000"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Webhook URLs: at most 2048 characters as sent...
     let long = format!("https://example.com/{}", "x".repeat(3000));
-    let (status, body) = app.api.post("/v1/webhooks/endpoints", json!({"url": long})).await;
+    let (status, body) = app
+        .api
+        .post("/v1/webhooks/endpoints", json!({"url": long}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("at most 2048"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2048"),
+        "{body}"
+    );
     // ...and stored normalised, where 2000 CJK characters are 18000 percent-encoded
     // bytes (a 500 from PostgreSQL's btree index before).
-    let cjk: String = (0..2000u32).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap()).collect();
-    let (status, body) = app.api.post("/v1/webhooks/endpoints", json!({"url": format!("https://example.com/{cjk}")})).await;
+    let cjk: String = (0..2000u32)
+        .map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap())
+        .collect();
+    let (status, body) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": format!("https://example.com/{cjk}")}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("once normalised"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("once normalised"),
+        "{body}"
+    );
     // A URL that grows past 2048 when normalised but stays storable is taken, and its
     // endpoint can be edited without the stored URL failing the limit for what is sent.
     let grows = format!("https://example.com/{}", "é".repeat(400));
-    let (status, ep) = app.api.post("/v1/webhooks/endpoints", json!({"url": grows, "enabled": false})).await;
+    let (status, ep) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": grows, "enabled": false}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{ep}");
-    assert_eq!(ep["url"].as_str().unwrap().len(), "https://example.com/".len() + 400 * 6);
-    let host_only = format!("https://{}.example.com", "a".repeat(2048 - "https://.example.com".len()));
+    assert_eq!(
+        ep["url"].as_str().unwrap().len(),
+        "https://example.com/".len() + 400 * 6
+    );
+    let host_only = format!(
+        "https://{}.example.com",
+        "a".repeat(2048 - "https://.example.com".len())
+    );
     assert_eq!(host_only.chars().count(), 2048);
-    let (status, ep2) = app.api.post("/v1/webhooks/endpoints", json!({"url": host_only, "enabled": false})).await;
-    assert_eq!(status, StatusCode::CREATED, "2048 characters, 2049 once normalised (a trailing slash): {ep2}");
+    let (status, ep2) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": host_only, "enabled": false}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "2048 characters, 2049 once normalised (a trailing slash): {ep2}"
+    );
     for ep in [&ep, &ep2] {
-        let (status, body) = app.api.patch(&format!("/v1/webhooks/endpoints/{}", ep["id"].as_str().unwrap()), json!({"description": "x"})).await;
-        assert_eq!(status, StatusCode::OK, "the stored URL is not held to the limit for what is sent: {body}");
+        let (status, body) = app
+            .api
+            .patch(
+                &format!("/v1/webhooks/endpoints/{}", ep["id"].as_str().unwrap()),
+                json!({"description": "x"}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the stored URL is not held to the limit for what is sent: {body}"
+        );
     }
 
     // Limits count characters, not bytes.
-    let (status, body) = app.api.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/x"), "description": "é".repeat(1000)})).await;
-    assert_eq!(status, StatusCode::CREATED, "1000 characters, 2000 bytes: {body}");
-    let (status, body) = app.api.post("/v1/webhooks/endpoints", json!({"url": app.receiver.url("/y"), "description": "é".repeat(1001)})).await;
+    let (status, body) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": app.receiver.url("/x"), "description": "é".repeat(1000)}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "1000 characters, 2000 bytes: {body}"
+    );
+    let (status, body) = app
+        .api
+        .post(
+            "/v1/webhooks/endpoints",
+            json!({"url": app.receiver.url("/y"), "description": "é".repeat(1001)}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, body) = app.api.post("/v1/user", json!({"client_user_id": "𝄞".repeat(255)})).await;
-    assert_eq!(status, StatusCode::CREATED, "255 characters, 1020 bytes: {body}");
-    let (status, _) = app.api.post("/v1/user", json!({"client_user_id": "𝄞".repeat(256)})).await;
+    let (status, body) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "𝄞".repeat(255)}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "255 characters, 1020 bytes: {body}"
+    );
+    let (status, _) = app
+        .api
+        .post("/v1/user", json!({"client_user_id": "𝄞".repeat(256)}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // The framework's own rejections leave as JSON too: a path it cannot decode, a
     // query string it cannot parse, a body over the limit.
-    let res = app.api.http.get(format!("{}/v1/user/%FF", app.gateway.url())).bearer_auth(&app.api.key).send().await.unwrap();
+    let res = app
+        .api
+        .http
+        .get(format!("{}/v1/user/%FF", app.gateway.url()))
+        .bearer_auth(&app.api.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.expect("a JSON error");
     assert_eq!(body["error"]["code"], "bad_request", "{body}");
-    let res = app.api.http.get(format!("{}/v1/oauth/callback/oura?code=a&code=b", app.gateway.url())).send().await.unwrap();
+    let res = app
+        .api
+        .http
+        .get(format!(
+            "{}/v1/oauth/callback/oura?code=a&code=b",
+            app.gateway.url()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let body: Value = res.json().await.expect("a JSON error");
     assert_eq!(body["error"]["code"], "bad_request", "{body}");
     let (status, body) = app.api.get("/v1/user?limit=abc").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{body}"
+    );
     let huge = "x".repeat(app.gateway.state.config.max_body_bytes + 1);
-    let res = app.api.http.post(format!("{}/v1/user", app.gateway.url())).bearer_auth(&app.api.key).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let res = app
+        .api
+        .http
+        .post(format!("{}/v1/user", app.gateway.url()))
+        .bearer_auth(&app.api.key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = res.json().await.expect("a JSON error");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
@@ -726,43 +1375,138 @@ async fn input_the_database_cannot_store_is_refused_with_4xx(db: TestDb) {
 /// a test event for a disabled endpoint is a conflict, not bad input).
 async fn requests_the_document_allows_are_taken_and_others_refused(db: TestDb) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app.api.send(Method::POST, "/v1/portal/sessions", Some(Value::Null)).await;
+    let (status, body) = app
+        .api
+        .send(Method::POST, "/v1/portal/sessions", Some(Value::Null))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "`null` is no body: {body}");
-    let (status, body) = app.api.post("/v1/portal/sessions", json!({"session_ttl_secs": 600.0})).await;
-    assert_eq!((status, body["session_ttl_secs"].as_i64()), (StatusCode::CREATED, Some(600)), "{body}");
-    let (status, body) = app.api.post("/v1/portal/sessions", json!({"session_ttl_secs": 600.5})).await;
+    let (status, body) = app
+        .api
+        .post("/v1/portal/sessions", json!({"session_ttl_secs": 600.0}))
+        .await;
+    assert_eq!(
+        (status, body["session_ttl_secs"].as_i64()),
+        (StatusCode::CREATED, Some(600)),
+        "{body}"
+    );
+    let (status, body) = app
+        .api
+        .post("/v1/portal/sessions", json!({"session_ttl_secs": 600.5}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) = app.api.post("/v1/portal/sessions", json!([])).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
+        "{body}"
+    );
     // Lengths count what is sent (trimmed only after).
-    let (status, body) = app.api.post("/v1/user", json!({"client_user_id": format!("a{}", "\u{b}".repeat(255))})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "256 characters as sent: {body}");
-    let (status, body) = app.api.post("/v1/user", json!({"client_user_id": format!(" a{} ", "b".repeat(252))})).await;
-    assert_eq!((status, body["client_user_id"].as_str().map(str::len)), (StatusCode::CREATED, Some(253)), "{body}");
+    let (status, body) = app
+        .api
+        .post(
+            "/v1/user",
+            json!({"client_user_id": format!("a{}", "\u{b}".repeat(255))}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "256 characters as sent: {body}"
+    );
+    let (status, body) = app
+        .api
+        .post(
+            "/v1/user",
+            json!({"client_user_id": format!(" a{} ", "b".repeat(252))}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["client_user_id"].as_str().map(str::len)),
+        (StatusCode::CREATED, Some(253)),
+        "{body}"
+    );
 
-    let ep = app.endpoint("/x", json!({"rate_limit_per_sec": 10.0})).await;
+    let ep = app
+        .endpoint("/x", json!({"rate_limit_per_sec": 10.0}))
+        .await;
     assert_eq!(ep["rate_limit_per_sec"], 10);
     let id = ep["id"].as_str().unwrap();
-    let (status, body) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"rate_limit_per_sec": 20.0})).await;
-    assert_eq!((status, body["rate_limit_per_sec"].as_i64()), (StatusCode::OK, Some(20)), "{body}");
+    let (status, body) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"rate_limit_per_sec": 20.0}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["rate_limit_per_sec"].as_i64()),
+        (StatusCode::OK, Some(20)),
+        "{body}"
+    );
     let rotate = format!("/v1/webhooks/endpoints/{id}/secret/rotate");
     let (status, body) = app.api.send(Method::POST, &rotate, Some(Value::Null)).await;
     assert_eq!(status, StatusCode::OK, "`null` is no body: {body}");
     let (status, body) = app.api.post(&rotate, json!([])).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let res = app.api.http.post(format!("{}{rotate}", app.gateway.url())).bearer_auth(&app.api.key).header("content-type", "application/json").body("\t").send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a JSON body that is not JSON");
-    let res = app.api.http.post(format!("{}{rotate}", app.gateway.url())).bearer_auth(&app.api.key).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "no body at all generates a secret");
-    let (status, _) = app.api.post(&rotate, json!({"key": format!("whsec_{}", "A".repeat(32))})).await;
+    let res = app
+        .api
+        .http
+        .post(format!("{}{rotate}", app.gateway.url()))
+        .bearer_auth(&app.api.key)
+        .header("content-type", "application/json")
+        .body("\t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a JSON body that is not JSON"
+    );
+    let res = app
+        .api
+        .http
+        .post(format!("{}{rotate}", app.gateway.url()))
+        .bearer_auth(&app.api.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "no body at all generates a secret"
+    );
+    let (status, _) = app
+        .api
+        .post(&rotate, json!({"key": format!("whsec_{}", "A".repeat(32))}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.api.post(&rotate, json!({"key": "whsec_short"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
-    let (status, body) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"headers": {"": "x"}})).await;
+    let (status, body) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"headers": {"": "x"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, _) = app.api.patch(&format!("/v1/webhooks/endpoints/{id}"), json!({"enabled": false})).await;
+    let (status, _) = app
+        .api
+        .patch(
+            &format!("/v1/webhooks/endpoints/{id}"),
+            json!({"enabled": false}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = app.api.post(&format!("/v1/webhooks/endpoints/{id}/test"), json!({})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{body}");
+    let (status, body) = app
+        .api
+        .post(&format!("/v1/webhooks/endpoints/{id}/test"), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{body}"
+    );
 }

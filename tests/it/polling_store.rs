@@ -7,7 +7,9 @@ use uuid::Uuid;
 use wearbridge::events::{Envelope, EventType, Resource};
 use wearbridge::now_ms;
 use wearbridge::providers::Record;
-use wearbridge::store::{EndpointSpec, Finish, NewJob, PageCommit, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW};
+use wearbridge::store::{
+    EndpointSpec, Finish, NewJob, PageCommit, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW,
+};
 
 use crate::helpers::TestDb;
 
@@ -20,14 +22,20 @@ crate::backend_tests!(
 );
 
 fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn workout(id: &str, calories: f64) -> Record {
     Record {
         resource: Resource::Workouts,
         provider_id: id.into(),
-        fields: fields(&[("calories", json!(calories)), ("time_start", json!("2026-11-01T07:00:00+00:00"))]),
+        fields: fields(&[
+            ("calories", json!(calories)),
+            ("time_start", json!("2026-11-01T07:00:00+00:00")),
+        ]),
     }
 }
 
@@ -35,7 +43,12 @@ fn sample(ts: &str, v: f64) -> Record {
     Record {
         resource: Resource::Heartrate,
         provider_id: ts.into(),
-        fields: fields(&[("timestamp", json!(ts)), ("type", json!("heartrate")), ("unit", json!("bpm")), ("value", json!(v))]),
+        fields: fields(&[
+            ("timestamp", json!(ts)),
+            ("type", json!("heartrate")),
+            ("unit", json!("bpm")),
+            ("value", json!(v)),
+        ]),
     }
 }
 
@@ -73,10 +86,30 @@ async fn setup(db: &TestDb, jobs: &[NewJob]) -> Setup {
         Some((user.user_id, "u1".into())),
         json!({"user_id": user.user_id}),
     );
-    let tokens = SealedTokens { access: "sealed-a".into(), refresh: Some("sealed-r".into()), expires_at: Some(now_ms() + 3_600_000) };
-    let out = store.create_connection(conn, team.id, user.user_id, "oura", Some("ext-1"), &tokens, jobs, &ev).await.unwrap();
+    let tokens = SealedTokens {
+        access: "sealed-a".into(),
+        refresh: Some("sealed-r".into()),
+        expires_at: Some(now_ms() + 3_600_000),
+    };
+    let out = store
+        .create_connection(
+            conn,
+            team.id,
+            user.user_id,
+            "oura",
+            Some("ext-1"),
+            &tokens,
+            jobs,
+            &ev,
+        )
+        .await
+        .unwrap();
     assert_eq!((out.events, out.deliveries), (1, 1));
-    Setup { store, team: team.id, conn }
+    Setup {
+        store,
+        team: team.id,
+        conn,
+    }
 }
 
 fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
@@ -94,82 +127,227 @@ fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
 }
 
 async fn connecting_creates_jobs_and_one_event(db: TestDb) {
-    let s = setup(&db, &[backfill(Resource::Sleep, 0, 2), backfill(Resource::Sleep, 1, 2)]).await;
+    let s = setup(
+        &db,
+        &[
+            backfill(Resource::Sleep, 0, 2),
+            backfill(Resource::Sleep, 1, 2),
+        ],
+    )
+    .await;
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    assert_eq!((c.status.as_str(), c.provider.as_str(), c.external_user_id.as_deref()), ("connected", "oura", Some("ext-1")));
+    assert_eq!(
+        (
+            c.status.as_str(),
+            c.provider.as_str(),
+            c.external_user_id.as_deref()
+        ),
+        ("connected", "oura", Some("ext-1"))
+    );
     assert_eq!(c.client_user_id, "u1");
     let counts = s.store.job_counts().await.unwrap();
     assert_eq!(counts.get("backfill:pending"), Some(&2));
     let progress = s.store.backfill_progress(s.conn).await.unwrap();
-    assert_eq!((progress[0].windows_done, progress[0].windows_total), (0, 2));
+    assert_eq!(
+        (progress[0].windows_done, progress[0].windows_total),
+        (0, 2)
+    );
     // Token refresh is exclusive per version.
     assert!(s.store.lock_refresh(s.conn, 0, 30_000).await.unwrap());
-    assert!(!s.store.lock_refresh(s.conn, 0, 30_000).await.unwrap(), "a second refresher waits");
-    let fresh = SealedTokens { access: "sealed-a2".into(), refresh: None, expires_at: Some(now_ms() + 3_600_000) };
+    assert!(
+        !s.store.lock_refresh(s.conn, 0, 30_000).await.unwrap(),
+        "a second refresher waits"
+    );
+    let fresh = SealedTokens {
+        access: "sealed-a2".into(),
+        refresh: None,
+        expires_at: Some(now_ms() + 3_600_000),
+    };
     assert!(s.store.swap_tokens(s.conn, 0, &fresh).await.unwrap());
-    assert!(!s.store.swap_tokens(s.conn, 0, &fresh).await.unwrap(), "a stale version cannot overwrite");
+    assert!(
+        !s.store.swap_tokens(s.conn, 0, &fresh).await.unwrap(),
+        "a stale version cannot overwrite"
+    );
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    assert_eq!((c.token_version, c.access_token_sealed.as_str(), c.refresh_token_sealed.as_deref()), (1, "sealed-a2", Some("sealed-r")));
+    assert_eq!(
+        (
+            c.token_version,
+            c.access_token_sealed.as_str(),
+            c.refresh_token_sealed.as_deref()
+        ),
+        (1, "sealed-a2", Some("sealed-r"))
+    );
 }
 
 async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
-    let s = setup(&db, &[backfill(Resource::Sleep, 0, 3), backfill(Resource::Sleep, 1, 3), backfill(Resource::Sleep, 2, 3)]).await;
+    let s = setup(
+        &db,
+        &[
+            backfill(Resource::Sleep, 0, 3),
+            backfill(Resource::Sleep, 1, 3),
+            backfill(Resource::Sleep, 2, 3),
+        ],
+    )
+    .await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
     for expected in 0..3 {
         let jobs = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap();
         assert_eq!(jobs.len(), 1, "only one window of a resource is ever due");
         assert_eq!(jobs[0].chunk_index, expected);
-        assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty());
-        s.store.commit_page(&jobs[0], &conn, &[], false, &[], &Finish::WindowDone).await.unwrap().unwrap();
+        assert!(s
+            .store
+            .claim_jobs(10, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty());
+        s.store
+            .commit_page(&jobs[0], &conn, &[], false, &[], &Finish::WindowDone)
+            .await
+            .unwrap()
+            .unwrap();
     }
-    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty());
+    assert!(s
+        .store
+        .claim_jobs(10, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
     let p = s.store.backfill_progress(s.conn).await.unwrap();
     assert_eq!((p[0].windows_done, p[0].windows_total), (3, 3));
-    assert_eq!(p[0].oldest_date_reached, Some(1_800_000_000_000 - 3 * 30 * 86_400_000));
+    assert_eq!(
+        p[0].oldest_date_reached,
+        Some(1_800_000_000_000 - 3 * 30 * 86_400_000)
+    );
 }
 
 async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
-    let poll = NewJob { kind: "poll", resource: Resource::Workouts, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 };
+    let poll = NewJob {
+        kind: "poll",
+        resource: Resource::Workouts,
+        window_start: 0,
+        window_end: 1,
+        chunk_index: 0,
+        chunk_count: 1,
+        run_at: 0,
+    };
     let s = setup(&db, &[poll]).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    let job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    let job = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .remove(0);
     // Page 1 of 2: two new records → two created events; the cursor is kept.
     let lease = now_ms() + 120_000;
-    let c = s.store
-        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 200.0)], true, &[], &Finish::Continue { cursor: "p2".into(), lease })
+    let c = s
+        .store
+        .commit_page(
+            &job,
+            &conn,
+            &[workout("w1", 100.0), workout("w2", 200.0)],
+            true,
+            &[],
+            &Finish::Continue {
+                cursor: "p2".into(),
+                lease,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!((c.created, c.updated, c.unchanged, c.events), (2, 0, 0, 2));
     // A stale claim writes nothing.
-    assert!(s.store.commit_page(&job, &conn, &[workout("w3", 1.0)], true, &[], &Finish::WindowDone).await.unwrap().is_none());
+    assert!(s
+        .store
+        .commit_page(
+            &job,
+            &conn,
+            &[workout("w3", 1.0)],
+            true,
+            &[],
+            &Finish::WindowDone
+        )
+        .await
+        .unwrap()
+        .is_none());
     let mut job = job;
     job.lease = lease;
     // Page 2: one unchanged, one changed → one updated event with version 2.
-    let c = s.store
-        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 250.0)], true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+    let c = s
+        .store
+        .commit_page(
+            &job,
+            &conn,
+            &[workout("w1", 100.0), workout("w2", 250.0)],
+            true,
+            &[],
+            &Finish::PollDone {
+                next_run_at: now_ms() + 3_600_000,
+                next_window: (5, 6),
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!((c.created, c.updated, c.unchanged, c.events), (0, 1, 1, 1));
-    let recs = s.store.list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
+    let recs = s
+        .store
+        .list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None)
+        .await
+        .unwrap();
     assert_eq!(recs.len(), 2);
     let w2 = recs.iter().find(|r| r["provider_id"] == "w2").unwrap();
-    assert_eq!((w2["version"].as_i64(), w2["calories"].as_f64()), (Some(2), Some(250.0)));
+    assert_eq!(
+        (w2["version"].as_i64(), w2["calories"].as_f64()),
+        (Some(2), Some(250.0))
+    );
     let w2_id: Uuid = w2["id"].as_str().unwrap().parse().unwrap();
-    assert_eq!(w2_id, wearbridge::ids::record_id(s.team, conn.user_id, "oura", "workouts", "w2"), "the record id is stable");
+    assert_eq!(
+        w2_id,
+        wearbridge::ids::record_id(s.team, conn.user_id, "oura", "workouts", "w2"),
+        "the record id is stable"
+    );
     let updated = wearbridge::ids::daily_event_id("daily.data.workouts.updated", w2_id, 2);
-    let ev = s.store.get_event(s.team, updated).await.unwrap().expect("the updated event has its stable id");
+    let ev = s
+        .store
+        .get_event(s.team, updated)
+        .await
+        .unwrap()
+        .expect("the updated event has its stable id");
     let env: Envelope = serde_json::from_str(&ev.payload).unwrap();
     assert_eq!(env.data["version"], 2);
     assert_eq!(env.client_user_id.as_deref(), Some("u1"));
     // Replaying the same page yields nothing new.
-    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "the poll is scheduled for later");
+    assert!(
+        s.store
+            .claim_jobs(10, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the poll is scheduled for later"
+    );
     assert_eq!(s.store.poll_now(s.team, conn.user_id).await.unwrap(), 1);
-    let job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    let job = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!((job.window_start, job.window_end), (5, 6));
-    let c = s.store
-        .commit_page(&job, &conn, &[workout("w1", 100.0), workout("w2", 250.0)], true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+    let c = s
+        .store
+        .commit_page(
+            &job,
+            &conn,
+            &[workout("w1", 100.0), workout("w2", 250.0)],
+            true,
+            &[],
+            &Finish::PollDone {
+                next_run_at: now_ms() + 3_600_000,
+                next_window: (5, 6),
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -178,16 +356,39 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
     // Timeseries samples of one page travel in one event; its id is stable.
     let poll = s.store.poll_now(s.team, conn.user_id).await.unwrap();
     assert_eq!(poll, 1);
-    let mut job = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().remove(0);
+    let mut job = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .remove(0);
     job.resource = Resource::Heartrate;
-    let samples = [sample("2026-11-01T07:00:00+00:00", 60.0), sample("2026-11-01T07:05:00+00:00", 62.0)];
-    let c = s.store
-        .commit_page(&job, &conn, &samples, true, &[], &Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (5, 6) })
+    let samples = [
+        sample("2026-11-01T07:00:00+00:00", 60.0),
+        sample("2026-11-01T07:05:00+00:00", 62.0),
+    ];
+    let c = s
+        .store
+        .commit_page(
+            &job,
+            &conn,
+            &samples,
+            true,
+            &[],
+            &Finish::PollDone {
+                next_run_at: now_ms() + 3_600_000,
+                next_window: (5, 6),
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!((c.created, c.events), (2, 1));
-    let hr = s.store.list_records(s.team, conn.user_id, Resource::Heartrate, 0, i64::MAX, None).await.unwrap();
+    let hr = s
+        .store
+        .list_records(s.team, conn.user_id, Resource::Heartrate, 0, i64::MAX, None)
+        .await
+        .unwrap();
     assert_eq!(hr.len(), 2);
     assert_eq!(hr[0]["value"], 60.0);
 }
@@ -195,14 +396,67 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
 async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
     let s = setup(&db, &[backfill(Resource::Sleep, 0, 1)]).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    let ev = |t: EventType| Envelope::new(wearbridge::ids::connection_event_id(&t.name(), s.conn), t, s.team, None, json!({}));
-    assert!(s.store.end_connection(s.conn, "error", Some(("token_refresh_failed", "invalid_grant")), &ev(EventType::ConnectionError)).await.unwrap());
-    assert!(!s.store.end_connection(s.conn, "error", Some(("token_refresh_failed", "again")), &ev(EventType::ConnectionError)).await.unwrap(), "the error event is sent once");
-    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "an errored connection's jobs stop");
+    let ev = |t: EventType| {
+        Envelope::new(
+            wearbridge::ids::connection_event_id(&t.name(), s.conn),
+            t,
+            s.team,
+            None,
+            json!({}),
+        )
+    };
+    assert!(s
+        .store
+        .end_connection(
+            s.conn,
+            "error",
+            Some(("token_refresh_failed", "invalid_grant")),
+            &ev(EventType::ConnectionError)
+        )
+        .await
+        .unwrap());
+    assert!(
+        !s.store
+            .end_connection(
+                s.conn,
+                "error",
+                Some(("token_refresh_failed", "again")),
+                &ev(EventType::ConnectionError)
+            )
+            .await
+            .unwrap(),
+        "the error event is sent once"
+    );
+    assert!(
+        s.store
+            .claim_jobs(10, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an errored connection's jobs stop"
+    );
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    assert_eq!((c.status.as_str(), c.error_type.as_deref()), ("error", Some("token_refresh_failed")));
-    assert!(s.store.end_connection(s.conn, "deregistered", None, &ev(EventType::ConnectionDeleted)).await.unwrap());
-    assert!(!s.store.end_connection(s.conn, "error", None, &ev(EventType::ConnectionError)).await.unwrap(), "a deregistered connection stays so");
+    assert_eq!(
+        (c.status.as_str(), c.error_type.as_deref()),
+        ("error", Some("token_refresh_failed"))
+    );
+    assert!(s
+        .store
+        .end_connection(
+            s.conn,
+            "deregistered",
+            None,
+            &ev(EventType::ConnectionDeleted)
+        )
+        .await
+        .unwrap());
+    assert!(
+        !s.store
+            .end_connection(s.conn, "error", None, &ev(EventType::ConnectionError))
+            .await
+            .unwrap(),
+        "a deregistered connection stays so"
+    );
     let _ = (conn, Target::Subscribers);
 }
 
@@ -212,7 +466,15 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
 async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     let polls: Vec<NewJob> = [Resource::Workouts, Resource::Sleep, Resource::Activity]
         .iter()
-        .map(|r| NewJob { kind: "poll", resource: *r, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 })
+        .map(|r| NewJob {
+            kind: "poll",
+            resource: *r,
+            window_start: 0,
+            window_end: 1,
+            chunk_index: 0,
+            chunk_count: 1,
+            run_at: 0,
+        })
         .collect();
     let s = setup(&db, &polls).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
@@ -220,27 +482,52 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     assert_eq!(jobs.len(), 3);
     let mut stale = jobs[1].clone();
     stale.lease -= 1;
-    let done = Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (0, 1) };
+    let done = Finish::PollDone {
+        next_run_at: now_ms() + 3_600_000,
+        next_window: (0, 1),
+    };
     let page = |job: &wearbridge::store::Job, ids: &[&str]| {
         let recs = ids.iter().map(|id| workout(id, 1.0)).collect();
         PageCommit::new(job.clone(), conn.clone(), recs, true, vec![], done.clone())
     };
     let out = s
         .store
-        .commit_pages(&[page(&jobs[0], &["a", "b"]), page(&stale, &["c"]), page(&jobs[2], &["d", "a"])])
+        .commit_pages(&[
+            page(&jobs[0], &["a", "b"]),
+            page(&stale, &["c"]),
+            page(&jobs[2], &["d", "a"]),
+        ])
         .await
         .unwrap();
-    let counts: Vec<Option<(u64, u64, u64, u64)>> = out.iter().map(|c| c.map(|c| (c.created, c.unchanged, c.events, c.deliveries))).collect();
+    let counts: Vec<Option<(u64, u64, u64, u64)>> = out
+        .iter()
+        .map(|c| c.map(|c| (c.created, c.unchanged, c.events, c.deliveries)))
+        .collect();
     // The third page repeats `a`, created by the first one in the same group: unchanged.
     assert_eq!(counts, vec![Some((2, 0, 2, 2)), None, Some((1, 1, 1, 1))]);
-    let recs = s.store.list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
-    let mut ids: Vec<&str> = recs.iter().map(|r| r["provider_id"].as_str().unwrap()).collect();
+    let recs = s
+        .store
+        .list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r["provider_id"].as_str().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, ["a", "b", "d"], "the stale page wrote nothing");
 
     // Forty pages from forty tasks at once: every record stored once, every page answered.
     let polls: Vec<NewJob> = (0..40)
-        .map(|_| NewJob { kind: "poll", resource: Resource::Workouts, window_start: 0, window_end: 1, chunk_index: 0, chunk_count: 1, run_at: 0 })
+        .map(|_| NewJob {
+            kind: "poll",
+            resource: Resource::Workouts,
+            window_start: 0,
+            window_end: 1,
+            chunk_index: 0,
+            chunk_count: 1,
+            run_at: 0,
+        })
         .collect();
     let s2 = setup(&db, &polls).await;
     let conn2 = s2.store.get_connection(s2.conn).await.unwrap().unwrap();
@@ -251,8 +538,20 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
         .enumerate()
         .map(|(i, job)| {
             let (store, conn) = (s2.store.clone(), conn2.clone());
-            let recs = (0..25).map(|k| workout(&format!("t{i}-{k}"), k as f64)).collect();
-            let page = PageCommit::new(job, conn, recs, true, vec![], Finish::PollDone { next_run_at: now_ms() + 3_600_000, next_window: (0, 1) });
+            let recs = (0..25)
+                .map(|k| workout(&format!("t{i}-{k}"), k as f64))
+                .collect();
+            let page = PageCommit::new(
+                job,
+                conn,
+                recs,
+                true,
+                vec![],
+                Finish::PollDone {
+                    next_run_at: now_ms() + 3_600_000,
+                    next_window: (0, 1),
+                },
+            );
             tokio::spawn(async move { store.commit(page).await })
         })
         .collect();
@@ -260,7 +559,18 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
         let c = t.await.unwrap().unwrap().expect("the claim holds");
         assert_eq!((c.created, c.events), (25, 25));
     }
-    let recs = s2.store.list_records(s2.team, conn2.user_id, Resource::Workouts, 0, i64::MAX, None).await.unwrap();
+    let recs = s2
+        .store
+        .list_records(
+            s2.team,
+            conn2.user_id,
+            Resource::Workouts,
+            0,
+            i64::MAX,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(recs.len(), 1000);
 }
 
@@ -271,11 +581,23 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
 /// the one the database fails.)
 #[tokio::test]
 async fn ending_a_connection_survives_a_deadlock_on_postgres() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let s = setup(&db, &[backfill(Resource::Sleep, 0, 2), backfill(Resource::Sleep, 1, 2)]).await;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let s = setup(
+        &db,
+        &[
+            backfill(Resource::Sleep, 0, 2),
+            backfill(Resource::Sleep, 1, 2),
+        ],
+    )
+    .await;
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
     let mut other = pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL deadlock_timeout = '20s'").execute(&mut *other).await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '20s'")
+        .execute(&mut *other)
+        .await
+        .unwrap();
     sqlx::query("SELECT id FROM jobs WHERE connection_id = $1 ORDER BY id LIMIT 1 FOR UPDATE")
         .bind(s.conn.to_string())
         .fetch_one(&mut *other)
@@ -286,18 +608,41 @@ async fn ending_a_connection_survives_a_deadlock_on_postgres() {
     let (conn, team) = (s.conn, s.team);
     let ending = tokio::spawn(async move {
         let t = EventType::ConnectionDeleted;
-        let ev = Envelope::new(wearbridge::ids::connection_event_id(&t.name(), conn), t, team, None, json!({}));
+        let ev = Envelope::new(
+            wearbridge::ids::connection_event_id(&t.name(), conn),
+            t,
+            team,
+            None,
+            json!({}),
+        );
         store.end_connection(conn, "deregistered", None, &ev).await
     });
     // The ending now holds the connection and waits for the job; wanting the connection
     // closes the cycle, and the ending's deadlock check (after 1 s) fails the ending.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    sqlx::query("UPDATE connections SET updated_at = updated_at WHERE id = $1").bind(s.conn.to_string()).execute(&mut *other).await.unwrap();
+    sqlx::query("UPDATE connections SET updated_at = updated_at WHERE id = $1")
+        .bind(s.conn.to_string())
+        .execute(&mut *other)
+        .await
+        .unwrap();
     other.commit().await.unwrap();
 
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), ending).await.expect("the ending finishes").unwrap();
-    assert!(ended.expect("the ending is tried again after the deadlock"), "the connection was ended");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), ending)
+        .await
+        .expect("the ending finishes")
+        .unwrap();
+    assert!(
+        ended.expect("the ending is tried again after the deadlock"),
+        "the connection was ended"
+    );
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
     assert_eq!(c.status, "deregistered");
-    assert!(s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap().is_empty(), "its jobs stopped");
+    assert!(
+        s.store
+            .claim_jobs(10, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its jobs stopped"
+    );
 }

@@ -32,10 +32,21 @@ async fn connect(app: &TestApp, user_id: &str, provider: &str) -> BTreeMap<Strin
         .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{link}");
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)).build().unwrap();
-    let resp = browser.get(link["link_url"].as_str().unwrap()).send().await.unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .unwrap();
+    let resp = browser
+        .get(link["link_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     let landed = resp.url().clone();
-    assert_eq!(landed.path(), "/app/done", "the flow ends at the app's redirect_url");
+    assert_eq!(
+        landed.path(),
+        "/app/done",
+        "the flow ends at the app's redirect_url"
+    );
     landed.query_pairs().into_owned().collect()
 }
 
@@ -59,14 +70,32 @@ async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let app = app.restart(tweak).await;
     let done = eventually(Duration::from_secs(30), || async {
-        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= 4 * 13
+        events(&app)
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+            >= 4 * 13
     })
     .await;
-    assert!(done, "the backfill did not resume: {:?}", app.store().job_counts().await.unwrap());
+    assert!(
+        done,
+        "the backfill did not resume: {:?}",
+        app.store().job_counts().await.unwrap()
+    );
 }
 
 fn events(app: &TestApp) -> Vec<Value> {
-    app.receiver.received().iter().filter(|r| r.path == "/hooks").map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+    app.receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/hooks")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
 }
 
 async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
@@ -75,7 +104,12 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     let user = app.user("ring-owner").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
     // A 429 and a 500 on the way: retried, never an error.
-    fx.inject("oura", Fault::RateLimited { retry_after_secs: 1 });
+    fx.inject(
+        "oura",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
     fx.inject("oura", Fault::ServerError);
     let q = connect(&app, &uid, "oura").await;
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
@@ -83,59 +117,133 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
 
     // Backfill: 13 windows per resource; historical events newest first, one is_final.
     let done = eventually(Duration::from_secs(60), || async {
-        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= 4 * 13
+        events(&app)
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+            >= 4 * 13
     })
     .await;
-    assert!(done, "backfill did not finish: {:?}", app.store().job_counts().await.unwrap());
+    assert!(
+        done,
+        "backfill did not finish: {:?}",
+        app.store().job_counts().await.unwrap()
+    );
     let evs = events(&app);
-    assert_eq!(evs.iter().filter(|e| e["event_type"] == "provider.connection.created").count(), 1);
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e["event_type"] == "provider.connection.created")
+            .count(),
+        1
+    );
     for r in ["sleep", "activity", "workouts", "heartrate"] {
-        let hist: Vec<&Value> = evs.iter().filter(|e| e["event_type"] == format!("historical.data.{r}.created")).collect();
+        let hist: Vec<&Value> = evs
+            .iter()
+            .filter(|e| e["event_type"] == format!("historical.data.{r}.created"))
+            .collect();
         assert_eq!(hist.len(), 13, "{r}");
-        let starts: Vec<&str> = hist.iter().map(|e| e["data"]["start_date"].as_str().unwrap()).collect();
+        let starts: Vec<&str> = hist
+            .iter()
+            .map(|e| e["data"]["start_date"].as_str().unwrap())
+            .collect();
         let mut sorted = starts.clone();
         sorted.sort_by(|a, b| b.cmp(a));
         assert_eq!(starts, sorted, "{r}: windows arrive newest first");
-        assert_eq!(hist.iter().filter(|e| e["data"]["is_final"] == true).count(), 1, "{r}: exactly one is_final");
-        assert_eq!(hist.last().unwrap()["data"]["is_final"], true, "{r}: the oldest window is final");
+        assert_eq!(
+            hist.iter()
+                .filter(|e| e["data"]["is_final"] == true)
+                .count(),
+            1,
+            "{r}: exactly one is_final"
+        );
+        assert_eq!(
+            hist.last().unwrap()["data"]["is_final"],
+            true,
+            "{r}: the oldest window is final"
+        );
     }
-    assert!(evs.iter().all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")), "backfill emits no daily events");
+    assert!(
+        evs.iter()
+            .all(|e| !e["event_type"].as_str().unwrap().starts_with("daily.")),
+        "backfill emits no daily events"
+    );
 
     // The data API has the records; 14 long sleeps (the nap is not one).
-    let (s, sleep) = app.api.get(&format!("/v1/summary/sleep/{uid}?start_date=2026-01-01")).await;
+    let (s, sleep) = app
+        .api
+        .get(&format!("/v1/summary/sleep/{uid}?start_date=2026-01-01"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{sleep}");
     assert_eq!(sleep["sleep"].as_array().unwrap().len(), 14);
-    let (_, hr) = app.api.get(&format!("/v1/timeseries/{uid}/heartrate?start_date=2026-01-01")).await;
+    let (_, hr) = app
+        .api
+        .get(&format!(
+            "/v1/timeseries/{uid}/heartrate?start_date=2026-01-01"
+        ))
+        .await;
     assert_eq!(hr["data"].as_array().unwrap().len(), 100);
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     let c = &conns["data"][0];
     assert_eq!(c["status"], "connected");
-    assert!(c["backfill"].as_array().unwrap().iter().all(|b| b["windows_done"] == b["windows_total"]));
+    assert!(c["backfill"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["windows_done"] == b["windows_total"]));
 
     // A daily poll over changed data: one created and one updated per summary resource.
     fx.advance_to_changed_data();
     let before = events(&app).len();
-    let (s, _) = app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+    let (s, _) = app
+        .api
+        .post(&format!("/v1/user/{uid}/refresh"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    assert!(eventually(Duration::from_secs(30), || async { events(&app).len() >= before + 7 }).await);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            events(&app).len() >= before + 7
+        })
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let daily: Vec<Value> = events(&app).into_iter().skip(before).collect();
     let count = |t: &str| daily.iter().filter(|e| e["event_type"] == t).count();
     for r in ["sleep", "activity", "workouts"] {
-        assert_eq!(count(&format!("daily.data.{r}.created")), 1, "{r} created: {daily:?}");
+        assert_eq!(
+            count(&format!("daily.data.{r}.created")),
+            1,
+            "{r} created: {daily:?}"
+        );
         assert_eq!(count(&format!("daily.data.{r}.updated")), 1, "{r} updated");
     }
     assert_eq!(count("daily.data.heartrate.created"), 1);
-    let upd = daily.iter().find(|e| e["event_type"] == "daily.data.workouts.updated").unwrap();
+    let upd = daily
+        .iter()
+        .find(|e| e["event_type"] == "daily.data.workouts.updated")
+        .unwrap();
     assert_eq!(upd["data"]["version"], 2);
     assert_eq!(upd["data"]["title"], "Evening spin");
     // The event carries the same id the data API serves.
-    let (_, wk) = app.api.get(&format!("/v1/summary/workouts/{uid}?start_date=2026-01-01")).await;
-    assert!(wk["workouts"].as_array().unwrap().iter().any(|w| w["id"] == upd["data"]["id"] && w["version"] == 2));
+    let (_, wk) = app
+        .api
+        .get(&format!("/v1/summary/workouts/{uid}?start_date=2026-01-01"))
+        .await;
+    assert!(wk["workouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["id"] == upd["data"]["id"] && w["version"] == 2));
     // Polling again with nothing new emits nothing.
     tokio::time::sleep(Duration::from_millis(10_100)).await;
     let before = events(&app).len();
-    app.api.post(&format!("/v1/user/{uid}/refresh"), json!({})).await;
+    app.api
+        .post(&format!("/v1/user/{uid}/refresh"), json!({}))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(events(&app).len(), before, "unchanged data emits nothing");
 
@@ -144,26 +252,76 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     fx.expire_access_tokens();
     fx.fail_token_requests(503, 1);
     let grants = fx.token_grants();
-    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || async { fx.pending_token_faults() == 0 }).await, "the refresh was attempted");
+    app.store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            fx.pending_token_faults() == 0
+        })
+        .await,
+        "the refresh was attempted"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     assert_eq!(conns["data"][0]["status"], "connected", "{conns}");
-    assert!(!events(&app).iter().any(|e| e["event_type"] == "provider.connection.error"), "a transient failure errors nothing");
-    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || async { fx.token_grants() > grants }).await, "the next poll refreshed with the same token");
+    assert!(
+        !events(&app)
+            .iter()
+            .any(|e| e["event_type"] == "provider.connection.error"),
+        "a transient failure errors nothing"
+    );
+    app.store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            fx.token_grants() > grants
+        })
+        .await,
+        "the next poll refreshed with the same token"
+    );
 
     // A refused refresh errors the connection once; deregistering emits deleted.
     fx.expire_access_tokens();
     fx.refuse_refresh(true);
-    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.error") }).await);
-    let err = events(&app).into_iter().find(|e| e["event_type"] == "provider.connection.error").unwrap();
+    app.store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            events(&app)
+                .iter()
+                .any(|e| e["event_type"] == "provider.connection.error")
+        })
+        .await
+    );
+    let err = events(&app)
+        .into_iter()
+        .find(|e| e["event_type"] == "provider.connection.error")
+        .unwrap();
     assert_eq!(err["data"]["error_type"], "token_refresh_failed");
     let (s, _) = app.api.delete(&format!("/v1/user/{uid}/oura")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert!(eventually(Duration::from_secs(10), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.deleted") }).await);
-    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            events(&app)
+                .iter()
+                .any(|e| e["event_type"] == "provider.connection.deleted")
+        })
+        .await
+    );
+    assert!(
+        app.receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/hooks")
+            .all(|r| r.verified),
+        "every delivery verified"
+    );
 }
 
 async fn connect_flow_errors_create_nothing(db: TestDb) {
@@ -172,20 +330,41 @@ async fn connect_flow_errors_create_nothing(db: TestDb) {
     let uid = user["user_id"].as_str().unwrap().to_string();
     fx.deny_consent(true);
     let q = connect(&app, &uid, "oura").await;
-    assert_eq!((q["state"].as_str(), q["error_type"].as_str()), ("error", "access_denied"));
+    assert_eq!(
+        (q["state"].as_str(), q["error_type"].as_str()),
+        ("error", "access_denied")
+    );
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
-    assert!(conns["data"].as_array().unwrap().is_empty(), "nothing half-created");
+    assert!(
+        conns["data"].as_array().unwrap().is_empty(),
+        "nothing half-created"
+    );
     // A forged state is refused outright.
-    let r = reqwest::get(format!("{}/v1/oauth/callback/oura?code=x&state=forged", app.gateway.url())).await.unwrap();
+    let r = reqwest::get(format!(
+        "{}/v1/oauth/callback/oura?code=x&state=forged",
+        app.gateway.url()
+    ))
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Bad requests for link tokens.
-    let (s, _) = app.api.post("/v1/link/token", json!({"user_id": uid, "provider": "fitbit", "redirect_url": "https://app.example/"})).await;
+    let (s, _) = app
+        .api
+        .post(
+            "/v1/link/token",
+            json!({"user_id": uid, "provider": "fitbit", "redirect_url": "https://app.example/"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = app.api.post("/v1/link/token", json!({"user_id": uuid::Uuid::new_v4(), "provider": "oura", "redirect_url": "https://app.example/"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, providers) = app.api.get("/v1/providers").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(providers["data"].as_array().unwrap().iter().any(|p| p["slug"] == "oura"));
+    assert!(providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["slug"] == "oura"));
 }
 
 /// Withings answers everything with HTTP 200 and the outcome in `status`: the wrapped
@@ -198,57 +377,162 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
     let uid = user["user_id"].as_str().unwrap().to_string();
     let grants = fx.token_grants();
     fx.inject("withings", Fault::Unauthorized);
-    fx.inject("withings", Fault::RateLimited { retry_after_secs: 1 });
+    fx.inject(
+        "withings",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
     fx.inject("withings", Fault::ServerError);
     let q = connect(&app, &uid, "withings").await;
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
-    assert_eq!(conns["data"][0]["external_user_id"], "37921640", "userid read from inside the wrapped token reply");
+    assert_eq!(
+        conns["data"][0]["external_user_id"], "37921640",
+        "userid read from inside the wrapped token reply"
+    );
 
     let windows: usize = 13 * 3;
     let done = eventually(Duration::from_secs(90), || async {
-        events(&app).iter().filter(|e| e["event_type"].as_str().unwrap_or("").starts_with("historical.")).count() >= windows
+        events(&app)
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+            >= windows
     })
     .await;
-    assert!(done, "backfill did not finish: {:?}", app.store().job_counts().await.unwrap());
-    assert!(fx.token_grants() >= grants + 2, "the in-band 401 refreshed the token once");
+    assert!(
+        done,
+        "backfill did not finish: {:?}",
+        app.store().job_counts().await.unwrap()
+    );
+    assert!(
+        fx.token_grants() >= grants + 2,
+        "the in-band 401 refreshed the token once"
+    );
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
-    assert_eq!(conns["data"][0]["status"], "connected", "in-band 401, 601 and 2555 are not fatal: {conns}");
-    let (_, body) = app.api.get(&format!("/v1/summary/body/{uid}?start_date=2026-01-01")).await;
-    let weights: Vec<&Value> = body["body"].as_array().unwrap().iter().map(|b| &b["weight"]).collect();
-    assert_eq!(weights.len(), 15, "16 groups less the ambiguous one: {weights:?}");
-    assert!(weights.iter().all(|w| w.as_f64().is_some_and(|w| (70.0..80.0).contains(&w))), "{weights:?}");
-    let posted = fx.requests().iter().filter(|r| r.starts_with("withings /measure") && r.contains("getmeas")).count();
-    assert!(posted >= 13, "getmeas is asked for with its action field: {posted}");
+    assert_eq!(
+        conns["data"][0]["status"], "connected",
+        "in-band 401, 601 and 2555 are not fatal: {conns}"
+    );
+    let (_, body) = app
+        .api
+        .get(&format!("/v1/summary/body/{uid}?start_date=2026-01-01"))
+        .await;
+    let weights: Vec<&Value> = body["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["weight"])
+        .collect();
+    assert_eq!(
+        weights.len(),
+        15,
+        "16 groups less the ambiguous one: {weights:?}"
+    );
+    assert!(
+        weights
+            .iter()
+            .all(|w| w.as_f64().is_some_and(|w| (70.0..80.0).contains(&w))),
+        "{weights:?}"
+    );
+    let posted = fx
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("withings /measure") && r.contains("getmeas"))
+        .count();
+    assert!(
+        posted >= 13,
+        "getmeas is asked for with its action field: {posted}"
+    );
 
     // A refused refresh token is `status: 503` in an HTTP 200: the connection errors.
     fx.expire_access_tokens();
     fx.refuse_refresh(true);
-    app.store().poll_now(app.team_id, uid.parse().unwrap()).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || async { events(&app).iter().any(|e| e["event_type"] == "provider.connection.error") }).await);
-    let err = events(&app).into_iter().find(|e| e["event_type"] == "provider.connection.error").unwrap();
+    app.store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            events(&app)
+                .iter()
+                .any(|e| e["event_type"] == "provider.connection.error")
+        })
+        .await
+    );
+    let err = events(&app)
+        .into_iter()
+        .find(|e| e["event_type"] == "provider.connection.error")
+        .unwrap();
     assert_eq!(err["data"]["error_type"], "token_refresh_failed");
-    assert!(err["data"]["message"].as_str().unwrap().contains("Invalid Params"), "{err}");
-    assert!(app.receiver.received().iter().filter(|r| r.path == "/hooks").all(|r| r.verified), "every delivery verified");
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid Params"),
+        "{err}"
+    );
+    assert!(
+        app.receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/hooks")
+            .all(|r| r.verified),
+        "every delivery verified"
+    );
 
     // What happened is on /metrics, in Prometheus' text format.
-    let text = reqwest::get(format!("{}/metrics", app.api.base)).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", app.api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |series: &str| -> f64 {
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("{series} is not in /metrics:\n{text}"))
     };
-    assert!(value(r#"wearbridge_provider_requests_total{provider="withings",status="200"}"#) >= 39.0);
+    assert!(
+        value(r#"wearbridge_provider_requests_total{provider="withings",status="200"}"#) >= 39.0
+    );
     // Each resource's poll met the expired token; every one that tried the refresh after
     // the first was refused too, but the connection errored (and said so) once.
-    assert!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="refused"}"#) >= 1.0);
-    assert_eq!(events(&app).iter().filter(|e| e["event_type"] == "provider.connection.error").count(), 1);
-    assert!(value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="success"}"#) >= 1.0);
-    assert!(value(r#"wearbridge_provider_rate_limit_waits_total{provider="withings",reason="paused"}"#) >= 1.0, "the 601 paused the app");
+    assert!(
+        value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="refused"}"#) >= 1.0
+    );
+    assert_eq!(
+        events(&app)
+            .iter()
+            .filter(|e| e["event_type"] == "provider.connection.error")
+            .count(),
+        1
+    );
+    assert!(
+        value(r#"wearbridge_token_refreshes_total{provider="withings",outcome="success"}"#) >= 1.0
+    );
+    assert!(
+        value(r#"wearbridge_provider_rate_limit_waits_total{provider="withings",reason="paused"}"#)
+            >= 1.0,
+        "the 601 paused the app"
+    );
     let delivered = value(r#"wearbridge_deliveries_total{outcome="succeeded"}"#);
     assert!(delivered >= windows as f64, "{delivered}");
     assert!(value("wearbridge_delivery_attempt_duration_seconds_count") >= delivered);
-    assert_eq!(value(r#"wearbridge_jobs_due{provider="withings"}"#), 0.0, "an errored connection has nothing due");
+    assert_eq!(
+        value(r#"wearbridge_jobs_due{provider="withings"}"#),
+        0.0,
+        "an errored connection has nothing due"
+    );
     assert_eq!(value("wearbridge_deliveries_due"), 0.0);
     assert_eq!(value("wearbridge_deliveries_in_flight"), 0.0);
 }
@@ -260,25 +544,47 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
 async fn the_fixture_consent_page_allows_or_denies() {
     let fx = FixtureServer::start().await.unwrap();
     fx.show_consent_screen(true);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let state = "st<ate>&\"1\"";
     let authorize = reqwest::Url::parse_with_params(
         &format!("{}/oura/oauth/authorize", fx.root()),
-        &[("redirect_uri", "http://app.test/cb"), ("state", state), ("scope", "daily heartrate"), ("response_type", "code")],
+        &[
+            ("redirect_uri", "http://app.test/cb"),
+            ("state", state),
+            ("scope", "daily heartrate"),
+            ("response_type", "code"),
+        ],
     )
     .unwrap();
     let page = http.get(authorize).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = page.text().await.unwrap();
-    for needle in ["<title>Oura: allow access?</title>", "<code>daily</code>", "<code>heartrate</code>", r#"value="allow""#, r#"value="deny""#, "st&lt;ate&gt;&amp;&quot;1&quot;"] {
+    for needle in [
+        "<title>Oura: allow access?</title>",
+        "<code>daily</code>",
+        "<code>heartrate</code>",
+        r#"value="allow""#,
+        r#"value="deny""#,
+        "st&lt;ate&gt;&amp;&quot;1&quot;",
+    ] {
         assert!(html.contains(needle), "{needle} not in the page:\n{html}");
     }
     assert!(!html.contains(state), "the state is escaped");
     for (choice, expect) in [("allow", "code"), ("deny", "error")] {
         let url = reqwest::Url::parse_with_params(
             &format!("{}/oura/oauth/authorize/decision", fx.root()),
-            &[("redirect_uri", "http://app.test/cb"), ("state", state), ("decision", choice)],
+            &[
+                ("redirect_uri", "http://app.test/cb"),
+                ("state", state),
+                ("decision", choice),
+            ],
         )
         .unwrap();
         let r = http.get(url).send().await.unwrap();
@@ -302,47 +608,123 @@ async fn the_link_page_lists_providers_and_comes_back_with_the_outcome(db: TestD
     let user = app.user("page-user").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
     let done = app.receiver.url("/app/done");
-    let (s, link) = app.api.post("/v1/link/token", json!({"user_id": uid, "redirect_url": done})).await;
+    let (s, link) = app
+        .api
+        .post(
+            "/v1/link/token",
+            json!({"user_id": uid, "redirect_url": done}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{link}");
     let link_url = link["link_url"].as_str().unwrap().to_string();
     let browser = reqwest::Client::new();
     let page = browser.get(&link_url).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = page.text().await.unwrap();
     for p in wearbridge::providers::registry() {
-        assert!(html.contains(&format!(r#"data-provider="{}""#, p.id())), "{} listed", p.id());
-        assert!(html.contains(&format!(r#"href="{link_url}/{}""#, p.id())), "{} has a Connect button", p.id());
+        assert!(
+            html.contains(&format!(r#"data-provider="{}""#, p.id())),
+            "{} listed",
+            p.id()
+        );
+        assert!(
+            html.contains(&format!(r#"href="{link_url}/{}""#, p.id())),
+            "{} has a Connect button",
+            p.id()
+        );
     }
-    assert!(html.contains("Shares sleep, activity, workouts, heart rate"), "what Oura shares");
+    assert!(
+        html.contains("Shares sleep, activity, workouts, heart rate"),
+        "what Oura shares"
+    );
     assert!(!html.contains("<script"), "no scripts needed");
 
     // Denied: back on the page, told why, free to retry.
     fx.deny_consent(true);
-    let r = browser.get(format!("{link_url}/oura")).send().await.unwrap();
+    let r = browser
+        .get(format!("{link_url}/oura"))
+        .send()
+        .await
+        .unwrap();
     let landed = r.url().clone();
-    assert_eq!(landed.path(), format!("/v1/link/{}", link["link_token"].as_str().unwrap()), "{landed}");
+    assert_eq!(
+        landed.path(),
+        format!("/v1/link/{}", link["link_token"].as_str().unwrap()),
+        "{landed}"
+    );
     let html = r.text().await.unwrap();
-    assert!(html.contains("Oura was not connected.") && html.contains("You did not allow access."), "{html}");
-    assert!(html.contains(&format!(r#"href="{link_url}/oura""#)), "the user can try again");
+    assert!(
+        html.contains("Oura was not connected.") && html.contains("You did not allow access."),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{link_url}/oura""#)),
+        "the user can try again"
+    );
 
     // Allowed: connected, the link is spent, Continue goes to the app.
     fx.deny_consent(false);
-    let r = browser.get(format!("{link_url}/oura")).send().await.unwrap();
+    let r = browser
+        .get(format!("{link_url}/oura"))
+        .send()
+        .await
+        .unwrap();
     let html = r.text().await.unwrap();
     assert!(html.contains("Oura is connected."), "{html}");
     let continue_href = format!("{done}?state=success&amp;provider=oura");
-    assert!(html.contains(&continue_href), "Continue leads to the app: {html}");
-    assert!(!html.contains(&format!(r#"href="{link_url}/"#)), "a spent link offers no more Connect buttons");
+    assert!(
+        html.contains(&continue_href),
+        "Continue leads to the app: {html}"
+    );
+    assert!(
+        !html.contains(&format!(r#"href="{link_url}/"#)),
+        "a spent link offers no more Connect buttons"
+    );
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     assert_eq!(conns["data"][0]["provider"], "oura");
     assert_eq!(conns["data"][0]["status"], "connected");
-    let again = browser.get(format!("{link_url}/strava")).send().await.unwrap().text().await.unwrap();
-    assert!(again.contains("This link has already been used."), "{again}");
+    let again = browser
+        .get(format!("{link_url}/strava"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains("This link has already been used."),
+        "{again}"
+    );
 
     // A new link shows the existing connection.
-    let (_, link2) = app.api.post("/v1/link/token", json!({"user_id": uid, "redirect_url": done})).await;
-    let html = browser.get(link2["link_url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
-    let oura_row = html.split(r#"data-provider="oura""#).nth(1).unwrap().split("</li>").next().unwrap();
-    assert!(oura_row.contains("Connected") && oura_row.contains("Reconnect"), "{oura_row}");
+    let (_, link2) = app
+        .api
+        .post(
+            "/v1/link/token",
+            json!({"user_id": uid, "redirect_url": done}),
+        )
+        .await;
+    let html = browser
+        .get(link2["link_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let oura_row = html
+        .split(r#"data-provider="oura""#)
+        .nth(1)
+        .unwrap()
+        .split("</li>")
+        .next()
+        .unwrap();
+    assert!(
+        oura_row.contains("Connected") && oura_row.contains("Reconnect"),
+        "{oura_row}"
+    );
 }
