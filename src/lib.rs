@@ -42,6 +42,7 @@ pub mod poller;
 pub mod providers;
 pub mod receiver;
 pub mod seal;
+pub mod states;
 pub mod store;
 
 /// Milliseconds since the Unix epoch: the unit of every scheduling column.

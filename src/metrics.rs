@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::states::DeliveryStatus;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,10 +134,10 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn delivery(&self, outcome: &str) {
+    pub fn delivery(&self, status: DeliveryStatus) {
         self.deliveries
             .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
+                outcome: status.as_str().into(),
             })
             .inc();
     }
@@ -208,7 +209,7 @@ mod tests {
     #[test]
     fn counters_render_with_their_labels() {
         let m = Metrics::new();
-        m.delivery("succeeded");
+        m.delivery(DeliveryStatus::Succeeded);
         m.attempt("success", 0.004);
         m.attempt("failure", 0.3);
         m.provider_request("oura", "200");

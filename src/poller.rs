@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::oauth::{Endpoints, OAuth, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::seal::Sealer;
+use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind};
 use crate::store::{Connection, Finish, Job, PageCommit, SealedTokens, Store};
 use crate::{ids, now_ms};
 
@@ -367,7 +368,7 @@ impl Poller {
         let Some(mut conn) = self.store.get_connection(job.connection_id).await? else {
             return Ok(());
         };
-        if conn.status != "connected" {
+        if conn.status != ConnectionStatus::Connected {
             return Ok(());
         }
         let Some(p) = providers::find(&conn.provider) else {
@@ -387,7 +388,7 @@ impl Poller {
         };
         let base = Endpoints::resolve(p, self.fixture_root.as_deref()).base_url;
         let now = now_ms();
-        let window = if job.kind == "poll" {
+        let window = if job.kind == JobKind::Poll {
             let lookback = p.manifest.lookback_days as i64 * 86_400_000;
             Window {
                 start: utc(now - lookback),
@@ -431,7 +432,7 @@ impl Poller {
                 Ok(page) => page,
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
-            let (finish, extra) = match (&page.next, job.kind.as_str()) {
+            let (finish, extra) = match (&page.next, job.kind) {
                 (Some(next), _) => (
                     Finish::Continue {
                         cursor: next.clone(),
@@ -439,7 +440,7 @@ impl Poller {
                     },
                     vec![],
                 ),
-                (None, "poll") => {
+                (None, JobKind::Poll) => {
                     let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
                     (
                         Finish::PollDone {
@@ -454,7 +455,7 @@ impl Poller {
                     vec![self.historical_event(p, &conn, &job)],
                 ),
             };
-            let emit_daily = job.kind == "poll";
+            let emit_daily = job.kind == JobKind::Poll;
             let records = page.records.len();
             let commit = PageCommit::new(
                 job.clone(),
@@ -533,15 +534,15 @@ impl Poller {
                 self.store.fail_job(job, &m).await?;
             }
             ProviderError::Unauthorized(m) => {
-                self.connection_error(p, conn, "token_refresh_failed", &m)
+                self.connection_error(p, conn, ConnectionErrorType::TokenRefreshFailed, &m)
                     .await?
             }
             ProviderError::ScopeNotGranted(m) => {
-                self.connection_error(p, conn, "required_scopes_not_granted", &m)
+                self.connection_error(p, conn, ConnectionErrorType::RequiredScopesNotGranted, &m)
                     .await?
             }
             ProviderError::Refused(m) => {
-                self.connection_error(p, conn, "provider_api_error", &m)
+                self.connection_error(p, conn, ConnectionErrorType::ProviderApiError, &m)
                     .await?
             }
         }
@@ -552,7 +553,7 @@ impl Poller {
         &self,
         p: &Provider,
         conn: &Connection,
-        error_type: &str,
+        error_type: ConnectionErrorType,
         message: &str,
     ) -> anyhow::Result<()> {
         let t = EventType::ConnectionError;
@@ -565,10 +566,15 @@ impl Poller {
         );
         if self
             .store
-            .end_connection(conn.id, "error", Some((error_type, message)), &event)
+            .end_connection(
+                conn.id,
+                ConnectionStatus::Error,
+                Some((error_type, message)),
+                &event,
+            )
             .await?
         {
-            tracing::warn!(connection = %conn.id, provider = p.id(), error_type, "connection errored");
+            tracing::warn!(connection = %conn.id, provider = p.id(), error_type = %error_type, "connection errored");
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{format_ms, Envelope, EventType};
 use crate::poller::{ACCESS_PURPOSE, REFRESH_PURPOSE};
 use crate::providers::{self, plan_windows, Provider};
+use crate::states::{ConnectionStatus, JobKind};
 use crate::store::{NewJob, SealedTokens, AFTER_PREVIOUS_WINDOW};
 use crate::{ids, now_ms};
 
@@ -160,18 +161,22 @@ pub async fn create_link_token(
     ))
 }
 
+/// What the sealed OAuth `state` carries through the provider's consent screen. The
+/// names on the wire are one letter each: the state travels in two URLs.
 #[derive(Debug, Serialize, Deserialize)]
 struct OAuthState {
-    /// The link token.
-    l: String,
-    p: String,
-    /// PKCE verifier.
-    v: Option<String>,
-    /// Expiry, Unix ms.
-    e: i64,
+    #[serde(rename = "l")]
+    link_token: String,
+    #[serde(rename = "p")]
+    provider: String,
+    #[serde(rename = "v")]
+    pkce_verifier: Option<String>,
+    /// Unix ms.
+    #[serde(rename = "e")]
+    expires_at: i64,
     /// Started from the Link page: outcomes go back to it, not straight to the app.
-    #[serde(default)]
-    pg: bool,
+    #[serde(rename = "pg", default)]
+    from_page: bool,
 }
 
 fn back_to_app(redirect_url: &str, pairs: &[(&str, &str)]) -> Response {
@@ -279,18 +284,18 @@ fn start_oauth(
     // The state is sealed (authentic and opaque) and expires with the link; the PKCE
     // verifier rides inside it, so nothing needs storing before the callback.
     let state = OAuthState {
-        l: token,
-        p: p.id().to_string(),
-        v: oauth.new_pkce_verifier(),
-        e: expires_at,
-        pg: from_page,
+        link_token: token,
+        provider: p.id().to_string(),
+        pkce_verifier: oauth.new_pkce_verifier(),
+        expires_at,
+        from_page,
     };
     let sealed = s.sealer.seal(
         STATE_PURPOSE,
         &serde_json::to_string(&state).expect("state serialises"),
     );
     let url = oauth
-        .authorize_url(&sealed, state.v.as_deref())
+        .authorize_url(&sealed, state.pkce_verifier.as_deref())
         .map_err(ApiError::internal)?;
     Ok(Redirect::to(&url).into_response())
 }
@@ -378,8 +383,8 @@ async fn link_page(
             provider: p,
             status: connections
                 .iter()
-                .filter(|c| c.provider == p.id() && c.status != "deregistered")
-                .map(|c| c.status.as_str())
+                .filter(|c| c.provider == p.id() && c.status != ConnectionStatus::Deregistered)
+                .map(|c| c.status)
                 .next(),
             connect_href: (!spent && !expired)
                 .then(|| format!("{}/{}", page_url(s, token, &[]), p.id())),
@@ -418,12 +423,12 @@ pub async fn callback(
         .ok()
         .and_then(|j| serde_json::from_str(&j).ok())
         .ok_or_else(invalid)?;
-    if state.p != provider {
+    if state.provider != provider {
         return Err(invalid());
     }
     let link = s
         .store
-        .get_link_token(&state.l)
+        .get_link_token(&state.link_token)
         .await?
         .ok_or_else(invalid)?;
     let p: &'static Provider =
@@ -431,10 +436,10 @@ pub async fn callback(
     // From the Link page, outcomes go back to the page (which can retry); otherwise
     // straight to the app.
     let fail = |error_type: &str| -> Response {
-        if state.pg {
+        if state.from_page {
             Redirect::to(&page_url(
                 &s,
-                &state.l,
+                &state.link_token,
                 &[
                     ("state", "error"),
                     ("provider", &provider),
@@ -446,12 +451,12 @@ pub async fn callback(
             error_redirect(&link.redirect_url, &provider, error_type)
         }
     };
-    if state.e <= now_ms() || link.expires_at <= now_ms() {
+    if state.expires_at <= now_ms() || link.expires_at <= now_ms() {
         return Ok(fail("link_expired"));
     }
     // Single use: a replayed callback (or a second tab) gets an error, not a second
     // connection. A Link page link is spent only by a success, so the user can retry.
-    if !state.pg && !s.store.use_link_token(&state.l).await? {
+    if !state.from_page && !s.store.use_link_token(&state.link_token).await? {
         return Ok(fail("link_already_used"));
     }
     if let Some(err) = q.error.as_deref() {
@@ -465,14 +470,19 @@ pub async fn callback(
     let Some(code) = q.code.as_deref() else {
         return Ok(fail("provider_error"));
     };
-    let tokens = match s.poller.oauth(p).exchange_code(code, state.v.clone()).await {
+    let tokens = match s
+        .poller
+        .oauth(p)
+        .exchange_code(code, state.pkce_verifier.clone())
+        .await
+    {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(provider, error = %e, "code exchange failed");
             return Ok(fail("token_exchange_failed"));
         }
     };
-    if state.pg && !s.store.use_link_token(&state.l).await? {
+    if state.from_page && !s.store.use_link_token(&state.link_token).await? {
         return Ok(fail("link_already_used"));
     }
     let user = s
@@ -521,10 +531,10 @@ pub async fn callback(
             &event,
         )
         .await?;
-    if state.pg {
+    if state.from_page {
         return Ok(Redirect::to(&page_url(
             &s,
-            &state.l,
+            &state.link_token,
             &[("state", "success"), ("provider", p.id())],
         ))
         .into_response());
@@ -545,7 +555,7 @@ pub fn plan_jobs(p: &Provider, now: i64) -> Vec<NewJob> {
     for r in &m.resources {
         for (i, w) in windows.iter().enumerate() {
             jobs.push(NewJob {
-                kind: "backfill",
+                kind: JobKind::Backfill,
                 resource: r.name,
                 window_start: w.start.timestamp_millis(),
                 window_end: w.end.timestamp_millis(),
@@ -555,7 +565,7 @@ pub fn plan_jobs(p: &Provider, now: i64) -> Vec<NewJob> {
             });
         }
         jobs.push(NewJob {
-            kind: "poll",
+            kind: JobKind::Poll,
             resource: r.name,
             window_start: now - m.lookback_days as i64 * 86_400_000,
             window_end: now,
@@ -623,9 +633,9 @@ pub async fn user_connections(
             .collect();
         data.push(ConnectionView {
             provider: c.provider,
-            status: c.status,
+            status: c.status.to_string(),
             external_user_id: c.external_user_id,
-            error_type: c.error_type,
+            error_type: c.error_type.map(|t| t.to_string()),
             error_message: c.error_message,
             created_at: format_ms(c.created_at),
             backfill,
@@ -647,7 +657,7 @@ pub async fn deregister(
         .user_connections(team.id, user)
         .await?
         .into_iter()
-        .find(|c| c.provider == provider && c.status != "deregistered")
+        .find(|c| c.provider == provider && c.status != ConnectionStatus::Deregistered)
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
     let t = EventType::ConnectionDeleted;
@@ -659,7 +669,7 @@ pub async fn deregister(
         json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}}),
     );
     s.store
-        .end_connection(conn.id, "deregistered", None, &event)
+        .end_connection(conn.id, ConnectionStatus::Deregistered, None, &event)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use super::{parse_id, parse_instant, Auth, Body, Query};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{example_data, format_ms, Envelope, EventType};
+use crate::states::DeliveryStatus;
 use crate::store::{Attempt, Target};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -120,11 +121,11 @@ pub struct LogQuery {
     status: Option<String>,
 }
 
-/// A delivery status, from [`STATUSES`].
+/// A delivery status, one of [`DeliveryStatus`]'s.
 fn status_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(STATUSES))
+        .enum_values(Some(DeliveryStatus::ALL.iter().map(|s| s.as_str())))
         .description(Some("Only deliveries with this status."))
         .build()
 }
@@ -132,8 +133,6 @@ fn status_schema() -> utoipa::openapi::schema::Object {
 fn fifty() -> i64 {
     50
 }
-
-const STATUSES: [&str; 4] = ["pending", "retrying", "succeeded", "exhausted"];
 
 async fn team_endpoint(s: &AppState, team: Uuid, raw: &str) -> ApiResult<crate::store::Endpoint> {
     let id = parse_id(raw, "endpoint")?;
@@ -174,17 +173,16 @@ pub async fn endpoint_events(
     if !(1..=250).contains(&q.limit) {
         return Err(ApiError::validation("`limit` must be between 1 and 250"));
     }
-    if let Some(st) = &q.status {
-        if !STATUSES.contains(&st.as_str()) {
-            return Err(ApiError::validation(format!(
-                "`status` must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(st) => Some(st.parse::<DeliveryStatus>().map_err(|_| {
+            let all: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::validation(format!("`status` must be one of {}", all.join(", ")))
+        })?),
+    };
     let rows = s
         .store
-        .list_endpoint_deliveries(team.id, ep.id, q.limit, q.status.as_deref())
+        .list_endpoint_deliveries(team.id, ep.id, q.limit, status)
         .await?;
     let data = rows
         .into_iter()
@@ -192,7 +190,7 @@ pub async fn endpoint_events(
             event_id: d.event_id,
             event_type: d.event_type,
             created_at: format_ms(d.event_created_at),
-            status: d.status,
+            status: d.status.to_string(),
             attempts: d.attempts,
             last_status_code: d.last_status_code,
             last_attempt_at: d.last_attempt_at.map(format_ms),
@@ -225,14 +223,14 @@ pub struct AttemptView {
 fn attempt_view(a: &Attempt) -> AttemptView {
     AttemptView {
         run_number: a.run_number,
-        trigger: a.trigger.clone(),
+        trigger: a.trigger.to_string(),
         attempted_at: format_ms(a.attempted_at),
         url: a.url.clone(),
         request_headers: a.request_headers.clone(),
         response_status: a.response_status,
         response_body: a.response_body.clone(),
         duration_ms: a.duration_ms,
-        error_kind: a.error_kind.clone(),
+        error_kind: a.error_kind.map(|k| k.to_string()),
         error_message: a.error_message.clone(),
         worker: a.worker.clone(),
     }
@@ -278,7 +276,7 @@ pub async fn event_detail(
         .iter()
         .map(|d| EventDelivery {
             endpoint_id: d.endpoint_id,
-            status: d.status.clone(),
+            status: d.status.to_string(),
             attempts: d.attempts,
             last_status_code: d.last_status_code,
             next_attempt_at: d.next_attempt_at.map(format_ms),

@@ -5,6 +5,7 @@
 //! draws.
 
 use crate::providers::Provider;
+use crate::states::ConnectionStatus;
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -18,7 +19,7 @@ pub fn escape(s: &str) -> String {
 pub struct Row<'a> {
     pub provider: &'a Provider,
     /// `connected`, `error` or None.
-    pub status: Option<&'a str>,
+    pub status: Option<ConnectionStatus>,
     /// Where its Connect button goes (None once the link is spent).
     pub connect_href: Option<String>,
 }
@@ -113,9 +114,11 @@ pub fn render(rows: &[Row], banner: &Banner) -> String {
             let name = escape(&r.provider.manifest.name);
             let initial = name.chars().next().unwrap_or('?');
             let badge = match r.status {
-                Some("connected") => r#"<span class="badge on">Connected</span>"#,
-                Some("error") => r#"<span class="badge off">Needs reconnecting</span>"#,
-                _ => "",
+                Some(ConnectionStatus::Connected) => r#"<span class="badge on">Connected</span>"#,
+                Some(ConnectionStatus::Error) => {
+                    r#"<span class="badge off">Needs reconnecting</span>"#
+                }
+                Some(ConnectionStatus::Deregistered) | None => "",
             };
             let action = match (&r.connect_href, r.status) {
                 (Some(href), Some(_)) => format!(r#"<a class="button" href="{}" aria-label="Reconnect {name}">Reconnect</a>"#, escape(href)),

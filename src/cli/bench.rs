@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::events::{example_data, Envelope, EventType, Resource};
 use crate::receiver::{now_us, Receiver};
 use crate::seal::{random_token, Sealer};
+use crate::states::{JobKind, JobStatus};
 use crate::store::{Backend, Store, Target};
 
 /// How long `bench ingest` waits for a backfill window to finish before it gives up.
@@ -526,14 +527,17 @@ async fn ingest(
     let (mut finished, mut progress_at) = (-1, Instant::now());
     loop {
         let counts = store.job_counts().await?;
-        if !counts.contains_key("backfill:pending") {
+        if !counts.contains_key(&(JobKind::Backfill, JobStatus::Pending)) {
             anyhow::ensure!(
-                !counts.contains_key("backfill:failed"),
+                !counts.contains_key(&(JobKind::Backfill, JobStatus::Failed)),
                 "backfill jobs failed: {counts:?}"
             );
             break;
         }
-        let done = counts.get("backfill:done").copied().unwrap_or(0);
+        let done = counts
+            .get(&(JobKind::Backfill, JobStatus::Done))
+            .copied()
+            .unwrap_or(0);
         if done != finished {
             (finished, progress_at) = (done, Instant::now());
         }

@@ -24,6 +24,7 @@ use crate::fixture_server::FixtureServer;
 use crate::providers;
 use crate::receiver::Receiver;
 use crate::seal::{random_token, Sealer};
+use crate::states::{JobKind, JobStatus};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -131,7 +132,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
             .store
             .job_counts()
             .await
-            .map(|c| !c.contains_key("backfill:pending"))
+            .map(|c| !c.contains_key(&(JobKind::Backfill, JobStatus::Pending)))
             .unwrap_or(false)
     })
     .await;
@@ -147,7 +148,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let store = gateway.state.store.clone();
     let polled = wait_until(Duration::from_secs(30), || async {
-        store.job_counts().await.map(|c| c.get("poll:pending").copied().unwrap_or(0) > 0).unwrap_or(false)
+        store.job_counts().await.map(|c| c.get(&(JobKind::Poll, JobStatus::Pending)).copied().unwrap_or(0) > 0).unwrap_or(false)
             // Done when every poll is scheduled a full interval ahead, beyond any claim's lease.
             && store.next_due_poll().await.map(|t| t.is_none_or(|t| t > crate::now_ms() + 600_000)).unwrap_or(false)
     })
@@ -170,7 +171,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         store
             .delivery_counts()
             .await
-            .map(|c| c.keys().all(|k| k == "succeeded" || k == "exhausted"))
+            .map(|c| c.keys().all(|k| !k.is_open()))
             .unwrap_or(false)
     })
     .await;

@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::policy::{BlockedAddress, PolicyResolver, UrlPolicy};
 use super::retry::parse_retry_after;
 use super::signing::Signer;
+use crate::states::{AttemptErrorKind, AttemptTrigger};
 use crate::store::{Attempt, Outcome};
 
 /// How much of a response body the log keeps.
@@ -56,7 +57,7 @@ pub struct Message<'a> {
     pub run_number: i64,
     /// Scheduled attempts that remain if this one fails.
     pub pending_retries: i64,
-    pub trigger: &'static str,
+    pub trigger: AttemptTrigger,
 }
 
 #[derive(Debug, Clone)]
@@ -96,18 +97,18 @@ impl Sender {
         let mut logged_headers = BTreeMap::new();
         let finish = |status: Option<i64>,
                       body: Option<String>,
-                      kind: Option<&str>,
+                      kind: Option<AttemptErrorKind>,
                       err: Option<String>,
                       headers| Attempt {
             run_number: msg.run_number,
-            trigger: msg.trigger.to_string(),
+            trigger: msg.trigger,
             attempted_at,
             url: dest.url.clone(),
             request_headers: headers,
             response_status: status,
             response_body: body,
             duration_ms: started.elapsed().as_millis() as i64,
-            error_kind: kind.map(str::to_string),
+            error_kind: kind,
             error_message: err,
             worker: instance_id().to_string(),
         };
@@ -119,7 +120,7 @@ impl Sender {
                     attempt: finish(
                         None,
                         None,
-                        Some("blocked"),
+                        Some(AttemptErrorKind::Blocked),
                         Some(refusal.to_string()),
                         logged_headers,
                     ),
@@ -206,9 +207,9 @@ impl Sender {
                 let (outcome, kind) = if status.is_success() {
                     (Outcome::Success, None)
                 } else if status == reqwest::StatusCode::GONE {
-                    (Outcome::Gone, Some("http"))
+                    (Outcome::Gone, Some(AttemptErrorKind::Http))
                 } else {
-                    (Outcome::Failure, Some("http"))
+                    (Outcome::Failure, Some(AttemptErrorKind::Http))
                 };
                 let err = kind.map(|_| format!("receiver answered {status}"));
                 let retry_after = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -270,12 +271,12 @@ fn redact(name: &str, value: &str) -> String {
 }
 
 /// Sorts a transport error into the log's error kinds.
-fn classify(e: &reqwest::Error) -> (&'static str, String) {
+fn classify(e: &reqwest::Error) -> (AttemptErrorKind, String) {
     let mut chain = Vec::new();
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if s.downcast_ref::<BlockedAddress>().is_some() {
-            return ("blocked", s.to_string());
+            return (AttemptErrorKind::Blocked, s.to_string());
         }
         chain.push(s.to_string());
         src = s.source();
@@ -283,19 +284,19 @@ fn classify(e: &reqwest::Error) -> (&'static str, String) {
     let text = chain.join(": ");
     let lower = text.to_ascii_lowercase();
     let kind = if e.is_timeout() {
-        "timeout"
+        AttemptErrorKind::Timeout
     } else if lower.contains("dns error")
         || lower.contains("failed to lookup")
         || lower.contains("name or service not known")
     {
-        "dns"
+        AttemptErrorKind::Dns
     } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")
     {
-        "tls"
+        AttemptErrorKind::Tls
     } else if e.is_connect() {
-        "connect"
+        AttemptErrorKind::Connect
     } else {
-        "http"
+        AttemptErrorKind::Http
     };
     (kind, text)
 }

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,17 +22,11 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::seal::Sealer;
+use crate::states::{AttemptTrigger, DeliveryStatus};
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 
 /// Purpose string under which endpoint secrets are sealed.
 pub const SECRET_PURPOSE: &str = "endpoint_secret";
-
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub attempts: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 pub struct Worker {
     store: Store,
@@ -52,7 +45,6 @@ pub struct Worker {
     /// Ordering keys with a delivery in flight (see [`ordering_key`]), each with the
     /// claimed deliveries waiting behind it, in publish order.
     in_flight: Mutex<HashMap<String, std::collections::VecDeque<(Claimed, Arc<Destination>)>>>,
-    pub stats: WorkerStats,
     metrics: Arc<Metrics>,
 }
 
@@ -94,13 +86,8 @@ impl Worker {
             destinations: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
-            stats: WorkerStats::default(),
             metrics,
         }
-    }
-
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
     }
 
     pub fn sender(&self) -> &Sender {
@@ -235,37 +222,27 @@ impl Worker {
             .collect();
         for c in claimed {
             let open_status = if c.attempts == 0 {
-                "pending"
+                DeliveryStatus::Pending
             } else {
-                "retrying"
+                DeliveryStatus::Retrying
             };
             let ep = match endpoints.get(&c.endpoint_id) {
                 Some(ep) if ep.enabled => ep,
                 _ => {
                     // Disabled (or deleted) since publishing: stop here; recover re-queues.
-                    self.metrics.delivery("exhausted");
-                    let _ = tx.send(Completion {
-                        delivery_id: c.id,
-                        endpoint_id: c.endpoint_id,
-                        lease: c.lease,
-                        attempt: None,
-                        status: "exhausted",
-                        attempts: c.attempts,
-                        next_attempt_at: now_ms(),
-                    });
+                    self.metrics.delivery(DeliveryStatus::Exhausted);
+                    let _ = tx.send(Completion::of(
+                        &c,
+                        DeliveryStatus::Exhausted,
+                        now_ms(),
+                        None,
+                    ));
                     continue;
                 }
             };
             if let Some(wait) = self.rate_wait(ep) {
-                let _ = tx.send(Completion {
-                    delivery_id: c.id,
-                    endpoint_id: c.endpoint_id,
-                    lease: c.lease,
-                    attempt: None,
-                    status: open_status,
-                    attempts: c.attempts,
-                    next_attempt_at: now_ms() + wait.as_millis().max(1) as i64,
-                });
+                let next = now_ms() + wait.as_millis().max(1) as i64;
+                let _ = tx.send(Completion::of(&c, open_status, next, None));
                 continue;
             }
             let dest = match self.destination(ep) {
@@ -323,7 +300,7 @@ impl Worker {
             payload: &c.payload,
             run_number,
             pending_retries: self.retry.pending_after(run_number),
-            trigger: "scheduled",
+            trigger: AttemptTrigger::Scheduled,
         };
         self.metrics.deliveries_in_flight.inc();
         let started = std::time::Instant::now();
@@ -336,32 +313,17 @@ impl Worker {
         };
         self.metrics
             .attempt(outcome, started.elapsed().as_secs_f64());
-        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let (status, next) = match result.outcome {
-            Outcome::Success => {
-                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                ("succeeded", now)
-            }
-            Outcome::Gone => ("exhausted", now),
+            Outcome::Success => (DeliveryStatus::Succeeded, now),
+            Outcome::Gone => (DeliveryStatus::Exhausted, now),
             Outcome::Failure => match self.retry.next_delay(run_number, result.retry_after) {
-                Some(d) => ("retrying", now + d.as_millis() as i64),
-                None => ("exhausted", now),
+                Some(d) => (DeliveryStatus::Retrying, now + d.as_millis() as i64),
+                None => (DeliveryStatus::Exhausted, now),
             },
         };
-        if result.outcome != Outcome::Success {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-        }
         self.metrics.delivery(status);
-        Completion {
-            delivery_id: c.id,
-            endpoint_id: c.endpoint_id,
-            lease: c.lease,
-            attempt: Some((result.attempt, result.outcome)),
-            status,
-            attempts: run_number,
-            next_attempt_at: next,
-        }
+        Completion::of(c, status, next, Some((result.attempt, result.outcome)))
     }
 
     /// Commits finished deliveries in batches: whatever has arrived while the previous
@@ -418,7 +380,7 @@ impl Worker {
             payload,
             run_number,
             pending_retries: 0,
-            trigger: "manual",
+            trigger: AttemptTrigger::Manual,
         };
         let result = self.sender.send(&dest, msg).await;
         self.store

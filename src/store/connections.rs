@@ -8,9 +8,10 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{get_uuid, Store};
+use super::{get_opt_state, get_state, get_uuid, Store};
 use crate::now_ms;
 use crate::seal::hash_api_key;
+use crate::states::{ConnectionErrorType, ConnectionStatus};
 
 /// A link token's row, as the connect flow needs it.
 #[derive(Debug, Clone)]
@@ -31,14 +32,14 @@ pub struct Connection {
     pub client_user_id: String,
     pub provider: String,
     pub external_user_id: Option<String>,
-    pub status: String,
+    pub status: ConnectionStatus,
     #[serde(skip)]
     pub access_token_sealed: String,
     #[serde(skip)]
     pub refresh_token_sealed: Option<String>,
     pub token_expires_at: Option<i64>,
     pub token_version: i64,
-    pub error_type: Option<String>,
+    pub error_type: Option<ConnectionErrorType>,
     pub error_message: Option<String>,
     pub created_at: i64,
 }
@@ -54,12 +55,12 @@ fn connection_from(r: &AnyRow) -> Result<Connection, sqlx::Error> {
         client_user_id: r.try_get("client_user_id")?,
         provider: r.try_get("provider")?,
         external_user_id: r.try_get("external_user_id")?,
-        status: r.try_get("status")?,
+        status: get_state(r, "status")?,
         access_token_sealed: r.try_get("access_token_sealed")?,
         refresh_token_sealed: r.try_get("refresh_token_sealed")?,
         token_expires_at: r.try_get("token_expires_at")?,
         token_version: r.try_get("token_version")?,
-        error_type: r.try_get("error_type")?,
+        error_type: get_opt_state(r, "error_type")?,
         error_message: r.try_get("error_message")?,
         created_at: r.try_get("created_at")?,
     })

@@ -1,9 +1,5 @@
-//! The delivery queue and its log. A delivery is (event × endpoint) with a status:
-//!
-//! - `pending`: waiting for its first attempt (or re-queued by recover);
-//! - `retrying`: an attempt failed and another is scheduled at `next_attempt_at`;
-//! - `succeeded`: an attempt got a 2xx;
-//! - `exhausted`: the schedule ran out, or the endpoint was disabled or gone.
+//! The delivery queue and its log. A delivery is (event × endpoint) with a
+//! [`DeliveryStatus`]: pending, retrying, succeeded or exhausted.
 //!
 //! Claiming pushes `next_attempt_at` out by a lease and remembers that value; the
 //! completion only lands if the lease is still the one it claimed, so a delivery whose
@@ -16,8 +12,53 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{get_uuid, placeholders, Backend, Store};
+use super::{get_opt_state, get_state, get_uuid, placeholders, Backend, Store};
 use crate::now_ms;
+use crate::states::{AttemptErrorKind, AttemptTrigger, DeliveryStatus};
+
+/// What one batch of attempts does to an endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HealthChange {
+    /// A success came in: the failure record restarts from what follows it.
+    reset: bool,
+    /// Failures since the last success in the batch (or since the batch began).
+    failures: i64,
+    /// When the earliest of those failures happened (`i64::MAX` when none).
+    first_failure: i64,
+    /// An attempt got 410 Gone: the endpoint is disabled.
+    gone: bool,
+}
+
+impl Default for HealthChange {
+    fn default() -> HealthChange {
+        HealthChange {
+            reset: false,
+            failures: 0,
+            first_failure: i64::MAX,
+            gone: false,
+        }
+    }
+}
+
+impl HealthChange {
+    /// Takes in the next finished attempt.
+    fn record(&mut self, outcome: Outcome, attempted_at: i64) {
+        match outcome {
+            Outcome::Success => {
+                *self = HealthChange {
+                    reset: true,
+                    gone: self.gone,
+                    ..HealthChange::default()
+                }
+            }
+            Outcome::Failure | Outcome::Gone => {
+                self.failures += 1;
+                self.first_failure = self.first_failure.min(attempted_at);
+                self.gone |= outcome == Outcome::Gone;
+            }
+        }
+    }
+}
 
 /// A delivery claimed by a worker, with what it needs to send it.
 #[derive(Debug, Clone)]
@@ -37,16 +78,15 @@ pub struct Claimed {
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub run_number: i64,
-    /// `scheduled` (the worker) or `manual` (resend).
-    pub trigger: String,
+    pub trigger: AttemptTrigger,
     pub attempted_at: i64,
     pub url: String,
     pub request_headers: BTreeMap<String, String>,
     pub response_status: Option<i64>,
     pub response_body: Option<String>,
     pub duration_ms: i64,
-    /// `timeout`, `connect`, `dns`, `tls`, `http`, `blocked` (outbound policy) or null.
-    pub error_kind: Option<String>,
+    /// Why it got no answer that counts; null on a 2xx.
+    pub error_kind: Option<AttemptErrorKind>,
     pub error_message: Option<String>,
     /// The process that made it (`host:pid`).
     pub worker: String,
@@ -69,9 +109,30 @@ pub struct Completion {
     pub lease: i64,
     /// None when nothing was sent (rate-limited: only rescheduled; endpoint disabled).
     pub attempt: Option<(Attempt, Outcome)>,
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
+}
+
+impl Completion {
+    /// What a worker writes back for `claimed`: its new status and schedule, and the
+    /// attempt it made, if any (an attempt counts towards the delivery's attempts).
+    pub fn of(
+        claimed: &Claimed,
+        status: DeliveryStatus,
+        next_attempt_at: i64,
+        attempt: Option<(Attempt, Outcome)>,
+    ) -> Completion {
+        Completion {
+            delivery_id: claimed.id,
+            endpoint_id: claimed.endpoint_id,
+            lease: claimed.lease,
+            attempts: claimed.attempts + i64::from(attempt.is_some()),
+            attempt,
+            status,
+            next_attempt_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +140,7 @@ pub struct DeliverySummary {
     pub event_id: Uuid,
     pub event_type: String,
     pub event_created_at: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status_code: Option<i64>,
     pub last_attempt_at: Option<i64>,
@@ -89,34 +150,46 @@ pub struct DeliverySummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryDetail {
     pub endpoint_id: Uuid,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status_code: Option<i64>,
     pub next_attempt_at: Option<i64>,
     pub attempt_log: Vec<Attempt>,
 }
 
-fn is_open(status: &str) -> bool {
-    status == "pending" || status == "retrying"
-}
-
 fn attempt_from(r: &AnyRow) -> Result<Attempt, sqlx::Error> {
     Ok(Attempt {
         run_number: r.try_get("run_number")?,
-        trigger: r.try_get("trigger")?,
+        trigger: get_state(r, "trigger")?,
         attempted_at: r.try_get("attempted_at")?,
         url: r.try_get("url")?,
         request_headers: super::get_json(r, "request_headers")?,
         response_status: r.try_get("response_status")?,
         response_body: r.try_get("response_body")?,
         duration_ms: r.try_get("duration_ms")?,
-        error_kind: r.try_get("error_kind")?,
+        error_kind: get_opt_state(r, "error_kind")?,
         error_message: r.try_get("error_message")?,
         worker: r.try_get("worker")?,
     })
 }
 
 const ATTEMPT_CHUNK: usize = super::rows_per_statement(7);
+
+/// The open statuses as an SQL list, `('pending', 'retrying')`: literal, so that the
+/// partial index `deliveries_due` (declared with the same list) serves the query.
+const OPEN: OpenStatuses = OpenStatuses;
+struct OpenStatuses;
+
+impl std::fmt::Display for OpenStatuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open: Vec<&str> = DeliveryStatus::ALL
+            .iter()
+            .filter(|s| s.is_open())
+            .map(|s| s.sql())
+            .collect();
+        write!(f, "({})", open.join(", "))
+    }
+}
 
 impl Store {
     /// Claims up to `limit` due deliveries, reserving each until `lease_until`.
@@ -128,21 +201,17 @@ impl Store {
         let now = now_ms();
         // Any number of processes may claim at once: PostgreSQL skips rows another
         // transaction holds; SQLite runs one writer at a time, so the UPDATE is atomic.
-        let sql = match self.backend {
-            Backend::Postgres => {
-                "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
-                   SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 \
-                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, team_id, event_id, endpoint_id, attempts"
-            }
-            Backend::Sqlite => {
-                "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
-                   SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 \
-                   ORDER BY next_attempt_at LIMIT $3) \
-                 RETURNING id, team_id, event_id, endpoint_id, attempts"
-            }
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
         };
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
+               SELECT id FROM deliveries WHERE status IN {OPEN} AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at LIMIT $3{lock}) \
+             RETURNING id, team_id, event_id, endpoint_id, attempts"
+        );
+        let rows = sqlx::query(&sql)
             .bind(lease_until)
             .bind(now)
             .bind(limit as i64)
@@ -231,7 +300,7 @@ impl Store {
                 };
                 q = q
                     .bind(c.delivery_id)
-                    .bind(c.status)
+                    .bind(c.status.as_str())
                     .bind(c.attempts)
                     .bind(c.next_attempt_at)
                     .bind(code)
@@ -247,25 +316,23 @@ impl Store {
         insert_attempts(&mut tx, &attempts).await?;
 
         // Endpoint health, in the order the attempts finished.
-        let mut health: HashMap<Uuid, (bool, i64, i64, bool)> = HashMap::new(); // (reset, failures, first failure, gone)
+        let mut health: HashMap<Uuid, HealthChange> = HashMap::new();
         for c in batch {
-            let Some((a, outcome)) = &c.attempt else {
-                continue;
-            };
-            let h = health
-                .entry(c.endpoint_id)
-                .or_insert((false, 0, i64::MAX, false));
-            match outcome {
-                Outcome::Success => *h = (true, 0, i64::MAX, h.3),
-                Outcome::Failure | Outcome::Gone => {
-                    h.1 += 1;
-                    h.2 = h.2.min(a.attempted_at);
-                    h.3 |= *outcome == Outcome::Gone;
-                }
+            if let Some((a, outcome)) = &c.attempt {
+                health
+                    .entry(c.endpoint_id)
+                    .or_default()
+                    .record(*outcome, a.attempted_at);
             }
         }
         let mut disabled = Vec::new();
-        for (ep, (reset, failures, first, gone)) in health {
+        for (ep, change) in health {
+            let HealthChange {
+                reset,
+                failures,
+                first_failure: first,
+                gone,
+            } = change;
             let ep_s = ep.to_string();
             if reset {
                 sqlx::query("UPDATE endpoints SET consecutive_failures = $2, first_failure_at = $3, last_success_at = $4 WHERE id = $1")
@@ -334,10 +401,11 @@ impl Store {
         succeeded: bool,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE deliveries SET status = CASE WHEN $2 THEN 'succeeded' ELSE status END, attempts = attempts + 1, \
+        sqlx::query(&format!(
+            "UPDATE deliveries SET status = CASE WHEN $2 THEN {} ELSE status END, attempts = attempts + 1, \
              last_status_code = $3, last_attempt_at = $4, updated_at = $4 WHERE id = $1",
-        )
+            DeliveryStatus::Succeeded.sql()
+        ))
         .bind(delivery_id)
         .bind(succeeded)
         .bind(attempt.response_status)
@@ -381,7 +449,7 @@ impl Store {
         team: Uuid,
         endpoint: Uuid,
         limit: i64,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
     ) -> Result<Vec<DeliverySummary>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT d.event_id, e.event_type, e.created_at AS event_created_at, d.status, d.attempts, \
@@ -392,18 +460,18 @@ impl Store {
         )
         .bind(team.to_string())
         .bind(endpoint.to_string())
-        .bind(status.unwrap_or(""))
+        .bind(status.map_or("", DeliveryStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
+                let status: DeliveryStatus = get_state(r, "status")?;
                 Ok(DeliverySummary {
                     event_id: get_uuid(r, "event_id")?,
                     event_type: r.try_get("event_type")?,
                     event_created_at: r.try_get("event_created_at")?,
-                    next_attempt_at: if is_open(&status) {
+                    next_attempt_at: if status.is_open() {
                         Some(r.try_get("next_attempt_at")?)
                     } else {
                         None
@@ -441,10 +509,10 @@ impl Store {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-            let status: String = r.try_get("status")?;
+            let status: DeliveryStatus = get_state(&r, "status")?;
             out.push(DeliveryDetail {
                 endpoint_id: get_uuid(&r, "endpoint_id")?,
-                next_attempt_at: if is_open(&status) {
+                next_attempt_at: if status.is_open() {
                     Some(r.try_get("next_attempt_at")?)
                 } else {
                     None
@@ -467,11 +535,15 @@ impl Store {
         since: i64,
     ) -> Result<u64, sqlx::Error> {
         let now = now_ms();
-        let res = sqlx::query(
-            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $4, updated_at = $4 \
+        let (retrying, exhausted) = (
+            DeliveryStatus::Retrying.sql(),
+            DeliveryStatus::Exhausted.sql(),
+        );
+        let res = sqlx::query(&format!(
+            "UPDATE deliveries SET status = {retrying}, next_attempt_at = $4, updated_at = $4 \
              WHERE team_id = $1 AND endpoint_id = $2 AND created_at >= $3 \
-             AND (status = 'exhausted' OR (status = 'retrying' AND attempts > 0))",
-        )
+             AND (status = {exhausted} OR (status = {retrying} AND attempts > 0))",
+        ))
         .bind(team.to_string())
         .bind(endpoint.to_string())
         .bind(since)
@@ -485,19 +557,22 @@ impl Store {
     }
 
     /// Deliveries by status, over the whole database (metrics, tests, bench).
-    pub async fn delivery_counts(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    pub async fn delivery_counts(&self) -> Result<BTreeMap<DeliveryStatus, i64>, sqlx::Error> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .map(|r| Ok((get_state(r, "status")?, r.try_get("n")?)))
             .collect()
     }
 
     /// Open deliveries whose next attempt is due at `now` (claimed ones are leased into
     /// the future, so this is the backlog no worker has picked up).
     pub async fn deliveries_due(&self, now: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query("SELECT COUNT(*) AS n FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1")
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE status IN {OPEN} AND next_attempt_at <= $1"
+        );
+        sqlx::query(&sql)
             .bind(now)
             .fetch_one(&self.pool)
             .await?
@@ -516,9 +591,9 @@ impl Store {
 
     /// When the next open delivery falls due, if any (lets an idle worker sleep exactly).
     pub async fn next_due_at(&self) -> Result<Option<i64>, sqlx::Error> {
-        let row = sqlx::query("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'retrying')")
-            .fetch_one(&self.pool)
-            .await?;
+        let sql =
+            format!("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN {OPEN}");
+        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
         row.try_get("t")
     }
 }
@@ -659,14 +734,14 @@ async fn insert_attempts(
             q = q
                 .bind(*delivery_id)
                 .bind(a.run_number)
-                .bind(a.trigger.clone())
+                .bind(a.trigger.as_str())
                 .bind(a.attempted_at)
                 .bind(a.url.clone())
                 .bind(serde_json::to_string(&a.request_headers).expect("strings serialise"))
                 .bind(a.response_status)
                 .bind(a.response_body.clone())
                 .bind(a.duration_ms)
-                .bind(a.error_kind.clone())
+                .bind(a.error_kind.map(|k| k.as_str()))
                 .bind(a.error_message.clone())
                 .bind(a.worker.clone());
         }
@@ -678,6 +753,38 @@ async fn insert_attempts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_success_restarts_the_failure_record_and_a_410_is_remembered() {
+        let mut h = HealthChange::default();
+        h.record(Outcome::Failure, 10);
+        h.record(Outcome::Gone, 20);
+        assert_eq!(
+            (h.reset, h.failures, h.first_failure, h.gone),
+            (false, 2, 10, true)
+        );
+        h.record(Outcome::Success, 30);
+        h.record(Outcome::Failure, 40);
+        assert_eq!(
+            (h.reset, h.failures, h.first_failure, h.gone),
+            (true, 1, 40, true)
+        );
+    }
+
+    #[test]
+    fn open_statuses_are_the_literal_list_the_due_index_is_declared_with() {
+        let predicate = format!("WHERE status IN {OPEN};");
+        assert_eq!(predicate, "WHERE status IN ('pending', 'retrying');");
+        for migration in [
+            include_str!("../../migrations/sqlite/0001_core.sql"),
+            include_str!("../../migrations/postgres/0001_core.sql"),
+        ] {
+            assert!(
+                migration.contains(&predicate),
+                "deliveries_due: {predicate}"
+            );
+        }
+    }
 
     fn hist(samples: &[i64]) -> Vec<i64> {
         let mut h = vec![0; LATENCY_BOUNDS_MS.len() + 1];

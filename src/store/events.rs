@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{get_opt_uuid, get_uuid, placeholders, Store};
 use crate::events::Envelope;
 use crate::now_ms;
+use crate::states::DeliveryStatus;
 
 /// Which endpoints a publish fans out to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +165,9 @@ pub async fn publish_in(
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 format!(
-                    "($1, {}, 'pending', 0, $2, $2, $2)",
-                    placeholders(i * 2 + 3, 2)
+                    "($1, {}, {}, 0, $2, $2, $2)",
+                    placeholders(i * 2 + 3, 2),
+                    DeliveryStatus::Pending.sql()
                 )
             })
             .collect();

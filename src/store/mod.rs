@@ -352,6 +352,25 @@ pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx
         .transpose()
 }
 
+/// A column holding one of the typed states' stored text.
+pub(crate) fn get_state<T>(row: &AnyRow, col: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = crate::states::UnknownState>,
+{
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// An optional column holding one of the typed states' stored text.
+pub(crate) fn get_opt_state<T>(row: &AnyRow, col: &str) -> Result<Option<T>, sqlx::Error>
+where
+    T: std::str::FromStr<Err = crate::states::UnknownState>,
+{
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
 pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
     row: &AnyRow,
     col: &str,

@@ -15,10 +15,21 @@ use uuid::Uuid;
 
 use super::connections::{Connection, SealedTokens};
 use super::events::{publish_in, Published, Target};
-use super::{get_uuid, placeholders, Backend, Store};
+use super::{get_state, get_uuid, placeholders, Backend, Store};
 use crate::events::{Envelope, Resource};
 use crate::now_ms;
 use crate::providers::Record;
+use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind, JobStatus};
+
+// The states these queries name in their text (see `crate::states`).
+const PENDING: &str = JobStatus::Pending.sql();
+const DONE: &str = JobStatus::Done.sql();
+const FAILED: &str = JobStatus::Failed.sql();
+const STOPPED: &str = JobStatus::Stopped.sql();
+const BACKFILL: &str = JobKind::Backfill.sql();
+const POLL: &str = JobKind::Poll.sql();
+const CONNECTED: &str = ConnectionStatus::Connected.sql();
+const DEREGISTERED: &str = ConnectionStatus::Deregistered.sql();
 
 /// `run_at` of a backfill window that waits for the newer one before it: windows of one
 /// (connection, resource) run strictly newest first, each released by its predecessor.
@@ -27,7 +38,7 @@ pub const AFTER_PREVIOUS_WINDOW: i64 = i64::MAX / 4;
 /// A job to insert: one backfill window, or a recurring poll.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: &'static str,
+    pub kind: JobKind,
     pub resource: Resource,
     pub window_start: i64,
     pub window_end: i64,
@@ -41,7 +52,7 @@ pub struct NewJob {
 pub struct Job {
     pub id: i64,
     pub connection_id: Uuid,
-    pub kind: String,
+    pub kind: JobKind,
     pub resource: Resource,
     pub window_start: i64,
     pub window_end: i64,
@@ -254,12 +265,12 @@ async fn insert_jobs(
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for j in jobs {
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO jobs (connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, status, \
-             attempts, next_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $9)",
-        )
+             attempts, next_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {PENDING}, 0, $8, $9, $9)",
+        ))
         .bind(connection.to_string())
-        .bind(j.kind)
+        .bind(j.kind.as_str())
         .bind(j.resource.as_str())
         .bind(j.window_start)
         .bind(j.window_end)
@@ -278,7 +289,7 @@ fn job_from(r: &AnyRow, lease: i64) -> Result<Job, sqlx::Error> {
     Ok(Job {
         id: r.try_get("id")?,
         connection_id: get_uuid(r, "connection_id")?,
-        kind: r.try_get("kind")?,
+        kind: get_state(r, "kind")?,
         resource: resource
             .parse()
             .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
@@ -314,11 +325,11 @@ impl Store {
             .bind(provider)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO connections (id, team_id, user_id, provider, external_user_id, status, access_token_sealed, \
              refresh_token_sealed, token_expires_at, token_version, refresh_lock_until, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'connected', $6, $7, $8, 0, 0, $9, $9)",
-        )
+             VALUES ($1, $2, $3, $4, $5, {CONNECTED}, $6, $7, $8, 0, 0, $9, $9)",
+        ))
         .bind(id.to_string())
         .bind(team.to_string())
         .bind(user.to_string())
@@ -348,8 +359,8 @@ impl Store {
     pub async fn end_connection(
         &self,
         id: Uuid,
-        status: &str,
-        error: Option<(&str, &str)>,
+        status: ConnectionStatus,
+        error: Option<(ConnectionErrorType, &str)>,
         event: &Envelope,
     ) -> Result<bool, sqlx::Error> {
         // On PostgreSQL this locks all the connection's pending jobs while page commits
@@ -363,19 +374,19 @@ impl Store {
     async fn end_connection_once(
         &self,
         id: Uuid,
-        status: &str,
-        error: Option<(&str, &str)>,
+        status: ConnectionStatus,
+        error: Option<(ConnectionErrorType, &str)>,
         event: &Envelope,
     ) -> Result<bool, sqlx::Error> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let res = sqlx::query(
+        let res = sqlx::query(&format!(
             "UPDATE connections SET status = $2, error_type = $3, error_message = $4, updated_at = $5 \
-             WHERE id = $1 AND status <> $2 AND status <> 'deregistered'",
-        )
+             WHERE id = $1 AND status <> $2 AND status <> {DEREGISTERED}",
+        ))
         .bind(id.to_string())
-        .bind(status)
-        .bind(error.map(|e| e.0.to_string()))
+        .bind(status.as_str())
+        .bind(error.map(|e| e.0.as_str()))
         .bind(error.map(|e| e.1.to_string()))
         .bind(now)
         .execute(&mut *tx)
@@ -383,10 +394,12 @@ impl Store {
         if res.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("UPDATE jobs SET status = 'stopped', updated_at = $2 WHERE connection_id = $1 AND status = 'pending'")
-            .bind(id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
+        sqlx::query(&format!(
+            "UPDATE jobs SET status = {STOPPED}, updated_at = $2 WHERE connection_id = $1 AND status = {PENDING}"
+        ))
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
             .await?;
         let team = get_uuid(
             &sqlx::query("SELECT team_id FROM connections WHERE id = $1")
@@ -413,21 +426,17 @@ impl Store {
         limit: usize,
         lease_until: i64,
     ) -> Result<Vec<Job>, sqlx::Error> {
-        let sql = match self.backend {
-            Backend::Postgres => {
-                "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
-                   SELECT id FROM jobs WHERE status = 'pending' AND next_run_at <= $2 \
-                   ORDER BY next_run_at, chunk_index LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
-            }
-            Backend::Sqlite => {
-                "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
-                   SELECT id FROM jobs WHERE status = 'pending' AND next_run_at <= $2 \
-                   ORDER BY next_run_at, chunk_index LIMIT $3) \
-                 RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
-            }
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
         };
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
+               SELECT id FROM jobs WHERE status = {PENDING} AND next_run_at <= $2 \
+               ORDER BY next_run_at, chunk_index LIMIT $3{lock}) \
+             RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
+        );
+        let rows = sqlx::query(&sql)
             .bind(lease_until)
             .bind(now_ms())
             .bind(limit as i64)
@@ -462,7 +471,7 @@ impl Store {
     /// Gives up on a job (malformed data that retrying will not fix); it stays visible
     /// in the connection's progress with its error.
     pub async fn fail_job(&self, job: &Job, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET status = 'failed', last_error = $3, updated_at = $4 WHERE id = $1 AND next_run_at = $2")
+        sqlx::query(&format!("UPDATE jobs SET status = {FAILED}, last_error = $3, updated_at = $4 WHERE id = $1 AND next_run_at = $2"))
             .bind(job.id)
             .bind(job.lease)
             .bind(error)
@@ -556,16 +565,21 @@ impl Store {
         // The claim checks come first: they are writes, so they also take SQLite's lock.
         for (i, page) in pages.iter().enumerate() {
             let (job, finish) = (&page.job, &page.finish);
-            let (sql, new_lease): (&str, i64) = match finish {
-                Finish::Continue { lease, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *lease),
-                Finish::WindowDone => ("UPDATE jobs SET next_run_at = $3, cursor = $4, status = 'done', attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", now),
-                Finish::PollDone { next_run_at, .. } => ("UPDATE jobs SET next_run_at = $3, cursor = $4, attempts = 0, last_error = NULL, updated_at = $5 WHERE id = $1 AND next_run_at = $2", *next_run_at),
+            // A completed window is done; every other page keeps its job pending.
+            let (status, new_lease) = match finish {
+                Finish::Continue { lease, .. } => ("status", *lease),
+                Finish::WindowDone => (DONE, now),
+                Finish::PollDone { next_run_at, .. } => ("status", *next_run_at),
             };
+            let sql = format!(
+                "UPDATE jobs SET next_run_at = $3, cursor = $4, status = {status}, attempts = 0, last_error = NULL, \
+                 updated_at = $5 WHERE id = $1 AND next_run_at = $2"
+            );
             let cursor = match finish {
                 Finish::Continue { cursor, .. } => Some(cursor.clone()),
                 _ => None,
             };
-            let res = sqlx::query(sql)
+            let res = sqlx::query(&sql)
                 .bind(job.id)
                 .bind(job.lease)
                 .bind(new_lease)
@@ -589,10 +603,10 @@ impl Store {
                 // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
                 // `next_run_at = $5` for selective and walks `jobs_due`, where every waiting
                 // window of every connection shares that value.
-                sqlx::query(
+                sqlx::query(&format!(
                     "UPDATE jobs SET next_run_at = CASE WHEN next_run_at = $5 THEN $4 ELSE next_run_at END \
-                     WHERE connection_id = $1 AND resource = $2 AND kind = 'backfill' AND chunk_index = $3 AND status = 'pending'",
-                )
+                     WHERE connection_id = $1 AND resource = $2 AND kind = {BACKFILL} AND chunk_index = $3 AND status = {PENDING}",
+                ))
                 .bind(job.connection_id.to_string())
                 .bind(job.resource.as_str())
                 .bind(job.chunk_index + 1)
@@ -793,10 +807,10 @@ impl Store {
 
     /// Runs a user's polls now (`POST /v1/user/{id}/refresh`). Returns how many.
     pub async fn poll_now(&self, team: Uuid, user: Uuid) -> Result<u64, sqlx::Error> {
-        let res = sqlx::query(
-            "UPDATE jobs SET next_run_at = $3 WHERE kind = 'poll' AND status = 'pending' AND next_run_at > $3 \
-             AND connection_id IN (SELECT id FROM connections WHERE team_id = $1 AND user_id = $2 AND status = 'connected')",
-        )
+        let res = sqlx::query(&format!(
+            "UPDATE jobs SET next_run_at = $3 WHERE kind = {POLL} AND status = {PENDING} AND next_run_at > $3 \
+             AND connection_id IN (SELECT id FROM connections WHERE team_id = $1 AND user_id = $2 AND status = {CONNECTED})",
+        ))
         .bind(team.to_string())
         .bind(user.to_string())
         .bind(now_ms())
@@ -807,13 +821,13 @@ impl Store {
 
     /// Backfill progress of a connection, per resource.
     pub async fn backfill_progress(&self, connection: Uuid) -> Result<Vec<Progress>, sqlx::Error> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT resource, MAX(chunk_count) AS total, \
-             SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done, \
-             MIN(CASE WHEN status = 'done' THEN window_start ELSE NULL END) AS oldest, \
+             SUM(CASE WHEN status = {DONE} THEN 1 ELSE 0 END) AS done, \
+             MIN(CASE WHEN status = {DONE} THEN window_start ELSE NULL END) AS oldest, \
              MAX(last_error) AS last_error \
-             FROM jobs WHERE connection_id = $1 AND kind = 'backfill' GROUP BY resource ORDER BY resource",
-        )
+             FROM jobs WHERE connection_id = $1 AND kind = {BACKFILL} GROUP BY resource ORDER BY resource",
+        ))
         .bind(connection.to_string())
         .fetch_all(&self.pool)
         .await?;
@@ -857,9 +871,9 @@ impl Store {
 
     /// When the next pending poll falls due, if any.
     pub async fn next_due_poll(&self) -> Result<Option<i64>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT MIN(next_run_at) AS t FROM jobs WHERE kind = 'poll' AND status = 'pending'",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT MIN(next_run_at) AS t FROM jobs WHERE kind = {POLL} AND status = {PENDING}",
+        ))
         .fetch_one(&self.pool)
         .await?;
         row.try_get("t")
@@ -890,14 +904,13 @@ impl Store {
         Ok((r, e))
     }
 
-    /// Jobs by kind and status (tests, bench, demo progress).
     /// Jobs due to run at `now`, per provider (windows waiting on their predecessor are
     /// not due).
     pub async fn jobs_due_by_provider(&self, now: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT c.provider AS provider, COUNT(*) AS n FROM jobs j JOIN connections c ON c.id = j.connection_id \
-             WHERE j.status = 'pending' AND j.next_run_at <= $1 GROUP BY c.provider",
-        )
+             WHERE j.status = {PENDING} AND j.next_run_at <= $1 GROUP BY c.provider",
+        ))
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
@@ -906,14 +919,35 @@ impl Store {
             .collect()
     }
 
-    pub async fn job_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT kind || ':' || status AS k, COUNT(*) AS n FROM jobs GROUP BY kind, status",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+    /// Jobs by kind and status (tests, bench, demo progress).
+    pub async fn job_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(JobKind, JobStatus), i64>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+            .map(|r| {
+                let key = (get_state(r, "kind")?, get_state(r, "status")?);
+                Ok((key, r.try_get("n")?))
+            })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_is_the_literal_the_due_index_is_declared_with() {
+        let predicate = format!("WHERE status = {PENDING};");
+        for migration in [
+            include_str!("../../migrations/sqlite/0002_providers.sql"),
+            include_str!("../../migrations/postgres/0002_providers.sql"),
+        ] {
+            assert!(migration.contains(&predicate), "jobs_due: {predicate}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use wearbridge::fixture_server::FixtureServer;
 use wearbridge::providers::registry;
 
 use crate::helpers::{eventually, TestApp, TestDb};
+use wearbridge::states::{DeliveryStatus, JobKind, JobStatus};
 
 #[test]
 fn every_captured_page_normalises_to_its_expected_output() {
@@ -113,7 +114,10 @@ async fn every_provider_replays_through_the_real_path(db: TestDb) {
         app.store()
             .job_counts()
             .await
-            .map(|c| !c.contains_key("backfill:pending") && !c.contains_key("backfill:failed"))
+            .map(|c| {
+                !c.contains_key(&(JobKind::Backfill, JobStatus::Pending))
+                    && !c.contains_key(&(JobKind::Backfill, JobStatus::Failed))
+            })
             .unwrap_or(false)
     })
     .await;
@@ -129,7 +133,7 @@ async fn every_provider_replays_through_the_real_path(db: TestDb) {
                 .await
                 .unwrap()
                 .keys()
-                .all(|k| k == "succeeded")
+                .all(|k| *k == DeliveryStatus::Succeeded)
         })
         .await
     );

@@ -13,6 +13,7 @@ use wearbridge::seal::random_token;
 use wearbridge::store::{Store, Target};
 
 use crate::helpers::{Api, TestDb};
+use wearbridge::states::{DeliveryStatus, JobKind, JobStatus};
 
 /// A `wearbridge serve` child process, killed when dropped.
 struct Serve {
@@ -213,7 +214,12 @@ async fn a_killed_process_loses_no_delivery(db: TestDb) {
     // Deliveries that were in flight at the kill may have arrived without being recorded:
     // their claims lapse and they are sent again (at least once), then all settle.
     let settled = crate::helpers::eventually(Duration::from_secs(60), || async {
-        store.delivery_counts().await.unwrap().get("succeeded") == Some(&3001)
+        store
+            .delivery_counts()
+            .await
+            .unwrap()
+            .get(&DeliveryStatus::Succeeded)
+            == Some(&3001)
     })
     .await;
     let (unique, duplicates) = tally(&receiver, &ids);
@@ -325,7 +331,7 @@ async fn a_killed_poller_resumes_with_no_gap_and_no_duplicate_event(db: TestDb) 
             s.job_counts()
                 .await
                 .unwrap()
-                .get("backfill:done")
+                .get(&(JobKind::Backfill, JobStatus::Done))
                 .copied()
                 .unwrap_or(0)
         }
@@ -348,7 +354,7 @@ async fn a_killed_poller_resumes_with_no_gap_and_no_duplicate_event(db: TestDb) 
             .job_counts()
             .await
             .unwrap()
-            .contains_key("backfill:pending")
+            .contains_key(&(JobKind::Backfill, JobStatus::Pending))
     })
     .await;
     assert!(finished, "{:?}", store.job_counts().await.unwrap());

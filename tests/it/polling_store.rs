@@ -12,6 +12,7 @@ use wearbridge::store::{
 };
 
 use crate::helpers::TestDb;
+use wearbridge::states::{ConnectionErrorType, ConnectionStatus, JobKind, JobStatus};
 
 crate::backend_tests!(
     connecting_creates_jobs_and_one_event,
@@ -116,7 +117,7 @@ fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
     let day = 86_400_000;
     let end = 1_800_000_000_000 - idx * 30 * day;
     NewJob {
-        kind: "backfill",
+        kind: JobKind::Backfill,
         resource,
         window_start: end - 30 * day,
         window_end: end,
@@ -146,7 +147,10 @@ async fn connecting_creates_jobs_and_one_event(db: TestDb) {
     );
     assert_eq!(c.client_user_id, "u1");
     let counts = s.store.job_counts().await.unwrap();
-    assert_eq!(counts.get("backfill:pending"), Some(&2));
+    assert_eq!(
+        counts.get(&(JobKind::Backfill, JobStatus::Pending)),
+        Some(&2)
+    );
     let progress = s.store.backfill_progress(s.conn).await.unwrap();
     assert_eq!(
         (progress[0].windows_done, progress[0].windows_total),
@@ -222,7 +226,7 @@ async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
 
 async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
     let poll = NewJob {
-        kind: "poll",
+        kind: JobKind::Poll,
         resource: Resource::Workouts,
         window_start: 0,
         window_end: 1,
@@ -409,8 +413,8 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
         .store
         .end_connection(
             s.conn,
-            "error",
-            Some(("token_refresh_failed", "invalid_grant")),
+            ConnectionStatus::Error,
+            Some((ConnectionErrorType::TokenRefreshFailed, "invalid_grant")),
             &ev(EventType::ConnectionError)
         )
         .await
@@ -419,8 +423,8 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
         !s.store
             .end_connection(
                 s.conn,
-                "error",
-                Some(("token_refresh_failed", "again")),
+                ConnectionStatus::Error,
+                Some((ConnectionErrorType::TokenRefreshFailed, "again")),
                 &ev(EventType::ConnectionError)
             )
             .await
@@ -437,14 +441,14 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
     );
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
     assert_eq!(
-        (c.status.as_str(), c.error_type.as_deref()),
+        (c.status.as_str(), c.error_type.map(|t| t.as_str())),
         ("error", Some("token_refresh_failed"))
     );
     assert!(s
         .store
         .end_connection(
             s.conn,
-            "deregistered",
+            ConnectionStatus::Deregistered,
             None,
             &ev(EventType::ConnectionDeleted)
         )
@@ -452,7 +456,12 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
         .unwrap());
     assert!(
         !s.store
-            .end_connection(s.conn, "error", None, &ev(EventType::ConnectionError))
+            .end_connection(
+                s.conn,
+                ConnectionStatus::Error,
+                None,
+                &ev(EventType::ConnectionError)
+            )
             .await
             .unwrap(),
         "a deregistered connection stays so"
@@ -467,7 +476,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     let polls: Vec<NewJob> = [Resource::Workouts, Resource::Sleep, Resource::Activity]
         .iter()
         .map(|r| NewJob {
-            kind: "poll",
+            kind: JobKind::Poll,
             resource: *r,
             window_start: 0,
             window_end: 1,
@@ -520,7 +529,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     // Forty pages from forty tasks at once: every record stored once, every page answered.
     let polls: Vec<NewJob> = (0..40)
         .map(|_| NewJob {
-            kind: "poll",
+            kind: JobKind::Poll,
             resource: Resource::Workouts,
             window_start: 0,
             window_end: 1,
@@ -615,7 +624,9 @@ async fn ending_a_connection_survives_a_deadlock_on_postgres() {
             None,
             json!({}),
         );
-        store.end_connection(conn, "deregistered", None, &ev).await
+        store
+            .end_connection(conn, ConnectionStatus::Deregistered, None, &ev)
+            .await
     });
     // The ending now holds the connection and waits for the job; wanting the connection
     // closes the cycle, and the ending's deadlock check (after 1 s) fails the ending.
@@ -636,7 +647,7 @@ async fn ending_a_connection_survives_a_deadlock_on_postgres() {
         "the connection was ended"
     );
     let c = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    assert_eq!(c.status, "deregistered");
+    assert_eq!(c.status.as_str(), "deregistered");
     assert!(
         s.store
             .claim_jobs(10, now_ms() + 60_000)

@@ -13,6 +13,7 @@ use wearbridge::store::{
 };
 
 use crate::helpers::TestDb;
+use wearbridge::states::{AttemptErrorKind, AttemptTrigger, DeliveryStatus};
 
 crate::backend_tests!(
     migrations_are_idempotent,
@@ -44,14 +45,14 @@ fn event(team: Uuid, t: EventType) -> Envelope {
 fn attempt(at: i64) -> Attempt {
     Attempt {
         run_number: 1,
-        trigger: "scheduled".into(),
+        trigger: AttemptTrigger::Scheduled,
         attempted_at: at,
         url: "https://example.com/".into(),
         request_headers: BTreeMap::new(),
         response_status: Some(500),
         response_body: Some("no".into()),
         duration_ms: 3,
-        error_kind: Some("http".into()),
+        error_kind: Some(AttemptErrorKind::Http),
         error_message: None,
         worker: "test:1".into(),
     }
@@ -243,7 +244,10 @@ async fn publish_is_idempotent_and_fans_out_by_filter(db: TestDb) {
         (0, 0),
         "republishing is a no-op"
     );
-    assert_eq!(store.delivery_counts().await.unwrap()["pending"], 3);
+    assert_eq!(
+        store.delivery_counts().await.unwrap()[&DeliveryStatus::Pending],
+        3
+    );
     assert_eq!(
         store
             .list_endpoint_deliveries(team.id, sleep_only.id, 50, None)
@@ -385,7 +389,7 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
         endpoint_id: c.endpoint_id,
         lease,
         attempt: Some((attempt(t0), Outcome::Failure)),
-        status: "retrying",
+        status: DeliveryStatus::Retrying,
         attempts: 1,
         next_attempt_at: t0 + 5_000,
     };
@@ -404,9 +408,9 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
         "failing for less than the window does not disable"
     );
     let counts = store.delivery_counts().await.unwrap();
-    assert_eq!(counts.get("retrying"), Some(&2));
+    assert_eq!(counts.get(&DeliveryStatus::Retrying), Some(&2));
     assert_eq!(
-        counts.get("pending"),
+        counts.get(&DeliveryStatus::Pending),
         Some(&1),
         "the stale completion was ignored"
     );
@@ -422,7 +426,7 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(detail.len(), 1);
-    assert_eq!(detail[0].status, "retrying");
+    assert_eq!(detail[0].status.as_str(), "retrying");
     assert_eq!(detail[0].attempt_log.len(), 1);
     assert_eq!(detail[0].attempt_log[0].response_status, Some(500));
     assert_eq!(detail[0].attempt_log[0].worker, "test:1");
@@ -487,7 +491,7 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
     ok.error_kind = None;
     let gone = Completion {
         attempt: Some((ok, Outcome::Success)),
-        status: "succeeded",
+        status: DeliveryStatus::Succeeded,
         ..fail(&c, c.lease)
     };
     store.complete_deliveries(&[gone], 0).await.unwrap();
@@ -510,7 +514,7 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
     g.response_status = Some(410);
     let done = Completion {
         attempt: Some((g, Outcome::Gone)),
-        status: "exhausted",
+        status: DeliveryStatus::Exhausted,
         ..fail(&c, c.lease)
     };
     assert_eq!(
@@ -543,13 +547,16 @@ async fn recover_requeues_failed_deliveries(db: TestDb) {
             endpoint_id: c.endpoint_id,
             lease: c.lease,
             attempt: Some((attempt(now_ms()), Outcome::Failure)),
-            status: "exhausted",
+            status: DeliveryStatus::Exhausted,
             attempts: 3,
             next_attempt_at: now_ms(),
         })
         .collect();
     store.complete_deliveries(&batch, 0).await.unwrap();
-    assert_eq!(store.delivery_counts().await.unwrap()["exhausted"], 3);
+    assert_eq!(
+        store.delivery_counts().await.unwrap()[&DeliveryStatus::Exhausted],
+        3
+    );
     assert_eq!(
         store
             .recover_deliveries(team.id, ep.id, now_ms() + 60_000)
