@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::delivery::{Sender, UrlPolicy, Worker};
+use crate::oauth::OAuthClients;
 use crate::poller::Poller;
 use crate::seal::Sealer;
 use crate::store::Store;
@@ -22,6 +24,7 @@ pub struct AppState {
     pub sealer: Sealer,
     pub worker: Arc<Worker>,
     pub poller: Arc<Poller>,
+    pub oauth: OAuthClients,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub config: Arc<Config>,
     /// Base URL of this gateway as browsers and providers reach it.
@@ -77,10 +80,21 @@ impl Gateway {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        // One client for every provider call: token requests and data pages.
+        let provider_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.provider_timeout_secs))
+            .build()
+            .context("building the provider HTTP client")?;
+        let oauth = OAuthClients::new(
+            provider_http.clone(),
+            config.providers_base_url.clone(),
+            public_url.clone(),
+        );
         let poller = Arc::new(Poller::new(
             store.clone(),
             sealer.clone(),
-            public_url.clone(),
+            provider_http,
+            oauth.clone(),
             &config,
             metrics.clone(),
         ));
@@ -89,6 +103,7 @@ impl Gateway {
             sealer,
             worker: worker.clone(),
             poller: poller.clone(),
+            oauth,
             metrics,
             config: Arc::new(config.clone()),
             public_url,

@@ -1,15 +1,26 @@
 //! Events: the envelope every webhook carries, the closed catalogue of dotted event
-//! types (Vital-compatible, so apps written for Vital can switch), and a realistic
+//! types (Vital-compatible, so apps written for Vital can switch), the record model
+//! ([`Record`]) daily events carry, one constructor per event type, and a realistic
 //! example payload for each type (served by `GET /v1/event-types` and sent as test
 //! events).
+//!
+//! Every event is born here, from plain values: the constructors do no I/O, so what
+//! each event says is unit-tested without a database. The store persists what it is
+//! handed; the poller and the API choose which events to publish.
+
+mod record;
+
+pub use record::Record;
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
+
+use crate::states::ConnectionErrorType;
 
 /// The data a provider can share. Summaries are one record per item (a workout, a
 /// night); timeseries are one record per sample.
@@ -143,6 +154,17 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// `daily.data.<resource>.created` for a new record, `.updated` for a changed one.
+    pub fn daily(resource: Resource, created: bool) -> EventType {
+        if created {
+            EventType::DailyCreated(resource)
+        } else {
+            EventType::DailyUpdated(resource)
+        }
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
@@ -199,6 +221,11 @@ pub struct Envelope {
     pub client_user_id: Option<String>,
     pub created_at: String,
     pub data: Value,
+    /// Events with the same key reach each endpoint one at a time, in publish order
+    /// (a connection's backfill chunks of one resource). Stored beside the event, not
+    /// sent.
+    #[serde(skip)]
+    pub ordering_key: Option<String>,
 }
 
 impl Envelope {
@@ -221,8 +248,201 @@ impl Envelope {
             client_user_id,
             created_at: format_ms(crate::now_ms()),
             data,
+            ordering_key: None,
         }
     }
+
+    /// `provider.connection.created`: the user connected `conn`'s provider, which
+    /// shares `resources`.
+    pub fn connection_created(
+        conn: &ConnectionRef,
+        external_user_id: Option<&str>,
+        resources: &[Resource],
+    ) -> Envelope {
+        let availability: Map<String, Value> = resources
+            .iter()
+            .map(|r| (r.to_string(), json!({"status": "available"})))
+            .collect();
+        conn.event(
+            EventType::ConnectionCreated,
+            json!({
+                "user_id": conn.user_id,
+                "provider": conn.provider.to_json(),
+                "external_user_id": external_user_id,
+                "resource_availability": availability,
+            }),
+        )
+    }
+
+    /// `provider.connection.error`: the connection stopped working for good.
+    pub fn connection_error(
+        conn: &ConnectionRef,
+        error_type: ConnectionErrorType,
+        message: &str,
+    ) -> Envelope {
+        conn.event(
+            EventType::ConnectionError,
+            json!({
+                "user_id": conn.user_id,
+                "provider": conn.provider.to_json(),
+                "error_type": error_type,
+                "message": message,
+            }),
+        )
+    }
+
+    /// `provider.connection.deleted`: the connection was removed.
+    pub fn connection_deleted(conn: &ConnectionRef) -> Envelope {
+        conn.event(
+            EventType::ConnectionDeleted,
+            json!({"user_id": conn.user_id, "provider": conn.provider.to_json()}),
+        )
+    }
+
+    /// `historical.data.<resource>.created`: backfill window `chunk_index` of
+    /// `chunk_count` (newest first) is stored. Chunks of one connection and resource
+    /// share an ordering key, so each endpoint receives them in publish order.
+    pub fn historical_chunk(
+        conn: &ConnectionRef,
+        resource: Resource,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        chunk_index: i64,
+        chunk_count: i64,
+    ) -> Envelope {
+        let (start, end) = (format_instant(window.0), format_instant(window.1));
+        let id = crate::ids::historical_event_id(conn.id, resource.as_str(), &start, &end);
+        let mut e = Envelope::new(
+            id,
+            EventType::HistoricalCreated(resource),
+            conn.team_id,
+            Some((conn.user_id, conn.client_user_id.clone())),
+            json!({
+                "user_id": conn.user_id,
+                "provider": conn.provider.to_json(),
+                "start_date": start,
+                "end_date": end,
+                "is_final": chunk_index + 1 == chunk_count,
+                "chunk_index": chunk_index,
+                "chunk_count": chunk_count,
+            }),
+        );
+        e.ordering_key = Some(format!("historical/{}/{resource}", conn.id));
+        e
+    }
+
+    /// `daily.data.<resource>.created` / `.updated` for the records a poll stored anew
+    /// or changed, in their order: one event per summary record (its id over the
+    /// record's id and version), and one per kind of change for timeseries samples
+    /// (its id over the samples' ids and versions), so a replay yields the same events.
+    pub fn daily(conn: &ConnectionRef, changes: &[RecordChange<'_>]) -> Vec<Envelope> {
+        let user = || Some((conn.user_id, conn.client_user_id.clone()));
+        let mut out = Vec::new();
+        let mut series: Vec<(Resource, bool, Vec<&RecordChange<'_>>)> = Vec::new();
+        for c in changes {
+            if c.resource.is_timeseries() {
+                match series
+                    .iter_mut()
+                    .find(|(r, created, _)| *r == c.resource && *created == c.created)
+                {
+                    Some((_, _, samples)) => samples.push(c),
+                    None => series.push((c.resource, c.created, vec![c])),
+                }
+                continue;
+            }
+            let t = EventType::daily(c.resource, c.created);
+            let id = crate::ids::daily_event_id(&t.name(), c.id, c.version);
+            out.push(Envelope::new(id, t, conn.team_id, user(), c.data.clone()));
+        }
+        for (resource, created, samples) in series {
+            let t = EventType::daily(resource, created);
+            let key: Vec<String> = samples
+                .iter()
+                .map(|s| format!("{}@{}", s.id, s.version))
+                .collect();
+            let batch = Uuid::new_v5(&crate::ids::NAMESPACE, key.join(",").as_bytes());
+            let id = crate::ids::daily_event_id(&t.name(), batch, 1);
+            let source = samples
+                .first()
+                .and_then(|s| s.data.get("source").cloned())
+                .unwrap_or(Value::Null);
+            let data: Vec<Value> = samples
+                .iter()
+                .map(|s| {
+                    let d = s.data;
+                    json!({"id": d["id"], "timestamp": d["timestamp"], "timezone_offset": d["timezone_offset"],
+                           "type": d["type"], "unit": d["unit"], "value": d["value"], "version": d["version"]})
+                })
+                .collect();
+            let body = json!({"user_id": conn.user_id, "source": source, "data": data});
+            out.push(Envelope::new(id, t, conn.team_id, user(), body));
+        }
+        out
+    }
+
+    /// `webhook.test` for one endpoint; `id` is fresh for every test.
+    pub fn webhook_test(id: Uuid, team: Uuid, endpoint: Uuid) -> Envelope {
+        Envelope::new(
+            id,
+            EventType::WebhookTest,
+            team,
+            None,
+            json!({"message": "This is a test event from Wearbridge.", "endpoint_id": endpoint}),
+        )
+    }
+
+    /// A type's example payload ([`example_data`]) as an event of `team`, about `user`
+    /// when given (else a made-up one); `id` is fresh for every example.
+    pub fn example(id: Uuid, t: EventType, team: Uuid, user: Option<(Uuid, String)>) -> Envelope {
+        let about = user.as_ref().map_or_else(Uuid::new_v4, |u| u.0);
+        Envelope::new(id, t, team, user, example_data(t, about))
+    }
+}
+
+/// A provider as events name it: `{"name", "slug"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRef {
+    pub slug: String,
+    pub name: String,
+}
+
+impl ProviderRef {
+    fn to_json(&self) -> Value {
+        json!({"name": self.name, "slug": self.slug})
+    }
+}
+
+/// A connection as its events need it: whose it is and to which provider. Connection
+/// event ids are stable over (event type, connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRef {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub user_id: Uuid,
+    pub client_user_id: String,
+    pub provider: ProviderRef,
+}
+
+impl ConnectionRef {
+    fn event(&self, t: EventType, data: Value) -> Envelope {
+        Envelope::new(
+            crate::ids::connection_event_id(&t.name(), self.id),
+            t,
+            self.team_id,
+            Some((self.user_id, self.client_user_id.clone())),
+            data,
+        )
+    }
+}
+
+/// A record a page commit stored anew (`created`, version 1) or changed (a higher
+/// `version`), with its data as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordChange<'a> {
+    pub id: Uuid,
+    pub resource: Resource,
+    pub version: i64,
+    pub created: bool,
+    pub data: &'a Value,
 }
 
 fn provider_ref(slug: &str, name: &str) -> Value {
@@ -375,6 +595,143 @@ mod tests {
         );
         let hr = example_data(EventType::DailyCreated(Resource::Heartrate), u);
         assert_eq!(hr["data"][0]["unit"], "bpm");
+    }
+
+    fn conn() -> ConnectionRef {
+        ConnectionRef {
+            id: Uuid::from_u128(10),
+            team_id: Uuid::from_u128(11),
+            user_id: Uuid::from_u128(12),
+            client_user_id: "user-42".into(),
+            provider: ProviderRef {
+                slug: "oura".into(),
+                name: "Oura".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn connection_events_name_the_user_and_provider_with_stable_ids() {
+        let c = conn();
+        let created = Envelope::connection_created(
+            &c,
+            Some("VG5ZM2"),
+            &[Resource::Sleep, Resource::Workouts],
+        );
+        assert_eq!(created.event_type, "provider.connection.created");
+        assert_eq!(created.team_id, c.team_id);
+        assert_eq!(created.client_user_id.as_deref(), Some("user-42"));
+        assert_eq!(
+            created.data["provider"],
+            json!({"name": "Oura", "slug": "oura"})
+        );
+        assert_eq!(created.data["external_user_id"], "VG5ZM2");
+        assert_eq!(
+            created.data["resource_availability"],
+            json!({"sleep": {"status": "available"}, "workouts": {"status": "available"}})
+        );
+        let again = Envelope::connection_created(&c, Some("VG5ZM2"), &[]);
+        assert_eq!(created.id, again.id, "one created event per connection");
+
+        let error = Envelope::connection_error(
+            &c,
+            ConnectionErrorType::TokenRefreshFailed,
+            "refresh refused",
+        );
+        assert_eq!(error.data["error_type"], "token_refresh_failed");
+        assert_eq!(error.data["message"], "refresh refused");
+        let deleted = Envelope::connection_deleted(&c);
+        assert_eq!(
+            deleted.data,
+            json!({"user_id": c.user_id, "provider": {"name": "Oura", "slug": "oura"}})
+        );
+        assert!(created.id != error.id && error.id != deleted.id);
+        assert!(created.ordering_key.is_none());
+    }
+
+    #[test]
+    fn historical_chunks_share_an_ordering_key_and_the_last_is_final() {
+        let c = conn();
+        let t = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap();
+        let first = Envelope::historical_chunk(&c, Resource::Sleep, (t(20), t(30)), 0, 2);
+        let last = Envelope::historical_chunk(&c, Resource::Sleep, (t(10), t(20)), 1, 2);
+        assert_eq!(first.event_type, "historical.data.sleep.created");
+        assert_eq!(first.data["is_final"], false);
+        assert_eq!(last.data["is_final"], true);
+        assert_eq!(last.data["start_date"], "2026-11-10T00:00:00+00:00");
+        assert_eq!(first.ordering_key, last.ordering_key);
+        assert!(first.ordering_key.is_some());
+        let other = Envelope::historical_chunk(&c, Resource::Workouts, (t(20), t(30)), 0, 2);
+        assert_ne!(first.ordering_key, other.ordering_key);
+        assert_ne!(first.id, last.id);
+        let json = serde_json::to_value(&first).unwrap();
+        assert!(json.get("ordering_key").is_none(), "the key is not sent");
+    }
+
+    #[test]
+    fn daily_events_are_one_per_summary_and_one_per_batch_of_samples() {
+        let c = conn();
+        let workout = json!({"id": "w", "version": 2, "title": "Run"});
+        let hr = |t: &str, v: f64| {
+            json!({"id": format!("hr-{t}"), "version": 1, "timestamp": t, "timezone_offset": 0,
+                   "type": "heartrate", "unit": "bpm", "value": v, "source": {"provider": "oura", "type": "ring"}})
+        };
+        let (a, b) = (hr("07:00", 60.0), hr("07:05", 62.0));
+        let change = |id: u128, resource, version, created, data| RecordChange {
+            id: Uuid::from_u128(id),
+            resource,
+            version,
+            created,
+            data,
+        };
+        let changes = [
+            change(1, Resource::Heartrate, 1, true, &a),
+            change(2, Resource::Workouts, 2, false, &workout),
+            change(3, Resource::Heartrate, 1, true, &b),
+        ];
+        let events = Envelope::daily(&c, &changes);
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "daily.data.workouts.updated",
+                "daily.data.heartrate.created"
+            ]
+        );
+        assert_eq!(events[0].data, workout);
+        assert_eq!(
+            events[0].id,
+            crate::ids::daily_event_id("daily.data.workouts.updated", Uuid::from_u128(2), 2)
+        );
+        let samples = events[1].data["data"].as_array().unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[1]["value"], 62.0);
+        assert_eq!(events[1].data["source"]["provider"], "oura");
+        assert_eq!(
+            Envelope::daily(&c, &changes)[1].id,
+            events[1].id,
+            "a replay yields the same ids"
+        );
+        let fewer = Envelope::daily(&c, &changes[..2]);
+        assert_ne!(fewer[1].id, events[1].id, "another batch, another id");
+        assert!(Envelope::daily(&c, &[]).is_empty());
+    }
+
+    #[test]
+    fn test_and_example_events() {
+        let t = Envelope::webhook_test(Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        assert_eq!(t.event_type, "webhook.test");
+        assert_eq!(t.data["endpoint_id"], Uuid::from_u128(3).to_string());
+        assert!(t.user_id.is_none());
+        let user = (Uuid::from_u128(4), "u".to_string());
+        let e = Envelope::example(
+            Uuid::from_u128(5),
+            EventType::DailyCreated(Resource::Sleep),
+            Uuid::from_u128(2),
+            Some(user),
+        );
+        assert_eq!(e.data["user_id"], Uuid::from_u128(4).to_string());
+        assert_eq!(e.event_type, "daily.data.sleep.created");
     }
 
     #[test]

@@ -7,25 +7,43 @@
 //! | --- | --- |
 //! | [`config`] | the one `Config` struct: every option is a clap flag and a `WEARBRIDGE_*` variable |
 //! | [`error`] | the API error type and its stable snake_case codes |
-//! | [`seal`] | encryption at rest for provider tokens and webhook secrets; API-key hashing |
-//! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults |
+//! | [`seal`] | encryption at rest for provider tokens and webhook secrets ([`seal::Purpose`]); API-key hashing |
+//! | [`states`] | typed states (job, delivery, connection, attempt) and their one mapping to stored text |
 //! | [`ids`] | stable ids (UUIDv5) so replays of the same provider data yield the same ids |
-//! | [`events`] | the event envelope, the event-type catalogue and its example payloads |
-//! | [`oauth`] | authorize URLs, code exchange and token refresh with providers (the `oauth2` crate) |
-//! | [`poller`] | runs polling jobs page by page: rate limits, token refresh, retries, one transaction per page |
-//! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry |
-//! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store` |
+//! | [`events`] | the record model, the event envelope, one constructor per event type, the catalogue and its examples; pure |
+//! | [`http`] | what every outbound caller reads from a reply alike (`Retry-After`) |
+//! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry; pure |
+//! | [`oauth`] | each provider's OAuth client ([`oauth::OAuthClients`]): authorize URLs, code exchange, token refresh (the `oauth2` crate) |
+//! | [`poller`] | runs polling jobs page by page: rate limits, token refresh, retries; builds each page's events |
+//! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
-//! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log and stats; its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
+//! | [`api`] | the HTTP API (axum): `/v1`, auth, users, connect flow, endpoints, events, delivery log and stats; its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
-//! | [`app`] | wires store, API and delivery worker into one running gateway |
+//! | [`app`] | wires store, API, poller and delivery worker into one running gateway |
+//! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults |
 //! | [`receiver`] | a webhook receiver that verifies every signature (demo, bench, tests) |
 //! | [`cli`] | the `wearbridge` commands: `serve`, `migrate`, `team`, `demo`, `normalize`, `bench` |
 //!
-//! Data flow: something publishes an [`events::Envelope`] through
-//! [`store::Store::publish`], which in one transaction inserts the event (idempotent on
-//! its id) and one delivery per matching endpoint; the [`delivery`] worker claims due
-//! deliveries, signs and sends them, and records every attempt.
+//! # Data flow
+//!
+//! ```text
+//! connect   api::connect ─► oauth (code exchange) ─► seal tokens ─► events::Envelope::connection_created
+//!           ─► store::Store::create_connection (connection + planned jobs + event, one transaction)
+//! ingest    poller: store::Store::claim_jobs ─► oauth (refresh) ─► providers::Adapter::page_request
+//!           ─► HTTP ─► Adapter::parse_page (events::Record) ─► store::PageCommit with the page's events
+//!              (events::Envelope::daily from what changed, historical_chunk when a window ends)
+//!           ─► store::Store::commit: records upserted by content hash, events and deliveries,
+//!              the job's cursor, all in one transaction
+//! publish   store::Store::publish (API: tests, examples): event (idempotent on its id)
+//!           + one delivery per matching endpoint
+//! deliver   delivery::Worker: store::Store::claim_deliveries ─► sign (Standard Webhooks)
+//!           ─► HTTP ─► store::Store::complete_deliveries (attempt log, status, endpoint health)
+//! ```
+//!
+//! Arrows run one way: `events`, `states`, `ids`, `seal` and `http` depend on nothing
+//! above them; `providers` on `events`; `store` on `events` and `states`, never on
+//! `providers`; `delivery` on `store`, never on `providers` or `poller`; `api` asks
+//! `oauth` and `store`, never `poller`'s internals.
 
 pub mod api;
 pub mod app;
@@ -35,6 +53,7 @@ pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod fixture_server;
+pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod oauth;

@@ -108,6 +108,49 @@ pub enum TokenError {
     Transient(String),
 }
 
+/// Makes each provider's OAuth client with the gateway's settings: one HTTP client,
+/// the fixture server's root when set, and the callback under the gateway's public URL.
+/// The API uses it for the connect flow, the poller for refreshes.
+#[derive(Clone)]
+pub struct OAuthClients {
+    http: reqwest::Client,
+    fixture_root: Option<String>,
+    public_url: String,
+}
+
+impl OAuthClients {
+    pub fn new(
+        http: reqwest::Client,
+        fixture_root: Option<String>,
+        public_url: String,
+    ) -> OAuthClients {
+        OAuthClients {
+            http,
+            fixture_root,
+            public_url,
+        }
+    }
+
+    /// Where `p` is reached, and with which credentials.
+    pub fn endpoints(&self, p: &Provider) -> Endpoints {
+        Endpoints::resolve(p, self.fixture_root.as_deref())
+    }
+
+    /// `p`'s OAuth client.
+    pub fn for_provider(&self, p: &'static Provider) -> OAuth {
+        OAuth {
+            provider: p,
+            endpoints: self.endpoints(p),
+            redirect_uri: format!(
+                "{}/v1/oauth/callback/{}",
+                self.public_url.trim_end_matches('/'),
+                p.id()
+            ),
+            http: self.http.clone(),
+        }
+    }
+}
+
 pub struct OAuth {
     pub provider: &'static Provider,
     pub endpoints: Endpoints,

@@ -13,22 +13,19 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
 
-use crate::events::{format_instant, Envelope, EventType};
+use crate::events::{Envelope, RecordChange};
 use crate::metrics::Metrics;
-use crate::oauth::{Endpoints, OAuth, TokenError};
+use crate::now_ms;
+use crate::oauth::{OAuthClients, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
-use crate::seal::Sealer;
+use crate::seal::{Purpose, Sealer};
 use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind};
-use crate::store::{Connection, Finish, Job, PageCommit, SealedTokens, Store};
-use crate::{ids, now_ms};
-
-/// Purposes under which provider tokens are sealed.
-pub const ACCESS_PURPOSE: &str = "provider_access_token";
-pub const REFRESH_PURPOSE: &str = "provider_refresh_token";
+use crate::store::{
+    Connection, EventsFromChanges, Finish, Job, PageCommit, PageEvents, SealedTokens, Store,
+};
 
 /// Refresh tokens this long before they expire.
 const REFRESH_MARGIN_MS: i64 = 60_000;
@@ -52,8 +49,7 @@ pub struct Poller {
     store: Store,
     sealer: Sealer,
     http: reqwest::Client,
-    fixture_root: Option<String>,
-    public_url: String,
+    oauth: OAuthClients,
     limits: HashMap<String, Limits>,
     concurrency: usize,
     poll_interval: Duration,
@@ -68,7 +64,8 @@ impl Poller {
     pub fn new(
         store: Store,
         sealer: Sealer,
-        public_url: String,
+        http: reqwest::Client,
+        oauth: OAuthClients,
         cfg: &crate::config::Config,
         metrics: Arc<Metrics>,
     ) -> Poller {
@@ -87,12 +84,8 @@ impl Poller {
         Poller {
             store,
             sealer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(cfg.provider_timeout_secs))
-                .build()
-                .expect("HTTP client"),
-            fixture_root: cfg.providers_base_url.clone(),
-            public_url,
+            http,
+            oauth,
             limits: if cfg.provider_rate_limits {
                 limits
             } else {
@@ -103,20 +96,6 @@ impl Poller {
             job_lease_ms: cfg.job_lease_secs as i64 * 1000,
             job_ended: tokio::sync::Notify::new(),
             metrics,
-        }
-    }
-
-    /// The OAuth client for a provider, with the configured endpoints.
-    pub fn oauth(&self, p: &'static Provider) -> OAuth {
-        OAuth {
-            provider: p,
-            endpoints: Endpoints::resolve(p, self.fixture_root.as_deref()),
-            redirect_uri: format!(
-                "{}/v1/oauth/callback/{}",
-                self.public_url.trim_end_matches('/'),
-                p.id()
-            ),
-            http: self.http.clone(),
         }
     }
 
@@ -233,7 +212,7 @@ impl Poller {
             self.refresh(p, conn).await?;
         }
         self.sealer
-            .open(ACCESS_PURPOSE, &conn.access_token_sealed)
+            .open(Purpose::ProviderAccessToken, &conn.access_token_sealed)
             .map_err(|e| ProviderError::Refused(e.to_string()))
     }
 
@@ -263,16 +242,16 @@ impl Poller {
                 };
                 let refresh = self
                     .sealer
-                    .open(REFRESH_PURPOSE, &sealed)
+                    .open(Purpose::ProviderRefreshToken, &sealed)
                     .map_err(|e| ProviderError::Refused(e.to_string()))?;
-                match self.oauth(p).refresh(&refresh).await {
+                match self.oauth.for_provider(p).refresh(&refresh).await {
                     Ok(t) => {
                         let sealed = SealedTokens {
-                            access: self.sealer.seal(ACCESS_PURPOSE, &t.access),
+                            access: self.sealer.seal(Purpose::ProviderAccessToken, &t.access),
                             refresh: t
                                 .refresh
                                 .as_deref()
-                                .map(|r| self.sealer.seal(REFRESH_PURPOSE, r)),
+                                .map(|r| self.sealer.seal(Purpose::ProviderRefreshToken, r)),
                             expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
                         };
                         self.store
@@ -343,11 +322,7 @@ impl Poller {
         };
         let status = resp.status().as_u16();
         self.metrics.provider_request(p.id(), &status.to_string());
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::delivery::retry::parse_retry_after(v, Utc::now()));
+        let retry_after = crate::http::retry_after(resp.headers());
         let body = resp
             .bytes()
             .await
@@ -386,7 +361,7 @@ impl Poller {
                 .await?;
             return Ok(());
         };
-        let base = Endpoints::resolve(p, self.fixture_root.as_deref()).base_url;
+        let base = self.oauth.endpoints(p).base_url;
         let now = now_ms();
         let window = if job.kind == JobKind::Poll {
             let lookback = p.manifest.lookback_days as i64 * 86_400_000;
@@ -432,7 +407,7 @@ impl Poller {
                 Ok(page) => page,
                 Err(e) => return self.handle_error(p, &conn, &job, e).await,
             };
-            let (finish, extra) = match (&page.next, job.kind) {
+            let (finish, fixed) = match (&page.next, job.kind) {
                 (Some(next), _) => (
                     Finish::Continue {
                         cursor: next.clone(),
@@ -452,17 +427,30 @@ impl Poller {
                 }
                 (None, _) => (
                     Finish::WindowDone,
-                    vec![self.historical_event(p, &conn, &job)],
+                    vec![Envelope::historical_chunk(
+                        &conn.event_ref(p.event_ref()),
+                        job.resource,
+                        (utc(job.window_start), utc(job.window_end)),
+                        job.chunk_index,
+                        job.chunk_count,
+                    )],
                 ),
             };
-            let emit_daily = job.kind == JobKind::Poll;
+            // Polls publish what they find new or changed; backfills store silently.
+            let from_changes: Option<EventsFromChanges> = (job.kind == JobKind::Poll).then(|| {
+                let conn = conn.event_ref(p.event_ref());
+                Arc::new(move |changes: &[RecordChange<'_>]| Envelope::daily(&conn, changes))
+                    as EventsFromChanges
+            });
             let records = page.records.len();
             let commit = PageCommit::new(
                 job.clone(),
                 conn.clone(),
                 page.records,
-                emit_daily,
-                extra,
+                PageEvents {
+                    fixed,
+                    from_changes,
+                },
                 finish.clone(),
             );
             let Some(published) = self.store.commit(commit).await? else {
@@ -480,27 +468,6 @@ impl Poller {
                 _ => return Ok(()),
             }
         }
-    }
-
-    fn historical_event(&self, p: &Provider, conn: &Connection, job: &Job) -> Envelope {
-        let start = format_instant(utc(job.window_start));
-        let end = format_instant(utc(job.window_end));
-        let t = EventType::HistoricalCreated(job.resource);
-        Envelope::new(
-            ids::historical_event_id(conn.id, job.resource.as_str(), &start, &end),
-            t,
-            conn.team_id,
-            Some((conn.user_id, conn.client_user_id.clone())),
-            json!({
-                "user_id": conn.user_id,
-                "provider": {"name": p.manifest.name, "slug": p.id()},
-                "start_date": start,
-                "end_date": end,
-                "is_final": job.chunk_index + 1 == job.chunk_count,
-                "chunk_index": job.chunk_index,
-                "chunk_count": job.chunk_count,
-            }),
-        )
     }
 
     async fn handle_error(
@@ -556,14 +523,7 @@ impl Poller {
         error_type: ConnectionErrorType,
         message: &str,
     ) -> anyhow::Result<()> {
-        let t = EventType::ConnectionError;
-        let event = Envelope::new(
-            ids::connection_event_id(&t.name(), conn.id),
-            t,
-            conn.team_id,
-            Some((conn.user_id, conn.client_user_id.clone())),
-            json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}, "error_type": error_type, "message": message}),
-        );
+        let event = Envelope::connection_error(&conn.event_ref(p.event_ref()), error_type, message);
         if self
             .store
             .end_connection(

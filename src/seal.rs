@@ -17,6 +17,33 @@ use sha2::{Digest, Sha256};
 /// The file `--dev` keeps its generated key in.
 pub const DEV_KEY_FILE: &str = ".wearbridge-dev-key";
 
+/// What a sealed value is for. The purpose is the seal's associated data: a value
+/// sealed for one purpose cannot be opened as another (a provider token pasted into an
+/// endpoint's secret column, say). The texts are stored in every sealed value's
+/// authentication: never change one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A provider access token (connections).
+    ProviderAccessToken,
+    /// A provider refresh token (connections).
+    ProviderRefreshToken,
+    /// An endpoint's webhook signing secret.
+    EndpointSecret,
+    /// The OAuth `state` that carries a connect flow through the provider.
+    OAuthState,
+}
+
+impl Purpose {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Purpose::ProviderAccessToken => "provider_access_token",
+            Purpose::ProviderRefreshToken => "provider_refresh_token",
+            Purpose::EndpointSecret => "endpoint_secret",
+            Purpose::OAuthState => "oauth_state",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
@@ -69,7 +96,7 @@ impl Sealer {
         Sealer::from_master_key(&key)
     }
 
-    pub fn seal(&self, purpose: &str, plaintext: &str) -> String {
+    pub fn seal(&self, purpose: Purpose, plaintext: &str) -> String {
         let mut nonce = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
@@ -78,7 +105,7 @@ impl Sealer {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext.as_bytes(),
-                    aad: purpose.as_bytes(),
+                    aad: purpose.as_str().as_bytes(),
                 },
             )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory input");
@@ -87,7 +114,7 @@ impl Sealer {
         format!("v1.{}", STANDARD.encode(out))
     }
 
-    pub fn open(&self, purpose: &str, sealed: &str) -> anyhow::Result<String> {
+    pub fn open(&self, purpose: Purpose, sealed: &str) -> anyhow::Result<String> {
         let b64 = sealed
             .strip_prefix("v1.")
             .ok_or_else(|| anyhow!("sealed value has an unknown format"))?;
@@ -100,7 +127,7 @@ impl Sealer {
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ct,
-                    aad: purpose.as_bytes(),
+                    aad: purpose.as_str().as_bytes(),
                 },
             )
             .map_err(|_| {
@@ -185,23 +212,26 @@ mod tests {
     #[test]
     fn sealed_values_round_trip_and_hide_the_plaintext() {
         let s = sealer();
-        let sealed = s.seal("endpoint_secret", "whsec_abc");
+        let sealed = s.seal(Purpose::EndpointSecret, "whsec_abc");
         assert!(!sealed.contains("whsec_abc"));
         assert_ne!(
             sealed,
-            s.seal("endpoint_secret", "whsec_abc"),
+            s.seal(Purpose::EndpointSecret, "whsec_abc"),
             "nonce must be fresh"
         );
-        assert_eq!(s.open("endpoint_secret", &sealed).unwrap(), "whsec_abc");
+        assert_eq!(
+            s.open(Purpose::EndpointSecret, &sealed).unwrap(),
+            "whsec_abc"
+        );
     }
 
     #[test]
     fn opening_with_another_purpose_or_key_fails() {
         let s = sealer();
-        let sealed = s.seal("endpoint_secret", "x");
-        assert!(s.open("provider_token", &sealed).is_err());
+        let sealed = s.seal(Purpose::EndpointSecret, "x");
+        assert!(s.open(Purpose::ProviderAccessToken, &sealed).is_err());
         let other = Sealer::from_master_key("another key that is long enough!!").unwrap();
-        assert!(other.open("endpoint_secret", &sealed).is_err());
+        assert!(other.open(Purpose::EndpointSecret, &sealed).is_err());
     }
 
     #[test]

@@ -17,21 +17,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{parse_id, Auth, Body};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{format_ms, Envelope, EventType};
-use crate::poller::{ACCESS_PURPOSE, REFRESH_PURPOSE};
+use crate::events::{format_ms, ConnectionRef, Envelope, Resource};
+use crate::now_ms;
 use crate::providers::{self, plan_windows, Provider};
+use crate::seal::Purpose;
 use crate::states::{ConnectionStatus, JobKind};
 use crate::store::{NewJob, SealedTokens, AFTER_PREVIOUS_WINDOW};
-use crate::{ids, now_ms};
-
-const STATE_PURPOSE: &str = "oauth_state";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderResource {
@@ -280,7 +277,7 @@ fn start_oauth(
     expires_at: i64,
     from_page: bool,
 ) -> ApiResult<Response> {
-    let oauth = s.poller.oauth(p);
+    let oauth = s.oauth.for_provider(p);
     // The state is sealed (authentic and opaque) and expires with the link; the PKCE
     // verifier rides inside it, so nothing needs storing before the callback.
     let state = OAuthState {
@@ -291,7 +288,7 @@ fn start_oauth(
         from_page,
     };
     let sealed = s.sealer.seal(
-        STATE_PURPOSE,
+        Purpose::OAuthState,
         &serde_json::to_string(&state).expect("state serialises"),
     );
     let url = oauth
@@ -419,7 +416,7 @@ pub async fn callback(
     let sealed = q.state.as_deref().ok_or_else(invalid)?;
     let state: OAuthState = s
         .sealer
-        .open(STATE_PURPOSE, sealed)
+        .open(Purpose::OAuthState, sealed)
         .ok()
         .and_then(|j| serde_json::from_str(&j).ok())
         .ok_or_else(invalid)?;
@@ -471,8 +468,8 @@ pub async fn callback(
         return Ok(fail("provider_error"));
     };
     let tokens = match s
-        .poller
-        .oauth(p)
+        .oauth
+        .for_provider(p)
         .exchange_code(code, state.pkce_verifier.clone())
         .await
     {
@@ -491,37 +488,26 @@ pub async fn callback(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let sealed = SealedTokens {
-        access: s.sealer.seal(ACCESS_PURPOSE, &tokens.access),
+        access: s.sealer.seal(Purpose::ProviderAccessToken, &tokens.access),
         refresh: tokens
             .refresh
             .as_deref()
-            .map(|r| s.sealer.seal(REFRESH_PURPOSE, r)),
+            .map(|r| s.sealer.seal(Purpose::ProviderRefreshToken, r)),
         expires_at: tokens.expires_in.map(|d| now_ms() + d.as_millis() as i64),
     };
-    let conn_id = Uuid::new_v4();
+    let conn = ConnectionRef {
+        id: Uuid::new_v4(),
+        team_id: link.team_id,
+        user_id: user.user_id,
+        client_user_id: user.client_user_id.clone(),
+        provider: p.event_ref(),
+    };
     let jobs = plan_jobs(p, now_ms());
-    let t = EventType::ConnectionCreated;
-    let availability: serde_json::Map<String, serde_json::Value> = p
-        .manifest
-        .resources
-        .iter()
-        .map(|r| (r.name.to_string(), json!({"status": "available"})))
-        .collect();
-    let event = Envelope::new(
-        ids::connection_event_id(&t.name(), conn_id),
-        t,
-        link.team_id,
-        Some((user.user_id, user.client_user_id.clone())),
-        json!({
-            "user_id": user.user_id,
-            "provider": {"name": p.manifest.name, "slug": p.id()},
-            "external_user_id": tokens.external_user_id,
-            "resource_availability": availability,
-        }),
-    );
+    let resources: Vec<Resource> = p.manifest.resources.iter().map(|r| r.name).collect();
+    let event = Envelope::connection_created(&conn, tokens.external_user_id.as_deref(), &resources);
     s.store
         .create_connection(
-            conn_id,
+            conn.id,
             link.team_id,
             user.user_id,
             p.id(),
@@ -660,14 +646,7 @@ pub async fn deregister(
         .find(|c| c.provider == provider && c.status != ConnectionStatus::Deregistered)
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
-    let t = EventType::ConnectionDeleted;
-    let event = Envelope::new(
-        ids::connection_event_id(&t.name(), conn.id),
-        t,
-        team.id,
-        Some((conn.user_id, conn.client_user_id.clone())),
-        json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}}),
-    );
+    let event = Envelope::connection_deleted(&conn.event_ref(p.event_ref()));
     s.store
         .end_connection(conn.id, ConnectionStatus::Deregistered, None, &event)
         .await?;

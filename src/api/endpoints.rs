@@ -7,17 +7,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{parse_id, Auth, Body};
 use crate::app::AppState;
 use crate::delivery::sender::RESERVED_HEADERS;
-use crate::delivery::worker::SECRET_PURPOSE;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{format_ms, Envelope, EventType};
-use crate::seal::{new_webhook_secret, validate_webhook_secret};
+use crate::seal::{new_webhook_secret, validate_webhook_secret, Purpose};
 use crate::store::{Endpoint, EndpointSpec, EndpointWriteError, Target};
 
 /// The longest webhook URL a caller may send, in characters.
@@ -238,8 +236,7 @@ fn write_error(e: EndpointWriteError) -> ApiError {
 
 async fn send_test_event(state: &AppState, team: Uuid, endpoint: Uuid) -> ApiResult<Uuid> {
     let id = Uuid::new_v4();
-    let data = json!({"message": "This is a test event from Wearbridge.", "endpoint_id": endpoint});
-    let env = Envelope::new(id, EventType::WebhookTest, team, None, data);
+    let env = Envelope::webhook_test(id, team, endpoint);
     state
         .store
         .publish(team, &[env], Target::Endpoint(endpoint))
@@ -280,7 +277,11 @@ pub async fn create(
     };
     let ep = s
         .store
-        .create_endpoint(team.id, &spec, &s.sealer.seal(SECRET_PURPOSE, &secret))
+        .create_endpoint(
+            team.id,
+            &spec,
+            &s.sealer.seal(Purpose::EndpointSecret, &secret),
+        )
         .await
         .map_err(write_error)?;
     let test_event = if ep.enabled {
@@ -387,7 +388,7 @@ pub async fn secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Secret>> {
     let ep = load(&s, team.id, &id).await?;
-    let key = s.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?;
+    let key = s.sealer.open(Purpose::EndpointSecret, &ep.secret_sealed)?;
     let previous_valid = ep
         .previous_secret_expires_at
         .filter(|t| *t > crate::now_ms())
@@ -430,7 +431,7 @@ pub async fn rotate_secret(
         .rotate_endpoint_secret(
             team.id,
             ep.id,
-            &s.sealer.seal(SECRET_PURPOSE, &key),
+            &s.sealer.seal(Purpose::EndpointSecret, &key),
             grace_until,
         )
         .await?;

@@ -82,16 +82,11 @@ pub async fn publish_example(
         ),
         None => None,
     };
-    let data_user = user
-        .as_ref()
-        .map(|u| u.user_id)
-        .unwrap_or_else(Uuid::new_v4);
-    let env = Envelope::new(
+    let env = Envelope::example(
         Uuid::new_v4(),
         t,
         team.id,
         user.map(|u| (u.user_id, u.client_user_id)),
-        example_data(t, data_user),
     );
     let published = s
         .store

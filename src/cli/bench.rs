@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::demo::ApiClient;
 use crate::app::Gateway;
 use crate::config::Config;
-use crate::events::{example_data, Envelope, EventType, Resource};
+use crate::events::{Envelope, EventType, Resource};
 use crate::receiver::{now_us, Receiver};
 use crate::seal::{random_token, Sealer};
 use crate::states::{JobKind, JobStatus};
@@ -204,12 +204,11 @@ async fn deliver(
     // Publish.
     let user = Uuid::new_v4();
     let t = EventType::DailyCreated(Resource::Workouts);
-    let body_sample = serde_json::to_string(&Envelope::new(
+    let body_sample = serde_json::to_string(&Envelope::example(
         Uuid::new_v4(),
         t,
         team.id,
         Some((user, "bench-user".into())),
-        example_data(t, user),
     ))?;
     let mut published_at: HashMap<String, i64> = HashMap::with_capacity(n_events);
     let chunk = if rate == 0 {
@@ -224,12 +223,11 @@ async fn deliver(
         let k = chunk.min(n_events - sent);
         let batch: Vec<Envelope> = (0..k)
             .map(|_| {
-                Envelope::new(
+                Envelope::example(
                     Uuid::new_v4(),
                     t,
                     team.id,
                     Some((user, "bench-user".into())),
-                    example_data(t, user),
                 )
             })
             .collect();

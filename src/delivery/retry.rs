@@ -53,16 +53,6 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
 }
 
-/// Parses `Retry-After`: delta seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&chrono::Utc) - now).to_std().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,21 +111,5 @@ mod tests {
             .next_delay(1, Some(Duration::from_secs(10 * 86400)))
             .unwrap();
         assert_eq!(d, MAX_RETRY_AFTER);
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::policy::{BlockedAddress, PolicyResolver, UrlPolicy};
-use super::retry::parse_retry_after;
 use super::signing::Signer;
 use crate::states::{AttemptErrorKind, AttemptTrigger};
 use crate::store::{Attempt, Outcome};
@@ -189,11 +188,7 @@ impl Sender {
         match request.headers(headers).send().await {
             Ok(mut resp) => {
                 let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                let retry_after = crate::http::retry_after(resp.headers());
                 let mut body = Vec::new();
                 while body.len() < RESPONSE_BODY_LIMIT {
                     match resp.chunk().await {

@@ -21,12 +21,9 @@ use super::signing::Signer;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::now_ms;
-use crate::seal::Sealer;
+use crate::seal::{Purpose, Sealer};
 use crate::states::{AttemptTrigger, DeliveryStatus};
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
-
-/// Purpose string under which endpoint secrets are sealed.
-pub const SECRET_PURPOSE: &str = "endpoint_secret";
 
 pub struct Worker {
     store: Store,
@@ -48,21 +45,14 @@ pub struct Worker {
     metrics: Arc<Metrics>,
 }
 
-/// Backfill chunks of one (user, resource) go to an endpoint one at a time, oldest
-/// published first, so receivers see them newest window first as they were emitted.
-/// Best effort, as with every webhook sender: a chunk that fails and is retried later
-/// can still arrive after its successor; `chunk_index` always tells the order.
+/// Deliveries whose events share an ordering key (a connection's backfill chunks of one
+/// resource) go to an endpoint one at a time, oldest published first, so receivers see
+/// them in the order they were emitted. Best effort, as with every webhook sender: a
+/// chunk that fails and is retried later can still arrive after its successor;
+/// `chunk_index` always tells the order.
 fn ordering_key(c: &Claimed) -> Option<String> {
-    if !c.payload.contains("\"historical.data.") {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&c.payload).ok()?;
-    Some(format!(
-        "{}/{}/{}",
-        c.endpoint_id,
-        v["user_id"].as_str()?,
-        v["event_type"].as_str()?
-    ))
+    let key = c.ordering_key.as_deref()?;
+    Some(format!("{}/{key}", c.endpoint_id))
 }
 
 impl Worker {
@@ -109,10 +99,12 @@ impl Worker {
                 return Ok(d.clone());
             }
         }
-        let mut secrets = vec![self.sealer.open(SECRET_PURPOSE, &ep.secret_sealed)?];
+        let mut secrets = vec![self
+            .sealer
+            .open(Purpose::EndpointSecret, &ep.secret_sealed)?];
         if prev_valid {
             secrets.push(self.sealer.open(
-                SECRET_PURPOSE,
+                Purpose::EndpointSecret,
                 ep.previous_secret_sealed.as_deref().unwrap_or_default(),
             )?);
         }

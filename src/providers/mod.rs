@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use crate::events::Record;
 use crate::events::Resource;
 
 /// A provider as data (`providers/<id>.toml`).
@@ -106,34 +107,6 @@ impl PageRequest {
             query,
             form: vec![],
         }
-    }
-}
-
-/// One normalised record: its resource, the provider's key for it, and its fields
-/// (everything the event's `data` carries except `id`, `user_id` and `version`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub resource: Resource,
-    pub provider_id: String,
-    pub fields: Map<String, Value>,
-}
-
-impl Record {
-    /// The record as `normalize` prints it and fixtures' `*.expected.jsonl` hold it.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert(
-            "resource".into(),
-            Value::String(self.resource.as_str().into()),
-        );
-        m.insert(
-            "provider_id".into(),
-            Value::String(self.provider_id.clone()),
-        );
-        for (k, v) in &self.fields {
-            m.insert(k.clone(), v.clone());
-        }
-        Value::Object(m)
     }
 }
 
@@ -304,6 +277,14 @@ impl std::fmt::Debug for Provider {
 impl Provider {
     pub fn id(&self) -> &str {
         &self.manifest.id
+    }
+
+    /// The provider as events name it.
+    pub fn event_ref(&self) -> crate::events::ProviderRef {
+        crate::events::ProviderRef {
+            slug: self.manifest.id.clone(),
+            name: self.manifest.name.clone(),
+        }
     }
 
     pub fn resource(&self, r: Resource) -> Option<&ResourceSpec> {

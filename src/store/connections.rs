@@ -9,6 +9,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{get_opt_state, get_state, get_uuid, Store};
+use crate::events::{ConnectionRef, ProviderRef};
 use crate::now_ms;
 use crate::seal::hash_api_key;
 use crate::states::{ConnectionErrorType, ConnectionStatus};
@@ -64,6 +65,19 @@ fn connection_from(r: &AnyRow) -> Result<Connection, sqlx::Error> {
         error_message: r.try_get("error_message")?,
         created_at: r.try_get("created_at")?,
     })
+}
+
+impl Connection {
+    /// The connection as its events name it.
+    pub fn event_ref(&self, provider: ProviderRef) -> ConnectionRef {
+        ConnectionRef {
+            id: self.id,
+            team_id: self.team_id,
+            user_id: self.user_id,
+            client_user_id: self.client_user_id.clone(),
+            provider,
+        }
+    }
 }
 
 /// Sealed tokens from an exchange or a refresh.

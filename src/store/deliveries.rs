@@ -72,6 +72,8 @@ pub struct Claimed {
     /// The `next_attempt_at` this claim wrote; the completion must match it.
     pub lease: i64,
     pub payload: String,
+    /// The event's ordering key: deliveries sharing it (and an endpoint) go one at a time.
+    pub ordering_key: Option<String>,
 }
 
 /// One HTTP try, as the log keeps it.
@@ -230,28 +232,33 @@ impl Store {
                 attempts: r.try_get("attempts")?,
                 lease: lease_until,
                 payload: String::new(),
+                ordering_key: None,
             });
         }
         let mut ids: Vec<String> = claimed.iter().map(|c| c.event_id.to_string()).collect();
         ids.sort();
         ids.dedup();
         let sql = format!(
-            "SELECT id, payload FROM events WHERE id IN ({})",
+            "SELECT id, payload, ordering_key FROM events WHERE id IN ({})",
             placeholders(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
         for id in &ids {
             q = q.bind(id.as_str());
         }
-        let payloads: HashMap<String, String> = q
+        let events: HashMap<String, (String, Option<String>)> = q
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("payload")?)))
+            .map(|r| {
+                let event = (r.try_get("payload")?, r.try_get("ordering_key")?);
+                Ok((r.try_get("id")?, event))
+            })
             .collect::<Result<_, sqlx::Error>>()?;
         for c in &mut claimed {
-            if let Some(p) = payloads.get(&c.event_id.to_string()) {
-                c.payload = p.clone();
+            if let Some((payload, key)) = events.get(&c.event_id.to_string()) {
+                c.payload = payload.clone();
+                c.ordering_key = key.clone();
             }
         }
         Ok(claimed)

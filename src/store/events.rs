@@ -42,7 +42,7 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
-const EVENT_CHUNK: usize = super::rows_per_statement(6);
+const EVENT_CHUNK: usize = super::rows_per_statement(7);
 const DELIVERY_CHUNK: usize = super::rows_per_statement(2);
 
 impl Store {
@@ -100,10 +100,10 @@ pub async fn publish_in(
     let mut inserted: Vec<(String, String)> = Vec::new(); // (id, event_type)
     for chunk in events.chunks(EVENT_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
+            .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
             .collect();
         let sql = format!(
-            "INSERT INTO events (id, team_id, user_id, event_type, payload, created_at) VALUES {} \
+            "INSERT INTO events (id, team_id, user_id, event_type, payload, created_at, ordering_key) VALUES {} \
              ON CONFLICT (id) DO NOTHING RETURNING id, event_type",
             values.join(", ")
         );
@@ -117,7 +117,8 @@ pub async fn publish_in(
                 .bind(e.user_id.map(|u| u.to_string()))
                 .bind(e.event_type.clone())
                 .bind(payload)
-                .bind(now);
+                .bind(now)
+                .bind(e.ordering_key.clone());
         }
         for row in q.fetch_all(&mut *conn).await? {
             inserted.push((row.try_get("id")?, row.try_get("event_type")?));

@@ -63,6 +63,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_portal.sql"),
         include_str!("../../migrations/postgres/0003_portal.sql"),
     ),
+    (
+        4,
+        "event_ordering",
+        include_str!("../../migrations/sqlite/0004_event_ordering.sql"),
+        include_str!("../../migrations/postgres/0004_event_ordering.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -4,10 +4,10 @@
 //! transaction, so a killed process resumes with no gap and no duplicate event.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::oneshot;
@@ -16,9 +16,8 @@ use uuid::Uuid;
 use super::connections::{Connection, SealedTokens};
 use super::events::{publish_in, Published, Target};
 use super::{get_state, get_uuid, placeholders, Backend, Store};
-use crate::events::{Envelope, Resource};
+use crate::events::{Envelope, Record, RecordChange, Resource};
 use crate::now_ms;
-use crate::providers::Record;
 use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind, JobStatus};
 
 // The states these queries name in their text (see `crate::states`).
@@ -78,6 +77,31 @@ pub enum Finish {
     },
 }
 
+/// Builds the events a page publishes from the records it stored anew or changed. It
+/// runs inside the page's transaction, so the events land with the records or not at
+/// all, and a replay (whose records are unchanged) builds nothing.
+pub type EventsFromChanges = Arc<dyn Fn(&[RecordChange<'_>]) -> Vec<Envelope> + Send + Sync>;
+
+/// The events a page publishes, as its caller chose them; the store only persists them.
+#[derive(Clone, Default)]
+pub struct PageEvents {
+    /// Published with the page, before any built from its changes (a completed
+    /// window's `historical.data.*`).
+    pub fixed: Vec<Envelope>,
+    /// Built from what the page's records changed (a poll's `daily.data.*`); `None`
+    /// stores the records silently (backfill).
+    pub from_changes: Option<EventsFromChanges>,
+}
+
+impl std::fmt::Debug for PageEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageEvents")
+            .field("fixed", &self.fixed)
+            .field("from_changes", &self.from_changes.is_some())
+            .finish()
+    }
+}
+
 /// One fetched page to commit, with everything its transaction writes. Built with
 /// [`PageCommit::new`], which does the per-record work (ids, hashes, JSON) up front, in
 /// the job's own task, so the single SQLite writer spends its time writing.
@@ -86,10 +110,7 @@ pub struct PageCommit {
     pub job: Job,
     pub conn: Connection,
     records: Vec<Prepared>,
-    /// Polls emit `daily.data.*` events; backfills store records silently.
-    pub emit_daily: bool,
-    /// Events published with the page (a completed window's `historical.data.*`).
-    pub extra_events: Vec<Envelope>,
+    pub events: PageEvents,
     pub finish: Finish,
 }
 
@@ -100,7 +121,7 @@ struct Prepared {
     id: Uuid,
     hash: String,
     start: i64,
-    /// `record_data` at version 1, and its text: what a new record stores and emits.
+    /// The record's data at version 1, and its text: what a new record stores and emits.
     data: Value,
     text: String,
 }
@@ -110,8 +131,7 @@ impl PageCommit {
         job: Job,
         conn: Connection,
         records: Vec<Record>,
-        emit_daily: bool,
-        extra_events: Vec<Envelope>,
+        events: PageEvents,
         finish: Finish,
     ) -> PageCommit {
         let records = records
@@ -124,11 +144,11 @@ impl PageCommit {
                     record.resource.as_str(),
                     &record.provider_id,
                 );
-                let data = record_data(&record, id, conn.user_id, 1);
+                let data = record.data(id, conn.user_id, 1);
                 Prepared {
                     id,
-                    hash: content_hash(&record),
-                    start: record_start(&record),
+                    hash: record.content_hash(),
+                    start: record.starts_at(),
                     text: data.to_string(),
                     data,
                     record,
@@ -139,8 +159,7 @@ impl PageCommit {
             job,
             conn,
             records,
-            emit_daily,
-            extra_events,
+            events,
             finish,
         }
     }
@@ -210,52 +229,6 @@ pub struct Progress {
     pub windows_total: i64,
     pub oldest_date_reached: Option<i64>,
     pub last_error: Option<String>,
-}
-
-/// The record as stored and as `daily.data.*` events carry it.
-pub fn record_data(rec: &Record, id: Uuid, user: Uuid, version: i64) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), Value::String(id.to_string()));
-    m.insert("user_id".into(), Value::String(user.to_string()));
-    m.insert("provider_id".into(), Value::String(rec.provider_id.clone()));
-    m.insert("version".into(), Value::from(version));
-    for (k, v) in &rec.fields {
-        m.insert(k.clone(), v.clone());
-    }
-    Value::Object(m)
-}
-
-fn content_hash(rec: &Record) -> String {
-    let bytes = serde_json::to_vec(&rec.fields).expect("JSON values serialise");
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// When a record happened, for range queries: the first instant or date among its fields.
-pub fn record_start(rec: &Record) -> i64 {
-    for key in [
-        "time_start",
-        "bedtime_start",
-        "measured_at",
-        "timestamp",
-        "calendar_date",
-    ] {
-        if let Some(Value::String(s)) = rec.fields.get(key) {
-            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-                return t.timestamp_millis();
-            }
-            if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                return d
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists")
-                    .and_utc()
-                    .timestamp_millis();
-            }
-        }
-    }
-    0
 }
 
 async fn insert_jobs(
@@ -488,16 +461,14 @@ impl Store {
         job: &Job,
         conn: &Connection,
         records: &[Record],
-        emit_daily: bool,
-        extra_events: &[Envelope],
+        events: PageEvents,
         finish: &Finish,
     ) -> Result<Option<PageCounts>, sqlx::Error> {
         let page = PageCommit::new(
             job.clone(),
             conn.clone(),
             records.to_vec(),
-            emit_daily,
-            extra_events.to_vec(),
+            events,
             finish.clone(),
         );
         Ok(self
@@ -645,7 +616,7 @@ impl Store {
             }
         }
 
-        // Events per team, in page order (a page's extra events first, as before its records).
+        // Events per team, in page order.
         let mut events: Vec<(Uuid, Vec<(usize, Envelope)>)> = Vec::new();
         let mut push_event = |team: Uuid, page: usize, e: Envelope| match events
             .iter_mut()
@@ -655,107 +626,62 @@ impl Store {
             None => events.push((team, vec![(page, e)])),
         };
         let mut new_rows: Vec<(&PageCommit, &Prepared)> = Vec::new();
-        // Timeseries samples of one page travel in one event per kind of change.
-        let mut series: Vec<(usize, bool, Vec<Value>)> = Vec::new();
         let mut at = 0;
         for (i, page) in &claimed {
-            let conn = &page.conn;
-            for e in &page.extra_events {
-                push_event(conn.team_id, *i, e.clone());
-            }
             let counts = out[*i].as_mut().expect("claimed");
-            let user = Some((conn.user_id, conn.client_user_id.clone()));
-            let mut page_series: HashMap<bool, Vec<Value>> = HashMap::new();
+            // What this page changed: (record, version, new data when updated).
+            let mut changed: Vec<(&Prepared, i64, Option<Value>)> = Vec::new();
             while at < all.len() && all[at].0 == *i {
                 let p = all[at].1;
                 at += 1;
-                let (rec, id) = (&p.record, p.id);
-                let (version, created) = match known.get(&id.to_string()) {
-                    None => (1, true),
+                let key = p.id.to_string();
+                let version = match known.get(&key) {
+                    None => 1,
                     Some((h, _)) if *h == p.hash => {
                         counts.unchanged += 1;
                         continue;
                     }
-                    Some((_, v)) => (v + 1, false),
+                    Some((_, v)) => v + 1,
                 };
                 // A record twice in one group (a page repeated by its provider) counts once.
-                known.insert(id.to_string(), (p.hash.clone(), version));
-                let data = if created {
+                known.insert(key, (p.hash.clone(), version));
+                if version == 1 {
                     counts.created += 1;
                     new_rows.push((page, p));
-                    None
-                } else {
-                    counts.updated += 1;
-                    let data = record_data(rec, id, conn.user_id, version);
-                    sqlx::query("UPDATE records SET data = $2, content_hash = $3, version = $4, updated_at = $5 WHERE id = $1")
-                        .bind(id.to_string())
-                        .bind(data.to_string())
-                        .bind(&p.hash)
-                        .bind(version)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    Some(data)
-                };
-                if !page.emit_daily {
+                    changed.push((p, 1, None));
                     continue;
                 }
-                // A new record's data is copied only for the event that carries it.
-                let data = data.unwrap_or_else(|| p.data.clone());
-                if rec.resource.is_timeseries() {
-                    page_series.entry(created).or_default().push(data);
-                    continue;
+                counts.updated += 1;
+                let data = p.record.data(p.id, page.conn.user_id, version);
+                sqlx::query("UPDATE records SET data = $2, content_hash = $3, version = $4, updated_at = $5 WHERE id = $1")
+                    .bind(p.id.to_string())
+                    .bind(data.to_string())
+                    .bind(&p.hash)
+                    .bind(version)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                changed.push((p, version, Some(data)));
+            }
+            let team = page.conn.team_id;
+            for e in &page.events.fixed {
+                push_event(team, *i, e.clone());
+            }
+            if let Some(build) = &page.events.from_changes {
+                let changes: Vec<RecordChange<'_>> = changed
+                    .iter()
+                    .map(|(p, version, data)| RecordChange {
+                        id: p.id,
+                        resource: p.record.resource,
+                        version: *version,
+                        created: *version == 1,
+                        data: data.as_ref().unwrap_or(&p.data),
+                    })
+                    .collect();
+                for e in build(&changes) {
+                    push_event(team, *i, e);
                 }
-                let t = if created {
-                    crate::events::EventType::DailyCreated(rec.resource)
-                } else {
-                    crate::events::EventType::DailyUpdated(rec.resource)
-                };
-                let event_id = crate::ids::daily_event_id(&t.name(), id, version);
-                push_event(
-                    conn.team_id,
-                    *i,
-                    Envelope::new(event_id, t, conn.team_id, user.clone(), data),
-                );
             }
-            for (created, samples) in page_series {
-                series.push((*i, created, samples));
-            }
-        }
-        for (i, created, samples) in series {
-            let page = &pages[i];
-            let (conn, resource) = (&page.conn, page.job.resource);
-            let t = if created {
-                crate::events::EventType::DailyCreated(resource)
-            } else {
-                crate::events::EventType::DailyUpdated(resource)
-            };
-            // The batch's id is derived from its samples' ids and versions: a replay of
-            // the same page yields the same event.
-            let key: Vec<String> = samples
-                .iter()
-                .map(|s| format!("{}@{}", s["id"].as_str().unwrap_or(""), s["version"]))
-                .collect();
-            let batch_id = Uuid::new_v5(&crate::ids::NAMESPACE, key.join(",").as_bytes());
-            let event_id = crate::ids::daily_event_id(&t.name(), batch_id, 1);
-            let source = samples
-                .first()
-                .and_then(|s| s.get("source").cloned())
-                .unwrap_or(Value::Null);
-            let data: Vec<Value> = samples
-                .iter()
-                .map(|s| {
-                    serde_json::json!({"id": s["id"], "timestamp": s["timestamp"], "timezone_offset": s["timezone_offset"],
-                                       "type": s["type"], "unit": s["unit"], "value": s["value"], "version": s["version"]})
-                })
-                .collect();
-            let body = serde_json::json!({"user_id": conn.user_id, "source": source, "data": data});
-            let user = Some((conn.user_id, conn.client_user_id.clone()));
-            push_event(
-                conn.team_id,
-                i,
-                Envelope::new(event_id, t, conn.team_id, user, body),
-            );
         }
 
         // New records go in as multi-row inserts: the write lock is held for less.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wearbridge::delivery::worker::SECRET_PURPOSE;
+use wearbridge::seal::Purpose;
 
 use crate::helpers::{eventually, TestApp, TestDb};
 
@@ -307,7 +307,7 @@ async fn endpoint_crud_secret_and_rotation(db: TestDb) {
     assert!(!stored.secret_sealed.contains(&secret[6..]));
     assert_eq!(
         app.sealer
-            .open(SECRET_PURPOSE, &stored.secret_sealed)
+            .open(Purpose::EndpointSecret, &stored.secret_sealed)
             .unwrap(),
         secret
     );

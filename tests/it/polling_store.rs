@@ -4,11 +4,12 @@
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
-use wearbridge::events::{Envelope, EventType, Resource};
+use wearbridge::events::{Envelope, EventType, ProviderRef, Resource};
 use wearbridge::now_ms;
 use wearbridge::providers::Record;
 use wearbridge::store::{
-    EndpointSpec, Finish, NewJob, PageCommit, SealedTokens, Store, Target, AFTER_PREVIOUS_WINDOW,
+    Connection, EndpointSpec, Finish, NewJob, PageCommit, PageEvents, SealedTokens, Store, Target,
+    AFTER_PREVIOUS_WINDOW,
 };
 
 use crate::helpers::TestDb;
@@ -21,6 +22,20 @@ crate::backend_tests!(
     ending_a_connection_stops_its_jobs_once,
     group_commits_keep_each_page_its_own_result,
 );
+
+/// What a poll's page publishes: `daily.data.*` for what it changed.
+fn daily(conn: &Connection) -> PageEvents {
+    let conn = conn.event_ref(ProviderRef {
+        slug: conn.provider.clone(),
+        name: conn.provider.clone(),
+    });
+    PageEvents {
+        fixed: vec![],
+        from_changes: Some(std::sync::Arc::new(move |changes| {
+            Envelope::daily(&conn, changes)
+        })),
+    }
+}
 
 fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
     pairs
@@ -205,7 +220,13 @@ async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
             .unwrap()
             .is_empty());
         s.store
-            .commit_page(&jobs[0], &conn, &[], false, &[], &Finish::WindowDone)
+            .commit_page(
+                &jobs[0],
+                &conn,
+                &[],
+                PageEvents::default(),
+                &Finish::WindowDone,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -250,8 +271,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
             &job,
             &conn,
             &[workout("w1", 100.0), workout("w2", 200.0)],
-            true,
-            &[],
+            daily(&conn),
             &Finish::Continue {
                 cursor: "p2".into(),
                 lease,
@@ -268,8 +288,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
             &job,
             &conn,
             &[workout("w3", 1.0)],
-            true,
-            &[],
+            daily(&conn),
             &Finish::WindowDone
         )
         .await
@@ -284,8 +303,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
             &job,
             &conn,
             &[workout("w1", 100.0), workout("w2", 250.0)],
-            true,
-            &[],
+            daily(&conn),
             &Finish::PollDone {
                 next_run_at: now_ms() + 3_600_000,
                 next_window: (5, 6),
@@ -345,8 +363,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
             &job,
             &conn,
             &[workout("w1", 100.0), workout("w2", 250.0)],
-            true,
-            &[],
+            daily(&conn),
             &Finish::PollDone {
                 next_run_at: now_ms() + 3_600_000,
                 next_window: (5, 6),
@@ -377,8 +394,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
             &job,
             &conn,
             &samples,
-            true,
-            &[],
+            daily(&conn),
             &Finish::PollDone {
                 next_run_at: now_ms() + 3_600_000,
                 next_window: (5, 6),
@@ -497,7 +513,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     };
     let page = |job: &wearbridge::store::Job, ids: &[&str]| {
         let recs = ids.iter().map(|id| workout(id, 1.0)).collect();
-        PageCommit::new(job.clone(), conn.clone(), recs, true, vec![], done.clone())
+        PageCommit::new(job.clone(), conn.clone(), recs, daily(&conn), done.clone())
     };
     let out = s
         .store
@@ -550,12 +566,12 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
             let recs = (0..25)
                 .map(|k| workout(&format!("t{i}-{k}"), k as f64))
                 .collect();
+            let events = daily(&conn);
             let page = PageCommit::new(
                 job,
                 conn,
                 recs,
-                true,
-                vec![],
+                events,
                 Finish::PollDone {
                     next_run_at: now_ms() + 3_600_000,
                     next_window: (0, 1),
