@@ -51,7 +51,7 @@ struct FixtureState {
     /// Tokens granted so far (code exchanges and refreshes).
     grants: std::sync::atomic::AtomicUsize,
     /// Data sets that replace a provider's fixture files (the ingest benchmark's).
-    items: Mutex<HashMap<(String, Resource), Arc<Vec<Value>>>>,
+    items: Mutex<HashMap<(String, Resource), DataSet>>,
 }
 
 #[derive(Clone)]
@@ -154,6 +154,11 @@ impl FixtureServer {
     }
 }
 
+/// A provider's records, as the ingest benchmark replaces its fixture files with.
+type DataSet = Arc<Vec<Value>>;
+
+// The error is the handler's reply, returned at once; boxing it buys nothing here.
+#[allow(clippy::result_large_err)]
 fn provider(id: &str) -> Result<&'static Provider, Response> {
     providers::find(id)
         .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no provider {id}")).into_response())

@@ -90,7 +90,7 @@ pub async fn publish_example(
     );
     let published = s
         .store
-        .publish(team.id, &[env.clone()], Target::Subscribers)
+        .publish(team.id, std::slice::from_ref(&env), Target::Subscribers)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

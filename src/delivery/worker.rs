@@ -25,6 +25,11 @@ use crate::seal::{Purpose, Sealer};
 use crate::states::{AttemptTrigger, DeliveryStatus};
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 
+/// A prepared destination: (the endpoint's `updated_at`, valid until, destination).
+type CachedDestination = (i64, i64, Arc<Destination>);
+/// A claimed delivery waiting behind another of its ordering key.
+type Waiting = (Claimed, Arc<Destination>);
+
 pub struct Worker {
     store: Store,
     sender: Sender,
@@ -37,11 +42,11 @@ pub struct Worker {
     disable_after: Duration,
     /// Prepared destinations by endpoint id, valid while `updated_at` matches and until
     /// a rotated-out secret expires.
-    destinations: Mutex<HashMap<Uuid, (i64, i64, Arc<Destination>)>>,
+    destinations: Mutex<HashMap<Uuid, CachedDestination>>,
     limiters: Mutex<HashMap<Uuid, (i64, Arc<DefaultDirectRateLimiter>)>>,
     /// Ordering keys with a delivery in flight (see [`ordering_key`]), each with the
     /// claimed deliveries waiting behind it, in publish order.
-    in_flight: Mutex<HashMap<String, std::collections::VecDeque<(Claimed, Arc<Destination>)>>>,
+    in_flight: Mutex<HashMap<String, std::collections::VecDeque<Waiting>>>,
     metrics: Arc<Metrics>,
 }
 

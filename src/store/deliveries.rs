@@ -807,9 +807,8 @@ mod tests {
     #[test]
     fn quantiles_are_the_bound_of_the_bucket_they_fall_in() {
         // 90 fast attempts (4 ms → the ≤ 5 bucket) and 10 slow ones (400 ms → ≤ 500).
-        let samples: Vec<i64> = std::iter::repeat(4)
-            .take(90)
-            .chain(std::iter::repeat(400).take(10))
+        let samples: Vec<i64> = std::iter::repeat_n(4, 90)
+            .chain(std::iter::repeat_n(400, 10))
             .collect();
         let h = hist(&samples);
         assert_eq!(histogram_quantile(&h, 0.5, 400), Some(5));

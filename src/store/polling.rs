@@ -171,14 +171,15 @@ impl PageCommit {
 /// pages queue for the next one. Nothing waits on a timer: under light load a group is
 /// one page, under heavy load it is what piled up during the previous commit.
 pub(crate) struct GroupCommit {
-    queue: std::sync::Mutex<
-        Vec<(
-            PageCommit,
-            oneshot::Sender<Result<Option<PageCounts>, String>>,
-        )>,
-    >,
+    queue: std::sync::Mutex<Vec<Queued>>,
     leaders: tokio::sync::Semaphore,
 }
+
+/// A page waiting for a commit, with where its result goes.
+type Queued = (
+    PageCommit,
+    oneshot::Sender<Result<Option<PageCounts>, String>>,
+);
 
 /// Pages (and records) a group takes at most, so one transaction stays short.
 const GROUP_MAX_PAGES: usize = 64;
@@ -192,12 +193,7 @@ impl GroupCommit {
         }
     }
 
-    fn take(
-        &self,
-    ) -> Vec<(
-        PageCommit,
-        oneshot::Sender<Result<Option<PageCounts>, String>>,
-    )> {
+    fn take(&self) -> Vec<Queued> {
         let mut q = self.queue.lock().unwrap();
         let (mut n, mut records) = (0, 0);
         while n < q.len()

@@ -44,13 +44,16 @@ impl Serve {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("wearbridge serve starts");
-        let url = format!("http://127.0.0.1:{port}");
+        // Killed (and reaped) when dropped, from here on, however the wait below ends.
+        let serve = Serve {
+            child: cmd.spawn().expect("wearbridge serve starts"),
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let http = reqwest::Client::new();
         for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if let Ok(r) = http.get(format!("{}/health", serve.url)).send().await {
                 if r.status().is_success() {
-                    return Serve { child, url };
+                    return serve;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -267,7 +267,11 @@ async fn publish_is_idempotent_and_fans_out_by_filter(db: TestDb) {
 
     let test = event(team.id, EventType::WebhookTest);
     let out = store
-        .publish(team.id, &[test.clone()], Target::Endpoint(sleep_only.id))
+        .publish(
+            team.id,
+            std::slice::from_ref(&test),
+            Target::Endpoint(sleep_only.id),
+        )
         .await
         .unwrap();
     assert_eq!(
