@@ -158,18 +158,23 @@ impl Fields<'_> {
     fn int(&self, key: &str) -> Option<i64> {
         self.float(key).map(|f| f.round() as i64)
     }
+    /// A stored record Junction's model cannot hold: a server error, which names the
+    /// record and the field (ids and field names only, nothing of the user's data).
     fn missing(&self, key: &str) -> ApiError {
-        ApiError::internal(format!(
-            "stored {} record {} lacks `{key}`",
+        let message = format!(
+            "stored {} record {} lacks `{key}`, which Junction's model requires",
             self.resource,
             self.rec.data["id"].as_str().unwrap_or("?")
-        ))
+        );
+        tracing::error!(%message, "record not expressible in Junction's model");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpressible_record",
+            message,
+        )
     }
     fn required_string(&self, key: &str) -> ApiResult<String> {
         self.string(key).ok_or_else(|| self.missing(key))
-    }
-    fn required_int(&self, key: &str) -> ApiResult<i64> {
-        self.int(key).ok_or_else(|| self.missing(key))
     }
     fn instant(&self, key: &str) -> ApiResult<DateTime<FixedOffset>> {
         let raw = self.required_string(key)?;
@@ -282,12 +287,14 @@ fn sleep_of(f: &Fields) -> ApiResult<ClientFacingSleep> {
             .string("sleep_type")
             .unwrap_or_else(|| "unknown".to_string()),
         timezone_offset: f.int("timezone_offset"),
-        duration: f.required_int("duration")?,
-        total: f.required_int("total")?,
-        awake: f.required_int("awake")?,
-        light: f.required_int("light")?,
-        rem: f.required_int("rem")?,
-        deep: f.required_int("deep")?,
+        // Junction's model requires every duration; one the provider reported as null
+        // (Oura's `total_sleep_duration` and `awake_time` may be) is 0 seconds here.
+        duration: f.int("duration").unwrap_or(0),
+        total: f.int("total").unwrap_or(0),
+        awake: f.int("awake").unwrap_or(0),
+        light: f.int("light").unwrap_or(0),
+        rem: f.int("rem").unwrap_or(0),
+        deep: f.int("deep").unwrap_or(0),
         score: None,
         hr_lowest: f.int("hr_lowest"),
         hr_average: f.int("hr_average"),
