@@ -250,7 +250,12 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         assert_eq!(got["id"], stored["id"]);
         assert_eq!(got["calendar_date"], stored["calendar_date"]);
         // A total the provider gave as null is 0 in Junction's model, which requires one.
-        assert_eq!(got["total"], round(&stored["total"]).as_i64().map_or(json!(0), |t| json!(t)));
+        assert_eq!(
+            got["total"],
+            round(&stored["total"])
+                .as_i64()
+                .map_or(json!(0), |t| json!(t))
+        );
         assert_eq!(got["hr_average"], round(&stored["hr_average"]), "{stored}");
         assert_eq!(
             got["provider"],
