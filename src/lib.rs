@@ -16,7 +16,7 @@
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store` |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
-//! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log and stats; its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
+//! | [`api`] | the `/v1` HTTP API (axum): auth, users, endpoints, events, delivery log and stats; the Junction-compatible `/v2` (`api::vital`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
 //! | [`app`] | wires store, API and delivery worker into one running gateway |
 //! | [`receiver`] | a webhook receiver that verifies every signature (demo, bench, tests) |
