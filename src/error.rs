@@ -47,7 +47,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid API key is required: Authorization: Bearer <key>",
+            "a valid API key is required: Authorization: Bearer <key> (or x-vital-api-key: <key>)",
         )
     }
     pub fn internal(err: impl std::fmt::Display) -> Self {

@@ -17,7 +17,7 @@
 //! | [`poller`] | runs polling jobs page by page: rate limits, token refresh, retries; builds each page's events |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
-//! | [`api`] | the HTTP API (axum): `/v1`, auth, users, connect flow, endpoints, events, delivery log and stats; its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
+//! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
 //! | [`app`] | wires store, API, poller and delivery worker into one running gateway |
 //! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults |

@@ -31,6 +31,9 @@ pub enum Purpose {
     EndpointSecret,
     /// The OAuth `state` that carries a connect flow through the provider.
     OAuthState,
+    /// The app's `redirect_url` carried through a `/v2` link (so the completion route
+    /// redirects only where a link token said).
+    LinkRedirect,
 }
 
 impl Purpose {
@@ -40,6 +43,7 @@ impl Purpose {
             Purpose::ProviderRefreshToken => "provider_refresh_token",
             Purpose::EndpointSecret => "endpoint_secret",
             Purpose::OAuthState => "oauth_state",
+            Purpose::LinkRedirect => "v2_link_redirect",
         }
     }
 }

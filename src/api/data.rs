@@ -59,7 +59,7 @@ pub struct Timeseries {
 
 /// A date (`2026-11-01`, whole day) or an RFC 3339 instant, as Unix ms. An end date
 /// includes its whole day.
-fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
+pub(super) fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
     if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         let d = if end { d.succ_opt().unwrap_or(d) } else { d };
         return Ok(Utc

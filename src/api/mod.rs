@@ -1,6 +1,8 @@
-//! The `/v1` HTTP API (axum), documented at `/openapi.json` ([`openapi`]). Every `/v1`
-//! route but the browser's connect-flow pages needs `Authorization: Bearer <key>` (or a
-//! webhook-portal session, see [`portal`]) and sees only its team: another team's ids
+//! The `/v1` HTTP API (axum), documented at `/openapi.json` ([`openapi`]), and beside it
+//! the Junction-compatible `/v2` ([`vital`]), a mapping over the same handlers. Every
+//! route but the browser's connect-flow pages needs the team key, as
+//! `Authorization: Bearer <key>` or `x-vital-api-key: <key>` (or a webhook-portal
+//! session, see [`portal`]), and sees only its team: another team's ids
 //! answer 404, exactly as ids that do not exist, so existence does not leak. Bad input
 //! gets a JSON error with the right status (400 malformed, 413 too large, 415 wrong type,
 //! 422 invalid), never a panic. Outside `/v1`: `/health`, `/metrics`, `/openapi.json`
@@ -15,6 +17,7 @@ pub mod openapi;
 pub mod portal;
 mod stats;
 mod users;
+pub mod vital;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
@@ -70,6 +73,21 @@ pub fn router(state: AppState) -> Router {
 /// - every error leaves in the API's JSON shape, including the plain-text rejections
 ///   of the framework itself (an undecodable path, say).
 async fn guard_input(
+    req: Request,
+    next: axum::middleware::Next,
+    limit: usize,
+) -> axum::response::Response {
+    let junction = req.uri().path().starts_with("/v2/");
+    let in_query = req.method() == axum::http::Method::GET;
+    let res = guard(req, next, limit).await;
+    if junction {
+        // The `/v2` API answers every error in Junction's shape, whoever raised it.
+        return vital::junction_errors(res, in_query).await;
+    }
+    res
+}
+
+async fn guard(
     req: Request,
     next: axum::middleware::Next,
     limit: usize,
@@ -175,6 +193,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .nest("/v1", v1())
+        .nest("/v2", vital::routes())
 }
 
 /// Every `/v1` route, each registered with its documentation (see [`openapi`]).
@@ -263,8 +282,9 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Who is calling: a team's API key, or a webhook-portal session (a cookie plus the
-/// portal header, see [`portal`]). A bearer key is tried first when one is sent.
+/// Who is calling: a team's API key (as a bearer token, or in Junction's
+/// `x-vital-api-key` header), or a webhook-portal session (a cookie plus the portal
+/// header, see [`portal`]). A bearer key is tried first when one is sent.
 pub enum Principal {
     ApiKey(Team),
     Portal(crate::store::PortalSession),
@@ -285,6 +305,19 @@ impl FromRequestParts<AppState> for Principal {
                     h.strip_prefix("Bearer ")
                         .or_else(|| h.strip_prefix("bearer "))
                 })
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(ApiError::unauthorized)?;
+            return match state.store.team_for_key(key).await? {
+                Some(team) => Ok(Principal::ApiKey(team)),
+                None => Err(ApiError::unauthorized()),
+            };
+        }
+        // Junction's SDKs send the key in their own header; it is the same team key.
+        if let Some(header) = parts.headers.get(vital::API_KEY_HEADER) {
+            let key = header
+                .to_str()
+                .ok()
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .ok_or_else(ApiError::unauthorized)?;

@@ -23,7 +23,9 @@ use crate::error::ErrorBody;
         title = "Wearbridge API",
         description = "Self-hostable ingestion gateway for wearable providers with Standard Webhooks delivery. \
                        Every `/v1` route needs `Authorization: Bearer <API key>` (or a webhook-portal session) and sees only its team; \
-                       errors are `{\"error\": {\"code\", \"message\"}}`."
+                       errors are `{\"error\": {\"code\", \"message\"}}`. \
+                       `/v2` is the Junction (formerly Vital) compatible API: Junction's paths and models, the key in `x-vital-api-key` \
+                       (or as a bearer token), errors as `{\"detail\": …}`."
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -35,6 +37,7 @@ use crate::error::ErrorBody;
         (name = "webhooks", description = "endpoints, the delivery log, resend, recover and statistics"),
         (name = "portal", description = "the webhook portal"),
         (name = "operations", description = "liveness and metrics, for operators (no key)"),
+        (name = "junction", description = "the Junction (formerly Vital) compatible API under /v2"),
     )
 )]
 pub struct ApiDoc;
@@ -138,6 +141,14 @@ pub fn finish(mut spec: OpenApi) -> OpenApi {
     set_path_enum(&mut spec, "", "provider", &providers);
     set_path_enum(&mut spec, "/v1/summary/", "resource", &summaries);
     set_path_enum(&mut spec, "/v1/timeseries/", "resource", &series);
+    // The `/v2` paths take Junction's provider slugs as well as ours.
+    let slugs = super::vital::accepted_slugs();
+    set_path_enum(&mut spec, "/v2/", "provider", &slugs);
+    set_path_enum(&mut spec, "/v2/", "oauth_provider", &slugs);
+    set_path_enum(&mut spec, "/v2/timeseries/", "resource", &series);
+    let components = spec.components.get_or_insert_with(Default::default);
+    set_enum(components, "LinkTokenExchange", "provider", false, &slugs);
+    super::vital::document(&mut spec);
     for (path, item) in spec.paths.paths.iter_mut() {
         // `/health` and `/metrics` document what they answer; the shared errors are the API's.
         if !path.starts_with("/v1/") {

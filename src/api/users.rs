@@ -23,17 +23,17 @@ pub struct CreateUser {
         max_length = 255,
         pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
     )]
-    client_user_id: String,
+    pub(crate) client_user_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = User)]
 pub struct UserView {
-    user_id: Uuid,
-    team_id: Uuid,
-    client_user_id: String,
+    pub(crate) user_id: Uuid,
+    pub(crate) team_id: Uuid,
+    pub(crate) client_user_id: String,
     /// RFC 3339.
-    created_at: String,
+    pub(crate) created_at: String,
 }
 
 impl From<User> for UserView {
@@ -113,11 +113,11 @@ pub struct Page {
     /// Users to skip (≥ 0).
     #[serde(default)]
     #[param(minimum = 0)]
-    offset: i64,
+    pub(crate) offset: i64,
     /// Users per page (1–1000, default 50).
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 1000)]
-    limit: i64,
+    pub(crate) limit: i64,
 }
 
 fn default_limit() -> i64 {
@@ -126,10 +126,10 @@ fn default_limit() -> i64 {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserList {
-    users: Vec<UserView>,
-    total: i64,
-    offset: i64,
-    limit: i64,
+    pub(crate) users: Vec<UserView>,
+    pub(crate) total: i64,
+    pub(crate) offset: i64,
+    pub(crate) limit: i64,
 }
 
 #[utoipa::path(get, path = "/user", tag = "users", operation_id = "list_users", params(Page), responses((status = 200, description = "a page of users, oldest first", body = UserList)))]

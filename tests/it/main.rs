@@ -14,3 +14,4 @@ mod polling_store;
 mod portal;
 mod providers;
 mod store_contract;
+mod vital_sdk;

@@ -19,6 +19,7 @@ use crate::helpers::{eventually, TestApp, TestDb};
 
 backend_tests!(
     real_responses_match_their_documented_schemas,
+    junction_replies_match_their_documented_schemas,
     input_the_database_cannot_store_is_refused_with_4xx,
     requests_the_document_allows_are_taken_and_others_refused,
 );
@@ -54,6 +55,10 @@ async fn the_document_and_the_router_agree_on_every_operation() {
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["vital_api_key"],
+        json!({"type": "apiKey", "in": "header", "name": "x-vital-api-key"})
     );
 
     // The router's own routes against the document's operations, both ways.
@@ -101,7 +106,8 @@ async fn the_document_and_the_router_agree_on_every_operation() {
                     .any(|k| k.starts_with('2') || k.starts_with('3')),
                 "{method} {path} documents its success"
             );
-            if !path.starts_with("/v1/") {
+            let junction = path.starts_with("/v2/");
+            if !path.starts_with("/v1/") && !junction {
                 assert_eq!(op["security"], json!([{}]), "{method} {path} needs no key");
                 continue;
             }
@@ -128,9 +134,14 @@ async fn the_document_and_the_router_agree_on_every_operation() {
             }
             for (code, response) in responses {
                 if code.starts_with('4') {
+                    // `/v2` answers errors in Junction's shapes.
+                    let schema = match (junction, code.as_str()) {
+                        (false, _) => "#/components/schemas/Error",
+                        (true, "422") => "#/components/schemas/HTTPValidationError",
+                        (true, _) => "#/components/schemas/JunctionError",
+                    };
                     assert_eq!(
-                        response["content"]["application/json"]["schema"]["$ref"],
-                        "#/components/schemas/Error",
+                        response["content"]["application/json"]["schema"]["$ref"], schema,
                         "{method} {path} {code}"
                     );
                 }
@@ -410,11 +421,17 @@ impl Checker {
         }
     }
 
-    /// Every documented operation was checked at least once, and with a success.
-    fn assert_all_seen(&self) {
+    /// Every documented operation of the paths `covered` was checked at least once, and
+    /// with a success.
+    fn assert_all_seen(&self, covered: impl Fn(&str) -> bool) {
         let seen = self.seen.lock().unwrap();
         let mut unseen = Vec::new();
-        for (path, item) in self.spec["paths"].as_object().unwrap() {
+        for (path, item) in self.spec["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| covered(p))
+        {
             for method in item.as_object().unwrap().keys() {
                 match seen.get(&(method.to_uppercase(), path.clone())) {
                     Some(statuses) if statuses.iter().any(|s| *s < 400) => {}
@@ -1163,7 +1180,237 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
         StatusCode::NOT_FOUND
     );
 
-    c.assert_all_seen();
+    // `/v2` has a test of its own, below.
+    c.assert_all_seen(|p| !p.starts_with("/v2/"));
+}
+
+/// The Junction-compatible `/v2` API: every operation's real replies, successes and
+/// errors, against the document (Junction's models and error shapes).
+async fn junction_replies_match_their_documented_schemas(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    let c = Checker::new(&app).await;
+
+    // The key in Junction's header, or as a bearer token; a wrong one is a 401.
+    let with_header = |key: &str| {
+        c.http
+            .get(format!("{}/v2/user", c.base))
+            .header("x-vital-api-key", key)
+    };
+    assert_eq!(c.send(with_header(&c.key)).await.status, StatusCode::OK);
+    let r = c.send(with_header("wb_wrong")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["detail"]["error_type"], "unauthorized");
+    assert_eq!(c.get("/v2/providers").await.status, StatusCode::OK);
+
+    // Users.
+    let r = c.post("/v2/user", json!({"client_user_id": "alice"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let uid = r.body["user_id"].as_str().unwrap().to_string();
+    let r = c.post("/v2/user", json!({"client_user_id": "alice"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["detail"]["user_id"], uid.as_str());
+    let r = c.post("/v2/user", json!({"client_user_id": " "})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.body["detail"][0]["loc"],
+        json!(["body", "client_user_id"])
+    );
+    let r = c
+        .post(
+            "/v2/user",
+            json!({"client_user_id": "bob", "fallback_time_zone": "Europe/Paris"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not supported, so refused"
+    );
+    assert_eq!(c.get("/v2/user?limit=2").await.status, StatusCode::OK);
+    assert_eq!(
+        c.get("/v2/user?limit=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get(&format!("/v2/user/{uid}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get("/v2/user/not-a-uuid").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get(&format!("/v2/user/{}", Uuid::new_v4())).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(c.get("/v2/user/resolve/alice").await.status, StatusCode::OK);
+
+    // Link: a token, its OAuth link as JSON, and the flow walked to its end.
+    let redirect = app.receiver.url("/app/done");
+    let r = c
+        .post(
+            "/v2/link/token",
+            json!({"user_id": uid, "provider": "oura", "redirect_url": redirect}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.body["link_token"].as_str().unwrap().to_string();
+    let mut url = r.body["link_web_url"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.post(
+            "/v2/link/token",
+            json!({"user_id": uid, "provider": "nope", "redirect_url": redirect})
+        )
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let oauth = |token: Option<&str>| {
+        let req = c
+            .http
+            .get(format!("{}/v2/link/provider/oauth/oura", c.base));
+        match token {
+            Some(t) => req.header("x-vital-link-token", t),
+            None => req,
+        }
+    };
+    let r = c.send(oauth(Some(&token))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["oauth_url"].as_str().unwrap().contains("state="));
+    let r = c.send(oauth(None)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["detail"]["error_type"], "invalid_token");
+    for _ in 0..10 {
+        let headers = if url.starts_with(&c.base) {
+            let r = c.send(c.http.get(&url)).await;
+            assert!(
+                r.status == StatusCode::SEE_OTHER || r.status == StatusCode::TEMPORARY_REDIRECT,
+                "{url}: {}",
+                r.status
+            );
+            r.headers
+        } else {
+            c.http.get(&url).send().await.unwrap().headers().clone()
+        };
+        let next = headers
+            .get("location")
+            .expect("a redirect")
+            .to_str()
+            .unwrap();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(next)
+            .unwrap()
+            .to_string();
+        if url.starts_with(&redirect) {
+            break;
+        }
+    }
+    assert_eq!(url, format!("{redirect}?state=success"));
+    assert_eq!(
+        c.send(c.http.get(format!("{}/v2/link/complete?r=forged", c.base)))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c.get(&format!("/v2/user/providers/{uid}")).await;
+    assert_eq!(r.body["providers"][0]["slug"], "oura", "{}", r.body);
+
+    // Data, once the backfill has stored some.
+    let range = "start_date=2000-01-01";
+    let sleep = format!("/v2/summary/sleep/{uid}?{range}");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            c.get(&sleep).await.body["sleep"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .await,
+        "the backfill stores sleep"
+    );
+    for resource in ["activity", "workouts", "body", "recovery"] {
+        let r = c
+            .get(&format!("/v2/summary/{resource}/{uid}?{range}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{resource}: {}", r.body);
+    }
+    // No fixture provider shares a profile: the 404 is checked against the document,
+    // and the success can only be checked once a provider shares one.
+    assert_eq!(
+        c.get(&format!("/v2/summary/profile/{uid}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let heartrate = format!("/v2/timeseries/{uid}/heartrate?{range}");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            c.get(&heartrate)
+                .await
+                .body
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .await
+    );
+    let r = c
+        .get(&format!("/v2/timeseries/{uid}/heartrate/grouped?{range}"))
+        .await;
+    assert!(r.body["groups"]["oura"][0]["data"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty()));
+    assert_eq!(
+        c.get(&format!("/v2/timeseries/{uid}/sleep?{range}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c
+        .get(&format!("/v2/summary/sleep/{uid}?start_date=someday"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["detail"][0]["loc"], json!(["query", "start_date"]));
+
+    // Introspection.
+    let r = c
+        .get(&format!("/v2/introspect/resources?user_id={uid}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["data"][0]["provider"]["oura"]["sleep"]["sent_count"].as_i64() > Some(0));
+    let r = c.get("/v2/introspect/historical_pull?user_limit=10").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["data"][0]["user_id"], uid.as_str());
+    assert_eq!(
+        c.get("/v2/introspect/resources?user_limit=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Refresh, deregister, delete.
+    let refresh = format!("/v2/user/refresh/{uid}");
+    assert_eq!(c.post(&refresh, json!({})).await.status, StatusCode::OK);
+    assert_eq!(
+        c.post(&refresh, json!({})).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = c.delete(&format!("/v2/user/{uid}/oura")).await;
+    assert_eq!(
+        (r.status, &r.body),
+        (StatusCode::OK, &json!({"success": true}))
+    );
+    assert_eq!(
+        c.delete(&format!("/v2/user/{uid}/oura")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.delete(&format!("/v2/user/{uid}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.delete(&format!("/v2/user/{uid}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    c.assert_all_seen(|p| p.starts_with("/v2/") && p != "/v2/summary/profile/{user_id}");
 }
 
 // ---------------------------------------------------------------------------------
