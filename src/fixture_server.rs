@@ -400,9 +400,11 @@ fn days_since_recording() -> i64 {
         .max(0)
 }
 
-/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant and integer epoch field named in
-/// `epoch_keys` in `v` forward by `days`, keeping each one's offset.
+/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant, date-time without offset
+/// (`YYYY-MM-DDThh:mm:ss`, Dexcom's receiver records) and integer epoch field named in
+/// `epoch_keys` in `v` forward by `days`, keeping each one's offset (or lack of one).
 fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
+    const NAIVE: &str = "%Y-%m-%dT%H:%M:%S";
     match v {
         Value::String(s) => {
             if s.len() == 10 {
@@ -413,6 +415,8 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
                 }
             } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 *s = (t + chrono::Duration::days(days)).to_rfc3339();
+            } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, NAIVE) {
+                *s = (t + chrono::Duration::days(days)).format(NAIVE).to_string();
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days, epoch_keys)),
