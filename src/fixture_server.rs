@@ -549,3 +549,30 @@ async fn data(
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifting_keeps_each_date_format_and_offset() {
+        let mut v = serde_json::json!({
+            "day": "2026-11-22",
+            "app": "2026-11-22T21:55:00+00:00",
+            "local": "2026-11-22T13:55:00-08:00",
+            "receiver": "2026-11-21T23:30:00",
+            "startdate": 1_795_000_000,
+            "note": "2026-11-22T21:55",
+        });
+        shift_dates(&mut v, 9, &["startdate"]);
+        assert_eq!(v["day"], "2026-12-01");
+        assert_eq!(v["app"], "2026-12-01T21:55:00+00:00");
+        assert_eq!(v["local"], "2026-12-01T13:55:00-08:00");
+        assert_eq!(
+            v["receiver"], "2026-11-30T23:30:00",
+            "a date-time without offset moves and stays without one"
+        );
+        assert_eq!(v["startdate"], 1_795_000_000 + 9 * 86_400);
+        assert_eq!(v["note"], "2026-11-22T21:55", "not a date-time: untouched");
+    }
+}
