@@ -405,9 +405,11 @@ fn days_since_recording() -> i64 {
         .max(0)
 }
 
-/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant and integer epoch field named in
-/// `epoch_keys` in `v` forward by `days`, keeping each one's offset.
+/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant, date-time without offset
+/// (`YYYY-MM-DDThh:mm:ss`, Dexcom's receiver records) and integer epoch field named in
+/// `epoch_keys` in `v` forward by `days`, keeping each one's offset (or lack of one).
 fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
+    const NAIVE: &str = "%Y-%m-%dT%H:%M:%S";
     match v {
         Value::String(s) => {
             if s.len() == 10 {
@@ -418,6 +420,8 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
                 }
             } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 *s = (t + chrono::Duration::days(days)).to_rfc3339();
+            } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, NAIVE) {
+                *s = (t + chrono::Duration::days(days)).format(NAIVE).to_string();
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days, epoch_keys)),
@@ -548,5 +552,32 @@ async fn data(
     match imp.serve(spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifting_keeps_each_date_format_and_offset() {
+        let mut v = serde_json::json!({
+            "day": "2026-11-22",
+            "app": "2026-11-22T21:55:00+00:00",
+            "local": "2026-11-22T13:55:00-08:00",
+            "receiver": "2026-11-21T23:30:00",
+            "startdate": 1_795_000_000,
+            "note": "2026-11-22T21:55",
+        });
+        shift_dates(&mut v, 9, &["startdate"]);
+        assert_eq!(v["day"], "2026-12-01");
+        assert_eq!(v["app"], "2026-12-01T21:55:00+00:00");
+        assert_eq!(v["local"], "2026-12-01T13:55:00-08:00");
+        assert_eq!(
+            v["receiver"], "2026-11-30T23:30:00",
+            "a date-time without offset moves and stays without one"
+        );
+        assert_eq!(v["startdate"], 1_795_000_000 + 9 * 86_400);
+        assert_eq!(v["note"], "2026-11-22T21:55", "not a date-time: untouched");
     }
 }

@@ -5,6 +5,7 @@
 //! response pages. The runtime (pollers, OAuth, rate limits, retries, persistence) is
 //! shared; an adapter never does I/O. Every provider is one line of [`registry`].
 
+pub mod dexcom;
 pub mod normalize;
 pub mod oura;
 pub mod strava;
@@ -215,6 +216,25 @@ pub trait Adapter: Send + Sync + 'static {
     fn external_user_id(&self, _token_reply: &Value) -> Option<String> {
         None
     }
+
+    /// A request to make before the first page of `window`, asking the provider which part
+    /// of it holds data (Dexcom's `dataRange`); its 2xx reply goes to
+    /// [`Adapter::narrow_window`]. `None` (the default) fetches every window as planned.
+    fn range_request(&self, _resource: &ResourceSpec, _window: &Window) -> Option<PageRequest> {
+        None
+    }
+
+    /// Reads the reply to [`Adapter::range_request`]: the part of `window` worth fetching,
+    /// or `None` when it holds nothing (the job then finishes as if its last page had been
+    /// empty). The default keeps the window.
+    fn narrow_window(
+        &self,
+        _resource: Resource,
+        window: &Window,
+        _body: &[u8],
+    ) -> Result<Option<Window>, ProviderError> {
+        Ok(Some(*window))
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -341,6 +361,12 @@ pub fn registry() -> &'static [Provider] {
                 include_str!("../../providers/whoop.toml"),
                 Box::new(whoop::Whoop),
                 Box::new(whoop::WhoopFixtures),
+            ),
+            load(
+                "dexcom",
+                include_str!("../../providers/dexcom.toml"),
+                Box::new(dexcom::Dexcom),
+                Box::new(dexcom::DexcomFixtures),
             ),
         ]
     })
