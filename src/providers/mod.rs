@@ -5,6 +5,7 @@
 //! response pages. The runtime (pollers, OAuth, rate limits, retries, persistence) is
 //! shared; an adapter never does I/O. Every provider is one line of [`registry`].
 
+pub mod google_health;
 pub mod normalize;
 pub mod oura;
 pub mod strava;
@@ -417,6 +418,12 @@ pub fn registry() -> &'static [Provider] {
                 include_str!("../../providers/whoop.toml"),
                 Box::new(whoop::Whoop),
                 Box::new(whoop::WhoopFixtures),
+            ),
+            load(
+                "google_health",
+                include_str!("../../providers/google_health.toml"),
+                Box::new(google_health::GoogleHealth),
+                Box::new(google_health::GoogleHealthFixtures),
             ),
         ]
     })
