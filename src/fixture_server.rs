@@ -454,7 +454,20 @@ async fn data(
     let imp = p.impersonation.as_ref();
     let path = format!("/{path}");
     let mut params = query;
-    if method == Method::POST {
+    let json_body = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if method == Method::POST && json_body {
+        // A JSON body's top-level members become parameters: strings as they are,
+        // anything else (objects such as Google Health's `range`) as JSON text.
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&body) {
+            params.extend(m.into_iter().map(|(k, v)| match v {
+                Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            }));
+        }
+    } else if method == Method::POST {
         params.extend(url::form_urlencoded::parse(&body).into_owned());
     }
     {
@@ -504,6 +517,9 @@ async fn data(
         Some(Fault::Malformed) => return json(200, "{\"data\": [ {\"id\": ".to_string()),
         None => {}
     }
+    if let Some(reply) = imp.static_reply(&path) {
+        return json(200, reply.to_string());
+    }
     // The resource whose documented path this is (Withings tells them apart by `action`).
     let Some(spec) = p
         .manifest
@@ -511,6 +527,7 @@ async fn data(
         .iter()
         .find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok())
         .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
+        .or_else(|| imp.resource_at(&path).and_then(|r| p.resource(r)))
     else {
         return err(404);
     };
@@ -521,7 +538,7 @@ async fn data(
         .get(&(id.clone(), spec.name))
         .cloned()
     {
-        return match imp.serve(spec, &params, &items) {
+        return match imp.serve_at(&path, spec, &params, &items) {
             Ok(v) => json(200, v.to_string()),
             Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
         };
@@ -549,7 +566,7 @@ async fn data(
             })
             .collect()
     };
-    match imp.serve(spec, &params, &items) {
+    match imp.serve_at(&path, spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
     }

@@ -3,7 +3,8 @@
 //! refresh. Provider quirks stay in the adapters: the HTTP function given to `oauth2`
 //! passes each token reply through [`Adapter::token_reply`] (Withings wraps replies and
 //! reports errors inside a 200) and keeps the reply's extra fields (Strava's athlete,
-//! Withings' userid) for [`Adapter::external_user_id`].
+//! Withings' userid) for [`Adapter::external_user_id`]; where the reply names no user,
+//! the exchange asks the provider once ([`Adapter::identity_request`], Google Health).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -200,6 +201,9 @@ impl OAuth {
         let mut req = client
             .authorize_url(move || CsrfToken::new(state))
             .add_scope(Scope::new(scope));
+        for (k, v) in &m.authorize_params {
+            req = req.add_extra_param(k.as_str(), v.as_str());
+        }
         if let Some(v) = pkce_verifier {
             req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(
                 &PkceCodeVerifier::new(v.to_string()),
@@ -223,7 +227,51 @@ impl OAuth {
         }
         let http = self.http_fn();
         let reply = req.request_async(&http).await.map_err(classify)?;
-        Ok(self.tokens(reply))
+        let mut tokens = self.tokens(reply);
+        if tokens.external_user_id.is_none() {
+            if let Some(id_req) = self.provider.adapter.identity_request() {
+                tokens.external_user_id = Some(self.identify(&id_req, &tokens.access).await?);
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Asks the provider who the user is ([`crate::providers::Adapter::identity_request`])
+    /// with a fresh access token. Any failure fails the exchange: a connection without
+    /// the provider's user id could never be matched to the provider's notifications.
+    async fn identify(
+        &self,
+        req: &crate::providers::PageRequest,
+        access: &str,
+    ) -> Result<String, TokenError> {
+        let url = format!(
+            "{}{}",
+            self.endpoints.base_url.trim_end_matches('/'),
+            req.path
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .query(&req.query)
+            .bearer_auth(access)
+            .send()
+            .await
+            .map_err(|e| TokenError::Transient(format!("identity request failed: {e}")))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| TokenError::Transient(format!("identity request failed: {e}")))?;
+        if !(200..300).contains(&status) {
+            return Err(TokenError::Transient(format!(
+                "identity request answered HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )));
+        }
+        self.provider
+            .adapter
+            .identity_user_id(&body)
+            .map_err(|e| TokenError::Transient(format!("identity reply: {e}")))
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, TokenError> {

@@ -307,7 +307,9 @@ impl Poller {
         req: &providers::PageRequest,
     ) -> Result<Vec<u8>, ProviderError> {
         let url = format!("{}{}", base.trim_end_matches('/'), req.path);
-        let mut r = if req.method == "POST" {
+        let mut r = if let Some(body) = &req.json {
+            self.http.post(&url).json(body)
+        } else if req.method == "POST" {
             self.http.post(&url).form(&req.form)
         } else {
             self.http.get(&url)

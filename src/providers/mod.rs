@@ -6,6 +6,7 @@
 //! shared; an adapter never does I/O. Every provider is one line of [`registry`].
 
 pub mod dexcom;
+pub mod google_health;
 pub mod normalize;
 pub mod oura;
 pub mod strava;
@@ -33,6 +34,10 @@ pub struct Manifest {
     pub base_url: String,
     pub scopes: Vec<String>,
     pub scope_separator: String,
+    /// Extra query parameters of the authorize URL (Google: `access_type=offline` and
+    /// `prompt=consent`, without which no refresh token is issued).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub authorize_params: std::collections::BTreeMap<String, String>,
     pub pkce: bool,
     /// `body` (client id and secret in the form) or `basic`.
     pub token_auth: String,
@@ -98,6 +103,9 @@ pub struct PageRequest {
     pub query: Vec<(String, String)>,
     /// Form fields, for providers that take parameters in a POST body (Withings).
     pub form: Vec<(String, String)>,
+    /// A JSON body, for providers whose POST methods take one (Google Health's
+    /// `dailyRollUp`); sent instead of `form` when set.
+    pub json: Option<Value>,
 }
 
 impl PageRequest {
@@ -107,6 +115,18 @@ impl PageRequest {
             path: path.into(),
             query,
             form: vec![],
+            json: None,
+        }
+    }
+
+    /// A POST with a JSON body.
+    pub fn post_json(path: impl Into<String>, body: Value) -> PageRequest {
+        PageRequest {
+            method: "POST",
+            path: path.into(),
+            query: vec![],
+            form: vec![],
+            json: Some(body),
         }
     }
 }
@@ -235,6 +255,21 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Result<Option<Window>, ProviderError> {
         Ok(Some(*window))
     }
+
+    /// The request that names the user when the token reply does not (Google Health's
+    /// `users.getIdentity`): sent once with the new access token, right after the code
+    /// exchange. None (the default): the token reply is all there is.
+    fn identity_request(&self) -> Option<PageRequest> {
+        None
+    }
+
+    /// Reads the user's id from the 2xx reply to [`Adapter::identity_request`].
+    fn identity_user_id(&self, _body: &[u8]) -> Result<String, ProviderError> {
+        Err(ProviderError::malformed(
+            "$",
+            "this provider has no identity request",
+        ))
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -269,6 +304,29 @@ pub trait Impersonation: Send + Sync + 'static {
     /// The HTTP status the token endpoint answers an `invalid_grant` with.
     fn invalid_grant_status(&self) -> u16 {
         400
+    }
+
+    /// The resource a data path belongs to when it is not a manifest `path`: a resource
+    /// read from several endpoints (Google Health's body is `weight` and `body-fat`).
+    fn resource_at(&self, _path: &str) -> Option<Resource> {
+        None
+    }
+
+    /// [`Impersonation::serve`] for a request to `path`, which is the resource's manifest
+    /// path or one [`Impersonation::resource_at`] gave it. The default ignores the path.
+    fn serve_at(
+        &self,
+        _path: &str,
+        resource: &ResourceSpec,
+        params: &std::collections::HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String> {
+        self.serve(resource, params, items)
+    }
+
+    /// A fixed 2xx reply for a path that is no resource (Google Health's identity).
+    fn static_reply(&self, _path: &str) -> Option<&'static str> {
+        None
     }
 
     /// Keys whose integer values are Unix epoch seconds (Withings' `startdate`, …): the
@@ -367,6 +425,12 @@ pub fn registry() -> &'static [Provider] {
                 include_str!("../../providers/dexcom.toml"),
                 Box::new(dexcom::Dexcom),
                 Box::new(dexcom::DexcomFixtures),
+            ),
+            load(
+                "google_health",
+                include_str!("../../providers/google_health.toml"),
+                Box::new(google_health::GoogleHealth),
+                Box::new(google_health::GoogleHealthFixtures),
             ),
         ]
     })

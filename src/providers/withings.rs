@@ -113,6 +113,7 @@ impl Adapter for Withings {
             path: resource.path.clone(),
             query: vec![],
             form,
+            json: None,
         }
     }
 

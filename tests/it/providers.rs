@@ -16,6 +16,7 @@ crate::backend_tests!(
     withings_errors_inside_a_200_are_read_as_errors,
     the_link_page_lists_providers_and_comes_back_with_the_outcome,
     a_stopped_poller_hands_back_the_jobs_it_had_not_started,
+    google_health_names_the_user_through_its_identity_request,
 );
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
@@ -727,4 +728,39 @@ async fn the_link_page_lists_providers_and_comes_back_with_the_outcome(db: TestD
         oura_row.contains("Connected") && oura_row.contains("Reconnect"),
         "{oura_row}"
     );
+}
+
+/// Google Health's token reply names nobody: the code exchange asks `users.getIdentity`
+/// with the new token and the connection carries `healthUserId`. An identity request
+/// that fails fails the connect, leaving nothing half-made.
+async fn google_health_names_the_user_through_its_identity_request(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    let user = app.user("pixel-owner").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    // The identity request is the first data request after the exchange.
+    fx.inject("google_health", Fault::ServerError);
+    let q = connect(&app, &uid, "google_health").await;
+    assert_eq!(
+        (q["state"].as_str(), q["error_type"].as_str()),
+        ("error", "token_exchange_failed"),
+        "{q:?}"
+    );
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert!(
+        conns["data"].as_array().unwrap().is_empty(),
+        "no connection without the user's id: {conns}"
+    );
+    let q = connect(&app, &uid, "google_health").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    assert_eq!(
+        conns["data"][0]["external_user_id"], "113407815228541906652",
+        "healthUserId from oauth/identity.json: {conns}"
+    );
+    let identity_requests = fx
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("google_health /v4/users/me/identity"))
+        .count();
+    assert_eq!(identity_requests, 2, "one per code exchange");
 }
