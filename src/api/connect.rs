@@ -472,6 +472,15 @@ pub async fn callback(
             return Ok(fail("token_exchange_failed"));
         }
     };
+    if let Err(e) = s
+        .poller
+        .oauth(p)
+        .register_user(&tokens, &link.user_id.to_string())
+        .await
+    {
+        tracing::warn!(provider, error = %e, "registering the user with the provider failed");
+        return Ok(fail("provider_error"));
+    }
     if state.pg && !s.store.use_link_token(&state.l).await? {
         return Ok(fail("link_already_used"));
     }
@@ -658,6 +667,7 @@ pub async fn deregister(
         Some((conn.user_id, conn.client_user_id.clone())),
         json!({"user_id": conn.user_id, "provider": {"name": p.manifest.name, "slug": p.id()}}),
     );
+    crate::oauth::deregister_at_provider(&s.poller.oauth(p), &s.sealer, &conn).await;
     s.store
         .end_connection(conn.id, "deregistered", None, &event)
         .await?;

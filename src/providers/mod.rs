@@ -109,6 +109,16 @@ impl PageRequest {
     }
 }
 
+/// A request the runtime makes outside the paging loop, with the user's access token:
+/// Polar's user registration after consent and de-registration (a JSON body, not a
+/// form). Relative to the provider's base URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderCall {
+    pub method: &'static str,
+    pub path: String,
+    pub json: Option<Value>,
+}
+
 /// One normalised record: its resource, the provider's key for it, and its fields
 /// (everything the event's `data` carries except `id`, `user_id` and `version`).
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +252,34 @@ pub trait Adapter: Send + Sync + 'static {
     fn external_user_id(&self, _token_reply: &Value) -> Option<String> {
         None
     }
+
+    /// A request to make once, right after the code exchange and before the connection
+    /// exists, for providers that serve no data until the app registers the user
+    /// (Polar). `member_id` is our stable id for the user; `external_user_id` is what
+    /// [`Adapter::external_user_id`] read from the token reply.
+    fn register_user(
+        &self,
+        _member_id: &str,
+        _external_user_id: Option<&str>,
+    ) -> Option<ProviderCall> {
+        None
+    }
+
+    /// Reads the reply to [`Adapter::register_user`]'s request: `Ok` means the user
+    /// may be connected. The default accepts any 2xx and reads the rest as errors.
+    fn registration_reply(&self, status: u16, body: &[u8]) -> Result<(), ProviderError> {
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(self.classify_error(status, None, body))
+        }
+    }
+
+    /// A request to make when the app deregisters the user, before the connection
+    /// ends (Polar's de-registration, which also revokes the token). Best effort.
+    fn deregister_user(&self, _external_user_id: Option<&str>) -> Option<ProviderCall> {
+        None
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -283,6 +321,20 @@ pub trait Impersonation: Send + Sync + 'static {
     /// ISO dates and RFC 3339 instants are moved whatever their key.
     fn epoch_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Answers a request that is not a data page (Polar's `POST /v3/users`), or `None`
+    /// when `method path` is not such a call. `registered` is the fixture server's
+    /// memory of this provider's registrations, so a repeat can be refused as the real
+    /// API refuses it. Returns the HTTP status and body.
+    fn serve_call(
+        &self,
+        _method: &str,
+        _path: &str,
+        _body: &[u8],
+        _registered: &mut std::collections::HashSet<String>,
+    ) -> Option<(u16, String)> {
+        None
     }
 }
 
