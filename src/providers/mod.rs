@@ -7,6 +7,7 @@
 
 pub mod normalize;
 pub mod oura;
+pub mod polar;
 pub mod strava;
 pub mod whoop;
 pub mod withings;
@@ -412,6 +413,12 @@ pub fn registry() -> &'static [Provider] {
                 include_str!("../../providers/whoop.toml"),
                 Box::new(whoop::Whoop),
                 Box::new(whoop::WhoopFixtures),
+            ),
+            load(
+                "polar",
+                include_str!("../../providers/polar.toml"),
+                Box::new(polar::Polar),
+                Box::new(polar::PolarFixtures),
             ),
         ]
     })
