@@ -1265,11 +1265,11 @@ mod tests {
     /// both inside the 3-day lookback of the recording day (2026-11-23).
     #[test]
     fn changed_data_edits_one_recent_record_and_appends_one() {
-        for (r, key) in [
-            ("workouts", "start_time"),
-            ("sleep", "date"),
-            ("recovery", "date"),
-            ("activity", "start_time"),
+        for (r, key, resource) in [
+            ("workouts", "start_time", Resource::Workouts),
+            ("sleep", "date", Resource::Sleep),
+            ("recovery", "date", Resource::Recovery),
+            ("activity", "start_time", Resource::Activity),
         ] {
             let (before, after) = (
                 data(&format!("{r}.json")),
@@ -1283,6 +1283,16 @@ mod tests {
                 .map(|(_, b)| b)
                 .collect();
             assert_eq!(edited.len(), 1, "{r}");
+            // The edit shows in the normalised record, so a poll reports it as updated.
+            let was = before
+                .iter()
+                .find(|b| *b != edited[0] && b[key] == edited[0][key])
+                .unwrap();
+            assert_ne!(
+                one(resource, was.clone()).unwrap(),
+                one(resource, edited[0].clone()).unwrap(),
+                "{r}"
+            );
             for rec in [edited[0], after.last().unwrap()] {
                 let d = &rec[key].as_str().unwrap()[..10];
                 assert!(
