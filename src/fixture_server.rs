@@ -52,6 +52,8 @@ struct FixtureState {
     grants: std::sync::atomic::AtomicUsize,
     /// Data sets that replace a provider's fixture files (the ingest benchmark's).
     items: Mutex<HashMap<(String, Resource), DataSet>>,
+    /// Per provider, the users registered through calls like Polar's `POST /v3/users`.
+    registered: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 #[derive(Clone)]
@@ -148,7 +150,8 @@ impl FixtureServer {
             .insert((provider.to_string(), resource), Arc::new(items));
     }
 
-    /// Every data request served, as `provider path?query`.
+    /// Every data request served, as `provider path?query`, and every call answered by
+    /// [`crate::providers::Impersonation::serve_call`], as `provider METHOD path body`.
     pub fn requests(&self) -> Vec<String> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -409,7 +412,6 @@ fn days_since_recording() -> i64 {
 /// (`YYYY-MM-DDThh:mm:ss`, Dexcom's receiver records) and integer epoch field named in
 /// `epoch_keys` in `v` forward by `days`, keeping each one's offset (or lack of one).
 fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
-    const NAIVE: &str = "%Y-%m-%dT%H:%M:%S";
     match v {
         Value::String(s) => {
             if s.len() == 10 {
@@ -420,8 +422,17 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
                 }
             } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 *s = (t + chrono::Duration::days(days)).to_rfc3339();
-            } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, NAIVE) {
-                *s = (t + chrono::Duration::days(days)).format(NAIVE).to_string();
+            } else if let Some(t) = s
+                .get(..19)
+                .and_then(|h| chrono::NaiveDateTime::parse_from_str(h, "%Y-%m-%dT%H:%M:%S").ok())
+            {
+                // Local times without an offset (Polar's `start_time`, Dexcom's receiver records): the same shift,
+                // keeping any fraction after the seconds as it was.
+                *s = format!(
+                    "{}{}",
+                    (t + chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S"),
+                    &s[19..]
+                );
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days, epoch_keys)),
@@ -453,6 +464,32 @@ async fn data(
     };
     let imp = p.impersonation.as_ref();
     let path = format!("/{path}");
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Calls outside the paging loop (Polar's user registration), for a known token; an
+    // unknown one falls through to the 401 below.
+    if method != Method::GET && st.access.lock().unwrap().contains(bearer) {
+        let mut registered = st.registered.lock().unwrap();
+        let known = registered.entry(id.clone()).or_default();
+        if let Some((status, reply)) = imp.serve_call(method.as_str(), &path, &body, known) {
+            let mut log = st.requests.lock().unwrap();
+            if log.len() < 10_000 {
+                log.push(format!(
+                    "{id} {method} {path} {}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                [("content-type", "application/json")],
+                reply,
+            )
+                .into_response();
+        }
+    }
     let mut params = query;
     let json_body = headers
         .get("content-type")

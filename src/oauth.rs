@@ -5,6 +5,9 @@
 //! reports errors inside a 200) and keeps the reply's extra fields (Strava's athlete,
 //! Withings' userid) for [`Adapter::external_user_id`]; where the reply names no user,
 //! the exchange asks the provider once ([`Adapter::identity_request`], Google Health).
+//! It also makes the calls some providers need around the token's life: registering
+//! the user after the exchange and de-registering them on deregistration
+//! ([`Adapter::register_user`], Polar).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +25,9 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::providers::{Provider, ProviderError};
+use crate::providers::{Provider, ProviderCall, ProviderError};
+use crate::seal::Sealer;
+use crate::store::Connection;
 
 /// The token reply's fields beyond the standard ones.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -286,6 +291,71 @@ impl OAuth {
         Ok(self.tokens(reply))
     }
 
+    /// Registers the user with the provider after the code exchange, if the provider
+    /// asks for it; `Ok` means the connection may be created.
+    pub async fn register_user(
+        &self,
+        tokens: &Tokens,
+        member_id: &str,
+    ) -> Result<(), ProviderError> {
+        let adapter = self.provider.adapter.as_ref();
+        let Some(call) = adapter.register_user(member_id, tokens.external_user_id.as_deref())
+        else {
+            return Ok(());
+        };
+        let (status, body) = self.call(&call, &tokens.access).await?;
+        adapter.registration_reply(status, &body)
+    }
+
+    /// De-registers the user with the provider, if the provider asks for it.
+    pub async fn deregister_user(
+        &self,
+        access_token: &str,
+        external_user_id: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let adapter = self.provider.adapter.as_ref();
+        let Some(call) = adapter.deregister_user(external_user_id) else {
+            return Ok(());
+        };
+        match self.call(&call, access_token).await? {
+            (200..=299, _) => Ok(()),
+            (status, body) => Err(adapter.classify_error(status, None, &body)),
+        }
+    }
+
+    /// One request with the user's token; any reply is returned with its status.
+    async fn call(
+        &self,
+        call: &ProviderCall,
+        token: &str,
+    ) -> Result<(u16, Vec<u8>), ProviderError> {
+        let url = format!(
+            "{}{}",
+            self.endpoints.base_url.trim_end_matches('/'),
+            call.path
+        );
+        let method = reqwest::Method::from_bytes(call.method.as_bytes())
+            .map_err(|e| ProviderError::Refused(format!("bad method {}: {e}", call.method)))?;
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(json) = &call.json {
+            req = req.json(json);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transient(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Transient(e.to_string()))?;
+        Ok((status, body.to_vec()))
+    }
+
     fn tokens(&self, reply: TokenReply) -> Tokens {
         let extra = serde_json::to_value(&reply.extra_fields().fields).unwrap_or(Value::Null);
         Tokens {
@@ -362,5 +432,26 @@ fn classify<E: std::error::Error + 'static>(
             String::from_utf8_lossy(&body[..body.len().min(200)])
         )),
         RequestTokenError::Other(m) => TokenError::Transient(m),
+    }
+}
+
+/// Deregistration's call to the provider (Polar's `DELETE /v3/users/{id}`), best effort:
+/// the connection ends whatever the provider answers, so a failure is only logged.
+pub async fn deregister_at_provider(oauth: &OAuth, sealer: &Sealer, conn: &Connection) {
+    let token = match sealer.open(
+        crate::seal::Purpose::ProviderAccessToken,
+        &conn.access_token_sealed,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, error = %e, "cannot open the access token to de-register");
+            return;
+        }
+    };
+    if let Err(e) = oauth
+        .deregister_user(&token, conn.external_user_id.as_deref())
+        .await
+    {
+        tracing::warn!(connection = %conn.id, provider = oauth.provider.id(), error = %e, "de-registering the user with the provider failed");
     }
 }

@@ -479,6 +479,15 @@ pub async fn callback(
             return Ok(fail("token_exchange_failed"));
         }
     };
+    if let Err(e) = s
+        .oauth
+        .for_provider(p)
+        .register_user(&tokens, &link.user_id.to_string())
+        .await
+    {
+        tracing::warn!(provider, error = %e, "registering the user with the provider failed");
+        return Ok(fail("provider_error"));
+    }
     if state.from_page && !s.store.use_link_token(&state.link_token).await? {
         return Ok(fail("link_already_used"));
     }
@@ -647,6 +656,7 @@ pub async fn deregister(
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
     let event = Envelope::connection_deleted(&conn.event_ref(p.event_ref()));
+    crate::oauth::deregister_at_provider(&s.oauth.for_provider(p), &s.sealer, &conn).await;
     s.store
         .end_connection(conn.id, ConnectionStatus::Deregistered, None, &event)
         .await?;

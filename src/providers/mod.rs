@@ -9,6 +9,7 @@ pub mod dexcom;
 pub mod google_health;
 pub mod normalize;
 pub mod oura;
+pub mod polar;
 pub mod strava;
 pub mod whoop;
 pub mod withings;
@@ -129,6 +130,16 @@ impl PageRequest {
             json: Some(body),
         }
     }
+}
+
+/// A request the runtime makes outside the paging loop, with the user's access token:
+/// Polar's user registration after consent and de-registration (a JSON body, not a
+/// form). Relative to the provider's base URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderCall {
+    pub method: &'static str,
+    pub path: String,
+    pub json: Option<Value>,
 }
 
 /// One parsed page: its records and the cursor of the next page, if any.
@@ -270,6 +281,34 @@ pub trait Adapter: Send + Sync + 'static {
             "this provider has no identity request",
         ))
     }
+
+    /// A request to make once, right after the code exchange and before the connection
+    /// exists, for providers that serve no data until the app registers the user
+    /// (Polar). `member_id` is our stable id for the user; `external_user_id` is what
+    /// [`Adapter::external_user_id`] read from the token reply.
+    fn register_user(
+        &self,
+        _member_id: &str,
+        _external_user_id: Option<&str>,
+    ) -> Option<ProviderCall> {
+        None
+    }
+
+    /// Reads the reply to [`Adapter::register_user`]'s request: `Ok` means the user
+    /// may be connected. The default accepts any 2xx and reads the rest as errors.
+    fn registration_reply(&self, status: u16, body: &[u8]) -> Result<(), ProviderError> {
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(self.classify_error(status, None, body))
+        }
+    }
+
+    /// A request to make when the app deregisters the user, before the connection
+    /// ends (Polar's de-registration, which also revokes the token). Best effort.
+    fn deregister_user(&self, _external_user_id: Option<&str>) -> Option<ProviderCall> {
+        None
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -334,6 +373,20 @@ pub trait Impersonation: Send + Sync + 'static {
     /// ISO dates and RFC 3339 instants are moved whatever their key.
     fn epoch_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Answers a request that is not a data page (Polar's `POST /v3/users`), or `None`
+    /// when `method path` is not such a call. `registered` is the fixture server's
+    /// memory of this provider's registrations, so a repeat can be refused as the real
+    /// API refuses it. Returns the HTTP status and body.
+    fn serve_call(
+        &self,
+        _method: &str,
+        _path: &str,
+        _body: &[u8],
+        _registered: &mut std::collections::HashSet<String>,
+    ) -> Option<(u16, String)> {
+        None
     }
 }
 
@@ -431,6 +484,12 @@ pub fn registry() -> &'static [Provider] {
                 include_str!("../../providers/google_health.toml"),
                 Box::new(google_health::GoogleHealth),
                 Box::new(google_health::GoogleHealthFixtures),
+            ),
+            load(
+                "polar",
+                include_str!("../../providers/polar.toml"),
+                Box::new(polar::Polar),
+                Box::new(polar::PolarFixtures),
             ),
         ]
     })

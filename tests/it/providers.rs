@@ -17,6 +17,7 @@ crate::backend_tests!(
     the_link_page_lists_providers_and_comes_back_with_the_outcome,
     a_stopped_poller_hands_back_the_jobs_it_had_not_started,
     google_health_names_the_user_through_its_identity_request,
+    polar_registers_the_user_after_consent_and_deregisters_them,
 );
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
@@ -763,4 +764,87 @@ async fn google_health_names_the_user_through_its_identity_request(db: TestDb) {
         .filter(|r| r.starts_with("google_health /v4/users/me/identity"))
         .count();
     assert_eq!(identity_requests, 2, "one per code exchange");
+}
+
+/// Polar serves no data until the app registers the user (`POST /v3/users` with a
+/// `member-id`) after consent; 409 (already registered) still connects; deregistering
+/// calls `DELETE /v3/users/{x_user_id}`; a token that stops working (Polar issues no
+/// refresh token) errors the connection, and deregistering still succeeds.
+async fn polar_registers_the_user_after_consent_and_deregisters_them(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    app.endpoint("/hooks", json!({})).await;
+    let a = app.user("polar-a").await["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = app.user("polar-b").await["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let registrations = |member: &str| {
+        let line = format!(r#"polar POST /v3/users {{"member-id":"{member}"}}"#);
+        fx.requests().iter().filter(|r| **r == line).count()
+    };
+
+    let q = connect(&app, &a, "polar").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    assert_eq!(registrations(&a), 1, "{:?}", fx.requests());
+    let (_, conns) = app.api.get(&format!("/v1/user/{a}/providers")).await;
+    assert_eq!(conns["data"][0]["external_user_id"], "10579", "x_user_id");
+
+    let q = connect(&app, &b, "polar").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    assert_eq!(registrations(&b), 1);
+    // Reconnecting: the fixture Polar answers 409 (already registered), which is fine.
+    let q = connect(&app, &a, "polar").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    assert_eq!(registrations(&a), 2);
+
+    let deletes = || {
+        fx.requests()
+            .iter()
+            .filter(|r| r.starts_with("polar DELETE /v3/users/10579"))
+            .count()
+    };
+    let (s, _) = app.api.delete(&format!("/v1/user/{b}/polar")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(deletes(), 1, "{:?}", fx.requests());
+
+    // The token stops working: no refresh token, so the connection errors.
+    fx.expire_access_tokens();
+    app.store()
+        .poll_now(app.team_id, a.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            events(&app).iter().any(|e| {
+                e["event_type"] == "provider.connection.error" && e["user_id"] == a.as_str()
+            })
+        })
+        .await,
+        "{:?}",
+        events(&app)
+    );
+    let err = events(&app)
+        .into_iter()
+        .find(|e| e["event_type"] == "provider.connection.error")
+        .unwrap();
+    assert_eq!(err["data"]["error_type"], "token_refresh_failed");
+    // De-registration is best effort: Polar refuses the dead token, the connection ends.
+    let (s, _) = app.api.delete(&format!("/v1/user/{a}/polar")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        deletes(),
+        1,
+        "the dead token's DELETE is refused, not served"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            events(&app).iter().any(|e| {
+                e["event_type"] == "provider.connection.deleted" && e["user_id"] == a.as_str()
+            })
+        })
+        .await
+    );
 }

@@ -1,0 +1,1305 @@
+//! Polar AccessLink API v3 (<https://www.polar.com/accesslink-api>). Four
+//! non-transactional lists, none paged: `GET /v3/exercises` (a JSON array, exercises
+//! uploaded in the last 30 days), `GET /v3/users/sleep` (`{"nights": [...]}`) and
+//! `GET /v3/users/nightly-recharge` (`{"recharges": [...]}`), both the last 28 days
+//! whatever is asked, and `GET /v3/users/activities?from&to` (a JSON array, at most 28
+//! days, `from` at most 365 days back). No data flows until the app registers the user
+//! (`POST /v3/users` with a `member-id`) after consent; deregistering is
+//! `DELETE /v3/users/{user-id}`, which also revokes the token. Polar issues no refresh
+//! token. Exercise times are local with their UTC offset in minutes beside them and
+//! durations are ISO 8601 (`PT1H4M30.5S`); sleep stages are seconds; energy is kcal.
+//! Quirks, with sources, are in `fixtures/polar/README.md`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{
+    DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc,
+};
+use serde_json::{json, Value};
+
+use super::normalize::*;
+use super::{
+    Adapter, Impersonation, Page, PageRequest, ProviderCall, ProviderError, Record, ResourceSpec,
+    Window,
+};
+use crate::events::Resource;
+
+pub struct Polar;
+
+const ID: &str = "polar";
+/// Docs "List activities for given date range": "maximum range between from date and
+/// to date is 28 days" and "From date cannot be older than 365 days from today".
+const MAX_RANGE_DAYS: i64 = 28;
+const MAX_AGE_DAYS: i64 = 365;
+
+fn ymd(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+impl Adapter for Polar {
+    fn page_request(
+        &self,
+        resource: &ResourceSpec,
+        window: &Window,
+        _cursor: Option<&str>,
+    ) -> PageRequest {
+        let query = if resource.name == Resource::Activity {
+            // Whole days, both ends inclusive: the window [start, end) ends on the day
+            // before `end` when `end` is midnight, else on `end`'s day.
+            let last = window.end - ChronoDuration::milliseconds(1);
+            vec![
+                ("from".to_string(), ymd(window.start.date_naive())),
+                (
+                    "to".to_string(),
+                    ymd(last.date_naive().max(window.start.date_naive())),
+                ),
+            ]
+        } else {
+            // Exercises, sleep and Nightly Recharge take no dates: they list "the last
+            // 28 days" (30 for exercises) and the window only bounds what we store.
+            vec![]
+        };
+        PageRequest::get(resource.path.clone(), query)
+    }
+
+    fn parse_page(
+        &self,
+        resource: Resource,
+        body: &[u8],
+        _cursor: Option<&str>,
+    ) -> Result<Page, ProviderError> {
+        // Docs: 204 No Content (an empty body) when there is nothing to list.
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Page::default());
+        }
+        let v = parse_json(body)?;
+        let (items, prefix) = match resource {
+            Resource::Workouts | Resource::Activity => (top_level_array(&v)?, String::new()),
+            Resource::Sleep => (listed(&v, "nights")?, "nights".to_string()),
+            Resource::Recovery => (listed(&v, "recharges")?, "recharges".to_string()),
+            other => {
+                return Err(ProviderError::malformed(
+                    "resource",
+                    format!("Polar has no {other}"),
+                ))
+            }
+        };
+        let mut records = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let rec = match resource {
+                Resource::Workouts => exercise(item),
+                Resource::Sleep => sleep(item),
+                Resource::Recovery => recharge(item),
+                _ => activity(item),
+            }
+            .map_err(|e| match e {
+                ProviderError::Malformed { field, message } => {
+                    ProviderError::malformed(format!("{prefix}[{i}].{field}"), message)
+                }
+                e => e,
+            })?;
+            records.push(rec);
+        }
+        // No list is paged.
+        Ok(Page {
+            records,
+            next: None,
+        })
+    }
+
+    fn classify_error(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> ProviderError {
+        // 401 has no refresh to try (Polar issues no refresh token), so the runtime
+        // errors the connection and the user reconnects. 403 is "User has not accepted
+        // all mandatory consents" (every data operation): only the user can fix it at
+        // account.polar.com, as with a scope they did not grant. 429 comes with
+        // RateLimit-Reset (seconds), which the runtime does not read; it waits 60 s.
+        ProviderError::from_status(status, retry_after, body)
+    }
+
+    /// Docs "Token endpoint": `expires_in` 31535999 ("about one year"), yet "Access
+    /// tokens will not expire unless explicitly revoked by partners or users". With no
+    /// refresh token a known expiry could only end the connection early, so it is
+    /// dropped: the token is used until Polar answers 401.
+    fn token_reply(&self, _status: u16, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(mut m)) if m.contains_key("access_token") => {
+                m.remove("expires_in");
+                Ok(Value::Object(m).to_string().into_bytes())
+            }
+            // Errors (`{"error": "invalid_grant"}`) and anything else pass as they are.
+            _ => Ok(body.to_vec()),
+        }
+    }
+
+    /// Docs "Token endpoint": `x_user_id (long) = Polar Ecosystem user identifier`, the
+    /// `user-id` of `/v3/users/{user-id}`.
+    fn external_user_id(&self, token_reply: &Value) -> Option<String> {
+        match token_reply.get("x_user_id")? {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Docs "Register user": "Once partner has been authorized by user, partner must
+    /// register the user before being able to access its data", `POST /v3/users` with
+    /// `{"member-id": "<partner's custom identifier for user>"}`.
+    fn register_user(
+        &self,
+        member_id: &str,
+        _external_user_id: Option<&str>,
+    ) -> Option<ProviderCall> {
+        Some(ProviderCall {
+            method: "POST",
+            path: "/v3/users".into(),
+            json: Some(json!({ "member-id": member_id })),
+        })
+    }
+
+    /// 200 is the registered user; 409 is "User already registered to partner or
+    /// duplicated member-id", which the official example client ignores (a user who
+    /// reconnects is still registered). 403 means mandatory consents are missing.
+    fn registration_reply(&self, status: u16, body: &[u8]) -> Result<(), ProviderError> {
+        match status {
+            200..=299 | 409 => Ok(()),
+            _ => Err(self.classify_error(status, None, body)),
+        }
+    }
+
+    /// Docs "Delete user": `DELETE /v3/users/{user-id}`, 204; "This will revoke the
+    /// access token authorized by user".
+    fn deregister_user(&self, external_user_id: Option<&str>) -> Option<ProviderCall> {
+        external_user_id.map(|id| ProviderCall {
+            method: "DELETE",
+            path: format!("/v3/users/{id}"),
+            json: None,
+        })
+    }
+}
+
+fn top_level_array(v: &Value) -> Result<&[Value], ProviderError> {
+    match v {
+        Value::Array(a) => Ok(a.as_slice()),
+        other => Err(ProviderError::malformed(
+            "$",
+            format!("expected an array, got {other}"),
+        )),
+    }
+}
+
+/// `nights` / `recharges`: the schemas mark them optional, so absent is an empty list.
+fn listed<'a>(v: &'a Value, key: &str) -> Result<&'a [Value], ProviderError> {
+    if !v.is_object() {
+        return Err(ProviderError::malformed("$", "expected an object"));
+    }
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(_) => req_array(v, key).map(Vec::as_slice),
+    }
+}
+
+/// An ISO 8601 duration as Polar writes them (`PT2H44M45S`, `PT210.026S`, `P1DT2H`) in
+/// whole seconds, rounded. Years, months and weeks never appear in Polar's durations
+/// and have no fixed length, so they are refused.
+pub fn iso_duration_secs(raw: &str, field: &str) -> Result<i64, ProviderError> {
+    let bad = |why: &str| ProviderError::malformed(field, format!("`{raw}` {why}"));
+    let rest = raw
+        .strip_prefix('P')
+        .ok_or_else(|| bad("is not an ISO 8601 duration"))?;
+    let (date_part, time_part) = match rest.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut total = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Result<(), ProviderError> {
+        let mut num = String::new();
+        let mut allowed = units.iter();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+                continue;
+            }
+            // Units in their fixed order, each at most once.
+            let scale = allowed
+                .by_ref()
+                .find(|(u, _)| *u == c)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| bad("has a unit out of place"))?;
+            let n: f64 = num.parse().map_err(|_| bad("has a bad number"))?;
+            total += n * scale;
+            any = true;
+            num.clear();
+        }
+        if num.is_empty() {
+            Ok(())
+        } else {
+            Err(bad("ends without a unit"))
+        }
+    };
+    take(date_part, &[('D', 86_400.0)])?;
+    if let Some(t) = time_part {
+        if t.is_empty() {
+            return Err(bad("has an empty time part"));
+        }
+        take(t, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    // Ten years bounds any real session and keeps the conversion exact.
+    if !any || !total.is_finite() || total > 315_360_000.0 {
+        return Err(bad("is not a duration Wearbridge can use"));
+    }
+    Ok(total.round() as i64)
+}
+
+/// A required `YYYY-MM-DD`.
+fn req_date(v: &Value, field: &str) -> Result<NaiveDate, ProviderError> {
+    let raw = req_str(v, field)?;
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|e| ProviderError::malformed(field, format!("`{raw}` is not a date: {e}")))
+}
+
+/// A required RFC 3339 instant → (UTC, offset seconds east of UTC).
+fn req_instant(v: &Value, field: &str) -> Result<(DateTime<Utc>, i32), ProviderError> {
+    let raw = req_str(v, field)?;
+    let t = DateTime::parse_from_rfc3339(raw).map_err(|e| {
+        ProviderError::malformed(field, format!("`{raw}` is not an ISO 8601 date-time: {e}"))
+    })?;
+    Ok((t.with_timezone(&Utc), t.offset().local_minus_utc()))
+}
+
+fn date(d: NaiveDate) -> Value {
+    json!(ymd(d))
+}
+
+/// exerciseHashId → workout. `start_time` is local ("Start time of the training
+/// session in local time", no offset) and `start_time_utc_offset` is "The offset from
+/// UTC (in minutes) when the training session was started".
+fn exercise(v: &Value) -> Result<Record, ProviderError> {
+    let id = req_id(v, "id")?;
+    let raw = req_str(v, "start_time")?;
+    let local = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").map_err(|e| {
+        ProviderError::malformed(
+            "start_time",
+            format!("`{raw}` is not a local date-time: {e}"),
+        )
+    })?;
+    let minutes = opt_i64(v, "start_time_utc_offset")?
+        .ok_or_else(|| ProviderError::malformed("start_time_utc_offset", "missing"))?;
+    let offset = minutes
+        .checked_mul(60)
+        .and_then(|s| i32::try_from(s).ok())
+        .and_then(FixedOffset::east_opt)
+        .ok_or_else(|| {
+            ProviderError::malformed(
+                "start_time_utc_offset",
+                format!("{minutes} minutes is not a UTC offset"),
+            )
+        })?;
+    let start = offset
+        .from_local_datetime(&local)
+        .single()
+        .ok_or_else(|| ProviderError::malformed("start_time", "not a single instant"))?
+        .with_timezone(&Utc);
+    let secs = iso_duration_secs(req_str(v, "duration")?, "duration")?;
+    let end = start
+        .checked_add_signed(ChronoDuration::seconds(secs))
+        .ok_or_else(|| ProviderError::malformed("duration", "ends out of range"))?;
+    // `detailed_sport_info` is the Flow sport (`TRAIL_RUNNING`, `WATERSPORTS_WATERSKI`;
+    // the docs' appendix lists them), `sport` the coarse one (`RUNNING`, `OTHER`).
+    // Unknown values pass through as slugs.
+    let sport = opt_str(v, "detailed_sport_info")?
+        .or(opt_str(v, "sport")?)
+        .unwrap_or("unknown");
+    let slug = slug(sport);
+    let distance = opt_f64(v, "distance")?;
+    Ok(Record {
+        resource: Resource::Workouts,
+        provider_id: id,
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            // Polar exercises carry no user-given name.
+            ("title", json!(display_name(&slug))),
+            ("sport", json!({"name": display_name(&slug), "slug": slug})),
+            ("time_start", json!(format_utc(start))),
+            ("time_end", json!(format_utc(end))),
+            ("timezone_offset", json!(offset.local_minus_utc())),
+            // The summary reports no pauses: the recorded duration is the moving time.
+            ("moving_time", json!(secs)),
+            // Metres ("Distance in meters travelled during training"); absent indoors.
+            ("distance", num(distance.map(round1))),
+            // "Expended calories during training in kilocalories".
+            ("calories", number(v, "calories")?),
+            ("average_hr", number(v, "heart_rate.average")?),
+            ("max_hr", number(v, "heart_rate.maximum")?),
+            // Not in the summary (only in samples, which we do not request).
+            ("total_elevation_gain", Value::Null),
+            (
+                "average_speed",
+                num(distance
+                    .filter(|_| secs > 0)
+                    .map(|d| (d / secs as f64 * 100.0).round() / 100.0)),
+            ),
+            ("max_speed", Value::Null),
+        ]),
+    })
+}
+
+/// The 5-minute heart-rate samples (`{"00:41": 76, ...}`, bpm) → (mean, lowest).
+fn hr_stats(v: &Value) -> Result<(Option<f64>, Option<i64>), ProviderError> {
+    let Some(samples) = at(v, "heart_rate_samples") else {
+        return Ok((None, None));
+    };
+    let Value::Object(m) = samples else {
+        return Err(ProviderError::malformed(
+            "heart_rate_samples",
+            "expected an object of time → bpm",
+        ));
+    };
+    let mut sum = 0f64;
+    let mut lowest: Option<i64> = None;
+    for (k, x) in m {
+        let bpm = x.as_f64().ok_or_else(|| {
+            ProviderError::malformed(format!("heart_rate_samples.{k}"), "expected a number")
+        })?;
+        sum += bpm;
+        let r = bpm.round() as i64;
+        lowest = Some(lowest.map_or(r, |l| l.min(r)));
+    }
+    let mean = (!m.is_empty()).then(|| round1(sum / m.len() as f64));
+    Ok((mean, lowest))
+}
+
+/// sleep. One per night, keyed by its result `date` (the schema has no id). Stage
+/// times are seconds between falling asleep (`sleep_start_time`) and waking.
+fn sleep(v: &Value) -> Result<Record, ProviderError> {
+    let day = req_date(v, "date")?;
+    let (start, offset) = req_instant(v, "sleep_start_time")?;
+    let (end, _) = req_instant(v, "sleep_end_time")?;
+    let span = (end - start).num_seconds();
+    if span < 0 {
+        return Err(ProviderError::malformed(
+            "sleep_end_time",
+            "is before sleep_start_time",
+        ));
+    }
+    let stage = |k: &str| opt_i64(v, k);
+    let (light, deep, rem, unknown) = (
+        stage("light_sleep")?,
+        stage("deep_sleep")?,
+        stage("rem_sleep")?,
+        stage("unrecognized_sleep_stage")?,
+    );
+    // Time asleep: every stage, the unrecognised one included (it is sleep whose
+    // stage could not be told, e.g. a loose strap).
+    let total = match (light, deep, rem, unknown) {
+        (Some(l), Some(d), Some(r), Some(u)) => l
+            .checked_add(d)
+            .and_then(|x| x.checked_add(r))
+            .and_then(|x| x.checked_add(u)),
+        _ => None,
+    };
+    let (hr_average, hr_lowest) = hr_stats(v)?;
+    Ok(Record {
+        resource: Resource::Sleep,
+        provider_id: ymd(day),
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            ("calendar_date", date(day)),
+            ("bedtime_start", json!(format_utc(start))),
+            ("bedtime_stop", json!(format_utc(end))),
+            ("timezone_offset", json!(offset)),
+            ("duration", json!(span)),
+            ("total", int(total)),
+            // "The total time in seconds you spent awake between when you fell asleep
+            // and when you woke up".
+            ("awake", int(stage("total_interruption_duration")?)),
+            ("light", int(light)),
+            ("rem", int(rem)),
+            ("deep", int(deep)),
+            // Polar reports continuity, not time asleep over time in bed.
+            ("efficiency", Value::Null),
+            ("hr_average", num(hr_average)),
+            ("hr_lowest", int(hr_lowest)),
+            // HRV and breathing are the Nightly Recharge's.
+            ("average_hrv", Value::Null),
+            ("respiratory_rate", Value::Null),
+            // 1–100.
+            ("score", number(v, "sleep_score")?),
+            ("state", json!("confirmed")),
+        ]),
+    })
+}
+
+/// nightly-recharge → recovery, keyed by its result `date`. Its averages cover "a
+/// 4-hour period starting at 30 minutes after falling asleep".
+fn recharge(v: &Value) -> Result<Record, ProviderError> {
+    let day = req_date(v, "date")?;
+    Ok(Record {
+        resource: Resource::Recovery,
+        provider_id: ymd(day),
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            ("calendar_date", date(day)),
+            // Polar's status is a 1–6 scale, not a 0–100 score: kept as its own field.
+            ("recovery_score", Value::Null),
+            ("resting_hr", number(v, "heart_rate_avg")?),
+            // RMSSD, ms.
+            ("average_hrv", number(v, "heart_rate_variability_avg")?),
+            ("respiratory_rate", number(v, "breathing_rate_avg")?),
+            ("spo2", Value::Null),
+            ("skin_temperature", Value::Null),
+            // very poor (1) … very good (6).
+            (
+                "nightly_recharge_status",
+                number(v, "nightly_recharge_status")?,
+            ),
+            // -10.0 … +10.0 around the user's usual level.
+            ("ans_charge", number(v, "ans_charge")?),
+            ("state", json!("confirmed")),
+        ]),
+    })
+}
+
+/// activity-summary → activity day, keyed by its date. The schema has no date field:
+/// the day is `start_time`'s date part. The schema calls `start_time` "UTC" but its
+/// examples run to `23:59:59` with no offset, i.e. the device's day (the deprecated
+/// transactional API said so: "Begin and end of day are determined by the time set on
+/// the device used. No timezone information is available").
+fn activity(v: &Value) -> Result<Record, ProviderError> {
+    let raw = req_str(v, "start_time")?;
+    let day = raw
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or_else(|| {
+            ProviderError::malformed("start_time", format!("`{raw}` does not start with a date"))
+        })?;
+    Ok(Record {
+        resource: Resource::Activity,
+        provider_id: ymd(day),
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            ("calendar_date", date(day)),
+            // No timezone information is available.
+            ("timezone_offset", Value::Null),
+            ("steps", number(v, "steps")?),
+            // "Total calories burned during the day" (BMR included), kcal.
+            ("calories_total", number(v, "calories")?),
+            // "Active calories burned during the day, excluding BMR".
+            ("calories_active", number(v, "active_calories")?),
+            // "Distance covered based on steps taken, in meters".
+            ("daily_movement", number(v, "distance_from_steps")?),
+        ]),
+    })
+}
+
+/// The fixture server's Polar: the lists' documented reach (exercises uploaded in the
+/// last 30 days, sleep and Nightly Recharge of the last 28), daily activity's `from`/`to`
+/// rules, and user registration (`POST /v3/users`, 409 on a repeated `member-id`) and
+/// de-registration.
+pub struct PolarFixtures;
+
+/// The Polar user every fixture token belongs to (`oauth/token.json`'s `x_user_id`).
+const FIXTURE_USER: &str = "10579";
+
+fn params_date(params: &HashMap<String, String>, k: &str) -> Result<Option<NaiveDate>, String> {
+    params
+        .get(k)
+        .map(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| format!("{k} `{s}` is not a date in format YYYY-MM-DD"))
+        })
+        .transpose()
+}
+
+impl Impersonation for PolarFixtures {
+    fn fixture(&self, path: &str) -> Option<&'static str> {
+        Some(match path {
+            "oauth/token.json" => include_str!("../../fixtures/polar/oauth/token.json"),
+            "oauth/invalid_grant.json" => {
+                include_str!("../../fixtures/polar/oauth/invalid_grant.json")
+            }
+            "users/registered.json" => include_str!("../../fixtures/polar/users/registered.json"),
+            "errors/400.json" => include_str!("../../fixtures/polar/errors/400.json"),
+            "errors/401.json" => include_str!("../../fixtures/polar/errors/401.json"),
+            "errors/403.json" => include_str!("../../fixtures/polar/errors/403.json"),
+            "errors/404.json" => include_str!("../../fixtures/polar/errors/404.json"),
+            "errors/409.json" => include_str!("../../fixtures/polar/errors/409.json"),
+            "errors/429.json" => include_str!("../../fixtures/polar/errors/429.json"),
+            "errors/500.json" => include_str!("../../fixtures/polar/errors/500.json"),
+            "data/workouts.json" => include_str!("../../fixtures/polar/data/workouts.json"),
+            "data/workouts.changed.json" => {
+                include_str!("../../fixtures/polar/data/workouts.changed.json")
+            }
+            "data/sleep.json" => include_str!("../../fixtures/polar/data/sleep.json"),
+            "data/sleep.changed.json" => {
+                include_str!("../../fixtures/polar/data/sleep.changed.json")
+            }
+            "data/recovery.json" => include_str!("../../fixtures/polar/data/recovery.json"),
+            "data/recovery.changed.json" => {
+                include_str!("../../fixtures/polar/data/recovery.changed.json")
+            }
+            "data/activity.json" => include_str!("../../fixtures/polar/data/activity.json"),
+            "data/activity.changed.json" => {
+                include_str!("../../fixtures/polar/data/activity.changed.json")
+            }
+            _ => return None,
+        })
+    }
+
+    fn serve(
+        &self,
+        resource: &ResourceSpec,
+        params: &HashMap<String, String>,
+        items: &[Value],
+    ) -> Result<Value, String> {
+        let today = Utc::now().date_naive();
+        let since = |days: i64| today - ChronoDuration::days(days);
+        let dated = |i: &&Value, key: &str| {
+            i[key]
+                .as_str()
+                .and_then(|s| s.get(..10))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        };
+        match resource.name {
+            // "Only Exercises uploaded to Flow in the last 30 days are returned."
+            Resource::Workouts => {
+                let from = Utc::now() - ChronoDuration::days(30);
+                let list: Vec<&Value> = items
+                    .iter()
+                    .filter(|i| {
+                        i["upload_time"]
+                            .as_str()
+                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                            .is_some_and(|t| t >= from)
+                    })
+                    .collect();
+                Ok(json!(list))
+            }
+            // "List sleep data of user for the last 28 days."
+            Resource::Sleep | Resource::Recovery => {
+                let list: Vec<&Value> = items
+                    .iter()
+                    .filter(|i| dated(i, "date").is_some_and(|d| d > since(28)))
+                    .collect();
+                let key = if resource.name == Resource::Sleep {
+                    "nights"
+                } else {
+                    "recharges"
+                };
+                Ok(json!({ key: list }))
+            }
+            Resource::Activity => {
+                let from = params_date(params, "from")?.ok_or("from is required")?;
+                // "If not given, defaults to today."
+                let to = params_date(params, "to")?.unwrap_or(today);
+                if from < since(MAX_AGE_DAYS) {
+                    return Err("Invalid or too old date. Cannot be older than 365 days.".into());
+                }
+                if to < from || (to - from).num_days() > MAX_RANGE_DAYS {
+                    return Err(format!(
+                        "from {from} to {to}: the range must be 0 to {MAX_RANGE_DAYS} days"
+                    ));
+                }
+                let list: Vec<&Value> = items
+                    .iter()
+                    .filter(|i| dated(i, "start_time").is_some_and(|d| d >= from && d <= to))
+                    .collect();
+                Ok(json!(list))
+            }
+            other => Err(format!("Polar has no {other}")),
+        }
+    }
+
+    /// Polar's token endpoint follows RFC 6749: 400 `{"error": "invalid_grant"}`.
+    fn invalid_grant_status(&self) -> u16 {
+        400
+    }
+
+    fn serve_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        registered: &mut HashSet<String>,
+    ) -> Option<(u16, String)> {
+        let error = |status: u16| {
+            let body = self
+                .fixture(&format!("errors/{status}.json"))
+                .unwrap_or("{}")
+                .to_string();
+            (status, body)
+        };
+        match (method, path) {
+            ("POST", "/v3/users") => {
+                let member = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("member-id")?.as_str().map(str::to_string));
+                let Some(member) = member.filter(|m| !m.is_empty()) else {
+                    return Some(error(400));
+                };
+                if !registered.insert(member.clone()) {
+                    return Some(error(409));
+                }
+                let mut user: Value =
+                    serde_json::from_str(self.fixture("users/registered.json")?).ok()?;
+                user["member-id"] = json!(member);
+                Some((200, user.to_string()))
+            }
+            ("DELETE", p) => {
+                let id = p.strip_prefix("/v3/users/")?;
+                if id != FIXTURE_USER {
+                    return Some(error(404));
+                }
+                // Every fixture token is the same Polar user: de-registering them ends
+                // every registration.
+                registered.clear();
+                Some((204, String::new()))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn page(resource: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/polar/pages/{resource}/page_1.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn spec(name: Resource) -> ResourceSpec {
+        crate::providers::find("polar")
+            .unwrap()
+            .resource(name)
+            .unwrap()
+            .clone()
+    }
+
+    fn data(file: &str) -> Vec<Value> {
+        serde_json::from_str(PolarFixtures.fixture(&format!("data/{file}")).unwrap()).unwrap()
+    }
+
+    fn one(resource: Resource, item: Value) -> Result<Record, ProviderError> {
+        let body = match resource {
+            Resource::Sleep => json!({ "nights": [item] }),
+            Resource::Recovery => json!({ "recharges": [item] }),
+            _ => json!([item]),
+        };
+        Polar
+            .parse_page(resource, body.to_string().as_bytes(), None)
+            .map(|p| p.records.into_iter().next().unwrap())
+    }
+
+    fn field_of(e: Result<Record, ProviderError>) -> String {
+        match e {
+            Err(ProviderError::Malformed { field, .. }) => field,
+            other => panic!("expected a malformed error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn iso_durations_become_whole_seconds() {
+        assert_eq!(iso_duration_secs("PT2H44M45S", "d").unwrap(), 9_885);
+        assert_eq!(iso_duration_secs("PT2H44M", "d").unwrap(), 9_840);
+        assert_eq!(iso_duration_secs("PT210.026S", "d").unwrap(), 210);
+        assert_eq!(iso_duration_secs("PT1H4M30.5S", "d").unwrap(), 3_871);
+        assert_eq!(iso_duration_secs("P1DT2H", "d").unwrap(), 93_600);
+        assert_eq!(iso_duration_secs("PT0S", "d").unwrap(), 0);
+        for bad in [
+            "",
+            "2H",
+            "PT",
+            "P",
+            "PT5",
+            "PT5X",
+            "PT1S2H",
+            "PT1H1H",
+            "P1M",
+            "PT1..5S",
+            "P99999999DT1H",
+        ] {
+            let e = iso_duration_secs(bad, "duration").unwrap_err();
+            assert!(
+                matches!(e, ProviderError::Malformed { ref field, .. } if field == "duration"),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_exercise_becomes_a_workout_in_utc_with_its_offset() {
+        let r = one(
+            Resource::Workouts,
+            json!({"id": "2AC312F", "start_time": "2026-11-19T06:50:33", "start_time_utc_offset": 120,
+                   "duration": "PT41M2S", "calories": 468, "distance": 7655.2,
+                   "heart_rate": {"average": 146, "maximum": 170}, "sport": "RUNNING",
+                   "detailed_sport_info": "TRAIL_RUNNING"}),
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(r["provider_id"], "2AC312F");
+        assert_eq!(r["time_start"], "2026-11-19T04:50:33+00:00");
+        assert_eq!(r["time_end"], "2026-11-19T05:31:35+00:00");
+        assert_eq!(r["timezone_offset"], 7_200);
+        assert_eq!(r["moving_time"], 2_462);
+        assert_eq!(r["average_speed"], 3.11);
+        assert_eq!(
+            r["sport"],
+            json!({"name": "Trail running", "slug": "trail_running"})
+        );
+        assert_eq!(
+            (
+                r["calories"].clone(),
+                r["average_hr"].clone(),
+                r["max_hr"].clone()
+            ),
+            (json!(468), json!(146), json!(170))
+        );
+        // West of UTC, and no distance indoors: absent stays null, never zero.
+        let r = one(
+            Resource::Workouts,
+            json!({"id": "x", "start_time": "2026-11-19T18:00:00.000", "start_time_utc_offset": -300,
+                   "duration": "PT30M", "sport": "OTHER"}),
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(r["time_start"], "2026-11-19T23:00:00+00:00");
+        assert_eq!(r["timezone_offset"], -18_000);
+        assert_eq!(r["sport"]["slug"], "other");
+        for k in ["distance", "average_speed", "calories", "average_hr"] {
+            assert!(r[k].is_null(), "{k}");
+        }
+    }
+
+    #[test]
+    fn sleep_stages_are_seconds_and_heart_rate_comes_from_the_samples() {
+        let r = one(
+            Resource::Sleep,
+            json!({"date": "2020-01-01", "sleep_start_time": "2020-01-01T00:39:07+03:00",
+                   "sleep_end_time": "2020-01-01T09:19:37+03:00", "light_sleep": 1000, "deep_sleep": 1000,
+                   "rem_sleep": 1000, "unrecognized_sleep_stage": 1000, "sleep_score": 80,
+                   "total_interruption_duration": 1000, "heart_rate_samples": {"00:41": 76, "00:46": 77, "00:51": 76}}),
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(r["provider_id"], "2020-01-01");
+        assert_eq!(r["bedtime_start"], "2019-12-31T21:39:07+00:00");
+        assert_eq!(r["timezone_offset"], 10_800);
+        assert_eq!(r["duration"], 31_230);
+        assert_eq!(
+            (r["total"].clone(), r["awake"].clone()),
+            (json!(4_000), json!(1_000))
+        );
+        assert_eq!(
+            (r["hr_average"].clone(), r["hr_lowest"].clone()),
+            (json!(76.3), json!(76))
+        );
+        assert_eq!(r["score"], 80);
+        // Stages not reported: no total, no zeros.
+        let r = one(
+            Resource::Sleep,
+            json!({"date": "2020-01-02", "sleep_start_time": "2020-01-01T23:00:00+02:00",
+                   "sleep_end_time": "2020-01-02T07:00:00+02:00", "light_sleep": 1000}),
+        )
+        .unwrap()
+        .to_json();
+        assert!(r["total"].is_null() && r["deep"].is_null() && r["hr_average"].is_null());
+        assert_eq!(r["light"], 1000);
+    }
+
+    #[test]
+    fn recharge_and_activity_keep_their_units_and_keys() {
+        let r = one(
+            Resource::Recovery,
+            json!({"date": "2020-01-01", "heart_rate_avg": 70, "beat_to_beat_avg": 816,
+                   "heart_rate_variability_avg": 28, "breathing_rate_avg": 14.1, "nightly_recharge_status": 3,
+                   "ans_charge": 0, "ans_charge_status": 3}),
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(r["provider_id"], "2020-01-01");
+        assert_eq!(
+            (
+                r["resting_hr"].clone(),
+                r["average_hrv"].clone(),
+                r["respiratory_rate"].clone()
+            ),
+            (json!(70), json!(28), json!(14.1))
+        );
+        assert_eq!(
+            (
+                r["nightly_recharge_status"].clone(),
+                r["ans_charge"].clone()
+            ),
+            (json!(3), json!(0))
+        );
+        assert!(
+            r["recovery_score"].is_null(),
+            "a 1–6 status is not a 0–100 score"
+        );
+        let r = one(
+            Resource::Activity,
+            json!({"start_time": "2025-08-13T08:15:30", "end_time": "2025-08-13T23:59:59", "calories": 2500,
+                   "active_calories": 1500, "steps": 8823, "distance_from_steps": 4590.53}),
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(
+            (r["provider_id"].clone(), r["calendar_date"].clone()),
+            (json!("2025-08-13"), json!("2025-08-13"))
+        );
+        assert_eq!(
+            (
+                r["steps"].clone(),
+                r["calories_total"].clone(),
+                r["calories_active"].clone(),
+                r["daily_movement"].clone()
+            ),
+            (json!(8823), json!(2500), json!(1500), json!(4590.53))
+        );
+        assert!(r["timezone_offset"].is_null());
+    }
+
+    #[test]
+    fn a_malformed_field_names_its_path() {
+        let mut nights = serde_json::from_slice::<Value>(&page("sleep")).unwrap();
+        nights["nights"][2]["deep_sleep"] = json!("lots");
+        match Polar.parse_page(Resource::Sleep, nights.to_string().as_bytes(), None) {
+            Err(ProviderError::Malformed { field, .. }) => {
+                assert_eq!(field, "nights[2].deep_sleep")
+            }
+            other => panic!("expected a malformed error, got {other:?}"),
+        }
+        let ex = |patch: Value| {
+            let mut v = json!({"id": "x", "start_time": "2026-11-19T18:00:00", "start_time_utc_offset": 60, "duration": "PT30M"});
+            for (k, x) in patch.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            one(Resource::Workouts, v)
+        };
+        assert_eq!(
+            field_of(ex(json!({"start_time": "yesterday"}))),
+            "[0].start_time"
+        );
+        assert_eq!(
+            field_of(ex(json!({"start_time_utc_offset": 100_000}))),
+            "[0].start_time_utc_offset"
+        );
+        assert_eq!(
+            field_of(ex(json!({"start_time_utc_offset": i64::MAX}))),
+            "[0].start_time_utc_offset"
+        );
+        assert_eq!(
+            field_of(ex(json!({"start_time_utc_offset": null}))),
+            "[0].start_time_utc_offset"
+        );
+        assert_eq!(
+            field_of(ex(json!({"duration": "45 minutes"}))),
+            "[0].duration"
+        );
+        assert_eq!(field_of(ex(json!({"id": null}))), "[0].id");
+        assert_eq!(
+            field_of(ex(json!({"heart_rate": {"average": "high"}}))),
+            "[0].heart_rate.average"
+        );
+        assert_eq!(
+            field_of(one(
+                Resource::Sleep,
+                json!({"date": "2020-01-01", "sleep_start_time": "2020-01-01T09:00:00Z",
+            "sleep_end_time": "2020-01-01T01:00:00Z"})
+            )),
+            "nights[0].sleep_end_time"
+        );
+        assert_eq!(
+            field_of(one(
+                Resource::Sleep,
+                json!({"date": "2020-01-01", "sleep_start_time": "2020-01-01T01:00:00Z",
+            "sleep_end_time": "2020-01-01T09:00:00Z", "heart_rate_samples": {"00:41": "76"}})
+            )),
+            "nights[0].heart_rate_samples.00:41"
+        );
+        assert_eq!(
+            field_of(one(Resource::Recovery, json!({"date": "1/1/2020"}))),
+            "recharges[0].date"
+        );
+        assert_eq!(
+            field_of(one(Resource::Activity, json!({"start_time": "13.08.2025"}))),
+            "[0].start_time"
+        );
+        assert!(
+            matches!(Polar.parse_page(Resource::Workouts, b"{\"exercises\": []}", None), Err(ProviderError::Malformed { ref field, .. }) if field == "$")
+        );
+        assert!(
+            matches!(Polar.parse_page(Resource::Sleep, b"{\"nights\": 3}", None), Err(ProviderError::Malformed { ref field, .. }) if field == "nights")
+        );
+        assert!(matches!(
+            Polar.parse_page(Resource::Sleep, b"<html>", None),
+            Err(ProviderError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Polar.parse_page(Resource::Body, b"[]", None),
+            Err(ProviderError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_reply_or_list_is_an_empty_last_page() {
+        for (r, body) in [
+            (Resource::Activity, &b""[..]),
+            (Resource::Workouts, b"[]"),
+            (Resource::Sleep, b"{}"),
+            (Resource::Recovery, b"{\"recharges\": []}"),
+        ] {
+            assert_eq!(
+                Polar.parse_page(r, body, None).unwrap(),
+                Page::default(),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_daily_activity_asks_for_dates_and_its_range_stays_inside_28_days() {
+        let w = Window {
+            start: at("2026-11-04T06:57:00Z"),
+            end: at("2026-12-02T06:57:00Z"),
+        };
+        let req = Polar.page_request(&spec(Resource::Activity), &w, None);
+        assert_eq!(
+            (req.method, req.path.as_str()),
+            ("GET", "/v3/users/activities")
+        );
+        assert_eq!(
+            req.query,
+            vec![
+                ("from".to_string(), "2026-11-04".to_string()),
+                ("to".to_string(), "2026-12-02".to_string())
+            ]
+        );
+        // A window ending at midnight does not ask for the next day.
+        let midnight = Window {
+            start: at("2026-11-01T00:00:00Z"),
+            end: at("2026-11-29T00:00:00Z"),
+        };
+        let q = Polar
+            .page_request(&spec(Resource::Activity), &midnight, None)
+            .query;
+        assert_eq!(q[1].1, "2026-11-28");
+        for r in [Resource::Workouts, Resource::Sleep, Resource::Recovery] {
+            let req = Polar.page_request(&spec(r), &w, None);
+            assert!(req.query.is_empty(), "{r}");
+            assert_eq!(req.path, spec(r).path);
+        }
+    }
+
+    #[test]
+    fn the_token_reply_names_the_user_and_loses_its_expiry() {
+        let text = PolarFixtures.fixture("oauth/token.json").unwrap();
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert!(
+            v.get("refresh_token").is_none(),
+            "Polar issues no refresh token"
+        );
+        assert_eq!(Polar.external_user_id(&v).as_deref(), Some("10579"));
+        let out: Value =
+            serde_json::from_slice(&Polar.token_reply(200, text.as_bytes()).unwrap()).unwrap();
+        assert!(out.get("expires_in").is_none());
+        assert_eq!(
+            (out["access_token"].clone(), out["x_user_id"].clone()),
+            (v["access_token"].clone(), json!(10579))
+        );
+        let refused = PolarFixtures
+            .fixture("oauth/invalid_grant.json")
+            .unwrap()
+            .as_bytes();
+        assert_eq!(Polar.token_reply(400, refused).unwrap(), refused);
+    }
+
+    #[test]
+    fn registration_is_a_json_post_and_409_means_already_registered() {
+        let call = Polar.register_user("member-7", Some("10579")).unwrap();
+        assert_eq!((call.method, call.path.as_str()), ("POST", "/v3/users"));
+        assert_eq!(call.json, Some(json!({"member-id": "member-7"})));
+        assert!(Polar.registration_reply(200, b"{}").is_ok());
+        assert!(Polar.registration_reply(409, b"").is_ok());
+        assert!(matches!(
+            Polar.registration_reply(403, b""),
+            Err(ProviderError::ScopeNotGranted(_))
+        ));
+        assert!(matches!(
+            Polar.registration_reply(401, b""),
+            Err(ProviderError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            Polar.registration_reply(503, b""),
+            Err(ProviderError::Transient(_))
+        ));
+        let del = Polar.deregister_user(Some("10579")).unwrap();
+        assert_eq!(
+            (del.method, del.path.as_str(), del.json),
+            ("DELETE", "/v3/users/10579", None)
+        );
+        assert_eq!(Polar.deregister_user(None), None);
+    }
+
+    #[test]
+    fn the_fixture_server_registers_once_and_deregisters() {
+        let mut known = HashSet::new();
+        let body = br#"{"member-id": "u-1"}"#;
+        let (s, reply) = PolarFixtures
+            .serve_call("POST", "/v3/users", body, &mut known)
+            .unwrap();
+        assert_eq!(s, 200);
+        let user: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            (user["member-id"].clone(), user["polar-user-id"].clone()),
+            (json!("u-1"), json!(10579))
+        );
+        assert_eq!(
+            PolarFixtures
+                .serve_call("POST", "/v3/users", body, &mut known)
+                .unwrap()
+                .0,
+            409
+        );
+        assert_eq!(
+            PolarFixtures
+                .serve_call("POST", "/v3/users", b"{}", &mut known)
+                .unwrap()
+                .0,
+            400
+        );
+        assert_eq!(
+            PolarFixtures
+                .serve_call("DELETE", "/v3/users/1", b"", &mut known)
+                .unwrap()
+                .0,
+            404
+        );
+        assert_eq!(
+            PolarFixtures
+                .serve_call("DELETE", "/v3/users/10579", b"", &mut known)
+                .unwrap(),
+            (204, String::new())
+        );
+        assert!(known.is_empty());
+        assert_eq!(
+            PolarFixtures
+                .serve_call("POST", "/v3/users", body, &mut known)
+                .unwrap()
+                .0,
+            200
+        );
+        assert_eq!(
+            PolarFixtures.serve_call("GET", "/v3/exercises", b"", &mut known),
+            None
+        );
+    }
+
+    #[test]
+    fn errors_read_by_status() {
+        let body = |s: u16| {
+            PolarFixtures
+                .fixture(&format!("errors/{s}.json"))
+                .unwrap()
+                .as_bytes()
+        };
+        assert!(matches!(
+            Polar.classify_error(401, None, body(401)),
+            ProviderError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            Polar.classify_error(403, None, body(403)),
+            ProviderError::ScopeNotGranted(_)
+        ));
+        assert!(
+            matches!(Polar.classify_error(429, Some(Duration::from_secs(9)), body(429)), ProviderError::RateLimited { retry_after: Some(d) } if d.as_secs() == 9)
+        );
+        assert!(matches!(
+            Polar.classify_error(500, None, body(500)),
+            ProviderError::Transient(_)
+        ));
+        assert!(matches!(
+            Polar.classify_error(400, None, body(400)),
+            ProviderError::Refused(_)
+        ));
+        let e: Value = serde_json::from_slice(body(429)).unwrap();
+        assert_eq!(e["status"], 429, "the documented error model");
+    }
+
+    #[test]
+    fn the_fixture_server_keeps_to_the_documented_reach() {
+        let p = |pairs: &[(&str, String)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<HashMap<_, _>>()
+        };
+        let today = Utc::now().date_naive();
+        let day = |n: i64| ymd(today - ChronoDuration::days(n));
+        let acts = vec![
+            json!({"start_time": format!("{}T00:00:00", day(2)), "steps": 1}),
+            json!({"start_time": format!("{}T00:00:00", day(40)), "steps": 2}),
+        ];
+        let s = spec(Resource::Activity);
+        assert!(
+            PolarFixtures.serve(&s, &p(&[]), &acts).is_err(),
+            "from is required"
+        );
+        assert!(PolarFixtures
+            .serve(&s, &p(&[("from", day(366))]), &acts)
+            .is_err());
+        assert!(PolarFixtures
+            .serve(&s, &p(&[("from", day(29)), ("to", day(0))]), &acts)
+            .is_err());
+        assert!(PolarFixtures
+            .serve(&s, &p(&[("from", "2026/11/01".into())]), &acts)
+            .is_err());
+        let v = PolarFixtures
+            .serve(&s, &p(&[("from", day(28))]), &acts)
+            .unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "`to` defaults to today");
+        let v = PolarFixtures
+            .serve(&s, &p(&[("from", day(50)), ("to", day(30))]), &acts)
+            .unwrap();
+        assert_eq!(v[0]["steps"], 2);
+        let nights = vec![json!({"date": day(1)}), json!({"date": day(28)})];
+        let v = PolarFixtures
+            .serve(&spec(Resource::Sleep), &p(&[]), &nights)
+            .unwrap();
+        assert_eq!(v["nights"].as_array().unwrap().len(), 1, "the last 28 days");
+        let v = PolarFixtures
+            .serve(&spec(Resource::Recovery), &p(&[]), &nights)
+            .unwrap();
+        assert_eq!(v["recharges"].as_array().unwrap().len(), 1);
+        let up =
+            |d: i64| json!({"upload_time": (Utc::now() - ChronoDuration::days(d)).to_rfc3339()});
+        let v = PolarFixtures
+            .serve(&spec(Resource::Workouts), &p(&[]), &[up(29), up(31)])
+            .unwrap();
+        assert_eq!(
+            v.as_array().unwrap().len(),
+            1,
+            "uploaded in the last 30 days"
+        );
+    }
+
+    /// The runtime's loop against the fixture server over a backfill window that holds
+    /// the whole fixture set: every record exactly once, in one request.
+    #[test]
+    fn adapter_and_fixture_server_deliver_a_whole_window_in_one_request() {
+        let now = Utc::now();
+        let shift = (now.date_naive() - NaiveDate::from_ymd_opt(2026, 11, 23).unwrap())
+            .num_days()
+            .max(0);
+        for (r, file) in [
+            (Resource::Workouts, "workouts.json"),
+            (Resource::Sleep, "sleep.json"),
+            (Resource::Recovery, "recovery.json"),
+            (Resource::Activity, "activity.json"),
+        ] {
+            // What the fixture server serves: the recorded data moved up to today.
+            let items: Vec<Value> = data(file)
+                .into_iter()
+                .map(|v| {
+                    let mut s = v.to_string();
+                    for (old, new) in shifted_dates(&v, shift) {
+                        s = s.replace(&old, &new);
+                    }
+                    serde_json::from_str(&s).unwrap()
+                })
+                .collect();
+            let w = crate::providers::plan_windows(now, 28, 28)[0];
+            let req = Polar.page_request(&spec(r), &w, None);
+            let params: HashMap<String, String> = req.query.into_iter().collect();
+            let body = PolarFixtures.serve(&spec(r), &params, &items).unwrap();
+            let page = Polar
+                .parse_page(r, body.to_string().as_bytes(), None)
+                .unwrap();
+            assert_eq!(page.next, None);
+            let mut ids: Vec<String> = page.records.into_iter().map(|x| x.provider_id).collect();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!((n, ids.len()), (items.len(), items.len()), "{r}");
+        }
+    }
+
+    /// Every date in `v` and its replacement `days` later (the dates the fixture server
+    /// moves, in the formats Polar writes them).
+    fn shifted_dates(v: &Value, days: i64) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let text = v.to_string();
+        let bytes = text.as_bytes();
+        for i in 0..bytes.len().saturating_sub(10) {
+            if let Some(d) = text
+                .get(i..i + 10)
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            {
+                out.push((ymd(d), ymd(d + ChronoDuration::days(days))));
+            }
+        }
+        out.sort();
+        out.dedup();
+        // Latest first, so a replaced date is never replaced again.
+        out.reverse();
+        out
+    }
+
+    /// `.changed.json` = the same list with exactly one record edited and one appended,
+    /// both inside the 3-day lookback of the recording day (2026-11-23).
+    #[test]
+    fn changed_data_edits_one_recent_record_and_appends_one() {
+        for (r, key, resource) in [
+            ("workouts", "start_time", Resource::Workouts),
+            ("sleep", "date", Resource::Sleep),
+            ("recovery", "date", Resource::Recovery),
+            ("activity", "start_time", Resource::Activity),
+        ] {
+            let (before, after) = (
+                data(&format!("{r}.json")),
+                data(&format!("{r}.changed.json")),
+            );
+            assert_eq!(after.len(), before.len() + 1, "{r}");
+            let edited: Vec<&Value> = before
+                .iter()
+                .zip(&after)
+                .filter(|(a, b)| a != b)
+                .map(|(_, b)| b)
+                .collect();
+            assert_eq!(edited.len(), 1, "{r}");
+            // The edit shows in the normalised record, so a poll reports it as updated.
+            let was = before
+                .iter()
+                .find(|b| *b != edited[0] && b[key] == edited[0][key])
+                .unwrap();
+            assert_ne!(
+                one(resource, was.clone()).unwrap(),
+                one(resource, edited[0].clone()).unwrap(),
+                "{r}"
+            );
+            for rec in [edited[0], after.last().unwrap()] {
+                let d = &rec[key].as_str().unwrap()[..10];
+                assert!(
+                    ("2026-11-20"..="2026-11-22").contains(&d),
+                    "{r}: {d} is inside every poll's lookback"
+                );
+            }
+        }
+    }
+}
