@@ -11,19 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::events::{format_instant, Envelope, EventType};
+use crate::ids;
 use crate::metrics::Metrics;
 use crate::oauth::{Endpoints, OAuth, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::seal::Sealer;
 use crate::store::{Connection, Finish, Job, PageCommit, SealedTokens, Store};
-use crate::{ids, now_ms};
 
 /// Purposes under which provider tokens are sealed.
 pub const ACCESS_PURPOSE: &str = "provider_access_token";
@@ -61,6 +62,9 @@ pub struct Poller {
     /// Signalled when a job ends: finishing a backfill window releases the next one.
     job_ended: tokio::sync::Notify,
     metrics: Arc<Metrics>,
+    /// The store's clock: leases, poll intervals, back-offs and rate-limit pauses are
+    /// computed on it.
+    clock: Clock,
 }
 
 impl Poller {
@@ -83,6 +87,7 @@ impl Poller {
                 (p.id().to_string(), l)
             })
             .collect();
+        let clock = store.clock().clone();
         Poller {
             store,
             sealer,
@@ -102,6 +107,7 @@ impl Poller {
             job_lease_ms: cfg.job_lease_secs as i64 * 1000,
             job_ended: tokio::sync::Notify::new(),
             metrics,
+            clock,
         }
     }
 
@@ -130,12 +136,13 @@ impl Poller {
         let mut queue: VecDeque<Job> = VecDeque::new();
         // Whether the last claim may have left due jobs behind (it filled its batch).
         let mut more_due = true;
+        let mut ticks = self.clock.ticks();
         while !*shutdown.borrow() {
             if queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
                 let want = self.concurrency * 2 - queue.len();
                 match self
                     .store
-                    .claim_jobs(want, now_ms() + self.job_lease_ms)
+                    .claim_jobs(want, self.clock.now_ms() + self.job_lease_ms)
                     .await
                 {
                     Ok(jobs) => {
@@ -149,6 +156,7 @@ impl Poller {
                 tokio::select! {
                     _ = tokio::time::sleep(self.poll_interval) => {}
                     _ = self.job_ended.notified() => {}
+                    _ = ticks.advanced() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -168,7 +176,11 @@ impl Poller {
             });
         }
         for job in queue {
-            if let Err(e) = self.store.reschedule_job(&job, now_ms(), None).await {
+            if let Err(e) = self
+                .store
+                .reschedule_job(&job, self.clock.now_ms(), None)
+                .await
+            {
                 tracing::warn!(error = %e, job = job.id, "handing back a claimed job failed; it runs again when its claim lapses");
             }
         }
@@ -178,7 +190,7 @@ impl Poller {
     /// Waits needed before this user may call this provider, if any.
     fn rate_wait(&self, provider: &str, user: Uuid) -> Option<Duration> {
         let l = self.limits.get(provider)?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         {
             let paused = l.paused.lock().unwrap();
             let until = paused
@@ -213,7 +225,7 @@ impl Poller {
             l.paused
                 .lock()
                 .unwrap()
-                .insert(key, now_ms() + for_.as_millis() as i64);
+                .insert(key, self.clock.now_ms() + for_.as_millis() as i64);
         }
     }
 
@@ -226,7 +238,7 @@ impl Poller {
     ) -> Result<String, ProviderError> {
         let expiring = conn
             .token_expires_at
-            .map(|t| t - REFRESH_MARGIN_MS <= now_ms())
+            .map(|t| t - REFRESH_MARGIN_MS <= self.clock.now_ms())
             .unwrap_or(false);
         if force || expiring {
             self.refresh(p, conn).await?;
@@ -272,7 +284,9 @@ impl Poller {
                                 .refresh
                                 .as_deref()
                                 .map(|r| self.sealer.seal(REFRESH_PURPOSE, r)),
-                            expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
+                            expires_at: t
+                                .expires_in
+                                .map(|d| self.clock.now_ms() + d.as_millis() as i64),
                         };
                         self.store
                             .swap_tokens(conn.id, conn.token_version, &sealed)
@@ -386,7 +400,7 @@ impl Poller {
             return Ok(());
         };
         let base = Endpoints::resolve(p, self.fixture_root.as_deref()).base_url;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let window = if job.kind == "poll" {
             let lookback = p.manifest.lookback_days as i64 * 86_400_000;
             Window {
@@ -403,7 +417,7 @@ impl Poller {
         loop {
             if let Some(wait) = self.rate_wait(p.id(), conn.user_id) {
                 self.store
-                    .reschedule_job(&job, now_ms() + wait.as_millis() as i64, None)
+                    .reschedule_job(&job, self.clock.now_ms() + wait.as_millis() as i64, None)
                     .await?;
                 return Ok(());
             }
@@ -435,16 +449,17 @@ impl Poller {
                 (Some(next), _) => (
                     Finish::Continue {
                         cursor: next.clone(),
-                        lease: now_ms() + self.job_lease_ms,
+                        lease: self.clock.now_ms() + self.job_lease_ms,
                     },
                     vec![],
                 ),
                 (None, "poll") => {
-                    let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
+                    let now = self.clock.now_ms();
+                    let next_start = now - p.manifest.lookback_days as i64 * 86_400_000;
                     (
                         Finish::PollDone {
-                            next_run_at: now_ms() + p.manifest.poll_interval_secs as i64 * 1000,
-                            next_window: (next_start, now_ms()),
+                            next_run_at: now + p.manifest.poll_interval_secs as i64 * 1000,
+                            next_window: (next_start, now),
                         },
                         vec![],
                     )
@@ -516,7 +531,7 @@ impl Poller {
                     .min(MAX_BACKOFF);
                 self.pause(p, conn.user_id, wait);
                 self.store
-                    .reschedule_job(job, now_ms() + wait.as_millis() as i64, None)
+                    .reschedule_job(job, self.clock.now_ms() + wait.as_millis() as i64, None)
                     .await?;
             }
             ProviderError::Transient(m) => {
@@ -524,7 +539,11 @@ impl Poller {
                     .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
                     .min(MAX_BACKOFF);
                 self.store
-                    .reschedule_job(job, now_ms() + backoff.as_millis() as i64, Some(&m))
+                    .reschedule_job(
+                        job,
+                        self.clock.now_ms() + backoff.as_millis() as i64,
+                        Some(&m),
+                    )
                     .await?;
             }
             ProviderError::Malformed { .. } => {
