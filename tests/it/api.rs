@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wearbridge::delivery::worker::SECRET_PURPOSE;
 
-use crate::helpers::{eventually, TestApp, TestDb};
+use crate::helpers::{TestApp, TestDb};
 
 crate::backend_tests!(
     every_v1_route_needs_a_valid_key,
@@ -402,7 +402,23 @@ async fn endpoint_crud_secret_and_rotation(db: TestDb) {
     assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
     let (s, _) = app.api.get(&format!("/v1/webhooks/endpoints/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(eventually(Duration::from_secs(1), || async { true }).await);
+    let (_, list) = app.api.get("/v1/webhooks/endpoints").await;
+    let listed: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["id"])
+        .collect();
+    assert_eq!(
+        listed,
+        vec![&ep2["id"]],
+        "only the other endpoint is listed"
+    );
+    let (s, _) = app
+        .api
+        .get(&format!("/v1/webhooks/endpoints/{id}/secret"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nor is its secret served");
 }
 
 async fn bad_input_gets_clear_json_errors(db: TestDb) {
