@@ -48,6 +48,18 @@ pub struct ProviderOutcomeLabels {
     pub outcome: String,
 }
 
+/// Label values known in advance. Their counters exist, at 0, from the start, so every
+/// family is on the first scrape and the first increment is an increase that `rate()`
+/// and `increase()` can see (a series that appears at 1 has no increase to show).
+const DELIVERY_OUTCOMES: &[&str] = &["succeeded", "retrying", "exhausted"];
+const ATTEMPT_OUTCOMES: &[&str] = &["success", "failure", "gone"];
+const RATE_LIMIT_REASONS: &[&str] = &["app_limit", "user_limit", "paused"];
+const TOKEN_REFRESH_OUTCOMES: &[&str] = &["success", "refused", "transient"];
+/// Provider replies are counted by their HTTP status, an open set; these are the ones
+/// the poller gives a meaning of its own (a page, a refresh, a pause) and a reply that
+/// never came.
+const PROVIDER_STATUSES: &[&str] = &["200", "401", "429", "transport_error"];
+
 pub struct Metrics {
     registry: Registry,
     /// Deliveries that reached a state: `succeeded`, `retrying`, `exhausted`.
@@ -130,6 +142,43 @@ impl Metrics {
             "Provider token refreshes, by provider and outcome",
             m.token_refreshes.clone(),
         );
+        for outcome in DELIVERY_OUTCOMES {
+            m.deliveries.get_or_create_owned(&OutcomeLabels {
+                outcome: (*outcome).into(),
+            });
+        }
+        for outcome in ATTEMPT_OUTCOMES {
+            m.attempts.get_or_create_owned(&OutcomeLabels {
+                outcome: (*outcome).into(),
+            });
+        }
+        for p in crate::providers::registry() {
+            let provider = || p.id().to_string();
+            m.jobs_due.get_or_create_owned(&ProviderLabels {
+                provider: provider(),
+            });
+            for status in PROVIDER_STATUSES {
+                m.provider_requests
+                    .get_or_create_owned(&ProviderStatusLabels {
+                        provider: provider(),
+                        status: (*status).into(),
+                    });
+            }
+            for reason in RATE_LIMIT_REASONS {
+                m.rate_limit_waits
+                    .get_or_create_owned(&ProviderReasonLabels {
+                        provider: provider(),
+                        reason: (*reason).into(),
+                    });
+            }
+            for outcome in TOKEN_REFRESH_OUTCOMES {
+                m.token_refreshes
+                    .get_or_create_owned(&ProviderOutcomeLabels {
+                        provider: provider(),
+                        outcome: (*outcome).into(),
+                    });
+            }
+        }
         Metrics { registry, ..m }
     }
 
@@ -204,6 +253,39 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_label_values_start_at_zero() {
+        let m = Metrics::new();
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        for outcome in DELIVERY_OUTCOMES {
+            let series = format!("wearbridge_deliveries_total{{outcome=\"{outcome}\"}} 0");
+            assert!(out.contains(&series), "{series}:\n{out}");
+        }
+        for outcome in ATTEMPT_OUTCOMES {
+            let series = format!("wearbridge_delivery_attempts_total{{outcome=\"{outcome}\"}} 0");
+            assert!(out.contains(&series), "{series}:\n{out}");
+        }
+        for p in crate::providers::registry() {
+            let id = p.id();
+            for (family, label, values) in [
+                ("provider_requests_total", "status", PROVIDER_STATUSES),
+                (
+                    "provider_rate_limit_waits_total",
+                    "reason",
+                    RATE_LIMIT_REASONS,
+                ),
+                ("token_refreshes_total", "outcome", TOKEN_REFRESH_OUTCOMES),
+            ] {
+                for v in values {
+                    let series =
+                        format!("wearbridge_{family}{{provider=\"{id}\",{label}=\"{v}\"}} 0");
+                    assert!(out.contains(&series), "{series}:\n{out}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn counters_render_with_their_labels() {
