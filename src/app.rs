@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{Sender, UrlPolicy, Worker};
 use crate::oauth::OAuthClients;
@@ -44,10 +45,20 @@ impl Gateway {
     /// Migrates the database, binds the listener and starts serving (and delivering,
     /// unless the config turns the worker off).
     pub async fn start(config: Config, sealer: Sealer) -> anyhow::Result<Gateway> {
+        Self::start_with_clock(config, sealer, Clock::real()).await
+    }
+
+    /// [`Gateway::start`] with work falling due by `clock` instead of the wall clock
+    /// (tests advance a manual one rather than wait).
+    pub async fn start_with_clock(
+        config: Config,
+        sealer: Sealer,
+        clock: Clock,
+    ) -> anyhow::Result<Gateway> {
         config.validate()?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        Self::start_with(config, sealer, store).await
+        Self::start_with(config, sealer, store.with_clock(clock)).await
     }
 
     pub async fn start_with(
@@ -64,7 +75,11 @@ impl Gateway {
             config.delivery_timeout(),
             config.delivery_concurrency,
         );
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let provider_ids: Vec<&str> = crate::providers::registry()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let metrics = Arc::new(crate::metrics::Metrics::new(&provider_ids));
         let worker = Arc::new(Worker::new(
             store.clone(),
             sender,

@@ -225,7 +225,9 @@ impl Config {
     /// environment would have it; for tests and in-process tools (demo, bench).
     pub fn defaults() -> Config {
         use clap::{Command, FromArgMatches};
-        let cmd = Config::augment_args(Command::new("wearbridge").no_binary_name(true));
+        let cmd = empty_env_is_unset(Config::augment_args(
+            Command::new("wearbridge").no_binary_name(true),
+        ));
         let matches = cmd
             .try_get_matches_from(Vec::<String>::new())
             .expect("defaults parse");
@@ -274,6 +276,34 @@ impl Config {
     }
 }
 
+/// Makes an empty `WEARBRIDGE_*` variable mean what an unset one means, as users of
+/// most tools expect (`WEARBRIDGE_ALLOW_PRIVATE_CIDRS=` in a compose file or a systemd
+/// unit says "none", not "the CIDR ''"). clap on its own parses the empty string as the
+/// value, so an empty list, number or boolean would refuse to start; here every option
+/// (of `cmd` and its subcommands) whose variable is empty loses its variable and gets
+/// its default.
+pub fn empty_env_is_unset(cmd: clap::Command) -> clap::Command {
+    empty_env_is_unset_in(cmd, &|name| std::env::var_os(name))
+}
+
+fn empty_env_is_unset_in(
+    cmd: clap::Command,
+    var: &dyn Fn(&std::ffi::OsStr) -> Option<std::ffi::OsString>,
+) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(var)
+            .is_some_and(|value| value.is_empty());
+        if empty {
+            arg.env(None::<&'static str>)
+        } else {
+            arg
+        }
+    })
+    .mut_subcommands(|sub| empty_env_is_unset_in(sub, var))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +322,58 @@ mod tests {
         assert!(!c.allow_http);
         assert!(c.allow_private_cidrs.is_empty());
         c.validate().unwrap();
+    }
+
+    /// Every option, given its variable set to the empty string, parses as if the
+    /// variable were unset: its default, and no refusal to start.
+    #[test]
+    fn an_empty_variable_means_unset_for_every_option() {
+        use clap::{Command, FromArgMatches};
+        let cmd = Config::augment_args(Command::new("wearbridge").no_binary_name(true));
+        let names: Vec<std::ffi::OsString> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(ToOwned::to_owned))
+            .collect();
+        assert!(names.len() >= 20, "every option has a variable: {names:?}");
+        assert!(names
+            .iter()
+            .all(|n| n.to_string_lossy().starts_with("WEARBRIDGE_")));
+        // Each variable set, and empty.
+        let cmd = empty_env_is_unset_in(cmd, &|name| {
+            names
+                .iter()
+                .any(|n| n == name)
+                .then(std::ffi::OsString::new)
+        });
+        assert!(
+            cmd.get_arguments().all(|a| a.get_env().is_none()),
+            "every empty variable is dropped"
+        );
+        let matches = cmd.try_get_matches_from(Vec::<String>::new()).unwrap();
+        let c = Config::from_arg_matches(&matches).unwrap();
+        // What no environment at all gives (whatever this process's environment holds).
+        let bare = Config::augment_args(Command::new("wearbridge").no_binary_name(true))
+            .mut_args(|a| a.env(None::<&'static str>));
+        let d = Config::from_arg_matches(&bare.try_get_matches_from(Vec::<String>::new()).unwrap())
+            .unwrap();
+        assert_eq!(
+            format!("{c:?}"),
+            format!("{d:?}"),
+            "every option has its default"
+        );
+    }
+
+    #[test]
+    fn a_set_variable_is_kept() {
+        use clap::Command;
+        let cmd = Config::augment_args(Command::new("wearbridge").no_binary_name(true));
+        let cmd = empty_env_is_unset_in(cmd, &|name| {
+            (name == "WEARBRIDGE_ALLOW_PRIVATE_CIDRS").then(|| "10.0.0.0/8".into())
+        });
+        let kept: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .collect();
+        assert_eq!(kept.len(), cmd.get_arguments().count(), "nothing dropped");
     }
 }

@@ -6,6 +6,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`config`] | the one `Config` struct: every option is a clap flag and a `WEARBRIDGE_*` variable |
+//! | [`clock`] | the scheduling clock: the wall clock in production, a manual one that tests advance |
 //! | [`error`] | the API error type and its stable snake_case codes |
 //! | [`seal`] | encryption at rest for provider tokens and webhook secrets ([`seal::Purpose`]); API-key hashing |
 //! | [`states`] | typed states (job, delivery, connection, attempt) and their one mapping to stored text |
@@ -48,6 +49,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;

@@ -49,8 +49,22 @@ pub struct ProviderOutcomeLabels {
     pub outcome: String,
 }
 
+/// Label values known in advance. Their counters exist, at 0, from the start, so every
+/// family is on the first scrape and the first increment is an increase that `rate()`
+/// and `increase()` can see (a series that appears at 1 has no increase to show).
+const DELIVERY_OUTCOMES: &[&str] = &["succeeded", "retrying", "exhausted"];
+const ATTEMPT_OUTCOMES: &[&str] = &["success", "failure", "gone"];
+const RATE_LIMIT_REASONS: &[&str] = &["app_limit", "user_limit", "paused"];
+const TOKEN_REFRESH_OUTCOMES: &[&str] = &["success", "refused", "transient"];
+/// Provider replies are counted by their HTTP status, an open set; these are the ones
+/// the poller gives a meaning of its own (a page, a refresh, a pause) and a reply that
+/// never came.
+const PROVIDER_STATUSES: &[&str] = &["200", "401", "429", "transport_error"];
+
 pub struct Metrics {
     registry: Registry,
+    /// Provider ids, for the per-provider series.
+    providers: Vec<String>,
     /// Deliveries that reached a state: `succeeded`, `retrying`, `exhausted`.
     pub deliveries: Family<OutcomeLabels, Counter>,
     /// Attempts by outcome: `success`, `failure`, `gone` (410).
@@ -64,16 +78,13 @@ pub struct Metrics {
     pub token_refreshes: Family<ProviderOutcomeLabels, Counter>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The gateway's metrics; `providers` are the ids whose series exist from the first
+    /// scrape (the caller names them: metrics, reached from delivery, knows no providers).
+    pub fn new(providers: &[&str]) -> Metrics {
         let mut registry = Registry::with_prefix("wearbridge");
         let m = Metrics {
+            providers: providers.iter().map(|p| p.to_string()).collect(),
             deliveries: Family::default(),
             attempts: Family::default(),
             // 5 ms … ~20 s: a loopback receiver answers in a few ms, the timeout is 15 s.
@@ -131,6 +142,43 @@ impl Metrics {
             "Provider token refreshes, by provider and outcome",
             m.token_refreshes.clone(),
         );
+        for outcome in DELIVERY_OUTCOMES {
+            m.deliveries.get_or_create_owned(&OutcomeLabels {
+                outcome: (*outcome).into(),
+            });
+        }
+        for outcome in ATTEMPT_OUTCOMES {
+            m.attempts.get_or_create_owned(&OutcomeLabels {
+                outcome: (*outcome).into(),
+            });
+        }
+        for p in &m.providers {
+            let provider = || p.clone();
+            m.jobs_due.get_or_create_owned(&ProviderLabels {
+                provider: provider(),
+            });
+            for status in PROVIDER_STATUSES {
+                m.provider_requests
+                    .get_or_create_owned(&ProviderStatusLabels {
+                        provider: provider(),
+                        status: (*status).into(),
+                    });
+            }
+            for reason in RATE_LIMIT_REASONS {
+                m.rate_limit_waits
+                    .get_or_create_owned(&ProviderReasonLabels {
+                        provider: provider(),
+                        reason: (*reason).into(),
+                    });
+            }
+            for outcome in TOKEN_REFRESH_OUTCOMES {
+                m.token_refreshes
+                    .get_or_create_owned(&ProviderOutcomeLabels {
+                        provider: provider(),
+                        outcome: (*outcome).into(),
+                    });
+            }
+        }
         Metrics { registry, ..m }
     }
 
@@ -184,15 +232,15 @@ impl Metrics {
         self.deliveries_due.set(store.deliveries_due(now).await?);
         let due = store.jobs_due_by_provider(now).await?;
         self.jobs_due.clear();
-        for p in crate::providers::registry() {
+        for p in &self.providers {
             let n = due
                 .iter()
-                .find(|(id, _)| id == p.id())
+                .find(|(id, _)| id == p)
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
             self.jobs_due
                 .get_or_create(&ProviderLabels {
-                    provider: p.id().into(),
+                    provider: p.clone(),
                 })
                 .set(n);
         }
@@ -206,9 +254,43 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    const PROVIDERS: &[&str] = &["oura", "strava"];
+
+    #[test]
+    fn known_label_values_start_at_zero() {
+        let m = Metrics::new(PROVIDERS);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        for outcome in DELIVERY_OUTCOMES {
+            let series = format!("wearbridge_deliveries_total{{outcome=\"{outcome}\"}} 0");
+            assert!(out.contains(&series), "{series}:\n{out}");
+        }
+        for outcome in ATTEMPT_OUTCOMES {
+            let series = format!("wearbridge_delivery_attempts_total{{outcome=\"{outcome}\"}} 0");
+            assert!(out.contains(&series), "{series}:\n{out}");
+        }
+        for id in PROVIDERS {
+            for (family, label, values) in [
+                ("provider_requests_total", "status", PROVIDER_STATUSES),
+                (
+                    "provider_rate_limit_waits_total",
+                    "reason",
+                    RATE_LIMIT_REASONS,
+                ),
+                ("token_refreshes_total", "outcome", TOKEN_REFRESH_OUTCOMES),
+            ] {
+                for v in values {
+                    let series =
+                        format!("wearbridge_{family}{{provider=\"{id}\",{label}=\"{v}\"}} 0");
+                    assert!(out.contains(&series), "{series}:\n{out}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn counters_render_with_their_labels() {
-        let m = Metrics::new();
+        let m = Metrics::new(PROVIDERS);
         m.delivery(DeliveryStatus::Succeeded);
         m.attempt("success", 0.004);
         m.attempt("failure", 0.3);

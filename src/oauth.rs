@@ -66,8 +66,12 @@ impl Endpoints {
     /// credentials from `WEARBRIDGE_<ID>_CLIENT_ID` / `_CLIENT_SECRET`.
     pub fn resolve(p: &Provider, fixture_root: Option<&str>) -> Endpoints {
         let id = p.id();
-        let env =
-            |k: &str| std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase())).ok();
+        // Empty means unset, as for every option (see `config::empty_env_is_unset`).
+        let env = |k: &str| {
+            std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase()))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
         let (authorize_url, token_url, base_url) = match fixture_root {
             Some(root) => {
                 let root = root.trim_end_matches('/');

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Semaphore};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::events::{Envelope, RecordChange};
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::oauth::{OAuthClients, TokenError};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::seal::{Purpose, Sealer};
@@ -58,6 +58,9 @@ pub struct Poller {
     /// Signalled when a job ends: finishing a backfill window releases the next one.
     job_ended: tokio::sync::Notify,
     metrics: Arc<Metrics>,
+    /// The store's clock: leases, poll intervals, back-offs and rate-limit pauses are
+    /// computed on it.
+    clock: Clock,
 }
 
 impl Poller {
@@ -81,6 +84,7 @@ impl Poller {
                 (p.id().to_string(), l)
             })
             .collect();
+        let clock = store.clock().clone();
         Poller {
             store,
             sealer,
@@ -96,6 +100,7 @@ impl Poller {
             job_lease_ms: cfg.job_lease_secs as i64 * 1000,
             job_ended: tokio::sync::Notify::new(),
             metrics,
+            clock,
         }
     }
 
@@ -110,12 +115,13 @@ impl Poller {
         let mut queue: VecDeque<Job> = VecDeque::new();
         // Whether the last claim may have left due jobs behind (it filled its batch).
         let mut more_due = true;
+        let mut ticks = self.clock.ticks();
         while !*shutdown.borrow() {
             if queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
                 let want = self.concurrency * 2 - queue.len();
                 match self
                     .store
-                    .claim_jobs(want, now_ms() + self.job_lease_ms)
+                    .claim_jobs(want, self.clock.now_ms() + self.job_lease_ms)
                     .await
                 {
                     Ok(jobs) => {
@@ -129,6 +135,7 @@ impl Poller {
                 tokio::select! {
                     _ = tokio::time::sleep(self.poll_interval) => {}
                     _ = self.job_ended.notified() => {}
+                    _ = ticks.advanced() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -148,7 +155,11 @@ impl Poller {
             });
         }
         for job in queue {
-            if let Err(e) = self.store.reschedule_job(&job, now_ms(), None).await {
+            if let Err(e) = self
+                .store
+                .reschedule_job(&job, self.clock.now_ms(), None)
+                .await
+            {
                 tracing::warn!(error = %e, job = job.id, "handing back a claimed job failed; it runs again when its claim lapses");
             }
         }
@@ -158,7 +169,7 @@ impl Poller {
     /// Waits needed before this user may call this provider, if any.
     fn rate_wait(&self, provider: &str, user: Uuid) -> Option<Duration> {
         let l = self.limits.get(provider)?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         {
             let paused = l.paused.lock().unwrap();
             let until = paused
@@ -193,7 +204,7 @@ impl Poller {
             l.paused
                 .lock()
                 .unwrap()
-                .insert(key, now_ms() + for_.as_millis() as i64);
+                .insert(key, self.clock.now_ms() + for_.as_millis() as i64);
         }
     }
 
@@ -206,7 +217,7 @@ impl Poller {
     ) -> Result<String, ProviderError> {
         let expiring = conn
             .token_expires_at
-            .map(|t| t - REFRESH_MARGIN_MS <= now_ms())
+            .map(|t| t - REFRESH_MARGIN_MS <= self.clock.now_ms())
             .unwrap_or(false);
         if force || expiring {
             self.refresh(p, conn).await?;
@@ -252,7 +263,9 @@ impl Poller {
                                 .refresh
                                 .as_deref()
                                 .map(|r| self.sealer.seal(Purpose::ProviderRefreshToken, r)),
-                            expires_at: t.expires_in.map(|d| now_ms() + d.as_millis() as i64),
+                            expires_at: t
+                                .expires_in
+                                .map(|d| self.clock.now_ms() + d.as_millis() as i64),
                         };
                         self.store
                             .swap_tokens(conn.id, conn.token_version, &sealed)
@@ -364,7 +377,7 @@ impl Poller {
             return Ok(());
         };
         let base = self.oauth.endpoints(p).base_url;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let window = if job.kind == JobKind::Poll {
             let lookback = p.manifest.lookback_days as i64 * 86_400_000;
             Window {
@@ -381,7 +394,7 @@ impl Poller {
         loop {
             if let Some(wait) = self.rate_wait(p.id(), conn.user_id) {
                 self.store
-                    .reschedule_job(&job, now_ms() + wait.as_millis() as i64, None)
+                    .reschedule_job(&job, self.clock.now_ms() + wait.as_millis() as i64, None)
                     .await?;
                 return Ok(());
             }
@@ -413,16 +426,17 @@ impl Poller {
                 (Some(next), _) => (
                     Finish::Continue {
                         cursor: next.clone(),
-                        lease: now_ms() + self.job_lease_ms,
+                        lease: self.clock.now_ms() + self.job_lease_ms,
                     },
                     vec![],
                 ),
                 (None, JobKind::Poll) => {
-                    let next_start = now_ms() - p.manifest.lookback_days as i64 * 86_400_000;
+                    let now = self.clock.now_ms();
+                    let next_start = now - p.manifest.lookback_days as i64 * 86_400_000;
                     (
                         Finish::PollDone {
-                            next_run_at: now_ms() + p.manifest.poll_interval_secs as i64 * 1000,
-                            next_window: (next_start, now_ms()),
+                            next_run_at: now + p.manifest.poll_interval_secs as i64 * 1000,
+                            next_window: (next_start, now),
                         },
                         vec![],
                     )
@@ -486,7 +500,7 @@ impl Poller {
                     .min(MAX_BACKOFF);
                 self.pause(p, conn.user_id, wait);
                 self.store
-                    .reschedule_job(job, now_ms() + wait.as_millis() as i64, None)
+                    .reschedule_job(job, self.clock.now_ms() + wait.as_millis() as i64, None)
                     .await?;
             }
             ProviderError::Transient(m) => {
@@ -494,7 +508,11 @@ impl Poller {
                     .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
                     .min(MAX_BACKOFF);
                 self.store
-                    .reschedule_job(job, now_ms() + backoff.as_millis() as i64, Some(&m))
+                    .reschedule_job(
+                        job,
+                        self.clock.now_ms() + backoff.as_millis() as i64,
+                        Some(&m),
+                    )
                     .await?;
             }
             ProviderError::Malformed { .. } => {

@@ -7,7 +7,7 @@ mod demo;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::app::Gateway;
 use crate::config::{Config, LogFormat};
@@ -70,7 +70,8 @@ pub enum TeamCommand {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = crate::config::empty_env_is_unset(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(&cli);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,8 +92,12 @@ fn init_logging(cli: &Cli) {
         Command::Serve => "info",
         _ => "warn",
     };
-    let filter =
-        EnvFilter::try_from_env("WEARBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Empty means unset here too (see `config::empty_env_is_unset`).
+    let filter = std::env::var("WEARBRIDGE_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

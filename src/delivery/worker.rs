@@ -10,17 +10,19 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::{mpsc, watch, Semaphore};
 use uuid::Uuid;
 
 use super::retry::RetryPolicy;
 use super::sender::{Destination, Message, Sender};
 use super::signing::Signer;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::seal::{Purpose, Sealer};
 use crate::states::{AttemptTrigger, DeliveryStatus};
 use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
@@ -29,6 +31,9 @@ use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 type CachedDestination = (i64, i64, Arc<Destination>);
 /// A claimed delivery waiting behind another of its ordering key.
 type Waiting = (Claimed, Arc<Destination>);
+/// An endpoint's rate limiter, on the scheduling clock.
+type EndpointLimiter =
+    RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<governor::nanos::Nanos>>;
 
 pub struct Worker {
     store: Store,
@@ -43,11 +48,14 @@ pub struct Worker {
     /// Prepared destinations by endpoint id, valid while `updated_at` matches and until
     /// a rotated-out secret expires.
     destinations: Mutex<HashMap<Uuid, CachedDestination>>,
-    limiters: Mutex<HashMap<Uuid, (i64, Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<HashMap<Uuid, (i64, Arc<EndpointLimiter>)>>,
     /// Ordering keys with a delivery in flight (see [`ordering_key`]), each with the
     /// claimed deliveries waiting behind it, in publish order.
     in_flight: Mutex<HashMap<String, std::collections::VecDeque<Waiting>>>,
     metrics: Arc<Metrics>,
+    /// The store's clock: retries, leases, rate limits and the disabling cutoff are
+    /// computed on it.
+    clock: Clock,
 }
 
 /// Deliveries whose events share an ordering key (a connection's backfill chunks of one
@@ -68,6 +76,7 @@ impl Worker {
         cfg: &Config,
         metrics: Arc<Metrics>,
     ) -> Worker {
+        let clock = store.clock().clone();
         Worker {
             store,
             sender,
@@ -82,6 +91,7 @@ impl Worker {
             limiters: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             metrics,
+            clock,
         }
     }
 
@@ -91,7 +101,7 @@ impl Worker {
 
     /// The destination an endpoint's deliveries go to, with its current secrets.
     pub fn destination(&self, ep: &Endpoint) -> anyhow::Result<Arc<Destination>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let prev_valid =
             ep.previous_secret_sealed.is_some() && ep.previous_secret_expires_at.unwrap_or(0) > now;
         let valid_until = if prev_valid {
@@ -134,16 +144,16 @@ impl Worker {
             let mut map = self.limiters.lock().unwrap();
             let entry = map
                 .entry(ep.id)
-                .or_insert_with(|| (0, Arc::new(limiter(rate))));
+                .or_insert_with(|| (0, Arc::new(limiter(rate, &self.clock))));
             if entry.0 != rate {
-                *entry = (rate, Arc::new(limiter(rate)));
+                *entry = (rate, Arc::new(limiter(rate, &self.clock)));
             }
             entry.1.clone()
         };
         limiter
             .check()
             .err()
-            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Runs until `shutdown` turns true, then finishes what is in flight.
@@ -151,6 +161,7 @@ impl Worker {
         let sem = Arc::new(Semaphore::new(self.concurrency));
         let (tx, rx) = mpsc::unbounded_channel::<Completion>();
         let writer = tokio::spawn(self.clone().write_back(rx));
+        let mut ticks = self.clock.ticks();
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let free = sem.available_permits();
@@ -161,7 +172,7 @@ impl Worker {
                 }
                 continue;
             }
-            let lease_until = now_ms() + self.lease.as_millis() as i64;
+            let lease_until = self.clock.now_ms() + self.lease.as_millis() as i64;
             let claimed = match self
                 .store
                 .claim_deliveries(free.min(self.batch), lease_until)
@@ -179,11 +190,13 @@ impl Worker {
                 }
             };
             if claimed.is_empty() {
-                // Work published in this process wakes us at once; work from other
-                // processes and retries falling due are found by polling.
+                // Work published in this process wakes us at once, and so does a
+                // manual clock moving on; work from other processes and retries falling
+                // due are found by polling.
                 let notified = self.store.work_published();
                 tokio::select! {
                     _ = notified => {}
+                    _ = ticks.advanced() => {}
                     _ = tokio::time::sleep(self.poll_interval) => {}
                     _ = shutdown.changed() => {}
                 }
@@ -231,14 +244,14 @@ impl Worker {
                     let _ = tx.send(Completion::of(
                         &c,
                         DeliveryStatus::Exhausted,
-                        now_ms(),
+                        self.clock.now_ms(),
                         None,
                     ));
                     continue;
                 }
             };
             if let Some(wait) = self.rate_wait(ep) {
-                let next = now_ms() + wait.as_millis().max(1) as i64;
+                let next = self.clock.now_ms() + wait.as_millis().max(1) as i64;
                 let _ = tx.send(Completion::of(&c, open_status, next, None));
                 continue;
             }
@@ -310,7 +323,7 @@ impl Worker {
         };
         self.metrics
             .attempt(outcome, started.elapsed().as_secs_f64());
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let (status, next) = match result.outcome {
             Outcome::Success => (DeliveryStatus::Succeeded, now),
             Outcome::Gone => (DeliveryStatus::Exhausted, now),
@@ -337,7 +350,7 @@ impl Worker {
             }
             let mut tries = 0;
             loop {
-                let cutoff = now_ms() - self.disable_after.as_millis() as i64;
+                let cutoff = self.clock.now_ms() - self.disable_after.as_millis() as i64;
                 match self.store.complete_deliveries(&batch, cutoff).await {
                     Ok(disabled) => {
                         for ep in disabled {
@@ -391,7 +404,7 @@ impl Worker {
     }
 }
 
-fn limiter(rate: i64) -> DefaultDirectRateLimiter {
+fn limiter(rate: i64, clock: &Clock) -> EndpointLimiter {
     let r = NonZeroU32::new(rate.clamp(1, u32::MAX as i64) as u32).expect("clamped to at least 1");
-    RateLimiter::direct(Quota::per_second(r))
+    RateLimiter::direct_with_clock(Quota::per_second(r), clock.clone())
 }

@@ -200,7 +200,7 @@ impl Store {
         limit: usize,
         lease_until: i64,
     ) -> Result<Vec<Claimed>, sqlx::Error> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // Any number of processes may claim at once: PostgreSQL skips rows another
         // transaction holds; SQLite runs one writer at a time, so the UPDATE is atomic.
         let lock = match self.backend {

@@ -28,6 +28,8 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::clock::Clock;
+
 pub use connections::*;
 pub use deliveries::*;
 pub use endpoints::*;
@@ -86,6 +88,8 @@ pub struct Store {
     group: Arc<polling::GroupCommit>,
     /// SQLite: the WAL checkpointer, stopped when the last clone of the store goes.
     _checkpoints: Option<Arc<AbortOnDrop>>,
+    /// The "now" that claims compare due times with (see [`Store::with_clock`]).
+    clock: Clock,
 }
 
 /// Aborts a background task when dropped.
@@ -140,6 +144,7 @@ impl Store {
                     work: Arc::new(Notify::new()),
                     group: Arc::new(polling::GroupCommit::new(1)),
                     _checkpoints: checkpoints,
+                    clock: Clock::real(),
                 })
             }
             Backend::Postgres => {
@@ -157,6 +162,7 @@ impl Store {
                     work: Arc::new(Notify::new()),
                     group: Arc::new(polling::GroupCommit::new(4)),
                     _checkpoints: None,
+                    clock: Clock::real(),
                 })
             }
         }
@@ -164,6 +170,20 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This store, claiming work that is due by `clock` (the wall clock unless told
+    /// otherwise). The delivery worker and the poller schedule by the clock of the store
+    /// they are given, so one clock governs both when work falls due and when it is
+    /// found due.
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store's claims run on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Applies every pending migration of this backend's dialect.

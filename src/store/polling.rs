@@ -407,7 +407,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(lease_until)
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(limit as i64)
             .fetch_all(&self.writer)
             .await?;

@@ -106,7 +106,12 @@ async fn deliveries_are_signed_standard_webhooks(db: TestDb) {
 }
 
 async fn failures_retry_on_schedule_and_log_every_attempt(db: TestDb) {
-    let app = TestApp::spawn(db).await;
+    // Five-minute steps: no retry can fall due unless the test moves the clock on.
+    const STEP: Duration = Duration::from_secs(300);
+    let app = TestApp::spawn_with(db, |c| {
+        c.retry_schedule_secs = vec![0, STEP.as_secs(), STEP.as_secs()]
+    })
+    .await;
     let ep = app
         .endpoint(
             "/flaky",
@@ -131,13 +136,39 @@ async fn failures_retry_on_schedule_and_log_every_attempt(db: TestDb) {
             .filter(|r| r.event_id == id)
             .collect::<Vec<_>>()
     };
+    // The first try fails and the next is scheduled one step later (±20 %).
+    let delivery = || async {
+        let (_, d) = app.api.get(&format!("/v1/webhooks/events/{id}")).await;
+        d["deliveries"][0].clone()
+    };
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            this_event().len() >= 3
+        eventually(Duration::from_secs(10), || async {
+            let d = delivery().await;
+            d["status"] == "retrying" && d["attempts"] == 1
         })
-        .await,
-        "two failures then a success"
+        .await
     );
+    let d = delivery().await;
+    let gap = (app.ms_until(&d["next_attempt_at"])
+        - app.ms_until(&d["attempt_log"][0]["attempted_at"])) as f64
+        / 1e3;
+    let step = STEP.as_secs_f64();
+    assert!(
+        (0.8 * step..1.2 * step + 1.0).contains(&gap),
+        "the retry is one {step} s step (±20 %) after the try: gap {gap} s"
+    );
+    assert_eq!(this_event().len(), 1, "and not before the clock gets there");
+    // Move the clock past each step in turn: every retry happens at once.
+    for tries in [2, 3] {
+        app.advance(STEP.mul_f64(1.2) + Duration::from_secs(1));
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                this_event().len() >= tries
+            })
+            .await,
+            "try {tries} after the clock reached it"
+        );
+    }
     let tries = this_event();
     assert_eq!(tries.len(), 3);
     assert_eq!(
@@ -155,9 +186,6 @@ async fn failures_retry_on_schedule_and_log_every_attempt(db: TestDb) {
         tries.iter().map(|r| r.answered).collect::<Vec<_>>(),
         vec![503, 503, 204]
     );
-    // ≈1 s (±20 %) between tries, per the schedule [0, 1, 1].
-    let gap = (tries[1].received_at_us - tries[0].received_at_us) as f64 / 1e6;
-    assert!((0.75..3.0).contains(&gap), "gap {gap} s");
     assert!(
         eventually(Duration::from_secs(5), || async {
             let (_, d) = app.api.get(&format!("/v1/webhooks/events/{id}")).await;
@@ -220,7 +248,7 @@ async fn exhausted_deliveries_recover_and_resend(db: TestDb) {
     let a = example(&app, "daily.data.body.created").await;
     let b = example(&app, "daily.data.activity.created").await;
     assert!(
-        eventually(Duration::from_secs(15), || async {
+        app.eventually_advancing(Duration::from_secs(2), Duration::from_secs(15), || async {
             let (_, l) = app
                 .api
                 .get(&format!(
@@ -363,7 +391,9 @@ async fn gone_disables_the_endpoint(db: TestDb) {
 }
 
 async fn retry_after_pushes_the_next_attempt_later(db: TestDb) {
-    let app = TestApp::spawn(db).await;
+    // A one-minute step and a five-minute Retry-After: neither passes unless the test
+    // moves the clock on.
+    let app = TestApp::spawn_with(db, |c| c.retry_schedule_secs = vec![0, 60, 60]).await;
     app.endpoint("/busy", json!({})).await;
     assert!(app.receiver.wait_for(1, Duration::from_secs(10)).await);
     app.receiver.set_behaviour(
@@ -371,12 +401,32 @@ async fn retry_after_pushes_the_next_attempt_later(db: TestDb) {
         Behaviour {
             fail_first: 1,
             fail_status: 429,
-            retry_after_secs: Some(3),
+            retry_after_secs: Some(300),
             ..Default::default()
         },
     );
     let id = example(&app, "webhook.test").await;
-    assert!(app.receiver.wait_for(3, Duration::from_secs(15)).await);
+    let retrying = || async {
+        let (_, d) = app.api.get(&format!("/v1/webhooks/events/{id}")).await;
+        let d = d["deliveries"][0].clone();
+        (d["status"] == "retrying" && d["attempts"] == 1).then_some(d)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            retrying().await.is_some()
+        })
+        .await
+    );
+    let d = retrying().await.expect("waiting for its retry");
+    let gap = (app.ms_until(&d["next_attempt_at"])
+        - app.ms_until(&d["attempt_log"][0]["attempted_at"])) as f64
+        / 1e3;
+    assert!(
+        gap >= 299.0,
+        "Retry-After: 300 was honoured over the 60 s step (gap {gap} s)"
+    );
+    app.advance(Duration::from_secs(300));
+    assert!(app.receiver.wait_for(3, Duration::from_secs(10)).await);
     let tries: Vec<_> = app
         .receiver
         .received()
@@ -384,11 +434,7 @@ async fn retry_after_pushes_the_next_attempt_later(db: TestDb) {
         .filter(|r| r.event_id == id)
         .collect();
     assert_eq!(tries[0].answered, 429);
-    let gap = (tries[1].received_at_us - tries[0].received_at_us) as f64 / 1e6;
-    assert!(
-        gap >= 2.9,
-        "Retry-After: 3 was honoured over the 1 s step (gap {gap} s)"
-    );
+    assert_eq!(tries.len(), 2, "one retry, once the clock reached it");
 }
 
 async fn timeouts_redirects_and_dead_ports_are_failures(db: TestDb) {
@@ -539,14 +585,39 @@ async fn rate_limits_spread_deliveries(db: TestDb) {
     app.endpoint("/limited", json!({"rate_limit_per_sec": 5}))
         .await;
     assert!(app.receiver.wait_for(1, Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(1100)).await; // let the bucket refill
+    app.advance(Duration::from_millis(1100)); // let the bucket refill
     for _ in 0..15 {
         example(&app, "webhook.test").await;
     }
-    assert!(app.receiver.wait_for(16, Duration::from_secs(20)).await);
+    // The clock moves on 50 ms at a time; each arrival is placed on the gateway's clock
+    // by how far the clock had been moved when it came.
+    let wall_us = || chrono::Utc::now().timestamp_micros();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut moves = vec![(wall_us(), app.clock.ahead_ms())];
+    while app.receiver.count() < 16 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 16 arrived",
+            app.receiver.count()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        app.advance(Duration::from_millis(50));
+        moves.push((wall_us(), app.clock.ahead_ms()));
+    }
+    let on_clock_ms = |at_us: i64| {
+        let ahead = moves
+            .iter()
+            .take_while(|(t, _)| *t <= at_us)
+            .last()
+            .map_or(0, |m| m.1);
+        at_us / 1000 + ahead
+    };
     let got = app.receiver.received();
-    let times: Vec<i64> = got[1..].iter().map(|r| r.received_at_us).collect();
-    let span = (times.iter().max().unwrap() - times.iter().min().unwrap()) as f64 / 1e6;
+    let times: Vec<i64> = got[1..]
+        .iter()
+        .map(|r| on_clock_ms(r.received_at_us))
+        .collect();
+    let span = (times.iter().max().unwrap() - times.iter().min().unwrap()) as f64 / 1e3;
     // 15 deliveries at 5/s (burst 5): at least ~2 s from first to last.
     assert!(span >= 1.8, "15 deliveries at 5/s took only {span} s");
     assert!(
@@ -556,9 +627,13 @@ async fn rate_limits_spread_deliveries(db: TestDb) {
 }
 
 async fn endpoints_failing_too_long_are_disabled(db: TestDb) {
+    // Disabled after an hour of nothing but failures; its deliveries are retried every
+    // half hour (±20 %), so the fourth try is the first past the hour.
+    const DISABLE_AFTER: Duration = Duration::from_secs(3600);
+    const STEP: Duration = Duration::from_secs(1800);
     let app = TestApp::spawn_with(db, |c| {
-        c.disable_after_secs = 1;
-        c.retry_schedule_secs = vec![0, 1, 1, 1];
+        c.disable_after_secs = DISABLE_AFTER.as_secs();
+        c.retry_schedule_secs = vec![0, STEP.as_secs(), STEP.as_secs(), STEP.as_secs()];
     })
     .await;
     let ep = app.endpoint("/dying", json!({})).await;
@@ -572,10 +647,14 @@ async fn endpoints_failing_too_long_are_disabled(db: TestDb) {
         },
     );
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            let (_, e) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
-            e["enabled"] == false
-        })
+        app.eventually_advancing(
+            STEP.mul_f64(1.2) + Duration::from_secs(1),
+            Duration::from_secs(15),
+            || async {
+                let (_, e) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
+                e["enabled"] == false
+            }
+        )
         .await
     );
     let (_, e) = app.api.get(&format!("/v1/webhooks/endpoints/{eid}")).await;
@@ -586,10 +665,8 @@ async fn endpoints_failing_too_long_are_disabled(db: TestDb) {
     let first: DateTime<chrono::FixedOffset> =
         DateTime::parse_from_rfc3339(e["health"]["first_failure_at"].as_str().unwrap()).unwrap();
     assert!(
-        chrono::Utc::now()
-            .signed_duration_since(first)
-            .num_milliseconds()
-            >= 1000
+        app.clock.now_ms() - first.timestamp_millis() >= DISABLE_AFTER.as_millis() as i64,
+        "disabled only once it had failed for {DISABLE_AFTER:?} by the gateway's clock"
     );
     // Re-enabling clears the record.
     let (_, e) = app

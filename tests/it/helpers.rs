@@ -1,6 +1,7 @@
 //! The test harness: a fresh database per test (SQLite always, PostgreSQL when
 //! `TEST_DATABASE_URL` is set), the real gateway on a random port, and a receiver that
-//! verifies signatures with the `svix` crate.
+//! verifies signatures with the `svix` crate. The gateway runs on a manual clock: a test
+//! that waits for a retry, a lease or an interval moves the clock on instead of sleeping.
 
 use std::io::Write;
 use std::sync::Once;
@@ -10,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 use wearbridge::app::Gateway;
+use wearbridge::clock::Clock;
 use wearbridge::config::Config;
 use wearbridge::receiver::Receiver;
 use wearbridge::seal::{random_token, Sealer};
@@ -125,6 +127,8 @@ pub struct TestApp {
     pub api: Api,
     pub team_id: Uuid,
     pub sealer: Sealer,
+    /// The gateway's scheduling clock; see [`TestApp::advance`].
+    pub clock: Clock,
     /// Kept so the database outlives the gateway.
     _db: TestDb,
 }
@@ -138,7 +142,8 @@ impl TestApp {
         let mut config = test_config(&db);
         tweak(&mut config);
         let sealer = Sealer::from_master_key(&random_token(32)).unwrap();
-        let gateway = Gateway::start(config, sealer.clone())
+        let clock = Clock::manual();
+        let gateway = Gateway::start_with_clock(config, sealer.clone(), clock.clone())
             .await
             .expect("gateway starts");
         let (team, key) = gateway.state.store.create_team("test team").await.unwrap();
@@ -150,6 +155,7 @@ impl TestApp {
             api,
             team_id: team.id,
             sealer,
+            clock,
             _db: db,
         }
     }
@@ -159,7 +165,7 @@ impl TestApp {
     }
 
     /// Stops the gateway (as a deploy would) and starts another on the same database,
-    /// master key and team.
+    /// master key, team and clock.
     pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let TestApp {
             gateway,
@@ -167,12 +173,13 @@ impl TestApp {
             api,
             team_id,
             sealer,
+            clock,
             _db,
         } = self;
         gateway.stop().await;
         let mut config = test_config(&_db);
         tweak(&mut config);
-        let gateway = Gateway::start(config, sealer.clone())
+        let gateway = Gateway::start_with_clock(config, sealer.clone(), clock.clone())
             .await
             .expect("gateway restarts");
         let api = Api::new(gateway.url(), api.key);
@@ -182,8 +189,48 @@ impl TestApp {
             api,
             team_id,
             sealer,
+            clock,
             _db,
         }
+    }
+
+    /// Moves the gateway's clock on by `by`: whatever is scheduled by then (a retry, a
+    /// job's next run, a lapsed lease, a refilled rate limit) falls due at once.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by).expect("tests run on a manual clock");
+    }
+
+    /// Like [`eventually`], but moves the clock on by `step` each time `check` fails,
+    /// so a check waiting on a schedule of steps up to `step` long never waits for real.
+    pub async fn eventually_advancing<F, Fut>(
+        &self,
+        step: Duration,
+        timeout: Duration,
+        mut check: F,
+    ) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        eventually(timeout, || {
+            let checked = check();
+            async move {
+                if checked.await {
+                    return true;
+                }
+                self.advance(step);
+                false
+            }
+        })
+        .await
+    }
+
+    /// Milliseconds from now, by the gateway's clock, to an RFC 3339 time it reported
+    /// (a delivery's `next_attempt_at`, say).
+    pub fn ms_until(&self, rfc3339: &Value) -> i64 {
+        let at = chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a time"))
+            .expect("an RFC 3339 time");
+        at.timestamp_millis() - self.clock.now_ms()
     }
 
     /// A second team on the same gateway, with its own key.

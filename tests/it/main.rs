@@ -5,6 +5,7 @@ mod helpers;
 
 mod api;
 mod browser;
+mod cli;
 mod conformance;
 mod delivery;
 mod durability;

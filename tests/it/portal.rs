@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wearbridge::receiver::Behaviour;
 
 use crate::backend_tests;
-use crate::helpers::{eventually, TestApp, TestDb};
+use crate::helpers::{TestApp, TestDb};
 
 backend_tests!(
     a_portal_link_opens_one_session_scoped_to_its_team,
@@ -293,19 +293,21 @@ async fn stats_count_attempts_per_hour_by_outcome(db: TestDb) {
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     // 2 successes on /good (create + test), 1 on /bad (create); /bad's test fails three
-    // times (the test schedule: 0, 1, 1 s).
+    // times (the test schedule: 0, 1, 1 s, each step passed by moving the clock on).
     let stats = |q: String| {
         let api = app.api.clone();
         async move { api.get(&format!("/v1/webhooks/stats{q}")).await }
     };
-    let settled = eventually(Duration::from_secs(15), || async {
-        let (_, s) = stats(String::new()).await;
-        s["buckets"]
-            .as_array()
-            .map(|b| b.last().unwrap()["failed"] == 3)
-            .unwrap_or(false)
-    })
-    .await;
+    let step = Duration::from_secs(2);
+    let settled = app
+        .eventually_advancing(step, Duration::from_secs(15), || async {
+            let (_, s) = stats(String::new()).await;
+            s["buckets"]
+                .as_array()
+                .map(|b| b.last().unwrap()["failed"] == 3)
+                .unwrap_or(false)
+        })
+        .await;
     let (status, all) = stats(String::new()).await;
     assert!(settled, "three failed attempts are counted: {all}");
     assert_eq!(status, StatusCode::OK);

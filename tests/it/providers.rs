@@ -118,19 +118,22 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     assert_eq!(q.get("provider").map(String::as_str), Some("oura"));
 
     // Backfill: 13 windows per resource; historical events newest first, one is_final.
-    let done = eventually(Duration::from_secs(60), || async {
-        events(&app)
-            .iter()
-            .filter(|e| {
-                e["event_type"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with("historical.")
-            })
-            .count()
-            >= 4 * 13
-    })
-    .await;
+    // The 429's pause and the 500's back-off pass by moving the clock on, a second at a
+    // time (far short of the hourly poll).
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            events(&app)
+                .iter()
+                .filter(|e| {
+                    e["event_type"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("historical.")
+                })
+                .count()
+                >= 4 * 13
+        })
+        .await;
     assert!(
         done,
         "backfill did not finish: {:?}",
@@ -240,13 +243,34 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         .unwrap()
         .iter()
         .any(|w| w["id"] == upd["data"]["id"] && w["version"] == 2));
-    // Polling again with nothing new emits nothing.
-    tokio::time::sleep(Duration::from_millis(10_100)).await;
+    // Polling again with nothing new emits nothing. (Straight to the store: the API's
+    // refresh takes one request per user per 10 s, and that limit is not what is
+    // tested here.)
     let before = events(&app).len();
-    app.api
-        .post(&format!("/v1/user/{uid}/refresh"), json!({}))
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = app.store().event_counts().await.unwrap();
+    let polls = app
+        .store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(polls, 4, "one poll per resource");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            // Every poll has run: the next is an interval away, not a lease.
+            app.store()
+                .next_due_poll()
+                .await
+                .unwrap()
+                .is_some_and(|t| t > app.clock.now_ms() + 600_000)
+        })
+        .await,
+        "the polls ran"
+    );
+    assert_eq!(
+        app.store().event_counts().await.unwrap(),
+        stored,
+        "unchanged data emits nothing"
+    );
     assert_eq!(events(&app).len(), before, "unchanged data emits nothing");
 
     // A provider outage during refresh is transient: the job backs off, the connection
@@ -395,19 +419,22 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
     );
 
     let windows: usize = 13 * 3;
-    let done = eventually(Duration::from_secs(90), || async {
-        events(&app)
-            .iter()
-            .filter(|e| {
-                e["event_type"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with("historical.")
-            })
-            .count()
-            >= windows
-    })
-    .await;
+    // The 601's pause and the 2555's back-off pass by moving the clock on, a second at a
+    // time (far short of the three-hourly poll).
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(90), || async {
+            events(&app)
+                .iter()
+                .filter(|e| {
+                    e["event_type"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("historical.")
+                })
+                .count()
+                >= windows
+        })
+        .await;
     assert!(
         done,
         "backfill did not finish: {:?}",
