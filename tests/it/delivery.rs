@@ -636,8 +636,8 @@ async fn endpoints_failing_too_long_are_disabled(db: TestDb) {
         c.retry_schedule_secs = vec![0, STEP.as_secs(), STEP.as_secs(), STEP.as_secs()];
     })
     .await;
-    let ep = app.endpoint("/dying", json!({})).await;
-    let eid = ep["id"].as_str().unwrap().to_string();
+    // Failing before the endpoint exists, so even its first delivery (the test event
+    // sent on creation) fails.
     app.receiver.set_behaviour(
         "/dying",
         Behaviour {
@@ -646,6 +646,8 @@ async fn endpoints_failing_too_long_are_disabled(db: TestDb) {
             ..Default::default()
         },
     );
+    let ep = app.endpoint("/dying", json!({})).await;
+    let eid = ep["id"].as_str().unwrap().to_string();
     assert!(
         app.eventually_advancing(
             STEP.mul_f64(1.2) + Duration::from_secs(1),
