@@ -7,6 +7,8 @@
 
 pub mod normalize;
 pub mod oura;
+#[cfg(test)]
+mod robustness;
 pub mod strava;
 pub mod whoop;
 pub mod withings;
