@@ -191,6 +191,19 @@ pub fn plus_secs(t: DateTime<Utc>, secs: i64, field: &str) -> Result<DateTime<Ut
         .and_then(|t| in_rfc3339_range(t, field))
 }
 
+/// A window bound moved by one day (`forward` or back) to pad a request, or left where
+/// it is at the ends of `chrono`'s range: windows of a re-pull come from the API, and
+/// `-` would panic there.
+pub fn pad_day(t: DateTime<Utc>, forward: bool) -> DateTime<Utc> {
+    let day = TimeDelta::try_days(1).unwrap_or_default();
+    let moved = if forward {
+        t.checked_add_signed(day)
+    } else {
+        t.checked_sub_signed(day)
+    };
+    moved.unwrap_or(t)
+}
+
 /// Unix seconds → the instant, within the years RFC 3339 can write.
 pub fn unix_instant(secs: i64, field: &str) -> Result<DateTime<Utc>, ProviderError> {
     Utc.timestamp_opt(secs, 0)
@@ -346,6 +359,44 @@ mod tests {
             from_unix(1_700_000_000, "t").unwrap(),
             "2023-11-14T22:13:20+00:00"
         );
+        assert!(from_unix(253_402_300_800, "t").is_err(), "year 10000");
+        assert!(instant("9999-12-31T23:30:00-01:00", "t").is_err());
+        assert!(instant("0000-01-01T00:30:00+01:00", "t").is_err());
+        assert!(offset_secs("+-5:00", "o").is_err());
+        assert!(offset_secs("+05:-3", "o").is_err());
+    }
+
+    #[test]
+    fn checked_arithmetic_names_the_field_instead_of_panicking() {
+        let t = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(pad_day(t, true), t);
+        assert_eq!(
+            pad_day(DateTime::<Utc>::MIN_UTC, false),
+            DateTime::<Utc>::MIN_UTC
+        );
+        let start = unix_instant(0, "t").unwrap();
+        assert_eq!(pad_day(start, true), unix_instant(86_400, "t").unwrap());
+        for secs in [i64::MAX, i64::MIN, 400_000 * 365 * 86_400] {
+            assert!(
+                matches!(plus_secs(start, secs, "elapsed_time"), Err(ProviderError::Malformed { ref field, .. }) if field == "elapsed_time"),
+                "{secs}"
+            );
+        }
+        assert_eq!(
+            plus_secs(start, 90, "d").unwrap(),
+            unix_instant(90, "t").unwrap()
+        );
+        for x in [1e300, -1e300, f64::NAN, f64::INFINITY, 9.3e18] {
+            assert!(to_i64(x, "n").is_err(), "{x}");
+        }
+        assert_eq!(to_i64(-9.2e18, "n").unwrap(), -9_200_000_000_000_000_000);
+        assert_eq!(to_i64(2.5, "n").unwrap(), 3);
+        let v = serde_json::json!({"big": 1e300, "huge": u64::MAX, "ok": 4.0});
+        assert!(opt_i64(&v, "big").is_err());
+        assert!(opt_i64(&v, "huge").is_err());
+        assert_eq!(opt_i64(&v, "ok").unwrap(), Some(4));
+        assert!(offset_in_range(18 * 3600 + 1, "o").is_err());
+        assert_eq!(offset_in_range(-18 * 3600, "o").unwrap(), -64_800);
     }
 
     #[test]

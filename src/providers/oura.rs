@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use chrono::Duration;
 use serde_json::{json, Value};
 
 use super::normalize::*;
@@ -53,15 +52,11 @@ impl Adapter for Oura {
             vec![
                 (
                     "start_date".to_string(),
-                    (window.start - Duration::days(1))
-                        .format("%Y-%m-%d")
-                        .to_string(),
+                    pad_day(window.start, false).format("%Y-%m-%d").to_string(),
                 ),
                 (
                     "end_date".to_string(),
-                    (window.end + Duration::days(1))
-                        .format("%Y-%m-%d")
-                        .to_string(),
+                    pad_day(window.end, true).format("%Y-%m-%d").to_string(),
                 ),
             ]
         };

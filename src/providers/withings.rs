@@ -105,14 +105,8 @@ impl Adapter for Withings {
             // which we do not know before the first reply: pad a day each side; stable ids
             // absorb the overlap with the neighbouring windows.
             let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d").to_string();
-            form.push((
-                "startdateymd".into(),
-                day(window.start - chrono::Duration::days(1)),
-            ));
-            form.push((
-                "enddateymd".into(),
-                day(window.end + chrono::Duration::days(1)),
-            ));
+            form.push(("startdateymd".into(), day(pad_day(window.start, false))));
+            form.push(("enddateymd".into(), day(pad_day(window.end, true))));
             let fields = match resource.name {
                 Resource::Sleep => SLEEP_FIELDS,
                 Resource::Activity => ACTIVITY_FIELDS,
