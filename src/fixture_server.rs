@@ -566,47 +566,65 @@ async fn data(
         .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
         .or_else(|| imp.resource_at(&path).and_then(|r| p.resource(r)))
     else {
+        // A path that names one record (Strava's `/activities/{id}`), served from the
+        // same data set as its list.
+        if let Some((resource, key)) = imp.record_path(&path) {
+            let items = served_items(&st, &id, imp, resource);
+            return match imp.serve_record(resource, &key, &items) {
+                Some(v) => json(200, v.to_string()),
+                None => err(404),
+            };
+        }
         return err(404);
     };
+    let items = served_items(&st, &id, imp, spec.name);
+    match imp.serve_at(&path, spec, &params, &items) {
+        Ok(v) => json(200, v.to_string()),
+        Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
+    }
+}
+
+/// The items a provider's `resource` serves now: a data set given with `set_items`, or
+/// its fixture file (`.changed` once the data has advanced), moved to today's dates.
+fn served_items(
+    st: &FixtureState,
+    id: &str,
+    imp: &dyn providers::Impersonation,
+    resource: Resource,
+) -> Arc<Vec<Value>> {
     if let Some(items) = st
         .items
         .lock()
         .unwrap()
-        .get(&(id.clone(), spec.name))
+        .get(&(id.to_string(), resource))
         .cloned()
     {
-        return match imp.serve_at(&path, spec, &params, &items) {
-            Ok(v) => json(200, v.to_string()),
-            Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
-        };
+        return items;
     }
     let changed = st.changed.load(Ordering::SeqCst);
     let file = if changed {
-        format!("data/{}.changed.json", spec.name)
+        format!("data/{resource}.changed.json")
     } else {
-        format!("data/{}.json", spec.name)
+        format!("data/{resource}.json")
     };
     let items: Vec<Value> = imp
         .fixture(&file)
-        .or_else(|| imp.fixture(&format!("data/{}.json", spec.name)))
+        .or_else(|| imp.fixture(&format!("data/{resource}.json")))
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default();
     let shift = days_since_recording();
-    let items: Vec<Value> = if shift == 0 {
-        items
-    } else {
+    if shift == 0 {
+        return Arc::new(items);
+    }
+    Arc::new(
         items
             .into_iter()
             .map(|mut v| {
                 shift_dates(&mut v, shift, imp.epoch_fields());
                 v
             })
-            .collect()
-    };
-    match imp.serve_at(&path, spec, &params, &items) {
-        Ok(v) => json(200, v.to_string()),
-        Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
-    }
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ impl Adapter for Dexcom {
         Ok(Page {
             records,
             next: None,
+            ..Page::default()
         })
     }
 

@@ -322,6 +322,7 @@ impl Adapter for GoogleHealth {
         Ok(Page {
             records,
             next: next.map(|c| write_cursor(resource, &c)),
+            ..Page::default()
         })
     }
 

@@ -10,6 +10,8 @@ pub mod google_health;
 pub mod normalize;
 pub mod oura;
 pub mod polar;
+#[cfg(test)]
+mod robustness;
 pub mod strava;
 pub mod whoop;
 pub mod withings;
@@ -142,11 +144,26 @@ pub struct ProviderCall {
     pub json: Option<Value>,
 }
 
-/// One parsed page: its records and the cursor of the next page, if any.
+/// One parsed page: its records, the cursor of the next page, if any, and the records
+/// the provider now says are not records at all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
     pub records: Vec<Record>,
     pub next: Option<String>,
+    /// Items the page names but marks as not data (an Oura sleep period the user deleted
+    /// or rejected as a false detection, a Withings measure group that is a goal): never
+    /// records, and one stored earlier under the same key must go. The adapter only
+    /// reports them (it does no I/O); the runtime deletes the stored record, if there is
+    /// one, and publishes `daily.data.<resource>.deleted` for it.
+    pub removals: Vec<Removal>,
+}
+
+/// A record to remove: its resource and the provider's own key for it (the same key a
+/// [`Record`] would carry as `provider_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub resource: Resource,
+    pub provider_id: String,
 }
 
 /// What went wrong talking to a provider; the runtime branches on the kind.
@@ -212,6 +229,26 @@ pub trait Adapter: Send + Sync + 'static {
         body: &[u8],
         cursor: Option<&str>,
     ) -> Result<Page, ProviderError>;
+
+    /// The request for one record of `resource` by the provider's own key (what a push
+    /// notification names), for providers with a single-record read (Strava's
+    /// `GET /activities/{id}`). None, the default, when the provider has none.
+    fn record_request(
+        &self,
+        _resource: &ResourceSpec,
+        _provider_record_id: &str,
+    ) -> Option<PageRequest> {
+        None
+    }
+
+    /// Parses the 2xx reply to [`Adapter::record_request`]: one object, as a page of one
+    /// record (or of one removal) with no next page.
+    fn parse_record(&self, resource: Resource, _body: &[u8]) -> Result<Page, ProviderError> {
+        Err(ProviderError::malformed(
+            "resource",
+            format!("no single-record read for {resource}"),
+        ))
+    }
 
     /// Reads an error response. The default goes by HTTP status.
     fn classify_error(
@@ -327,6 +364,19 @@ pub trait Impersonation: Send + Sync + 'static {
         params: &std::collections::HashMap<String, String>,
         items: &[Value],
     ) -> Result<Value, String>;
+
+    /// A data path that names one record instead of a list (Strava's
+    /// `/activities/{id}`): the resource and the record's key. None, the default, for
+    /// every other path.
+    fn record_path(&self, _path: &str) -> Option<(Resource, String)> {
+        None
+    }
+
+    /// Answers a single-record request from the resource's whole fixture set `items`
+    /// (the data its list serves): the reply body, or None for an unknown key (a 404).
+    fn serve_record(&self, _resource: Resource, _key: &str, _items: &[Value]) -> Option<Value> {
+        None
+    }
 
     /// How the provider answers an error the fixture server plays (an unknown token is
     /// 401, an injected rate limit 429, …): the HTTP status and body it really sends.

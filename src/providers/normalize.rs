@@ -2,7 +2,7 @@
 //! to UTC plus offset, unit conversions and slugs. Adapters use these so every provider
 //! formats times and units the same way.
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, TimeDelta, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::ProviderError;
@@ -64,15 +64,17 @@ pub fn req_f64(v: &Value, path: &str) -> Result<f64, ProviderError> {
     opt_f64(v, path)?.ok_or_else(|| ProviderError::malformed(path, "missing"))
 }
 
+/// An integer, or a float rounded to one; a float outside `i64` (`1e300`, a `u64` past
+/// `i64::MAX`) is an error naming the field, not a value silently clamped.
 pub fn opt_i64(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
     match at(v, path) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Some(i)),
-            None => n
-                .as_f64()
-                .map(|f| Some(f.round() as i64))
-                .ok_or_else(|| ProviderError::malformed(path, "not a number")),
+            None => match n.as_f64() {
+                Some(f) => to_i64(f, path).map(Some),
+                None => Err(ProviderError::malformed(path, "not a number")),
+            },
         },
         Some(other) => Err(ProviderError::malformed(
             path,
@@ -134,23 +136,110 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-/// An RFC 3339 instant with offset → (UTC instant, offset in seconds east of UTC).
-pub fn instant(raw: &str, field: &str) -> Result<(String, i32), ProviderError> {
+/// A float rounded to an integer, or an error naming the field when it does not fit
+/// `i64` (`as` would clamp `1e300` to `i64::MAX` and pass nonsense on).
+pub fn to_i64(x: f64, field: &str) -> Result<i64, ProviderError> {
+    // 2^63 is exactly representable; every float in [-2^63, 2^63) fits an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let r = x.round();
+    if r.is_finite() && (-LIMIT..LIMIT).contains(&r) {
+        Ok(r as i64)
+    } else {
+        Err(ProviderError::malformed(
+            field,
+            format!("{x} is out of range for an integer"),
+        ))
+    }
+}
+
+/// Keeps an instant only if it can be written back as RFC 3339 (years 0000 to 9999): a
+/// local `9999-12-31T23:00:00-05:00` is in year 10000 in UTC.
+pub fn in_rfc3339_range(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ProviderError> {
+    if (0..=9999).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(ProviderError::malformed(
+            field,
+            format!("{t:?} is outside the years 0000 to 9999"),
+        ))
+    }
+}
+
+/// An RFC 3339 instant with offset → (the instant in UTC, offset in seconds east of UTC).
+pub fn utc_instant(raw: &str, field: &str) -> Result<(DateTime<Utc>, i32), ProviderError> {
     let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(raw).map_err(|e| {
         ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}"))
     })?;
     Ok((
-        format_utc(t.with_timezone(&Utc)),
+        in_rfc3339_range(t.with_timezone(&Utc), field)?,
         t.offset().local_minus_utc(),
     ))
 }
 
-/// Unix seconds → UTC instant.
-pub fn from_unix(secs: i64, field: &str) -> Result<String, ProviderError> {
+/// An RFC 3339 instant with offset → (UTC instant, offset in seconds east of UTC).
+pub fn instant(raw: &str, field: &str) -> Result<(String, i32), ProviderError> {
+    let (t, offset) = utc_instant(raw, field)?;
+    Ok((format_utc(t), offset))
+}
+
+/// `t` plus `secs` seconds, or an error naming `field` when the sum leaves the range an
+/// instant can be written in (`chrono`'s `+` would panic on overflow).
+pub fn plus_secs(t: DateTime<Utc>, secs: i64, field: &str) -> Result<DateTime<Utc>, ProviderError> {
+    TimeDelta::try_seconds(secs)
+        .and_then(|d| t.checked_add_signed(d))
+        .ok_or_else(|| ProviderError::malformed(field, format!("{secs} s is out of range")))
+        .and_then(|t| in_rfc3339_range(t, field))
+}
+
+/// A window bound moved by one day (`forward` or back) to pad a request, or left where
+/// it is at the ends of `chrono`'s range: windows of a re-pull come from the API, and
+/// `-` would panic there.
+pub fn pad_day(t: DateTime<Utc>, forward: bool) -> DateTime<Utc> {
+    let day = TimeDelta::try_days(1).unwrap_or_default();
+    let moved = if forward {
+        t.checked_add_signed(day)
+    } else {
+        t.checked_sub_signed(day)
+    };
+    moved.unwrap_or(t)
+}
+
+/// Unix seconds → the instant, within the years RFC 3339 can write.
+pub fn unix_instant(secs: i64, field: &str) -> Result<DateTime<Utc>, ProviderError> {
     Utc.timestamp_opt(secs, 0)
         .single()
-        .map(format_utc)
         .ok_or_else(|| ProviderError::malformed(field, format!("{secs} is not a valid Unix time")))
+        .and_then(|t| in_rfc3339_range(t, field))
+}
+
+/// Unix seconds → UTC instant.
+pub fn from_unix(secs: i64, field: &str) -> Result<String, ProviderError> {
+    unix_instant(secs, field).map(format_utc)
+}
+
+/// A UTC offset in seconds east of UTC, within the ±18 hours RFC 3339 and `chrono`
+/// allow.
+pub fn offset_in_range(secs: i64, field: &str) -> Result<i32, ProviderError> {
+    if (-18 * 3600..=18 * 3600).contains(&secs) {
+        Ok(secs as i32)
+    } else {
+        Err(ProviderError::malformed(
+            field,
+            format!("{secs} s is not a UTC offset"),
+        ))
+    }
+}
+
+/// Vital's sleep `type` (`ClientFacingSleep.type` in Vital's API definition,
+/// tryVital/vital-python `src/vital/types/client_facing_sleep.py`): `long_sleep` is 3 hours
+/// of sleep or more; `short_sleep` under 3 hours, ended before 18:00 local time;
+/// `acknowledged_nap` a nap the user acknowledged, typically under 3 hours; `unknown`
+/// when the provider does not say.
+pub mod sleep_type {
+    pub const LONG_SLEEP: &str = "long_sleep";
+    pub const SHORT_SLEEP: &str = "short_sleep";
+    pub const ACKNOWLEDGED_NAP: &str = "acknowledged_nap";
+    pub const UNKNOWN: &str = "unknown";
 }
 
 /// `+HH:MM` / `-HH:MM` / `Z` → seconds east of UTC.
@@ -166,6 +255,10 @@ pub fn offset_secs(raw: &str, field: &str) -> Result<i32, ProviderError> {
         _ => return Err(bad()),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    // Two digits each: `i32::parse` alone would take `-5` or `+5` as an hour.
+    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let h: i32 = h.parse().map_err(|_| bad())?;
     let m: i32 = m.parse().map_err(|_| bad())?;
     if h > 18 || m > 59 {
@@ -266,6 +359,44 @@ mod tests {
             from_unix(1_700_000_000, "t").unwrap(),
             "2023-11-14T22:13:20+00:00"
         );
+        assert!(from_unix(253_402_300_800, "t").is_err(), "year 10000");
+        assert!(instant("9999-12-31T23:30:00-01:00", "t").is_err());
+        assert!(instant("0000-01-01T00:30:00+01:00", "t").is_err());
+        assert!(offset_secs("+-5:00", "o").is_err());
+        assert!(offset_secs("+05:-3", "o").is_err());
+    }
+
+    #[test]
+    fn checked_arithmetic_names_the_field_instead_of_panicking() {
+        let t = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(pad_day(t, true), t);
+        assert_eq!(
+            pad_day(DateTime::<Utc>::MIN_UTC, false),
+            DateTime::<Utc>::MIN_UTC
+        );
+        let start = unix_instant(0, "t").unwrap();
+        assert_eq!(pad_day(start, true), unix_instant(86_400, "t").unwrap());
+        for secs in [i64::MAX, i64::MIN, 400_000 * 365 * 86_400] {
+            assert!(
+                matches!(plus_secs(start, secs, "elapsed_time"), Err(ProviderError::Malformed { ref field, .. }) if field == "elapsed_time"),
+                "{secs}"
+            );
+        }
+        assert_eq!(
+            plus_secs(start, 90, "d").unwrap(),
+            unix_instant(90, "t").unwrap()
+        );
+        for x in [1e300, -1e300, f64::NAN, f64::INFINITY, 9.3e18] {
+            assert!(to_i64(x, "n").is_err(), "{x}");
+        }
+        assert_eq!(to_i64(-9.2e18, "n").unwrap(), -9_200_000_000_000_000_000);
+        assert_eq!(to_i64(2.5, "n").unwrap(), 3);
+        let v = serde_json::json!({"big": 1e300, "huge": u64::MAX, "ok": 4.0});
+        assert!(opt_i64(&v, "big").is_err());
+        assert!(opt_i64(&v, "huge").is_err());
+        assert_eq!(opt_i64(&v, "ok").unwrap(), Some(4));
+        assert!(offset_in_range(18 * 3600 + 1, "o").is_err());
+        assert_eq!(offset_in_range(-18 * 3600, "o").unwrap(), -64_800);
     }
 
     #[test]

@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 
-use chrono::Duration;
 use serde_json::{json, Value};
 
 use super::normalize::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, Removal, ResourceSpec, Window,
 };
 use crate::events::Resource;
 
@@ -53,15 +52,11 @@ impl Adapter for Oura {
             vec![
                 (
                     "start_date".to_string(),
-                    (window.start - Duration::days(1))
-                        .format("%Y-%m-%d")
-                        .to_string(),
+                    pad_day(window.start, false).format("%Y-%m-%d").to_string(),
                 ),
                 (
                     "end_date".to_string(),
-                    (window.end + Duration::days(1))
-                        .format("%Y-%m-%d")
-                        .to_string(),
+                    pad_day(window.end, true).format("%Y-%m-%d").to_string(),
                 ),
             ]
         };
@@ -76,13 +71,16 @@ impl Adapter for Oura {
     ) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         let items = req_array(&v, "data")?;
-        let mut records = Vec::with_capacity(items.len());
+        let mut page = Page {
+            records: Vec::with_capacity(items.len()),
+            ..Page::default()
+        };
         for (i, item) in items.iter().enumerate() {
-            let rec = match resource {
+            let item = match resource {
                 Resource::Sleep => sleep(item),
-                Resource::Activity => activity(item).map(Some),
-                Resource::Workouts => workout(item).map(Some),
-                Resource::Heartrate => heartrate(item).map(Some),
+                Resource::Activity => activity(item).map(Item::Record),
+                Resource::Workouts => workout(item).map(Item::Record),
+                Resource::Heartrate => heartrate(item).map(Item::Record),
                 other => {
                     return Err(ProviderError::malformed(
                         "resource",
@@ -96,27 +94,52 @@ impl Adapter for Oura {
                 }
                 e => e,
             })?;
-            records.extend(rec);
+            match item {
+                Item::Record(r) => page.records.push(r),
+                Item::Removed(r) => page.removals.push(r),
+            }
         }
-        let next = opt_str(&v, "next_token")?.map(str::to_string);
-        Ok(Page { records, next })
+        page.next = opt_str(&v, "next_token")?.map(str::to_string);
+        Ok(page)
     }
 }
 
-/// Only the main sleep of a night becomes a sleep record; naps, rests and deleted
-/// periods (`type` other than `long_sleep`) are skipped.
-fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
-    if opt_str(v, "type")? != Some("long_sleep") {
-        return Ok(None);
-    }
+/// What one list item is: a record, or a period Oura says is not sleep.
+enum Item {
+    Record(Record),
+    Removed(Removal),
+}
+
+/// Every sleep period is a record, main sleep or nap, with Vital's `type`, except the
+/// two kinds Oura marks as not sleep. The OAS `SleepType` description
+/// (<https://cloud.ouraring.com/v2/docs>, schema `SleepType`): `deleted` "deleted sleep
+/// by user"; `sleep` "user confirmed sleep / nap, min 15 minutes, max 3 hours";
+/// `late_nap` "user confirmed sleep / nap, min 15 minutes, ended after sleep day change
+/// (6 pm)"; `long_sleep` "sleep that is long enough (>3h)"; `rest` "falsely detected
+/// sleep / nap, rejected in confirm prompt by user". `deleted` and `rest` are removals.
+fn sleep(v: &Value) -> Result<Item, ProviderError> {
+    let kind = match opt_str(v, "type")? {
+        Some("deleted") | Some("rest") => {
+            return Ok(Item::Removed(Removal {
+                resource: Resource::Sleep,
+                provider_id: req_id(v, "id")?,
+            }))
+        }
+        Some("long_sleep") => sleep_type::LONG_SLEEP,
+        // Both are naps the user confirmed: Vital's "user-acknowledged naps".
+        Some("sleep") | Some("late_nap") => sleep_type::ACKNOWLEDGED_NAP,
+        // Absent or a value the OAS does not list: a period, but of no known kind.
+        _ => sleep_type::UNKNOWN,
+    };
     let (start, offset) = instant(req_str(v, "bedtime_start")?, "bedtime_start")?;
     let (end, _) = instant(req_str(v, "bedtime_end")?, "bedtime_end")?;
-    Ok(Some(Record {
+    Ok(Item::Record(Record {
         resource: Resource::Sleep,
         provider_id: req_id(v, "id")?,
         fields: fields(vec![
             ("source", source(ID, "ring")),
             ("calendar_date", text(Some(req_str(v, "day")?))),
+            ("type", json!(kind)),
             ("bedtime_start", json!(start)),
             ("bedtime_stop", json!(end)),
             ("timezone_offset", json!(offset)),
@@ -170,11 +193,11 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
 }
 
 fn workout(v: &Value) -> Result<Record, ProviderError> {
-    let (start, offset) = instant(req_str(v, "start_datetime")?, "start_datetime")?;
-    let (end, _) = instant(req_str(v, "end_datetime")?, "end_datetime")?;
-    let secs = (chrono::DateTime::parse_from_rfc3339(&end).expect("formatted above")
-        - chrono::DateTime::parse_from_rfc3339(&start).expect("formatted above"))
-    .num_seconds();
+    let (start_t, offset) = utc_instant(req_str(v, "start_datetime")?, "start_datetime")?;
+    let (end_t, _) = utc_instant(req_str(v, "end_datetime")?, "end_datetime")?;
+    let (start, end) = (format_utc(start_t), format_utc(end_t));
+    // Both instants lie in years 0000–9999, so their difference cannot overflow.
+    let secs = (end_t - start_t).num_seconds();
     // `activity` is a free string; unknown values pass through as slugs.
     let activity = opt_str(v, "activity")?.unwrap_or("unknown");
     let slug = slug(activity);
@@ -322,8 +345,9 @@ impl Impersonation for OuraFixtures {
                 .collect()
         };
         let page: Vec<&Value> = selected.iter().skip(offset).take(PAGE).copied().collect();
-        let next =
-            (offset + PAGE < selected.len()).then(|| format!("{}|{start}|{end}", offset + PAGE));
+        // A forged token may carry any offset: add without overflowing.
+        let after = offset.saturating_add(PAGE);
+        let next = (after < selected.len()).then(|| format!("{after}|{start}|{end}"));
         Ok(json!({"data": page, "next_token": next}))
     }
 }
@@ -333,17 +357,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_captured_sleep_page_normalises_to_long_sleeps_only() {
+    fn every_sleep_period_is_a_record_with_its_type_and_rejected_ones_are_removals() {
         let body = include_str!("../../fixtures/oura/pages/sleep/page_1.json");
         let page = Oura
             .parse_page(Resource::Sleep, body.as_bytes(), None)
             .unwrap();
         assert_eq!(page.next.as_deref(), Some("c2xlZXA6Mw"));
-        assert_eq!(page.records.len(), 3);
+        let types: Vec<(String, Value)> = page
+            .records
+            .iter()
+            .map(|r| (r.provider_id.clone(), r.fields["type"].clone()))
+            .collect();
+        assert_eq!(types.len(), 4, "three nights and a nap: {types:?}");
+        assert_eq!(
+            types[2],
+            (
+                "58393cab-c600-411f-9090-aeff6e83bd9f".to_string(),
+                json!("acknowledged_nap")
+            ),
+            "Oura's `sleep` is a nap the user confirmed"
+        );
+        assert!(types
+            .iter()
+            .enumerate()
+            .all(|(i, (_, t))| i == 2 || *t == json!("long_sleep")));
+        assert!(page.removals.is_empty());
         let r = page.records[0].to_json();
         assert!(r["bedtime_start"].as_str().unwrap().ends_with("+00:00"));
         assert_eq!(r["timezone_offset"], 3600);
         assert_eq!(r["source"]["provider"], "oura");
+
         let last = Oura
             .parse_page(
                 Resource::Sleep,
@@ -352,12 +395,59 @@ mod tests {
             )
             .unwrap();
         assert!(last.next.is_none());
-        let naps = r#"{"data": [{"id": "n", "type": "late_nap", "bedtime_start": "x", "bedtime_end": "y", "day": "2026-01-01"}], "next_token": null}"#;
-        assert!(Oura
-            .parse_page(Resource::Sleep, naps.as_bytes(), None)
-            .unwrap()
+        assert_eq!(last.records.len(), 2);
+        assert_eq!(
+            last.removals,
+            vec![Removal {
+                resource: Resource::Sleep,
+                provider_id: "156c40dc-d472-4768-ab8e-f998424d07c0".into()
+            }],
+            "a rejected rest period is a removal"
+        );
+
+        let kinds = r#"{"data": [
+            {"id": "a", "type": "late_nap", "bedtime_start": "2026-01-01T19:00:00+01:00", "bedtime_end": "2026-01-01T19:40:00+01:00", "day": "2026-01-02"},
+            {"id": "b", "type": "deleted"},
+            {"id": "c", "type": "rest", "bedtime_start": "nonsense"},
+            {"id": "d", "type": "something_new", "bedtime_start": "2026-01-01T13:00:00+01:00", "bedtime_end": "2026-01-01T13:30:00+01:00", "day": "2026-01-01"},
+            {"id": "e", "bedtime_start": "2026-01-01T13:00:00+01:00", "bedtime_end": "2026-01-01T13:30:00+01:00", "day": "2026-01-01"}
+        ], "next_token": null}"#;
+        let p = Oura
+            .parse_page(Resource::Sleep, kinds.as_bytes(), None)
+            .unwrap();
+        let got: Vec<(&str, &Value)> = p
             .records
-            .is_empty());
+            .iter()
+            .map(|r| (r.provider_id.as_str(), &r.fields["type"]))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", &json!("acknowledged_nap")),
+                ("d", &json!("unknown")),
+                ("e", &json!("unknown"))
+            ]
+        );
+        let removed: Vec<&str> = p.removals.iter().map(|r| r.provider_id.as_str()).collect();
+        assert_eq!(removed, ["b", "c"], "removals need only the id");
+    }
+
+    #[test]
+    fn out_of_range_instants_are_errors_naming_the_field() {
+        // 23:30 on 31 December 9999 at -01:00 is year 10000 in UTC: RFC 3339 cannot
+        // write it, and re-parsing the formatted text used to panic.
+        let bad = r#"{"data": [{"id": "w", "activity": "running", "start_datetime": "9999-12-31T23:30:00-01:00", "end_datetime": "9999-12-31T23:50:00-01:00"}]}"#;
+        match Oura.parse_page(Resource::Workouts, bad.as_bytes(), None) {
+            Err(ProviderError::Malformed { field, .. }) => {
+                assert_eq!(field, "data[0].start_datetime")
+            }
+            other => panic!("expected a malformed error, got {other:?}"),
+        }
+        let year0 = r#"{"data": [{"id": "s", "type": "long_sleep", "day": "0000-01-01", "bedtime_start": "0000-01-01T00:30:00+01:00", "bedtime_end": "0000-01-01T07:00:00+01:00"}]}"#;
+        assert!(matches!(
+            Oura.parse_page(Resource::Sleep, year0.as_bytes(), None),
+            Err(ProviderError::Malformed { field, .. }) if field == "data[0].bedtime_start"
+        ));
     }
 
     #[test]

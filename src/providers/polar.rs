@@ -105,6 +105,7 @@ impl Adapter for Polar {
         Ok(Page {
             records,
             next: None,
+            ..Page::default()
         })
     }
 

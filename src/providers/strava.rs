@@ -87,8 +87,56 @@ impl Adapter for Strava {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let page: u32 = cursor.and_then(|c| c.parse().ok()).unwrap_or(1);
-        let next = (!items.is_empty()).then(|| (page + 1).to_string());
-        Ok(Page { records, next })
+        // Past page u32::MAX there is no next page to ask for (and `+ 1` would overflow).
+        let next = if items.is_empty() {
+            None
+        } else {
+            page.checked_add(1).map(|n| n.to_string())
+        };
+        Ok(Page {
+            records,
+            next,
+            ..Page::default()
+        })
+    }
+
+    /// `GET /activities/{id}` (SWAGGER `getActivityById`): one DetailedActivity, what a
+    /// push notification's `object_id` names. Needs the same `activity:read(_all)` scope.
+    fn record_request(
+        &self,
+        resource: &ResourceSpec,
+        provider_record_id: &str,
+    ) -> Option<PageRequest> {
+        // Activity ids are int64 (SWAGGER): anything else is not a Strava activity, and
+        // must not be spliced into the path.
+        if resource.name != Resource::Workouts || provider_record_id.parse::<i64>().is_err() {
+            return None;
+        }
+        Some(PageRequest::get(
+            format!("/activities/{provider_record_id}"),
+            vec![],
+        ))
+    }
+
+    /// A DetailedActivity is a SummaryActivity plus detail, `calories` among it: one record.
+    fn parse_record(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
+        if resource != Resource::Workouts {
+            return Err(ProviderError::malformed(
+                "resource",
+                format!("Strava has no {resource}"),
+            ));
+        }
+        let v = parse_json(body)?;
+        if !v.is_object() {
+            return Err(ProviderError::malformed(
+                "$",
+                "expected a DetailedActivity object",
+            ));
+        }
+        Ok(Page {
+            records: vec![activity(&v)?],
+            ..Page::default()
+        })
     }
 
     fn classify_error(
@@ -147,21 +195,24 @@ fn until_next_quarter_hour() -> Duration {
     Duration::from_secs(15 * 60 - into + 1)
 }
 
+/// One SummaryActivity (list) or DetailedActivity (single read) → a workout.
 fn activity(v: &Value) -> Result<Record, ProviderError> {
-    let (start, _) = instant(req_str(v, "start_date")?, "start_date")?;
-    let start_t = chrono::DateTime::parse_from_rfc3339(&start).expect("formatted above");
+    let (start_t, _) = utc_instant(req_str(v, "start_date")?, "start_date")?;
+    let start = format_utc(start_t);
     let elapsed = opt_i64(v, "elapsed_time")?.unwrap_or(0);
-    let end = format_utc((start_t + chrono::Duration::seconds(elapsed)).with_timezone(&Utc));
+    let end = format_utc(plus_secs(start_t, elapsed, "elapsed_time")?);
     // `utc_offset` is the offset in force that day; `timezone`'s "(GMT+01:00)" label is
     // the zone's standard offset and wrong in summer. `start_date_local` is local wall
     // time marked `Z`, so it gives the offset when `utc_offset` is absent.
     let offset = match opt_f64(v, "utc_offset")? {
-        Some(o) => Some(o.round() as i64),
+        Some(o) => Some(offset_in_range(to_i64(o, "utc_offset")?, "utc_offset")?),
         None => match opt_str(v, "start_date_local")? {
-            Some(local) => Some(instant(local, "start_date_local")?.0).map(|l| {
-                (chrono::DateTime::parse_from_rfc3339(&l).expect("formatted above") - start_t)
-                    .num_seconds()
-            }),
+            Some(local) => {
+                let (local_t, _) = utc_instant(local, "start_date_local")?;
+                // Both lie in years 0000–9999: the difference cannot overflow.
+                let secs = (local_t - start_t).num_seconds();
+                Some(offset_in_range(secs, "start_date_local")?)
+            }
             None => None,
         },
     };
@@ -182,12 +233,14 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
             ("sport", json!({"name": display_name(&slug), "slug": slug})),
             ("time_start", json!(start)),
             ("time_end", json!(end)),
-            ("timezone_offset", int(offset)),
+            ("timezone_offset", int(offset.map(i64::from))),
             ("moving_time", number(v, "moving_time")?),
             ("distance", number(v, "distance")?),
             // SummaryActivity has no calories, and `kilojoules` is pedal work, not
-            // energy burned: left null rather than guessed.
-            ("calories", Value::Null),
+            // energy burned: left null rather than guessed. A DetailedActivity has
+            // `calories`, "the number of kilocalories consumed during this activity"
+            // (SWAGGER DetailedActivity).
+            ("calories", number(v, "calories")?),
             ("average_hr", number(v, "average_heartrate")?),
             ("max_hr", number(v, "max_heartrate")?),
             ("total_elevation_gain", number(v, "total_elevation_gain")?),
@@ -219,8 +272,46 @@ impl Impersonation for StravaFixtures {
             "data/workouts.changed.json" => {
                 include_str!("../../fixtures/strava/data/workouts.changed.json")
             }
+            "data/workouts.detail.json" => {
+                include_str!("../../fixtures/strava/data/workouts.detail.json")
+            }
             _ => return None,
         })
+    }
+
+    /// `/activities/{id}`, the id an int64 (SWAGGER `getActivityById`).
+    fn record_path(&self, path: &str) -> Option<(Resource, String)> {
+        let id = path.strip_prefix("/activities/")?;
+        id.parse::<i64>()
+            .is_ok()
+            .then(|| (Resource::Workouts, id.to_string()))
+    }
+
+    /// The list's SummaryActivity for that id made a DetailedActivity: `resource_state`
+    /// 3 and the detail-only fields (`calories`, `description`, …) that
+    /// `data/workouts.detail.json` holds per id. So a renamed activity reads renamed in
+    /// both, as on Strava. An unknown id is a 404.
+    fn serve_record(&self, resource: Resource, key: &str, items: &[Value]) -> Option<Value> {
+        if resource != Resource::Workouts {
+            return None;
+        }
+        let want: i64 = key.parse().ok()?;
+        let same_id = |v: &Value| v.get("id").and_then(Value::as_i64) == Some(want);
+        let mut detail = items.iter().find(|i| same_id(i))?.clone();
+        let extra: Vec<Value> = self
+            .fixture("data/workouts.detail.json")
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let d = detail.as_object_mut()?;
+        d.insert("resource_state".into(), json!(3));
+        if let Some(more) = extra.iter().find(|e| same_id(e)).and_then(Value::as_object) {
+            for (k, v) in more {
+                if k != "id" {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some(detail)
     }
 
     fn serve(
@@ -312,6 +403,131 @@ mod tests {
             )
             .unwrap();
         assert_eq!((p3.records.len(), p3.next), (0, None));
+    }
+
+    fn spec() -> ResourceSpec {
+        crate::providers::find("strava")
+            .unwrap()
+            .resource(Resource::Workouts)
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn a_single_activity_is_requested_by_id_and_read_as_a_page_of_one() {
+        let req = Strava.record_request(&spec(), "19702214587").unwrap();
+        assert_eq!(
+            (req.method, req.path.as_str()),
+            ("GET", "/activities/19702214587")
+        );
+        assert!(req.query.is_empty() && req.form.is_empty());
+        assert_eq!(Strava.record_request(&spec(), "../athlete"), None);
+        assert_eq!(Strava.record_request(&spec(), ""), None);
+
+        let page = Strava
+            .parse_record(
+                Resource::Workouts,
+                include_bytes!("../../fixtures/strava/records/workouts/19702214587.json"),
+            )
+            .unwrap();
+        assert_eq!((page.records.len(), page.next.as_deref()), (1, None));
+        let r = page.records[0].to_json();
+        assert_eq!(r["provider_id"], "19702214587");
+        assert_eq!(r["calories"], 1725.0, "DetailedActivity carries kcal");
+        assert_eq!(r["time_end"], "2026-08-16T08:49:30+00:00");
+        // The same activity from the list has no calories and otherwise the same fields.
+        let listed = Strava
+            .parse_page(
+                Resource::Workouts,
+                include_bytes!("../../fixtures/strava/data/workouts.json"),
+                None,
+            )
+            .unwrap()
+            .records
+            .into_iter()
+            .find(|r| r.provider_id == "19702214587")
+            .unwrap()
+            .to_json();
+        assert_eq!(listed["calories"], Value::Null);
+        let mut without = r.clone();
+        without["calories"] = Value::Null;
+        assert_eq!(without, listed);
+
+        for bad in [&b"[]"[..], b"{\"id\": 1}", b"nope"] {
+            assert!(matches!(
+                Strava.parse_record(Resource::Workouts, bad),
+                Err(ProviderError::Malformed { .. })
+            ));
+        }
+        assert!(Strava.parse_record(Resource::Sleep, b"{}").is_err());
+    }
+
+    #[test]
+    fn the_fixture_server_serves_one_activity_as_a_detailed_activity() {
+        assert_eq!(
+            StravaFixtures.record_path("/activities/19702214587"),
+            Some((Resource::Workouts, "19702214587".into()))
+        );
+        assert_eq!(StravaFixtures.record_path("/athlete/activities"), None);
+        assert_eq!(StravaFixtures.record_path("/activities/x"), None);
+        let items: Vec<Value> =
+            serde_json::from_str(include_str!("../../fixtures/strava/data/workouts.json")).unwrap();
+        let served = StravaFixtures
+            .serve_record(Resource::Workouts, "19702214587", &items)
+            .unwrap();
+        let recorded: Value = serde_json::from_str(include_str!(
+            "../../fixtures/strava/records/workouts/19702214587.json"
+        ))
+        .unwrap();
+        assert_eq!(served, recorded);
+        assert_eq!(served["resource_state"], 3);
+        assert!(StravaFixtures
+            .serve_record(Resource::Workouts, "1", &items)
+            .is_none());
+    }
+
+    #[test]
+    fn out_of_range_durations_and_offsets_are_errors_naming_the_field() {
+        // `Duration::seconds(1e300 as i64)` used to panic.
+        for (body, field) in [
+            (
+                r#"[{"id": 1, "start_date": "2026-01-01T00:00:00Z", "elapsed_time": 1e300}]"#,
+                "[0].elapsed_time",
+            ),
+            (
+                r#"[{"id": 1, "start_date": "2026-01-01T00:00:00Z", "elapsed_time": 9223372036854775807}]"#,
+                "[0].elapsed_time",
+            ),
+            (
+                r#"[{"id": 1, "start_date": "9999-12-31T23:00:00Z", "elapsed_time": 7200}]"#,
+                "[0].elapsed_time",
+            ),
+            (
+                r#"[{"id": 1, "start_date": "2026-01-01T00:00:00Z", "utc_offset": -1e300}]"#,
+                "[0].utc_offset",
+            ),
+            (
+                r#"[{"id": 1, "start_date": "2026-01-01T00:00:00Z", "utc_offset": 86400}]"#,
+                "[0].utc_offset",
+            ),
+            (
+                r#"[{"id": 1, "start_date": "2026-01-01T00:00:00Z", "start_date_local": "9999-12-31T23:59:59-12:00"}]"#,
+                "[0].start_date_local",
+            ),
+        ] {
+            match Strava.parse_page(Resource::Workouts, body.as_bytes(), None) {
+                Err(ProviderError::Malformed { field: f, .. }) => assert_eq!(f, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let last = Strava
+            .parse_page(
+                Resource::Workouts,
+                include_bytes!("../../fixtures/strava/pages/workouts/page_1.json"),
+                Some(&u32::MAX.to_string()),
+            )
+            .unwrap();
+        assert_eq!(last.next, None, "no page after u32::MAX");
     }
 
     #[test]

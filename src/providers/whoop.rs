@@ -63,10 +63,10 @@ impl Adapter for Whoop {
         let mut records = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let rec = match resource {
-                Resource::Workouts => workout(item).map(Some),
+                Resource::Workouts => workout(item),
                 Resource::Sleep => sleep(item),
-                Resource::Recovery => recovery(item).map(Some),
-                Resource::Activity => cycle(item).map(Some),
+                Resource::Recovery => recovery(item),
+                Resource::Activity => cycle(item),
                 other => {
                     return Err(ProviderError::malformed(
                         "resource",
@@ -80,14 +80,18 @@ impl Adapter for Whoop {
                 }
                 e => e,
             })?;
-            records.extend(rec);
+            records.push(rec);
         }
         // OAS: "If the token is not present, there are no more records"; the pagination
         // doc: "until the next_token is empty". Absent, null and "" all end the query.
         let next = opt_str(&v, "next_token")?
             .filter(|t| !t.is_empty())
             .map(str::to_string);
-        Ok(Page { records, next })
+        Ok(Page {
+            records,
+            next,
+            ..Page::default()
+        })
     }
 
     fn classify_error(
@@ -116,30 +120,30 @@ fn tz_offset(v: &Value) -> Result<i32, ProviderError> {
     offset_secs(req_str(v, "timezone_offset")?, "timezone_offset")
 }
 
-/// A required RFC 3339 instant, parsed.
+/// A required RFC 3339 instant, parsed (and within the years RFC 3339 can write).
 fn parse_instant(v: &Value, field: &str) -> Result<DateTime<Utc>, ProviderError> {
-    let raw = req_str(v, field)?;
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            ProviderError::malformed(field, format!("`{raw}` is not an RFC 3339 instant: {e}"))
-        })
+    utc_instant(req_str(v, field)?, field).map(|(t, _)| t)
 }
 
-/// The user's wall-clock date at `t`, given their offset.
+/// The user's wall-clock date at `t`, given their offset (within ±18 h, as
+/// `offset_secs` guarantees; an impossible offset reads as UTC).
 fn local_date(t: DateTime<Utc>, offset: i32) -> NaiveDate {
-    let tz = FixedOffset::east_opt(offset)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
-    t.with_timezone(&tz).date_naive()
+    match FixedOffset::east_opt(offset) {
+        Some(tz) => t.with_timezone(&tz).date_naive(),
+        None => t.date_naive(),
+    }
 }
 
 fn date(d: NaiveDate) -> Value {
     json!(d.format("%Y-%m-%d").to_string())
 }
 
-/// A duration in milliseconds → whole seconds (rounded), `null` when absent.
+/// A duration in milliseconds → whole seconds (rounded), `null` when absent; one too
+/// large for an integer is an error naming the field.
 fn millis(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
-    Ok(opt_f64(v, path)?.map(|ms| (ms / 1000.0).round() as i64))
+    opt_f64(v, path)?
+        .map(|ms| to_i64(ms / 1000.0, path))
+        .transpose()
 }
 
 /// A measurement rounded to `decimals` (0 gives an integer): WHOOP's floats carry float32
@@ -147,7 +151,7 @@ fn millis(v: &Value, path: &str) -> Result<Option<i64>, ProviderError> {
 fn rounded(v: &Value, path: &str, decimals: i32) -> Result<Value, ProviderError> {
     Ok(match opt_f64(v, path)? {
         None => Value::Null,
-        Some(x) if decimals == 0 => int(Some(x.round() as i64)),
+        Some(x) if decimals == 0 => int(Some(to_i64(x, path)?)),
         Some(x) => {
             let p = 10f64.powi(decimals);
             num(Some((x * p).round() / p))
@@ -217,19 +221,25 @@ fn workout(v: &Value) -> Result<Record, ProviderError> {
     })
 }
 
-/// Sleep. Naps (`nap: true`) are skipped, as Oura's non-`long_sleep` periods are: one
-/// sleep record per night. Stage times are milliseconds.
-fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
-    match v.get("nap") {
-        Some(Value::Bool(true)) => return Ok(None),
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+/// Sleep, naps included, each with Vital's `type`. WHOOP's sleep doc
+/// (<https://developer.whoop.com/docs/developing/user-data/sleep/>): "In addition to the
+/// sleep activity that starts a Cycle, a member can also take naps throughout the Cycle.
+/// WHOOP sets the field nap to true on a Sleep that is a Nap". So `nap: false` is the
+/// cycle's main sleep (`long_sleep`) and `nap: true` a nap WHOOP names as such
+/// (`acknowledged_nap`, Vital's only explicit nap type); `nap` is required by the OAS,
+/// so its absence says nothing (`unknown`). Stage times are milliseconds.
+fn sleep(v: &Value) -> Result<Record, ProviderError> {
+    let kind = match v.get("nap") {
+        Some(Value::Bool(true)) => sleep_type::ACKNOWLEDGED_NAP,
+        Some(Value::Bool(false)) => sleep_type::LONG_SLEEP,
+        None | Some(Value::Null) => sleep_type::UNKNOWN,
         Some(other) => {
             return Err(ProviderError::malformed(
                 "nap",
                 format!("expected a boolean, got {other}"),
             ))
         }
-    }
+    };
     let offset = tz_offset(v)?;
     let start = parse_instant(v, "start")?;
     let end = parse_instant(v, "end")?;
@@ -242,16 +252,23 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
     // In bed = the scored in-bed time, or before scoring the recorded bounds.
     let in_bed = stage("total_in_bed_time_milli")?.unwrap_or((end - start).num_seconds());
     let total = match (light, deep, rem) {
-        (Some(l), Some(d), Some(r)) => Some(l + d + r),
+        (Some(l), Some(d), Some(r)) => Some(
+            l.checked_add(d)
+                .and_then(|x| x.checked_add(r))
+                .ok_or_else(|| {
+                    ProviderError::malformed("score.stage_summary", "stage times overflow")
+                })?,
+        ),
         _ => None,
     };
-    Ok(Some(Record {
+    Ok(Record {
         resource: Resource::Sleep,
         provider_id: req_id(v, "id")?,
         fields: fields(vec![
             ("source", source(ID, "wrist")),
             // The night belongs to the day you wake up (as Oura's `day`).
             ("calendar_date", date(local_date(end, offset))),
+            ("type", json!(kind)),
             ("bedtime_start", json!(format_utc(start))),
             ("bedtime_stop", json!(format_utc(end))),
             ("timezone_offset", json!(offset)),
@@ -273,7 +290,7 @@ fn sleep(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("respiratory_rate", rounded(v, "score.respiratory_rate", 1)?),
             ("state", state(v)?),
         ]),
-    }))
+    })
 }
 
 /// Recovery: one per cycle, with no id of its own (OAS Recovery: `cycle_id`, `sleep_id`),
@@ -319,7 +336,7 @@ fn cycle(v: &Value) -> Result<Record, ProviderError> {
             ("source", source(ID, "wrist")),
             (
                 "calendar_date",
-                date(local_date(start + chrono::Duration::hours(12), offset)),
+                date(local_date(plus_secs(start, 12 * 3600, "start")?, offset)),
             ),
             ("timezone_offset", json!(offset)),
             // WHOOP counts no steps.
@@ -353,7 +370,7 @@ fn decode_token(token: &str) -> Option<usize> {
         .decode(token.trim_end_matches('='))
         .ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
-    v.get("o")?.as_u64().map(|o| o as usize)
+    v.get("o")?.as_u64().and_then(|o| usize::try_from(o).ok())
 }
 
 impl Impersonation for WhoopFixtures {
@@ -446,8 +463,10 @@ impl Impersonation for WhoopFixtures {
             .map(|(_, v)| *v)
             .collect();
         let mut out = json!({ "records": page });
-        if offset + limit < selected.len() {
-            out["next_token"] = json!(encode_token(offset + limit));
+        // A forged token may carry any offset: add without overflowing.
+        let after = offset.saturating_add(limit);
+        if after < selected.len() {
+            out["next_token"] = json!(encode_token(after));
         }
         Ok(out)
     }
@@ -716,21 +735,34 @@ mod tests {
     }
 
     #[test]
-    fn naps_are_skipped_and_an_unknown_score_state_does_not_fail() {
+    fn naps_are_records_typed_as_naps_and_an_unknown_score_state_does_not_fail() {
         let p = Whoop
             .parse_page(Resource::Sleep, &page("sleep", 1), None)
             .unwrap();
         let raw: Value = serde_json::from_slice(&page("sleep", 1)).unwrap();
-        let naps = raw["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["nap"] == true)
-            .count();
-        assert_eq!(naps, 1);
+        let raw = raw["records"].as_array().unwrap();
+        assert_eq!(p.records.len(), raw.len(), "naps are sleep too");
+        assert!(p.removals.is_empty());
+        for (r, src) in p.records.iter().zip(raw) {
+            let want = if src["nap"] == true {
+                "acknowledged_nap"
+            } else {
+                "long_sleep"
+            };
+            assert_eq!(r.fields["type"], want, "{}", r.provider_id);
+        }
         assert_eq!(
-            p.records.len(),
-            raw["records"].as_array().unwrap().len() - naps
+            p.records
+                .iter()
+                .filter(|r| r.fields["type"] == "acknowledged_nap")
+                .count(),
+            1
+        );
+        let no_flag = json!({"id": "s", "start": "2026-11-20T04:00:00Z", "end": "2026-11-20T11:00:00Z",
+                             "timezone_offset": "-05:00", "score_state": "PENDING_SCORE"});
+        assert_eq!(
+            one(Resource::Sleep, no_flag).unwrap().records[0].fields["type"],
+            "unknown"
         );
         let odd = json!({"id": "s", "start": "2026-11-20T04:00:00Z", "end": "2026-11-20T11:00:00Z", "timezone_offset": "-05:00",
                          "nap": false, "score_state": "SOMETHING_NEW"});
@@ -1009,14 +1041,13 @@ mod tests {
                     None => break,
                 }
             }
-            let naps = items.iter().filter(|i| i["nap"] == true).count();
             let mut unique = seen.clone();
             unique.sort();
             unique.dedup();
             assert_eq!(
                 (seen.len(), unique.len()),
-                (items.len() - naps, items.len() - naps),
-                "{r}"
+                (items.len(), items.len()),
+                "{r}: every item once, naps included"
             );
             assert_eq!(pages, items.len().div_ceil(MAX_LIMIT), "{r}");
         }

@@ -11,13 +11,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{Offset, TimeZone, Utc};
+use chrono::{Offset, TimeZone, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::normalize::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, Removal, ResourceSpec, Window,
 };
 use crate::events::Resource;
 
@@ -31,13 +31,28 @@ const FAT_RATIO: i64 = 6;
 const REAL_MEASURES: &str = "1";
 const SLEEP_FIELDS: &str = "total_timeinbed,total_sleep_time,asleepduration,lightsleepduration,remsleepduration,deepsleepduration,wakeupduration,sleep_efficiency,hr_average,hr_min,rr_average";
 const WORKOUT_FIELDS: &str = "calories,manual_calories,distance,manual_distance,hr_average,hr_max,pause_duration,algo_pause_duration";
+/// getactivity's `data_fields` (WITHINGS-OAS measurev2-getactivity).
+const ACTIVITY_FIELDS: &str =
+    "steps,distance,elevation,soft,moderate,intense,active,calories,totalcalories";
+/// getmeas `category` 2: "user objectives" (WITHINGS-OAS measure-getmeas), goals the user
+/// set, not measurements.
+const OBJECTIVE: i64 = 2;
 
 fn action(resource: Resource) -> Option<&'static str> {
     match resource {
         Resource::Body => Some("getmeas"),
         Resource::Sleep => Some("getsummary"),
         Resource::Workouts => Some("getworkouts"),
+        Resource::Activity => Some("getactivity"),
         _ => None,
+    }
+}
+
+/// The list a v2 service's reply body holds its items in.
+fn list_key(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Activity => "activities",
+        _ => "series",
     }
 }
 
@@ -90,18 +105,12 @@ impl Adapter for Withings {
             // which we do not know before the first reply: pad a day each side; stable ids
             // absorb the overlap with the neighbouring windows.
             let day = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d").to_string();
-            form.push((
-                "startdateymd".into(),
-                day(window.start - chrono::Duration::days(1)),
-            ));
-            form.push((
-                "enddateymd".into(),
-                day(window.end + chrono::Duration::days(1)),
-            ));
-            let fields = if resource.name == Resource::Sleep {
-                SLEEP_FIELDS
-            } else {
-                WORKOUT_FIELDS
+            form.push(("startdateymd".into(), day(pad_day(window.start, false))));
+            form.push(("enddateymd".into(), day(pad_day(window.end, true))));
+            let fields = match resource.name {
+                Resource::Sleep => SLEEP_FIELDS,
+                Resource::Activity => ACTIVITY_FIELDS,
+                _ => WORKOUT_FIELDS,
             };
             form.push(("data_fields".into(), fields.into()));
         }
@@ -151,7 +160,7 @@ impl Adapter for Withings {
                 e => e,
             }
         };
-        let mut records = Vec::new();
+        let mut page = Page::default();
         match resource {
             Resource::Body => {
                 // The zone is the user's, given once per reply.
@@ -161,21 +170,26 @@ impl Adapter for Withings {
                     .iter()
                     .enumerate()
                 {
-                    records.extend(measure_group(g, zone).map_err(at_index("measuregrps", i))?);
+                    match measure_group(g, zone).map_err(at_index("measuregrps", i))? {
+                        Group::Record(r) => page.records.push(r),
+                        Group::Objective(r) => page.removals.push(r),
+                        Group::Skipped => {}
+                    }
                 }
             }
-            Resource::Sleep | Resource::Workouts => {
-                for (i, s) in req_array(b, "series")
+            Resource::Sleep | Resource::Workouts | Resource::Activity => {
+                let list = list_key(resource);
+                for (i, s) in req_array(b, list)
                     .map_err(|e| prefix(e, "body."))?
                     .iter()
                     .enumerate()
                 {
-                    let r = if resource == Resource::Sleep {
-                        sleep(s)
-                    } else {
-                        workout(s)
+                    let r = match resource {
+                        Resource::Sleep => sleep(s),
+                        Resource::Activity => activity(s),
+                        _ => workout(s),
                     };
-                    records.push(r.map_err(at_index("series", i))?);
+                    page.records.push(r.map_err(at_index(list, i))?);
                 }
             }
             other => {
@@ -197,7 +211,7 @@ impl Adapter for Withings {
                 ))
             }
         };
-        let next = if more {
+        page.next = if more {
             Some(
                 opt_i64(b, "offset")
                     .map_err(|e| prefix(e, "body."))?
@@ -209,7 +223,7 @@ impl Adapter for Withings {
         } else {
             None
         };
-        Ok(Page { records, next })
+        Ok(page)
     }
 
     /// HTTP 200 with a non-zero `status` is an error (an expired token is `status: 401`).
@@ -312,13 +326,33 @@ fn scaled(value: i64, unit: i64) -> Option<f64> {
     })
 }
 
-/// One measure group → a body record; `None` for groups that are not a weighing
-/// (blood pressure, …) or that Withings flags as possibly someone else's (`attrib` 1:
-/// "measure captured by a device but ambiguous").
-fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, ProviderError> {
+/// What one measure group is to us.
+enum Group {
+    /// A weighing.
+    Record(Record),
+    /// A goal the user set (`category` 2): never a record, and one stored before (when a
+    /// reply carried it unasked) must go.
+    Objective(Removal),
+    /// Not a weighing (blood pressure, …), or possibly someone else's.
+    Skipped,
+}
+
+/// One measure group → a body record; objectives (`category` 2, "user objectives" in
+/// WITHINGS-OAS measure-getmeas; the group's `category` is "the category for the
+/// measures in the group (see category input parameter)", schema `measuregrp_object`)
+/// are removals even though the request asks for `category=1`; groups that are not a
+/// weighing or that Withings flags as possibly someone else's (`attrib` 1: "captured by
+/// a device but may belong to other users") are skipped.
+fn measure_group(g: &Value, zone: Option<&str>) -> Result<Group, ProviderError> {
+    if opt_i64(g, "category")? == Some(OBJECTIVE) {
+        return Ok(Group::Objective(Removal {
+            resource: Resource::Body,
+            provider_id: req_id(g, "grpid")?,
+        }));
+    }
     let attrib = opt_i64(g, "attrib")?;
     if attrib == Some(1) {
-        return Ok(None);
+        return Ok(Group::Skipped);
     }
     let (mut weight, mut fat) = (None, None);
     for (i, m) in req_array(g, "measures")?.iter().enumerate() {
@@ -342,7 +376,7 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, Provid
         }
     }
     if weight.is_none() && fat.is_none() {
-        return Ok(None);
+        return Ok(Group::Skipped);
     }
     let date = opt_i64(g, "date")?.ok_or_else(|| ProviderError::malformed("date", "missing"))?;
     // attrib 2 and 4 are entered by hand in the app; 0 (and 8, 15…) come from a device.
@@ -351,7 +385,7 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Option<Record>, Provid
     } else {
         "scale"
     };
-    Ok(Some(Record {
+    Ok(Group::Record(Record {
         resource: Resource::Body,
         provider_id: req_id(g, "grpid")?,
         fields: fields(vec![
@@ -384,7 +418,16 @@ fn sleep(s: &Value) -> Result<Record, ProviderError> {
         Some(t) => Some(t),
         None => d("asleepduration")?,
     };
-    let efficiency = opt_f64(s, "data.sleep_efficiency")?.map(|e| (e * 100.0).round());
+    let efficiency = opt_f64(s, "data.sleep_efficiency")?
+        .map(|e| to_i64(e * 100.0, "data.sleep_efficiency"))
+        .transpose()?;
+    let zone = opt_str(s, "timezone")?;
+    let in_bed = match d("total_timeinbed")? {
+        Some(t) => t,
+        None => end
+            .checked_sub(start)
+            .ok_or_else(|| ProviderError::malformed("enddate", "out of range"))?,
+    };
     // `completed: false` marks a night still being analysed; it will change.
     let state = if s.get("completed") == Some(&Value::Bool(false)) {
         "tentative"
@@ -397,25 +440,112 @@ fn sleep(s: &Value) -> Result<Record, ProviderError> {
         fields: fields(vec![
             ("source", source(ID, sleep_device(opt_i64(s, "model")?))),
             ("calendar_date", json!(req_str(s, "date")?)),
+            ("type", json!(sleep_kind(total, end, zone)?)),
             ("bedtime_start", json!(from_unix(start, "startdate")?)),
             ("bedtime_stop", json!(from_unix(end, "enddate")?)),
             (
                 "timezone_offset",
-                int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?),
+                int(zone_offset(zone, start, "timezone")?),
             ),
-            ("duration", int(d("total_timeinbed")?.or(Some(end - start)))),
+            ("duration", json!(in_bed)),
             ("total", int(total)),
             ("awake", int(d("wakeupduration")?)),
             ("light", int(d("lightsleepduration")?)),
             ("rem", int(d("remsleepduration")?)),
             ("deep", int(d("deepsleepduration")?)),
-            ("efficiency", int(efficiency.map(|e| e as i64))),
+            ("efficiency", int(efficiency)),
             ("hr_average", number(s, "data.hr_average")?),
             ("hr_lowest", number(s, "data.hr_min")?),
             // The sleep summary has no HRV.
             ("average_hrv", Value::Null),
             ("respiratory_rate", number(s, "data.rr_average")?),
             ("state", json!(state)),
+        ]),
+    })
+}
+
+/// Vital's sleep `type` from what the summary documents (WITHINGS-OAS sleepv2-getsummary
+/// has no nap flag, schema `sleep_summary_object`): Vital's own definitions applied to
+/// the night, `long_sleep` for 3 hours of sleep or more, `short_sleep` for less that
+/// ended before 18:00 local time, otherwise (no duration, no zone, or a short evening
+/// sleep) `unknown`.
+fn sleep_kind(
+    asleep: Option<i64>,
+    end: i64,
+    zone: Option<&str>,
+) -> Result<&'static str, ProviderError> {
+    const THREE_HOURS: i64 = 3 * 3600;
+    let Some(asleep) = asleep else {
+        return Ok(sleep_type::UNKNOWN);
+    };
+    if asleep >= THREE_HOURS {
+        return Ok(sleep_type::LONG_SLEEP);
+    }
+    let Some(name) = zone else {
+        return Ok(sleep_type::UNKNOWN);
+    };
+    let tz: chrono_tz::Tz = name.parse().map_err(|_| {
+        ProviderError::malformed("timezone", format!("`{name}` is not an IANA time zone"))
+    })?;
+    let local = unix_instant(end, "enddate")?.with_timezone(&tz);
+    Ok(if local.hour() < 18 {
+        sleep_type::SHORT_SLEEP
+    } else {
+        sleep_type::UNKNOWN
+    })
+}
+
+/// getactivity's day → an activity record (WITHINGS-OAS measurev2-getactivity, schema
+/// `activity_object`): `date` the local day ("date of the aggregated data"), `steps`,
+/// `distance` in metres, `elevation` "number of floors climbed", `soft`/`moderate`/
+/// `intense` durations in seconds, `calories` active kcal, `totalcalories` kcal. Vital's
+/// `low`/`medium`/`high` are minutes (`ClientFacingActivity`, tryVital/vital-node
+/// `src/api/types/ClientFacingActivity.ts`), so the durations are divided by 60.
+fn activity(a: &Value) -> Result<Record, ProviderError> {
+    let day = req_str(a, "date")?;
+    let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|e| {
+        ProviderError::malformed("date", format!("`{day}` is not a YYYY-MM-DD date: {e}"))
+    })?;
+    // The offset at the day's local noon: one value per day, clear of midnight DST jumps.
+    let offset = match opt_str(a, "timezone")? {
+        None => None,
+        Some(name) => {
+            let tz: chrono_tz::Tz = name.parse().map_err(|_| {
+                ProviderError::malformed("timezone", format!("`{name}` is not an IANA time zone"))
+            })?;
+            date.and_hms_opt(12, 0, 0)
+                .and_then(|noon| tz.from_local_datetime(&noon).earliest())
+                .map(|t| i64::from(t.offset().fix().local_minus_utc()))
+        }
+    };
+    let minutes = |k: &str| -> Result<Value, ProviderError> {
+        Ok(num(opt_f64(a, k)?.map(|secs| round1(secs / 60.0))))
+    };
+    // `brand` 18 and `is_tracker: false` are a phone or another app; a Withings tracker
+    // (Pulse, Go, the watches) sets `is_tracker`.
+    let kind = if a.get("is_tracker") == Some(&Value::Bool(true)) {
+        "watch"
+    } else {
+        "app"
+    };
+    Ok(Record {
+        resource: Resource::Activity,
+        provider_id: day.to_string(),
+        fields: fields(vec![
+            ("source", source(ID, kind)),
+            ("calendar_date", json!(day)),
+            ("timezone_offset", int(offset)),
+            ("steps", int(opt_i64(a, "steps")?)),
+            ("calories_total", number(a, "totalcalories")?),
+            ("calories_active", number(a, "calories")?),
+            // Vital's `daily_movement` is a walking-equivalent distance (deprecated there);
+            // Withings reports the distance travelled, which is Vital's `distance`.
+            ("daily_movement", Value::Null),
+            ("distance", number(a, "distance")?),
+            ("low", minutes("soft")?),
+            ("medium", minutes("moderate")?),
+            ("high", minutes("intense")?),
+            ("floors_climbed", int(opt_i64(a, "elevation")?)),
         ]),
     })
 }
@@ -497,8 +627,16 @@ fn workout(s: &Value) -> Result<Record, ProviderError> {
     let distance = either(positive("distance")?, positive("manual_distance")?);
     let calories = either(positive("manual_calories")?, positive("calories")?);
     // Paused by the user, and pauses the watch detected itself (swimming rests).
-    let pause =
-        (d("pause_duration")?.unwrap_or(0.0) + d("algo_pause_duration")?.unwrap_or(0.0)) as i64;
+    let pause = to_i64(
+        d("pause_duration")?.unwrap_or(0.0) + d("algo_pause_duration")?.unwrap_or(0.0),
+        "data.pause_duration",
+    )?;
+    let moving = end
+        .checked_sub(start)
+        .ok_or_else(|| ProviderError::malformed("enddate", "out of range"))?
+        .checked_sub(pause)
+        .ok_or_else(|| ProviderError::malformed("data.pause_duration", "out of range"))?
+        .max(0);
     // attrib 7 is an activity the user confirmed in the app; a device id means a watch.
     let kind = if s.get("deviceid").is_some_and(|d| d.is_string()) {
         "watch"
@@ -518,7 +656,7 @@ fn workout(s: &Value) -> Result<Record, ProviderError> {
                 "timezone_offset",
                 int(zone_offset(opt_str(s, "timezone")?, start, "timezone")?),
             ),
-            ("moving_time", int(Some((end - start - pause).max(0)))),
+            ("moving_time", int(Some(moving))),
             ("distance", distance),
             ("calories", calories),
             ("average_hr", positive("hr_average")?),
@@ -564,6 +702,10 @@ impl Impersonation for WithingsFixtures {
             "data/workouts.json" => include_str!("../../fixtures/withings/data/workouts.json"),
             "data/workouts.changed.json" => {
                 include_str!("../../fixtures/withings/data/workouts.changed.json")
+            }
+            "data/activity.json" => include_str!("../../fixtures/withings/data/activity.json"),
+            "data/activity.changed.json" => {
+                include_str!("../../fixtures/withings/data/activity.changed.json")
             }
             _ => return None,
         })
@@ -693,7 +835,9 @@ impl Impersonation for WithingsFixtures {
                 .copied()
                 .collect();
             let next = if more { offset + FIXTURE_PAGE } else { 0 };
-            Ok(json!({"status": 0, "body": {"series": page, "more": more, "offset": next}}))
+            let mut body = json!({"more": more, "offset": next});
+            body[list_key(resource.name)] = json!(page);
+            Ok(json!({"status": 0, "body": body}))
         }
     }
 }
@@ -712,7 +856,12 @@ mod tests {
 
     #[test]
     fn pages_continue_while_more_is_set_by_sending_the_offset_back() {
-        for r in [Resource::Body, Resource::Sleep, Resource::Workouts] {
+        for r in [
+            Resource::Body,
+            Resource::Sleep,
+            Resource::Workouts,
+            Resource::Activity,
+        ] {
             let p1 = Withings.parse_page(r, &page(r.as_str(), 1), None).unwrap();
             assert_eq!(p1.next.as_deref(), Some("4"), "{r}");
             let p2 = Withings
@@ -780,6 +929,161 @@ mod tests {
         );
         assert_eq!(got[1]["source"]["type"], "manual");
         assert_eq!(got[1]["fat"], Value::Null);
+    }
+
+    #[test]
+    fn objectives_are_never_records_and_are_reported_as_removals() {
+        let p = Withings
+            .parse_page(Resource::Body, &page("body", 2), Some("4"))
+            .unwrap();
+        assert_eq!(
+            p.removals,
+            vec![Removal {
+                resource: Resource::Body,
+                provider_id: "7483312904".into()
+            }]
+        );
+        assert!(p.records.iter().all(|r| r.provider_id != "7483312904"));
+        // The same group as a real measure (category 1) is a weighing.
+        let mut reply: Value = serde_json::from_slice(&page("body", 2)).unwrap();
+        for g in reply["body"]["measuregrps"].as_array_mut().unwrap() {
+            if g["grpid"] == 7483312904_i64 {
+                g["category"] = json!(1);
+            }
+        }
+        let as_measure = Withings
+            .parse_page(Resource::Body, reply.to_string().as_bytes(), None)
+            .unwrap();
+        assert!(as_measure.removals.is_empty());
+        assert!(as_measure
+            .records
+            .iter()
+            .any(|r| r.provider_id == "7483312904" && r.fields["weight"] == json!(75.0)));
+        // The request asks for real measures only.
+        let spec = crate::providers::find("withings")
+            .unwrap()
+            .resource(Resource::Body)
+            .unwrap();
+        let w = Window {
+            start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
+            end: Utc.timestamp_opt(1_790_086_400, 0).unwrap(),
+        };
+        assert!(Withings
+            .page_request(spec, &w, None)
+            .form
+            .contains(&("category".to_string(), "1".to_string())));
+    }
+
+    #[test]
+    fn daily_activity_reads_steps_distance_calories_and_minutes_per_intensity() {
+        let p = Withings
+            .parse_page(Resource::Activity, &page("activity", 1), None)
+            .unwrap();
+        let day = |d: &str| {
+            p.records
+                .iter()
+                .find(|r| r.provider_id == d)
+                .map(Record::to_json)
+                .unwrap_or_else(|| panic!("{d} in {:?}", p.records))
+        };
+        let oct18 = day("2026-10-18");
+        assert_eq!(oct18["resource"], "activity");
+        assert_eq!(oct18["calendar_date"], "2026-10-18");
+        assert_eq!(oct18["steps"], 13975);
+        assert_eq!(oct18["distance"], 11003.6);
+        assert_eq!(oct18["calories_active"], 671.2);
+        assert_eq!(oct18["calories_total"], 2736.1);
+        assert_eq!(oct18["floors_climbed"], 19);
+        // 6060 s soft, 2940 s moderate, 1800 s intense, in Vital's minutes.
+        assert_eq!(
+            (&oct18["low"], &oct18["medium"], &oct18["high"]),
+            (&json!(101.0), &json!(49.0), &json!(30.0))
+        );
+        assert_eq!(oct18["timezone_offset"], 7200, "Berlin summer time");
+        assert_eq!(
+            oct18["source"],
+            json!({"provider": "withings", "type": "watch"})
+        );
+        assert_eq!(
+            day("2026-10-25")["timezone_offset"],
+            3600,
+            "the clocks went back at 03:00: noon is on winter time"
+        );
+        let p2 = Withings
+            .parse_page(Resource::Activity, &page("activity", 2), Some("4"))
+            .unwrap();
+        let phone = p2.records[0].to_json();
+        assert_eq!(phone["source"]["type"], "app", "brand 18, not a tracker");
+        assert_eq!(phone["low"], json!(0.0));
+        let ny = json!({"status": 0, "body": {"activities": [
+            {"date": "2026-09-21", "timezone": "America/New_York", "steps": 100, "soft": 90}
+        ], "more": false, "offset": 0}});
+        let r = Withings
+            .parse_page(Resource::Activity, ny.to_string().as_bytes(), None)
+            .unwrap();
+        assert_eq!(r.records[0].fields["timezone_offset"], -4 * 3600);
+        assert_eq!(r.records[0].fields["low"], json!(1.5));
+        assert_eq!(r.records[0].fields["distance"], Value::Null);
+        let bad = json!({"status": 0, "body": {"activities": [{"date": "21/09/2026"}]}});
+        assert!(matches!(
+            Withings.parse_page(Resource::Activity, bad.to_string().as_bytes(), None),
+            Err(ProviderError::Malformed { field, .. }) if field == "body.activities[0].date"
+        ));
+    }
+
+    #[test]
+    fn sleep_types_follow_vitals_definitions() {
+        let night = |total: Option<i64>, end: i64, zone: Option<&str>| {
+            let mut data = serde_json::Map::new();
+            if let Some(t) = total {
+                data.insert("total_sleep_time".into(), json!(t));
+            }
+            let mut s = json!({"id": 1, "startdate": end - 20_000, "enddate": end, "date": "2026-10-11", "data": data});
+            if let Some(z) = zone {
+                s["timezone"] = json!(z);
+            }
+            sleep(&s).unwrap().fields["type"].clone()
+        };
+        // 2026-10-11T12:00:00Z is 14:00 in Berlin; 2026-10-11T17:00:00Z is 19:00.
+        let (two_pm, seven_pm) = (1_791_720_000, 1_791_738_000);
+        let berlin = Some("Europe/Berlin");
+        assert_eq!(night(Some(3 * 3600), two_pm, berlin), "long_sleep");
+        assert_eq!(night(Some(3 * 3600 - 1), two_pm, berlin), "short_sleep");
+        assert_eq!(night(Some(3600), seven_pm, berlin), "unknown");
+        assert_eq!(
+            night(Some(3600), two_pm, None),
+            "unknown",
+            "no zone, no local time"
+        );
+        assert_eq!(night(None, two_pm, berlin), "unknown");
+        let all = Withings
+            .parse_page(Resource::Sleep, &page("sleep", 1), None)
+            .unwrap();
+        assert!(all.records.iter().all(|r| r.fields["type"] == "long_sleep"));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_errors_not_panics() {
+        let w = json!({"id": 9, "startdate": 1_790_000_000, "enddate": 1_790_001_800, "date": "2026-09-21",
+                       "data": {"pause_duration": 1e300}});
+        assert!(
+            matches!(workout(&w), Err(ProviderError::Malformed { field, .. }) if field == "data.pause_duration")
+        );
+        let w = json!({"id": 9, "startdate": i64::MIN, "enddate": i64::MAX, "date": "2026-09-21"});
+        assert!(
+            matches!(workout(&w), Err(ProviderError::Malformed { field, .. }) if field == "enddate")
+        );
+        let s = json!({"id": 9, "startdate": i64::MIN, "enddate": i64::MAX, "date": "2026-09-21"});
+        assert!(sleep(&s).is_err());
+        let g = json!({"status": 0, "body": {"measuregrps": [{"grpid": 1, "date": 253_402_300_800_i64, "category": 1,
+                       "measures": [{"value": 70000, "type": 1, "unit": -3}]}]}});
+        assert!(
+            matches!(
+                Withings.parse_page(Resource::Body, g.to_string().as_bytes(), None),
+                Err(ProviderError::Malformed { field, .. }) if field == "body.measuregrps[0].date"
+            ),
+            "year 10000"
+        );
     }
 
     #[test]
@@ -925,5 +1229,21 @@ mod tests {
             }
         }
         assert_eq!(seen, items.len());
+        // getactivity shares /v2/measure with getworkouts; its items are `activities`.
+        let spec = crate::providers::find("withings")
+            .unwrap()
+            .resource(Resource::Activity)
+            .unwrap();
+        let days: Vec<Value> =
+            serde_json::from_str(include_str!("../../fixtures/withings/data/activity.json"))
+                .unwrap();
+        let mut p = params(&[("action", "getactivity")]);
+        let reply = WithingsFixtures.serve(spec, &p, &days).unwrap();
+        assert_eq!(
+            reply["body"]["activities"].as_array().unwrap().len(),
+            FIXTURE_PAGE
+        );
+        p.insert("action".into(), "getworkouts".into());
+        assert!(WithingsFixtures.serve(spec, &p, &days).is_err());
     }
 }

@@ -64,6 +64,41 @@ fn every_captured_page_normalises_to_its_expected_output() {
                 }
                 cursor = parsed.next;
             }
+            // Single-record replies (`records/<resource>/<key>.json`), where the provider
+            // has a single-record read, normalise to the expected record beside them.
+            let records = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(p.id())
+                .join("records")
+                .join(spec.name.as_str());
+            for entry in std::fs::read_dir(&records).into_iter().flatten() {
+                let file = entry.unwrap().path();
+                if file.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let key = file.file_stem().unwrap().to_str().unwrap().to_string();
+                assert!(
+                    p.adapter.record_request(spec, &key).is_some(),
+                    "{}: a record reply but no record_request",
+                    file.display()
+                );
+                let parsed = p
+                    .adapter
+                    .parse_record(spec.name, &std::fs::read(&file).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let expected: Vec<Value> =
+                    std::fs::read_to_string(records.join(format!("{key}.expected.jsonl")))
+                        .unwrap_or_else(|_| {
+                            panic!("{}: no expected output beside it", file.display())
+                        })
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| serde_json::from_str(l).unwrap())
+                        .collect();
+                let got: Vec<Value> = parsed.records.iter().map(|r| r.to_json()).collect();
+                assert_eq!(got, expected, "{}", file.display());
+                assert_eq!(parsed.next, None, "{}", file.display());
+            }
         }
     }
 }

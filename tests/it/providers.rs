@@ -178,13 +178,22 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         "backfill emits no daily events"
     );
 
-    // The data API has the records; 14 long sleeps (the nap is not one).
+    // The data API has the records: 14 nights and 2 naps (the rejected rest period is
+    // not sleep).
     let (s, sleep) = app
         .api
         .get(&format!("/v1/summary/sleep/{uid}?start_date=2026-01-01"))
         .await;
     assert_eq!(s, StatusCode::OK, "{sleep}");
-    assert_eq!(sleep["sleep"].as_array().unwrap().len(), 14);
+    let sleeps = sleep["sleep"].as_array().unwrap();
+    assert_eq!(sleeps.len(), 16);
+    assert_eq!(
+        sleeps
+            .iter()
+            .filter(|s| s["type"] == "acknowledged_nap")
+            .count(),
+        2
+    );
     let (_, hr) = app
         .api
         .get(&format!(
@@ -418,7 +427,8 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
         "userid read from inside the wrapped token reply"
     );
 
-    let windows: usize = 13 * 3;
+    // 13 windows for each of body, sleep, workouts and activity.
+    let windows: usize = 13 * 4;
     // The 601's pause and the 2555's back-off pass by moving the clock on, a second at a
     // time (far short of the three-hourly poll).
     let done = app
@@ -874,4 +884,80 @@ async fn polar_registers_the_user_after_consent_and_deregisters_them(db: TestDb)
         })
         .await
     );
+}
+
+/// A pull targeted at one Strava activity: the adapter's `record_request` sent to the
+/// fixture server (a real token from its OAuth endpoints) answers a DetailedActivity
+/// that `parse_record` reads as a page of one, calories included; an unknown id is
+/// Strava's 404.
+#[tokio::test]
+async fn one_strava_activity_is_fetched_and_read_by_the_same_adapter() {
+    let fx = FixtureServer::start().await.unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = reqwest::Url::parse_with_params(
+        &format!("{}/strava/oauth/authorize", fx.root()),
+        &[("redirect_uri", "http://app.test/cb"), ("state", "s")],
+    )
+    .unwrap();
+    let r = http.get(authorize).send().await.unwrap();
+    let to = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let token: Value = http
+        .post(format!("{}/strava/oauth/token", fx.root()))
+        .form(&[("grant_type", "authorization_code"), ("code", &code)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().unwrap().to_string();
+
+    let p = wearbridge::providers::find("strava").unwrap();
+    let spec = p.resource(wearbridge::events::Resource::Workouts).unwrap();
+    let get = |id: &str| {
+        let req = p.adapter.record_request(spec, id).unwrap();
+        assert_eq!(req.method, "GET");
+        http.get(format!("{}/strava{}", fx.root(), req.path))
+            .bearer_auth(&access)
+            .send()
+    };
+    let reply = get("20458322671").await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let body = reply.bytes().await.unwrap();
+    let page = p
+        .adapter
+        .parse_record(wearbridge::events::Resource::Workouts, &body)
+        .unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.next, None);
+    let rec = page.records[0].to_json();
+    assert_eq!(rec["provider_id"], "20458322671");
+    assert_eq!(rec["title"], "Evening Run");
+    assert_eq!(rec["calories"], 583.0);
+    // After the data changes the detail follows the list: the rename shows.
+    fx.advance_to_changed_data();
+    let body = get("20458322671").await.unwrap().bytes().await.unwrap();
+    let renamed = p
+        .adapter
+        .parse_record(wearbridge::events::Resource::Workouts, &body)
+        .unwrap();
+    assert_eq!(
+        renamed.records[0].fields["title"],
+        "Evening Run (with Anna)"
+    );
+    let missing = get("1").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(matches!(
+        p.adapter
+            .classify_error(404, None, &missing.bytes().await.unwrap()),
+        wearbridge::providers::ProviderError::Refused(_)
+    ));
 }
