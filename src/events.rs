@@ -146,10 +146,12 @@ impl EventType {
             EventType::HistoricalCreated(r) => format!(
                 "One backfill window of {r} is stored (newest window first); `is_final` marks the oldest. Read the records from the data API."
             ),
-            EventType::DailyCreated(r) => format!("A new {r} record found by regular polling; `data` is the record."),
-            EventType::DailyUpdated(r) => {
-                format!("A known {r} record changed; `data` is the record with a higher `version`.")
-            }
+            EventType::DailyCreated(r) => format!(
+                "A new {r} record found by regular polling; `data` is the record (Junction's model where it has one)."
+            ),
+            EventType::DailyUpdated(r) => format!(
+                "A known {r} record changed; `data` is the record (Junction's model where it has one) with a higher `version`."
+            ),
             EventType::WebhookTest => "A test event: sent when an endpoint is created, and on demand.".into(),
         }
     }
