@@ -8,6 +8,7 @@
 //! each event says is unit-tested without a database. The store persists what it is
 //! handed; the poller and the API choose which events to publish.
 
+pub mod junction;
 mod record;
 
 pub use record::Record;
@@ -145,10 +146,12 @@ impl EventType {
             EventType::HistoricalCreated(r) => format!(
                 "One backfill window of {r} is stored (newest window first); `is_final` marks the oldest. Read the records from the data API."
             ),
-            EventType::DailyCreated(r) => format!("A new {r} record found by regular polling; `data` is the record."),
-            EventType::DailyUpdated(r) => {
-                format!("A known {r} record changed; `data` is the record with a higher `version`.")
-            }
+            EventType::DailyCreated(r) => format!(
+                "A new {r} record found by regular polling; `data` is the record (Junction's model where it has one)."
+            ),
+            EventType::DailyUpdated(r) => format!(
+                "A known {r} record changed; `data` is the record (Junction's model where it has one) with a higher `version`."
+            ),
             EventType::WebhookTest => "A test event: sent when an endpoint is created, and on demand.".into(),
         }
     }
@@ -263,10 +266,13 @@ impl Envelope {
             .iter()
             .map(|r| (r.to_string(), json!({"status": "available"})))
             .collect();
+        // Junction's `ProviderConnectionCreated` still requires `source`, the deprecated
+        // name of `provider`, so both carry the provider.
         conn.event(
             EventType::ConnectionCreated,
             json!({
                 "user_id": conn.user_id,
+                "source": conn.provider.to_json(),
                 "provider": conn.provider.to_json(),
                 "external_user_id": external_user_id,
                 "resource_availability": availability,
@@ -274,7 +280,9 @@ impl Envelope {
         )
     }
 
-    /// `provider.connection.error`: the connection stopped working for good.
+    /// `provider.connection.error`: the connection stopped working for good. As
+    /// Junction's `ProviderConnectionError`: `provider` is the slug, `error_type` one
+    /// of Junction's ([`junction_error_type`]) and `error_details` our own, finer type.
     pub fn connection_error(
         conn: &ConnectionRef,
         error_type: ConnectionErrorType,
@@ -284,18 +292,22 @@ impl Envelope {
             EventType::ConnectionError,
             json!({
                 "user_id": conn.user_id,
-                "provider": conn.provider.to_json(),
-                "error_type": error_type,
+                "provider": conn.provider.junction_slug(),
+                "error_type": junction_error_type(error_type),
+                "error_details": error_type,
                 "message": message,
             }),
         )
     }
 
-    /// `provider.connection.deleted`: the connection was removed.
+    /// `provider.connection.deleted`: the connection was removed. Junction documents no
+    /// model for it; `provider` is the slug, as in `provider.connection.error` and the
+    /// historical events: only `provider.connection.created` introduces a provider as
+    /// an object, every later event about the connection names it by slug.
     pub fn connection_deleted(conn: &ConnectionRef) -> Envelope {
         conn.event(
             EventType::ConnectionDeleted,
-            json!({"user_id": conn.user_id, "provider": conn.provider.to_json()}),
+            json!({"user_id": conn.user_id, "provider": conn.provider.junction_slug()}),
         )
     }
 
@@ -318,7 +330,7 @@ impl Envelope {
             Some((conn.user_id, conn.client_user_id.clone())),
             json!({
                 "user_id": conn.user_id,
-                "provider": conn.provider.to_json(),
+                "provider": conn.provider.junction_slug(),
                 "start_date": start,
                 "end_date": end,
                 "is_final": chunk_index + 1 == chunk_count,
@@ -334,7 +346,20 @@ impl Envelope {
     /// or changed, in their order: one event per summary record (its id over the
     /// record's id and version), and one per kind of change for timeseries samples
     /// (its id over the samples' ids and versions), so a replay yields the same events.
+    ///
+    /// `data` is Junction's: a summary is its `ClientFacing…` model ([`junction`]),
+    /// with `created_at` and `updated_at` the time the change was found (`now_ms`,
+    /// which is when it is stored); samples are its `Grouped…` item (`source` and the
+    /// samples). Recovery has no Junction model and goes as stored; so does a record
+    /// Junction's model cannot hold (logged), rather than no event at all.
     pub fn daily(conn: &ConnectionRef, changes: &[RecordChange<'_>]) -> Vec<Envelope> {
+        let now = crate::now_ms();
+        let stamped = |data| junction::Stamped {
+            provider: &conn.provider.slug,
+            data,
+            created_at: now,
+            updated_at: now,
+        };
         let user = || Some((conn.user_id, conn.client_user_id.clone()));
         let mut out = Vec::new();
         let mut series: Vec<(Resource, bool, Vec<&RecordChange<'_>>)> = Vec::new();
@@ -351,7 +376,15 @@ impl Envelope {
             }
             let t = EventType::daily(c.resource, c.created);
             let id = crate::ids::daily_event_id(&t.name(), c.id, c.version);
-            out.push(Envelope::new(id, t, conn.team_id, user(), c.data.clone()));
+            let data = match junction::summary(c.resource, stamped(c.data)) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "daily event sent as stored");
+                    c.data.clone()
+                }
+                None => c.data.clone(),
+            };
+            out.push(Envelope::new(id, t, conn.team_id, user(), data));
         }
         for (resource, created, samples) in series {
             let t = EventType::daily(resource, created);
@@ -363,14 +396,15 @@ impl Envelope {
             let id = crate::ids::daily_event_id(&t.name(), batch, 1);
             let source = samples
                 .first()
-                .and_then(|s| s.data.get("source").cloned())
-                .unwrap_or(Value::Null);
+                .map_or(Value::Null, |s| junction::source(resource, stamped(s.data)));
             let data: Vec<Value> = samples
                 .iter()
-                .map(|s| {
-                    let d = s.data;
-                    json!({"id": d["id"], "timestamp": d["timestamp"], "timezone_offset": d["timezone_offset"],
-                           "type": d["type"], "unit": d["unit"], "value": d["value"], "version": d["version"]})
+                .filter_map(|s| match junction::sample(resource, stamped(s.data)) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sample left out of its daily event");
+                        None
+                    }
                 })
                 .collect();
             let body = json!({"user_id": conn.user_id, "source": source, "data": data});
@@ -398,7 +432,7 @@ impl Envelope {
     }
 }
 
-/// A provider as events name it: `{"name", "slug"}`.
+/// A provider as events name it; `slug` is our id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderRef {
     pub slug: String,
@@ -406,8 +440,28 @@ pub struct ProviderRef {
 }
 
 impl ProviderRef {
+    /// Junction's slug of the provider (`whoop_v2` for our `whoop`).
+    fn junction_slug(&self) -> &str {
+        junction::junction_slug(&self.slug)
+    }
+
+    /// Junction's `ClientFacingProvider`: `{name, slug, logo}`; `logo` is empty, as the
+    /// gateway hosts no provider logos.
     fn to_json(&self) -> Value {
-        json!({"name": self.name, "slug": self.slug})
+        provider_ref(self.junction_slug(), &self.name)
+    }
+}
+
+/// Our connection error type as one of Junction's `ProviderConnectionErrorErrorType`
+/// values (its SDK, `vital/types/provider_connection_error_error_type.py`). Ours alone,
+/// `provider_api_error` (the provider refused our requests for good, not a credential
+/// we know to be wrong), is `unknown` there; `error_details` keeps ours.
+pub fn junction_error_type(t: ConnectionErrorType) -> &'static str {
+    match t {
+        ConnectionErrorType::TokenRefreshFailed => "token_refresh_failed",
+        ConnectionErrorType::RequiredScopesNotGranted => "required_scopes_not_granted",
+        ConnectionErrorType::DeregisteredPerProvider => "deregistered_per_provider",
+        ConnectionErrorType::ProviderApiError | ConnectionErrorType::Unknown => "unknown",
     }
 }
 
@@ -446,7 +500,7 @@ pub struct RecordChange<'a> {
 }
 
 fn provider_ref(slug: &str, name: &str) -> Value {
-    json!({"name": name, "slug": slug})
+    json!({"name": name, "slug": slug, "logo": ""})
 }
 
 /// A realistic example of `data` for an event type, as a provider would produce it.
@@ -459,19 +513,20 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
     };
     match t {
         EventType::ConnectionCreated => json!({
-            "user_id": uid, "provider": oura, "external_user_id": "VG5ZM2",
+            "user_id": uid, "source": oura, "provider": oura, "external_user_id": "VG5ZM2",
             "resource_availability": {
                 "sleep": {"status": "available"}, "activity": {"status": "available"},
                 "workouts": {"status": "available"}, "heartrate": {"status": "available"}
             }
         }),
         EventType::ConnectionError => json!({
-            "user_id": uid, "provider": oura, "error_type": "token_refresh_failed",
+            "user_id": uid, "provider": "oura", "error_type": "token_refresh_failed",
+            "error_details": "token_refresh_failed",
             "message": "the provider refused the refresh token (invalid_grant); the user must reconnect"
         }),
-        EventType::ConnectionDeleted => json!({"user_id": uid, "provider": oura}),
+        EventType::ConnectionDeleted => json!({"user_id": uid, "provider": "oura"}),
         EventType::HistoricalCreated(_) => json!({
-            "user_id": uid, "provider": oura,
+            "user_id": uid, "provider": "oura",
             "start_date": "2025-11-24T00:00:00+00:00", "end_date": "2025-12-24T00:00:00+00:00",
             "is_final": true, "chunk_index": 12, "chunk_count": 13
         }),
@@ -481,9 +536,36 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
             } else {
                 1
             };
-            example_record(r, &uid, version, &source, &rec)
+            let stored = example_record(r, &uid, version, &source, &rec);
+            as_junction(r, &stored)
         }
         EventType::WebhookTest => json!({"message": "This is a test event from Wearbridge."}),
+    }
+}
+
+/// An example's stored record (or batch of samples) as its event carries it, by the
+/// same mapping as [`Envelope::daily`]; times are the example's own.
+fn as_junction(r: Resource, stored: &Value) -> Value {
+    let at = 1_795_160_000_000; // 2026-11-20T07:33:20Z
+    let stamped = |data| junction::Stamped {
+        provider: stored["source"]["provider"].as_str().unwrap_or("oura"),
+        data,
+        created_at: at,
+        updated_at: at,
+    };
+    if r.is_timeseries() {
+        let samples: Vec<Value> = stored["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| junction::sample(r, stamped(d)).ok())
+            .collect();
+        return json!({"user_id": stored["user_id"], "source": junction::source(r, stamped(stored)),
+                      "data": samples});
+    }
+    match junction::summary(r, stamped(stored)) {
+        Some(Ok(v)) => v,
+        Some(Err(_)) | None => stored.clone(),
     }
 }
 
@@ -499,7 +581,8 @@ fn example_record(
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                json!({"timestamp": format!("2026-11-20T07:{:02}:00+00:00", i * 5), "timezone_offset": 3600,
+                let at = format!("2026-11-20T07:{:02}:00+00:00", i * 5);
+                json!({"id": rec(r, &at), "version": version, "timestamp": at, "timezone_offset": 3600,
                        "type": kind, "unit": unit, "value": v})
             })
             .collect();
@@ -595,6 +678,17 @@ mod tests {
         );
         let hr = example_data(EventType::DailyCreated(Resource::Heartrate), u);
         assert_eq!(hr["data"][0]["unit"], "bpm");
+        assert!(hr["data"][0]["record_id"].is_string());
+        let sleep = example_data(EventType::DailyCreated(Resource::Sleep), u);
+        assert_eq!(
+            sleep["date"], "2026-11-20T00:00:00+00:00",
+            "Junction's model"
+        );
+        assert_eq!(sleep["type"], "unknown");
+        let body = example_data(EventType::DailyCreated(Resource::Body), u);
+        assert_eq!(body["source"]["provider"], "withings");
+        assert_eq!(body["calendar_date"], "2026-11-20");
+        assert_eq!(h["provider"], "oura");
     }
 
     fn conn() -> ConnectionRef {
@@ -621,9 +715,11 @@ mod tests {
         assert_eq!(created.event_type, "provider.connection.created");
         assert_eq!(created.team_id, c.team_id);
         assert_eq!(created.client_user_id.as_deref(), Some("user-42"));
+        let oura = json!({"name": "Oura", "slug": "oura", "logo": ""});
+        assert_eq!(created.data["provider"], oura);
         assert_eq!(
-            created.data["provider"],
-            json!({"name": "Oura", "slug": "oura"})
+            created.data["source"], oura,
+            "Junction still requires `source`"
         );
         assert_eq!(created.data["external_user_id"], "VG5ZM2");
         assert_eq!(
@@ -639,14 +735,57 @@ mod tests {
             "refresh refused",
         );
         assert_eq!(error.data["error_type"], "token_refresh_failed");
+        assert_eq!(error.data["error_details"], "token_refresh_failed");
+        assert_eq!(error.data["provider"], "oura");
         assert_eq!(error.data["message"], "refresh refused");
         let deleted = Envelope::connection_deleted(&c);
         assert_eq!(
             deleted.data,
-            json!({"user_id": c.user_id, "provider": {"name": "Oura", "slug": "oura"}})
+            json!({"user_id": c.user_id, "provider": "oura"})
         );
         assert!(created.id != error.id && error.id != deleted.id);
         assert!(created.ordering_key.is_none());
+    }
+
+    #[test]
+    fn connection_events_use_junctions_slugs_and_error_types() {
+        let mut c = conn();
+        c.provider = ProviderRef {
+            slug: "whoop".into(),
+            name: "WHOOP".into(),
+        };
+        let created = Envelope::connection_created(&c, None, &[Resource::Recovery]);
+        assert_eq!(created.data["provider"]["slug"], "whoop_v2");
+        assert_eq!(created.data["source"]["slug"], "whoop_v2");
+        let error =
+            Envelope::connection_error(&c, ConnectionErrorType::ProviderApiError, "refused");
+        assert_eq!(error.data["provider"], "whoop_v2");
+        assert_eq!(error.data["error_type"], "unknown", "not one of Junction's");
+        assert_eq!(error.data["error_details"], "provider_api_error");
+        assert_eq!(
+            Envelope::connection_deleted(&c).data["provider"],
+            "whoop_v2"
+        );
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let h = Envelope::historical_chunk(&c, Resource::Sleep, (t, t), 0, 1);
+        assert_eq!(h.data["provider"], "whoop_v2");
+        for (ours, theirs) in [
+            (
+                ConnectionErrorType::TokenRefreshFailed,
+                "token_refresh_failed",
+            ),
+            (
+                ConnectionErrorType::RequiredScopesNotGranted,
+                "required_scopes_not_granted",
+            ),
+            (
+                ConnectionErrorType::DeregisteredPerProvider,
+                "deregistered_per_provider",
+            ),
+            (ConnectionErrorType::Unknown, "unknown"),
+        ] {
+            assert_eq!(junction_error_type(ours), theirs);
+        }
     }
 
     #[test]
@@ -657,6 +796,7 @@ mod tests {
         let last = Envelope::historical_chunk(&c, Resource::Sleep, (t(10), t(20)), 1, 2);
         assert_eq!(first.event_type, "historical.data.sleep.created");
         assert_eq!(first.data["is_final"], false);
+        assert_eq!(first.data["provider"], "oura");
         assert_eq!(last.data["is_final"], true);
         assert_eq!(last.data["start_date"], "2026-11-10T00:00:00+00:00");
         assert_eq!(first.ordering_key, last.ordering_key);
@@ -671,7 +811,10 @@ mod tests {
     #[test]
     fn daily_events_are_one_per_summary_and_one_per_batch_of_samples() {
         let c = conn();
-        let workout = json!({"id": "w", "version": 2, "title": "Run"});
+        let workout = json!({"id": "w", "version": 2, "title": "Run", "user_id": "u", "provider_id": "9",
+                             "time_start": "2026-11-20T23:30:00+00:00", "time_end": "2026-11-21T00:30:00+00:00",
+                             "timezone_offset": 3600, "average_hr": 139.6, "source": {"provider": "oura", "type": "ring"}});
+        let recovery = json!({"id": "r", "version": 1, "recovery_score": 71});
         let hr = |t: &str, v: f64| {
             json!({"id": format!("hr-{t}"), "version": 1, "timestamp": t, "timezone_offset": 0,
                    "type": "heartrate", "unit": "bpm", "value": v, "source": {"provider": "oura", "type": "ring"}})
@@ -688,6 +831,7 @@ mod tests {
             change(1, Resource::Heartrate, 1, true, &a),
             change(2, Resource::Workouts, 2, false, &workout),
             change(3, Resource::Heartrate, 1, true, &b),
+            change(4, Resource::Recovery, 1, true, &recovery),
         ];
         let events = Envelope::daily(&c, &changes);
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -695,25 +839,40 @@ mod tests {
             types,
             [
                 "daily.data.workouts.updated",
+                "daily.data.recovery.created",
                 "daily.data.heartrate.created"
             ]
         );
-        assert_eq!(events[0].data, workout);
+        // A summary is Junction's model, with our id, version and provider id kept.
+        let w = &events[0].data;
+        assert_eq!(w["id"], "w");
+        assert_eq!(w["version"], 2);
+        assert_eq!(w["provider_id"], "9");
+        assert_eq!(w["calendar_date"], "2026-11-21", "the local day");
+        assert_eq!(w["average_hr"], 140);
+        assert_eq!(w["source"], json!({"provider": "oura", "type": "ring"}));
+        assert!(w["created_at"].is_string() && w["updated_at"].is_string());
+        assert_eq!(events[1].data, recovery, "recovery goes as stored");
         assert_eq!(
             events[0].id,
             crate::ids::daily_event_id("daily.data.workouts.updated", Uuid::from_u128(2), 2)
         );
-        let samples = events[1].data["data"].as_array().unwrap();
+        let samples = events[2].data["data"].as_array().unwrap();
         assert_eq!(samples.len(), 2);
         assert_eq!(samples[1]["value"], 62.0);
-        assert_eq!(events[1].data["source"]["provider"], "oura");
+        assert_eq!(samples[1]["record_id"], "hr-07:05");
+        assert!(
+            samples[1].get("id").is_none(),
+            "Junction's sample id is an integer"
+        );
+        assert_eq!(events[2].data["source"]["provider"], "oura");
         assert_eq!(
-            Envelope::daily(&c, &changes)[1].id,
-            events[1].id,
+            Envelope::daily(&c, &changes)[2].id,
+            events[2].id,
             "a replay yields the same ids"
         );
         let fewer = Envelope::daily(&c, &changes[..2]);
-        assert_ne!(fewer[1].id, events[1].id, "another batch, another id");
+        assert_ne!(fewer[1].id, events[2].id, "another batch, another id");
         assert!(Envelope::daily(&c, &[]).is_empty());
     }
 

@@ -8,6 +8,13 @@ Environment: WEARBRIDGE_URL (the gateway's base URL), WEARBRIDGE_KEY (a team key
 CONNECTED_USER_ID (a user connected to Oura, WHOOP and Withings and backfilled),
 START_DATE and END_DATE (a range holding the backfill), APP_URL (a redirect_url).
 
+With `--webhooks FILE` (a JSON list of webhook bodies the gateway sent) it instead
+parses each body with the SDK's model of its event type (`ClientFacing…Changed`,
+`ClientFacing…HistoricalPullCompleted`, `ClientFacingProviderConnection…Event`) and
+prints `{"validated": {event_type: count}, "unmodelled": {…}, "failures": […]}`;
+event types Junction has no model of (`provider.connection.deleted`, recovery,
+`webhook.test`) are counted as unmodelled.
+
 Exit codes: 0 with the JSON on success, 3 when the SDK is not installed, 1 when a call
 failed (the traceback says which).
 """
@@ -173,6 +180,47 @@ def main():
     print(json.dumps(out))
 
 
+def webhook_model(event_type):
+    """The SDK's model of a whole webhook body of `event_type`, or None."""
+    import vital.types as types
+
+    parts = event_type.split(".")
+    if event_type == "provider.connection.created":
+        name = "ClientFacingProviderConnectionCreatedEvent"
+    elif event_type == "provider.connection.error":
+        name = "ClientFacingProviderConnectionErrorEvent"
+    elif len(parts) == 4 and parts[:2] == ["historical", "data"] and parts[3] == "created":
+        name = f"ClientFacing{parts[2].capitalize()}HistoricalPullCompleted"
+    elif len(parts) == 4 and parts[:2] == ["daily", "data"] and parts[3] in ("created", "updated"):
+        name = f"ClientFacing{parts[2].capitalize()}Changed"
+    else:
+        return None
+    return getattr(types, name, None)
+
+
+def validate_webhooks(path):
+    """Parses every webhook body in the JSON list at `path` with its SDK model."""
+    with open(path) as f:
+        bodies = json.load(f)
+    out = {"validated": {}, "unmodelled": {}, "failures": []}
+    for body in bodies:
+        event_type = body.get("event_type", "")
+        model = webhook_model(event_type)
+        if model is None:
+            out["unmodelled"][event_type] = out["unmodelled"].get(event_type, 0) + 1
+            continue
+        try:
+            parsed = model.model_validate(body) if hasattr(model, "model_validate") else model.parse_obj(body)
+        except Exception as e:  # any refusal by the model is a failure to report
+            out["failures"].append({"event_type": event_type, "id": body.get("id"), "error": str(e)})
+            continue
+        if str(parsed.event_type) != event_type:
+            out["failures"].append({"event_type": event_type, "id": body.get("id"), "error": f"parsed as {parsed.event_type!r}"})
+            continue
+        out["validated"][event_type] = out["validated"].get(event_type, 0) + 1
+    print(json.dumps(out))
+
+
 def as_json(body):
     """An error body as plain JSON (the SDK gives a dict, a model or text)."""
     if hasattr(body, "model_dump"):
@@ -183,4 +231,7 @@ def as_json(body):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--webhooks":
+        validate_webhooks(sys.argv[2])
+    else:
+        main()

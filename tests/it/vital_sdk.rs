@@ -51,7 +51,7 @@ async fn connect(app: &TestApp, user_id: &str, provider: &str) {
 }
 
 /// Runs the SDK script; None (after saying so) when it cannot run here.
-fn run_script(env: &[(&str, String)]) -> Option<Value> {
+fn run_script(args: &[&str], env: &[(&str, String)]) -> Option<Value> {
     let required = std::env::var("WEARBRIDGE_REQUIRE_VITAL_SDK").is_ok_and(|v| v == "1");
     let skip = |why: &str| {
         assert!(
@@ -65,7 +65,7 @@ fn run_script(env: &[(&str, String)]) -> Option<Value> {
         None
     };
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(SCRIPT);
+    cmd.arg(SCRIPT).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -110,6 +110,8 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         c.provider_rate_limits = false;
     })
     .await;
+    // Every webhook this test makes goes to one endpoint, to be parsed by the SDK.
+    app.endpoint("/hooks", json!({})).await;
     let user = app.user("sdk-ring").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
     for p in ["oura", "whoop", "withings"] {
@@ -177,14 +179,17 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         );
     }
 
-    let Some(out) = run_script(&[
-        ("WEARBRIDGE_URL", app.gateway.url()),
-        ("WEARBRIDGE_KEY", app.api.key.clone()),
-        ("CONNECTED_USER_ID", uid.clone()),
-        ("START_DATE", start.to_string()),
-        ("END_DATE", end.clone()),
-        ("APP_URL", app.receiver.url("/app/done")),
-    ]) else {
+    let Some(out) = run_script(
+        &[],
+        &[
+            ("WEARBRIDGE_URL", app.gateway.url()),
+            ("WEARBRIDGE_KEY", app.api.key.clone()),
+            ("CONNECTED_USER_ID", uid.clone()),
+            ("START_DATE", start.to_string()),
+            ("END_DATE", end.clone()),
+            ("APP_URL", app.receiver.url("/app/done")),
+        ],
+    ) else {
         return;
     };
 
@@ -415,4 +420,72 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         Some("token_consumed")
     );
     assert!(q.contains_key("error"));
+
+    every_webhook_parses_with_the_sdks_models(&app, &uid).await;
+}
+
+/// Every webhook the gateway sent in this test (connections, backfill chunks, the
+/// daily events a refresh found, the deregistration, and the catalogue's example of
+/// every event type, about the connected user), parsed by the SDK's model of its
+/// event type: any it refuses fails the test.
+async fn every_webhook_parses_with_the_sdks_models(app: &TestApp, uid: &str) {
+    let (_, catalogue) = app.api.get("/v1/event-types").await;
+    let names: Vec<String> = catalogue["data"]
+        .as_array()
+        .expect("the catalogue lists types")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    for name in &names {
+        let (s, body) = app
+            .api
+            .post(
+                "/v1/events/example",
+                json!({"event_type": name, "user_id": uid}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{name}: {body}");
+    }
+    // Delivery is asynchronous: wait until nothing new has arrived for two seconds.
+    let mut seen = app.receiver.count();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = app.receiver.count();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    let bodies: Vec<Value> = app
+        .receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/hooks")
+        .map(|r| {
+            assert!(r.verified, "unverified webhook {}", r.event_id);
+            serde_json::from_str(&r.body).expect("a webhook body is JSON")
+        })
+        .collect();
+    let file =
+        std::env::temp_dir().join(format!("wearbridge-webhooks-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_vec(&bodies).unwrap()).unwrap();
+    let out = run_script(&["--webhooks", file.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&file);
+    let Some(out) = out else {
+        return;
+    };
+    assert_eq!(out["failures"], json!([]), "webhooks the SDK refused");
+    let validated = out["validated"].as_object().unwrap();
+    // Every type Junction has a model of was parsed, at least as an example.
+    for name in &names {
+        let unmodelled = name == "provider.connection.deleted"
+            || name == "webhook.test"
+            || name.contains(".recovery.");
+        assert!(
+            unmodelled || validated.contains_key(name.as_str()),
+            "no {name} was parsed: {out}"
+        );
+    }
+    let total: u64 = validated.values().filter_map(Value::as_u64).sum();
+    assert!(total > 10, "too few webhooks parsed: {out}");
 }

@@ -69,19 +69,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(introspect::historical_pull))
 }
 
-/// Our provider ids as Junction names them, where they differ: our WHOOP adapter speaks
-/// WHOOP's OAuth API v2, which Junction calls `whoop_v2` (its `whoop` is the retired
-/// password integration; see the `Providers` and `OAuthProviders` enums of its document).
-const JUNCTION_SLUGS: &[(&str, &str)] = &[("whoop", "whoop_v2")];
-
-/// A provider's slug as Junction names it.
-pub fn junction_slug(id: &str) -> &str {
-    JUNCTION_SLUGS
-        .iter()
-        .find(|(ours, _)| *ours == id)
-        .map(|(_, theirs)| *theirs)
-        .unwrap_or(id)
-}
+pub use crate::events::junction::junction_slug;
+use crate::events::junction::JUNCTION_SLUGS;
 
 /// A provider by Junction's slug or ours.
 pub fn find_provider(slug: &str) -> Option<&'static Provider> {
