@@ -281,6 +281,7 @@ pub async fn recovery(
 pub struct ProfileParams {
     /// Only this provider's profile (Junction's slug, or ours); empty for any.
     #[serde(default)]
+    #[param(schema_with = super::provider_param_schema)]
     provider: Option<String>,
 }
 

@@ -31,18 +31,22 @@ pub struct IntrospectParams {
     /// Only this user.
     #[serde(default)]
     user_id: Option<Uuid>,
-    /// Only this provider (Junction's slug, or ours).
+    /// Only this provider (Junction's slug, or ours); empty for any.
     #[serde(default)]
+    #[param(schema_with = super::provider_param_schema)]
     provider: Option<String>,
     /// Users per page (1–1000, default 50).
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     user_limit: Option<i64>,
-    /// The offset of the page: what `next_cursor` said.
+    /// The offset of the page: what `next_cursor` said (a cursor this API gave is
+    /// digits; empty is the first page).
     #[serde(default)]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
     /// The same, under Junction's newer name.
     #[serde(default)]
+    #[param(pattern = "^[0-9]{0,18}$")]
     next_cursor: Option<String>,
 }
 
@@ -60,7 +64,13 @@ async fn page(
         ));
     }
     let offset =
-        match q.next_cursor.as_deref().or(q.cursor.as_deref()) {
+        // An empty cursor is the first page, as no cursor is.
+        match q
+            .next_cursor
+            .as_deref()
+            .or(q.cursor.as_deref())
+            .filter(|c| !c.is_empty())
+        {
             Some(c) => c.parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| {
                 ApiError::validation("`next_cursor` is not a cursor this API gave")
             })?,
@@ -69,6 +79,7 @@ async fn page(
     let provider = q
         .provider
         .as_deref()
+        .filter(|p| !p.is_empty())
         .map(|p| field_provider(p, "provider").map(|p| p.id()))
         .transpose()?;
     let (users, next) = match q.user_id {

@@ -82,6 +82,19 @@ pub fn find_provider(slug: &str) -> Option<&'static Provider> {
     providers::find(ours)
 }
 
+/// A query parameter naming a provider: one of [`accepted_slugs`], or empty for any.
+pub fn provider_param_schema() -> utoipa::openapi::schema::Object {
+    let mut values = accepted_slugs();
+    values.push(String::new());
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .description(Some(
+            "A provider's slug (Junction's, or ours); empty for any.",
+        ))
+        .build()
+}
+
 /// Every slug a `/v2` route takes: Junction's, then ours where they differ.
 pub fn accepted_slugs() -> Vec<String> {
     let mut slugs: Vec<String> = providers::registry()
