@@ -52,7 +52,12 @@ pub struct ProviderOutcomeLabels {
 /// Label values known in advance. Their counters exist, at 0, from the start, so every
 /// family is on the first scrape and the first increment is an increase that `rate()`
 /// and `increase()` can see (a series that appears at 1 has no increase to show).
-const DELIVERY_OUTCOMES: &[&str] = &["succeeded", "retrying", "exhausted"];
+/// The states a delivery reaches after an attempt (pending is where it starts).
+const DELIVERY_OUTCOMES: &[DeliveryStatus] = &[
+    DeliveryStatus::Succeeded,
+    DeliveryStatus::Retrying,
+    DeliveryStatus::Exhausted,
+];
 const ATTEMPT_OUTCOMES: &[&str] = &["success", "failure", "gone"];
 const RATE_LIMIT_REASONS: &[&str] = &["app_limit", "user_limit", "paused"];
 const TOKEN_REFRESH_OUTCOMES: &[&str] = &["success", "refused", "transient"];
@@ -144,7 +149,7 @@ impl Metrics {
         );
         for outcome in DELIVERY_OUTCOMES {
             m.deliveries.get_or_create_owned(&OutcomeLabels {
-                outcome: (*outcome).into(),
+                outcome: outcome.as_str().into(),
             });
         }
         for outcome in ATTEMPT_OUTCOMES {
