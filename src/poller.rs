@@ -76,9 +76,17 @@ impl Poller {
             .iter()
             .map(|p| {
                 let r = &p.manifest.rate_limit;
+                let first = |scope| {
+                    r.windows
+                        .iter()
+                        .find(|w| w.scope == scope)
+                        .or(r.windows.first())
+                        .map(|w| quota(w.requests as u32, w.period_secs))
+                        .expect("a manifest has a window")
+                };
                 let l = Limits {
-                    app: RateLimiter::direct(quota(r.app_requests, r.app_period_secs)),
-                    user: RateLimiter::keyed(quota(r.user_requests, r.user_period_secs)),
+                    app: RateLimiter::direct(first(providers::RateScope::App)),
+                    user: RateLimiter::keyed(first(providers::RateScope::User)),
                     paused: Mutex::new(HashMap::new()),
                 };
                 (p.id().to_string(), l)
@@ -196,7 +204,7 @@ impl Poller {
 
     fn pause(&self, p: &Provider, user: Uuid, for_: Duration) {
         if let Some(l) = self.limits.get(p.id()) {
-            let key = if p.manifest.rate_limit.retry_after_scope == "app" {
+            let key = if p.manifest.rate_limit.retry_after_scope == providers::RateScope::App {
                 Uuid::nil()
             } else {
                 user

@@ -54,15 +54,68 @@ pub struct Manifest {
     pub resources: Vec<ResourceSpec>,
 }
 
+/// What one reply said about the provider's rate limits (see [`Adapter::rate_report`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateReport {
+    /// Per window the provider names: what it counts as used, and its limit if it says.
+    pub usage: Vec<WindowUsage>,
+    /// How long until the limit that is exhausted (or refused this request) resets.
+    pub reset_after: Option<Duration>,
+}
+
+/// A provider's count for one of its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// The window's length, when the reply says (`10000;window=86400`) or the provider's
+    /// documentation fixes the order (Strava's "15min,daily"); `None` for the shortest.
+    pub period_secs: Option<u64>,
+    pub used: u64,
+    pub limit: Option<u64>,
+}
+
+/// Every limit a provider documents, as the budget engine enforces it (see
+/// `poller::budget`): each window is a sliding window never exceeded, shared by every
+/// process on the database.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
-    pub app_requests: u32,
-    pub app_period_secs: u64,
-    pub user_requests: u32,
-    pub user_period_secs: u64,
-    /// Whom a 429 pauses: `user` or `app`.
-    pub retry_after_scope: String,
+    /// The provider's limits: any number of windows, per app or per user.
+    pub windows: Vec<RateWindow>,
+    /// Whom a 429 pauses: the whole app, or the one user whose request it refused.
+    pub retry_after_scope: RateScope,
+}
+
+/// One documented limit: at most `requests` (plus `per_registered_user` for each user
+/// connected to the app, as Polar's grow) in any `period_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateWindow {
+    pub scope: RateScope,
+    pub requests: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub per_registered_user: u64,
+    pub period_secs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl RateWindow {
+    /// The limit with `users` registered users.
+    pub fn limit(&self, users: u64) -> u64 {
+        self.requests
+            .saturating_add(self.per_registered_user.saturating_mul(users))
+    }
+}
+
+/// Whose budget a limit is: the provider app's (every user of these credentials) or one
+/// user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateScope {
+    App,
+    User,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -266,6 +319,14 @@ pub trait Adapter: Send + Sync + 'static {
     /// `retry_after` is the reply's `Retry-After`, if it had one.
     fn in_band_error(&self, _retry_after: Option<Duration>, _body: &[u8]) -> Option<ProviderError> {
         None
+    }
+
+    /// What a data reply's headers (any status) say about the provider's rate limits:
+    /// requests it counts as used per window and when an exhausted limit resets. The
+    /// budget engine corrects its own count up to what the provider reports and pauses
+    /// until the reset. Providers that send no such headers report nothing.
+    fn rate_report(&self, _headers: &reqwest::header::HeaderMap) -> RateReport {
+        RateReport::default()
     }
 
     /// Rewrites the token endpoint's reply (any status) into standard OAuth 2 JSON, or
@@ -593,11 +654,10 @@ mod tests {
                 "{}",
                 m.id
             );
-            assert!(
-                ["user", "app"].contains(&m.rate_limit.retry_after_scope.as_str()),
-                "{}",
-                m.id
-            );
+            assert!(!m.rate_limit.windows.is_empty(), "{}: no rate limit", m.id);
+            for w in &m.rate_limit.windows {
+                assert!(w.requests > 0 && w.period_secs > 0, "{}: {w:?}", m.id);
+            }
             for r in &m.resources {
                 assert!(
                     r.kind == "summary" || r.kind == "timeseries",
