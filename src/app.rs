@@ -137,9 +137,9 @@ impl Gateway {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
-        let poller = config.worker.then(|| tokio::spawn(poller.run(rx.clone())));
+        let poller = config.poller.then(|| tokio::spawn(poller.run(rx.clone())));
         let worker = config.worker.then(|| tokio::spawn(worker.run(rx)));
-        tracing::info!(%addr, worker = config.worker, "wearbridge gateway listening");
+        tracing::info!(%addr, worker = config.worker, poller = config.poller, "wearbridge gateway listening");
         Ok(Gateway {
             addr,
             state,

@@ -112,8 +112,8 @@ pub struct Config {
     )]
     pub delivery_lease_secs: u64,
 
-    /// How often an idle worker looks for due work written by other processes (work
-    /// published in-process wakes it at once).
+    /// How often an idle delivery worker or poller looks for due work written by other
+    /// processes (work published in-process wakes it at once).
     #[arg(
         long,
         env = "WEARBRIDGE_POLL_INTERVAL_MS",
@@ -153,6 +153,10 @@ pub struct Config {
     #[arg(long, env = "WEARBRIDGE_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub worker: bool,
 
+    /// Run the poller (backfills and polls of provider data) in this process.
+    #[arg(long, env = "WEARBRIDGE_POLLER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub poller: bool,
+
     /// The gateway's public base URL, used in link URLs and OAuth redirect URIs
     /// (default: `http://` + the listen address).
     #[arg(long, env = "WEARBRIDGE_PUBLIC_URL", global = true)]
@@ -186,6 +190,27 @@ pub struct Config {
     /// server, e.g. to benchmark ingestion rather than the provider's budget).
     #[arg(long, env = "WEARBRIDGE_PROVIDER_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub provider_rate_limits: bool,
+
+    /// Divide every provider rate-limit window by this (a benchmark against a fixture
+    /// server that shortens its windows the same way); 1 is the providers' real windows.
+    #[arg(
+        long,
+        env = "WEARBRIDGE_RATE_LIMIT_TIME_SCALE",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub rate_limit_time_scale: f64,
+
+    /// Tries a polling job gets when it keeps failing (network trouble, provider
+    /// outages) before it stops and says so: a backfill window fails, a poll waits for
+    /// its next scheduled run.
+    #[arg(
+        long,
+        env = "WEARBRIDGE_JOB_MAX_ATTEMPTS",
+        default_value_t = 12,
+        global = true
+    )]
+    pub job_max_attempts: u32,
 
     /// Polling jobs run at once, per process.
     #[arg(

@@ -15,7 +15,7 @@
 //! | [`http`] | what every outbound caller reads from a reply alike (`Retry-After`) |
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry; pure |
 //! | [`oauth`] | each provider's OAuth client ([`oauth::OAuthClients`]): authorize URLs, code exchange, token refresh (the `oauth2` crate) |
-//! | [`poller`] | runs polling jobs page by page: rate limits, token refresh, retries; builds each page's events |
+//! | [`poller`] | ingestion: plans jobs (`plan`), spends provider budgets shared by every process (`budget`), fetches with token refresh (`fetch`), runs jobs page by page and builds each page's events (`job`), schedules polls before backfills |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
 //! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
@@ -30,8 +30,9 @@
 //! ```text
 //! connect   api::connect ─► oauth (code exchange) ─► seal tokens ─► events::Envelope::connection_created
 //!           ─► store::Store::create_connection (connection + planned jobs + event, one transaction)
-//! ingest    poller: store::Store::claim_jobs ─► oauth (refresh) ─► providers::Adapter::page_request
-//!           ─► HTTP ─► Adapter::parse_page (events::Record) ─► store::PageCommit with the page's events
+//! ingest    poller: store::Store::claim_jobs (polls first) ─► oauth (refresh) ─► poller::budget
+//!              (store::Store::take_budget) ─► providers::Adapter::page_request
+//!           ─► HTTP (Adapter::rate_report corrects the budget) ─► Adapter::parse_page (events::Record) ─► store::PageCommit with the page's events
 //!              (events::Envelope::daily from what changed, historical_chunk when a window ends)
 //!           ─► store::Store::commit: records upserted by content hash, events and deliveries,
 //!              the job's cursor, all in one transaction
@@ -44,7 +45,7 @@
 //! Arrows run one way: `events`, `states`, `ids`, `seal` and `http` depend on nothing
 //! above them; `providers` on `events`; `store` on `events` and `states`, never on
 //! `providers`; `delivery` on `store`, never on `providers` or `poller`; `api` asks
-//! `oauth` and `store`, never `poller`'s internals.
+//! `oauth`, `store` and `poller::plan` (the jobs to queue), never a running poller.
 
 pub mod api;
 pub mod app;

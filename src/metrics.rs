@@ -38,7 +38,9 @@ pub struct ProviderStatusLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderReasonLabels {
     pub provider: String,
-    /// `app_limit` / `user_limit` (our governor budget), `paused` (after a 429).
+    /// `limit` (a budget window is full), `paused` (after a 429), `yielding` (a
+    /// backfill letting waiting polls go first); for failed jobs: `panic`, `malformed`,
+    /// `gave_up`.
     pub reason: String,
 }
 
@@ -59,7 +61,8 @@ const DELIVERY_OUTCOMES: &[DeliveryStatus] = &[
     DeliveryStatus::Exhausted,
 ];
 const ATTEMPT_OUTCOMES: &[&str] = &["success", "failure", "gone"];
-const RATE_LIMIT_REASONS: &[&str] = &["app_limit", "user_limit", "paused"];
+const RATE_LIMIT_REASONS: &[&str] = &["limit", "paused", "yielding"];
+const JOB_FAILURES: &[&str] = &["panic", "malformed", "gave_up"];
 const TOKEN_REFRESH_OUTCOMES: &[&str] = &["success", "refused", "transient"];
 /// Provider replies are counted by their HTTP status, an open set; these are the ones
 /// the poller gives a meaning of its own (a page, a refresh, a pause) and a reply that
@@ -81,6 +84,7 @@ pub struct Metrics {
     pub provider_requests: Family<ProviderStatusLabels, Counter>,
     pub rate_limit_waits: Family<ProviderReasonLabels, Counter>,
     pub token_refreshes: Family<ProviderOutcomeLabels, Counter>,
+    pub jobs_failed: Family<ProviderReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -100,6 +104,7 @@ impl Metrics {
             provider_requests: Family::default(),
             rate_limit_waits: Family::default(),
             token_refreshes: Family::default(),
+            jobs_failed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -147,6 +152,11 @@ impl Metrics {
             "Provider token refreshes, by provider and outcome",
             m.token_refreshes.clone(),
         );
+        registry.register(
+            "jobs_failed",
+            "Polling jobs stopped with an error, by provider and reason",
+            m.jobs_failed.clone(),
+        );
         for outcome in DELIVERY_OUTCOMES {
             m.deliveries.get_or_create_owned(&OutcomeLabels {
                 outcome: outcome.as_str().into(),
@@ -175,6 +185,12 @@ impl Metrics {
                         provider: provider(),
                         reason: (*reason).into(),
                     });
+            }
+            for reason in JOB_FAILURES {
+                m.jobs_failed.get_or_create_owned(&ProviderReasonLabels {
+                    provider: provider(),
+                    reason: (*reason).into(),
+                });
             }
             for outcome in TOKEN_REFRESH_OUTCOMES {
                 m.token_refreshes
@@ -215,6 +231,15 @@ impl Metrics {
 
     pub fn rate_limit_wait(&self, provider: &str, reason: &str) {
         self.rate_limit_waits
+            .get_or_create(&ProviderReasonLabels {
+                provider: provider.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn job_failed(&self, provider: &str, reason: &str) {
+        self.jobs_failed
             .get_or_create(&ProviderReasonLabels {
                 provider: provider.into(),
                 reason: reason.into(),
@@ -283,6 +308,7 @@ mod tests {
                     RATE_LIMIT_REASONS,
                 ),
                 ("token_refreshes_total", "outcome", TOKEN_REFRESH_OUTCOMES),
+                ("jobs_failed_total", "reason", JOB_FAILURES),
             ] {
                 for v in values {
                     let series =

@@ -25,10 +25,10 @@ use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{format_ms, ConnectionRef, Envelope, Resource};
 use crate::now_ms;
-use crate::providers::{self, plan_windows, Provider};
+use crate::providers::{self, Provider};
 use crate::seal::Purpose;
-use crate::states::{ConnectionStatus, JobKind};
-use crate::store::{NewJob, SealedTokens, AFTER_PREVIOUS_WINDOW};
+use crate::states::ConnectionStatus;
+use crate::store::SealedTokens;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderResource {
@@ -511,7 +511,11 @@ pub async fn callback(
         client_user_id: user.client_user_id.clone(),
         provider: p.event_ref(),
     };
-    let jobs = plan_jobs(p, now_ms());
+    let resume = s
+        .store
+        .resume_point(link.team_id, user.user_id, p.id())
+        .await?;
+    let jobs = crate::poller::plan::connect_jobs(p, now_ms(), resume);
     let resources: Vec<Resource> = p.manifest.resources.iter().map(|r| r.name).collect();
     let event = Envelope::connection_created(&conn, tokens.external_user_id.as_deref(), &resources);
     s.store
@@ -540,46 +544,48 @@ pub async fn callback(
     ))
 }
 
-/// Every resource's backfill windows (newest first, each waiting for the one before)
-/// and its recurring poll.
-pub fn plan_jobs(p: &Provider, now: i64) -> Vec<NewJob> {
-    let m = &p.manifest;
-    let now_t = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
-    let windows = plan_windows(now_t, m.history_days, m.window_days);
-    let mut jobs = Vec::new();
-    for r in &m.resources {
-        for (i, w) in windows.iter().enumerate() {
-            jobs.push(NewJob {
-                kind: JobKind::Backfill,
-                resource: r.name,
-                window_start: w.start.timestamp_millis(),
-                window_end: w.end.timestamp_millis(),
-                chunk_index: i as i64,
-                chunk_count: windows.len() as i64,
-                run_at: if i == 0 { now } else { AFTER_PREVIOUS_WINDOW },
-            });
-        }
-        jobs.push(NewJob {
-            kind: JobKind::Poll,
-            resource: r.name,
-            window_start: now - m.lookback_days as i64 * 86_400_000,
-            window_end: now,
-            chunk_index: 0,
-            chunk_count: 1,
-            run_at: now + m.poll_interval_secs as i64 * 1000,
-        });
-    }
-    jobs
-}
-
+/// The latest backfill of one resource: the one planned on connect, or the latest
+/// re-pull (`POST /v1/user/{user_id}/{provider}/backfill`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackfillProgress {
     resource: String,
+    /// The re-pull this is; null for the backfill planned on connect.
+    backfill_id: Option<String>,
+    /// `running`, `done`, or `failed` (some windows failed; `last_error` says why).
+    status: String,
     windows_done: i64,
+    windows_failed: i64,
     windows_total: i64,
+    /// The range this backfill covers.
+    start: String,
+    end: String,
     /// Start of the oldest window stored so far.
     oldest_date_reached: Option<String>,
     last_error: Option<String>,
+}
+
+impl From<crate::store::Progress> for BackfillProgress {
+    fn from(p: crate::store::Progress) -> Self {
+        let status = if p.running {
+            "running"
+        } else if p.windows_failed > 0 {
+            "failed"
+        } else {
+            "done"
+        };
+        BackfillProgress {
+            resource: p.resource,
+            backfill_id: p.backfill_id,
+            status: status.into(),
+            windows_done: p.windows_done,
+            windows_failed: p.windows_failed,
+            windows_total: p.windows_total,
+            start: format_ms(p.start),
+            end: format_ms(p.end),
+            oldest_date_reached: p.oldest_date_reached.map(format_ms),
+            last_error: p.last_error,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -618,13 +624,7 @@ pub async fn user_connections(
             .backfill_progress(c.id)
             .await?
             .into_iter()
-            .map(|p| BackfillProgress {
-                resource: p.resource,
-                windows_done: p.windows_done,
-                windows_total: p.windows_total,
-                oldest_date_reached: p.oldest_date_reached.map(format_ms),
-                last_error: p.last_error,
-            })
+            .map(BackfillProgress::from)
             .collect();
         data.push(ConnectionView {
             provider: c.provider,
@@ -661,6 +661,92 @@ pub async fn deregister(
         .end_connection(conn.id, ConnectionStatus::Deregistered, None, &event)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// A date (`2026-11-01`) or an RFC 3339 instant: the oldest data to pull again.
+    start_date: String,
+    /// A date (its whole day is included) or an RFC 3339 instant; at most now.
+    end_date: String,
+    /// The resources to pull again; every resource of the provider when absent or empty.
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillQueued {
+    /// Identifies this re-pull in the connection's progress.
+    backfill_id: String,
+    resources: Vec<String>,
+    /// Windows queued over all resources; each publishes `historical.data.*` with
+    /// `is_final` on its resource's last.
+    windows: usize,
+    start: String,
+    end: String,
+}
+
+/// `POST /v1/user/{user_id}/{provider}/backfill`: pulls a range of history again.
+#[utoipa::path(post, path = "/user/{user_id}/{provider}/backfill", tag = "connect",
+    params(("user_id" = Uuid, Path), ("provider" = String, Path)),
+    request_body = BackfillRequest,
+    responses((status = 202, description = "queued: windows newest first, paced by the provider's budget", body = BackfillQueued),
+              (status = 404, description = "no such user or connection", body = crate::error::ErrorBody),
+              (status = 409, description = "a backfill of one of these resources is still running", body = crate::error::ErrorBody),
+              (status = 422, description = "a bad range or resource, or a range beyond the provider's history", body = crate::error::ErrorBody)))]
+pub async fn backfill(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((user, provider)): Path<(String, String)>,
+    Body(req): Body<BackfillRequest>,
+) -> ApiResult<(StatusCode, Json<BackfillQueued>)> {
+    let user = parse_id(&user, "user")?;
+    let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
+    let conn = s
+        .store
+        .user_connections(team.id, user)
+        .await?
+        .into_iter()
+        .find(|c| c.provider == provider && c.status == ConnectionStatus::Connected)
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let start = super::data::bound(&req.start_date, "start_date", false)?;
+    let end = super::data::bound(&req.end_date, "end_date", true)?;
+    let resources = req
+        .resources
+        .iter()
+        .map(|r| {
+            r.parse::<Resource>()
+                .map_err(|_| ApiError::validation(format!("resources: unknown resource `{r}`")))
+        })
+        .collect::<ApiResult<Vec<Resource>>>()?;
+    let backfill_id = Uuid::new_v4().to_string();
+    let now = s.store.clock().now_ms();
+    let jobs = crate::poller::plan::repull_jobs(p, &resources, start, end, now, &backfill_id)
+        .map_err(|e| ApiError::validation(e.to_string()))?;
+    let mut names: Vec<String> = jobs.iter().map(|j| j.resource.to_string()).collect();
+    names.dedup();
+    let (first, last) = (
+        jobs.iter().map(|j| j.window_start).min().unwrap_or(start),
+        jobs.iter().map(|j| j.window_end).max().unwrap_or(end),
+    );
+    match s.store.queue_repull(conn.id, &jobs).await? {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(BackfillQueued {
+                backfill_id,
+                resources: names,
+                windows: jobs.len(),
+                start: format_ms(first),
+                end: format_ms(last),
+            }),
+        )),
+        Err(crate::store::RepullConflict::Running(rs)) => Err(ApiError::conflict(format!(
+            "a backfill of {} is still running; try again when it is done",
+            rs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+        Err(crate::store::RepullConflict::NotConnected) => Err(ApiError::not_found("connection")),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

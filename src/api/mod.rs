@@ -205,6 +205,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(connect::user_connections))
         .routes(routes!(connect::refresh))
         .routes(routes!(connect::deregister))
+        .routes(routes!(connect::backfill))
         .routes(routes!(connect::list_providers))
         .routes(routes!(connect::create_link_token))
         .routes(routes!(connect::open_link))

@@ -667,7 +667,7 @@ mod tests {
         let items = data("glucose.json");
         let now = at("2026-11-23T00:00:00Z");
         let mut seen = Vec::new();
-        for w in crate::providers::plan_windows(now, 365, 30) {
+        for w in crate::providers::plan_windows(now - chrono::Duration::days(365), now, 30) {
             let req = Dexcom.page_request(&spec(), &w, None);
             let params: HashMap<String, String> = req.query.into_iter().collect();
             let body = DexcomFixtures.serve(&spec(), &params, &items).unwrap();

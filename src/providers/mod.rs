@@ -136,17 +136,19 @@ pub struct Window {
     pub end: DateTime<Utc>,
 }
 
-/// Backfill windows from `now` back `history_days`, `window_days` each, newest first.
-/// The oldest window may be shorter; windows tile the range with no gap or overlap.
-pub fn plan_windows(now: DateTime<Utc>, history_days: u32, window_days: u32) -> Vec<Window> {
-    let oldest = now - ChronoDuration::days(history_days as i64);
+/// `[start, end)` cut into windows of `window_days`, newest first: a backfill's
+/// windows. The oldest may be shorter; windows tile the range with no gap or overlap.
+pub fn plan_windows(start: DateTime<Utc>, end: DateTime<Utc>, window_days: u32) -> Vec<Window> {
     let step = ChronoDuration::days(window_days.max(1) as i64);
     let mut out = Vec::new();
-    let mut end = now;
-    while end > oldest {
-        let start = (end - step).max(oldest);
-        out.push(Window { start, end });
-        end = start;
+    let mut to = end;
+    while to > start {
+        let from = to.checked_sub_signed(step).map_or(start, |t| t.max(start));
+        out.push(Window {
+            start: from,
+            end: to,
+        });
+        to = from;
     }
     out
 }
@@ -621,7 +623,7 @@ mod tests {
     #[test]
     fn windows_run_newest_first_and_tile_the_history() {
         let now = at("2026-11-20T12:00:00Z");
-        let w = plan_windows(now, 100, 30);
+        let w = plan_windows(now - ChronoDuration::days(100), now, 30);
         assert_eq!(w.len(), 4);
         assert_eq!(w[0].end, now);
         assert_eq!(w[0].start, now - ChronoDuration::days(30));
@@ -635,8 +637,11 @@ mod tests {
             "the oldest window stops at the history depth"
         );
         assert_eq!(w[3].end - w[3].start, ChronoDuration::days(10));
-        assert_eq!(plan_windows(now, 30, 30).len(), 1);
-        assert!(plan_windows(now, 0, 30).is_empty());
+        assert_eq!(
+            plan_windows(now - ChronoDuration::days(30), now, 30).len(),
+            1
+        );
+        assert!(plan_windows(now, now, 30).is_empty());
     }
 
     #[test]

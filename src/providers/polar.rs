@@ -1225,7 +1225,7 @@ mod tests {
                     serde_json::from_str(&s).unwrap()
                 })
                 .collect();
-            let w = crate::providers::plan_windows(now, 28, 28)[0];
+            let w = crate::providers::plan_windows(now - chrono::Duration::days(28), now, 28)[0];
             let req = Polar.page_request(&spec(r), &w, None);
             let params: HashMap<String, String> = req.query.into_iter().collect();
             let body = PolarFixtures.serve(&spec(r), &params, &items).unwrap();

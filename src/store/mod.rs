@@ -8,6 +8,7 @@
 //! time anyway, and queueing writers in-process is faster and never hits `SQLITE_BUSY`.
 //! Other processes sharing the file wait on `busy_timeout`.
 
+mod budgets;
 mod connections;
 mod deliveries;
 mod endpoints;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 
+pub use budgets::*;
 pub use connections::*;
 pub use deliveries::*;
 pub use endpoints::*;
@@ -72,6 +74,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "event_ordering",
         include_str!("../../migrations/sqlite/0004_event_ordering.sql"),
         include_str!("../../migrations/postgres/0004_event_ordering.sql"),
+    ),
+    (
+        5,
+        "ingestion",
+        include_str!("../../migrations/sqlite/0005_ingestion.sql"),
+        include_str!("../../migrations/postgres/0005_ingestion.sql"),
     ),
 ];
 

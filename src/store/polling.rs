@@ -29,6 +29,7 @@ const BACKFILL: &str = JobKind::Backfill.sql();
 const POLL: &str = JobKind::Poll.sql();
 const CONNECTED: &str = ConnectionStatus::Connected.sql();
 const DEREGISTERED: &str = ConnectionStatus::Deregistered.sql();
+const ERROR: &str = ConnectionStatus::Error.sql();
 
 /// `run_at` of a backfill window that waits for the newer one before it: windows of one
 /// (connection, resource) run strictly newest first, each released by its predecessor.
@@ -44,6 +45,8 @@ pub struct NewJob {
     pub chunk_index: i64,
     pub chunk_count: i64,
     pub run_at: i64,
+    /// The re-pull a backfill window belongs to; `None` for the connection's own.
+    pub backfill_id: Option<String>,
 }
 
 /// A claimed job.
@@ -217,14 +220,32 @@ pub struct PageCounts {
     pub deliveries: u64,
 }
 
-/// Backfill progress of one (connection, resource).
+/// Progress of the latest backfill run of one (connection, resource): the one planned
+/// on connect, or the latest re-pull.
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
     pub resource: String,
+    /// The re-pull this run is; `None` for the backfill planned on connect.
+    pub backfill_id: Option<String>,
     pub windows_done: i64,
+    pub windows_failed: i64,
     pub windows_total: i64,
+    /// Whether windows are still waiting or running.
+    pub running: bool,
+    /// The run's range, `[start, end)`.
+    pub start: i64,
+    pub end: i64,
     pub oldest_date_reached: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// Why a re-pull was not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepullConflict {
+    /// A backfill of these resources is still running.
+    Running(Vec<Resource>),
+    /// The connection is gone or not connected.
+    NotConnected,
 }
 
 async fn insert_jobs(
@@ -236,7 +257,7 @@ async fn insert_jobs(
     for j in jobs {
         sqlx::query(&format!(
             "INSERT INTO jobs (connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, status, \
-             attempts, next_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {PENDING}, 0, $8, $9, $9)",
+             attempts, next_run_at, created_at, updated_at, backfill_id) VALUES ($1, $2, $3, $4, $5, $6, $7, {PENDING}, 0, $8, $9, $9, $10)",
         ))
         .bind(connection.to_string())
         .bind(j.kind.as_str())
@@ -247,9 +268,33 @@ async fn insert_jobs(
         .bind(j.chunk_count)
         .bind(j.run_at)
         .bind(now)
+        .bind(j.backfill_id.clone())
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Makes the window after `job`'s (the next older one of its backfill) due at `now`.
+async fn release_next_window(
+    conn: &mut AnyConnection,
+    job: &Job,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
+    // `next_run_at = $5` for selective and walks `jobs_due`, where every waiting
+    // window of every connection shares that value.
+    sqlx::query(&format!(
+        "UPDATE jobs SET next_run_at = CASE WHEN next_run_at = $5 THEN $4 ELSE next_run_at END \
+         WHERE connection_id = $1 AND resource = $2 AND kind = {BACKFILL} AND chunk_index = $3 AND status = {PENDING}",
+    ))
+    .bind(job.connection_id.to_string())
+    .bind(job.resource.as_str())
+    .bind(job.chunk_index + 1)
+    .bind(now)
+    .bind(AFTER_PREVIOUS_WINDOW)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -389,28 +434,59 @@ impl Store {
         Ok(true)
     }
 
-    /// Claims up to `limit` due jobs until `lease_until`.
+    /// Claims up to `limit` due jobs until `lease_until`: due polls first (fresh data of
+    /// connected users never waits behind backfills), then backfill windows in the
+    /// order they fell due. Jobs of the providers in `skip` (their budget is spent) stay
+    /// where they are.
     pub async fn claim_jobs(
         &self,
         limit: usize,
         lease_until: i64,
+        skip: &[&str],
+    ) -> Result<Vec<Job>, sqlx::Error> {
+        let mut jobs = self.claim_kind(POLL, limit, lease_until, skip).await?;
+        if jobs.len() < limit {
+            jobs.extend(
+                self.claim_kind(BACKFILL, limit - jobs.len(), lease_until, skip)
+                    .await?,
+            );
+        }
+        Ok(jobs)
+    }
+
+    async fn claim_kind(
+        &self,
+        kind: &str,
+        limit: usize,
+        lease_until: i64,
+        skip: &[&str],
     ) -> Result<Vec<Job>, sqlx::Error> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let skipping = if skip.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND connection_id NOT IN (SELECT id FROM connections WHERE provider IN ({}))",
+                placeholders(4, skip.len())
+            )
+        };
         let sql = format!(
             "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
-               SELECT id FROM jobs WHERE status = {PENDING} AND next_run_at <= $2 \
+               SELECT id FROM jobs WHERE status = {PENDING} AND next_run_at <= $2 AND kind = {kind}{skipping} \
                ORDER BY next_run_at, chunk_index LIMIT $3{lock}) \
              RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
         );
-        let rows = sqlx::query(&sql)
+        let mut q = sqlx::query(&sql)
             .bind(lease_until)
             .bind(self.clock.now_ms())
-            .bind(limit as i64)
-            .fetch_all(&self.writer)
-            .await?;
+            .bind(limit as i64);
+        for p in skip {
+            q = q.bind(*p);
+        }
+        let rows = q.fetch_all(&self.writer).await?;
         rows.iter().map(|r| job_from(r, lease_until)).collect()
     }
 
@@ -437,16 +513,44 @@ impl Store {
         Ok(())
     }
 
-    /// Gives up on a job (malformed data that retrying will not fix); it stays visible
-    /// in the connection's progress with its error.
+    /// Gives up on a job (malformed data, a panic, too many failed tries); it stays
+    /// visible in the connection's progress with its error. A failed backfill window
+    /// releases the next one, so one bad window never holds back the rest of the
+    /// history.
     pub async fn fail_job(&self, job: &Job, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&format!("UPDATE jobs SET status = {FAILED}, last_error = $3, updated_at = $4 WHERE id = $1 AND next_run_at = $2"))
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let res = sqlx::query(&format!("UPDATE jobs SET status = {FAILED}, last_error = $3, updated_at = $4 WHERE id = $1 AND next_run_at = $2"))
             .bind(job.id)
             .bind(job.lease)
             .bind(error)
-            .bind(now_ms())
-            .execute(&self.writer)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+        if res.rows_affected() > 0 && job.kind == JobKind::Backfill {
+            release_next_window(&mut tx, job, self.clock.now_ms()).await?;
+        }
+        tx.commit().await
+    }
+
+    /// A poll that keeps failing: keeps its error and runs again at `next_run_at`.
+    pub async fn skip_poll(
+        &self,
+        job: &Job,
+        next_run_at: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET next_run_at = $3, attempts = 0, last_error = $4, updated_at = $5 \
+             WHERE id = $1 AND next_run_at = $2",
+        )
+        .bind(job.id)
+        .bind(job.lease)
+        .bind(next_run_at)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -567,20 +671,7 @@ impl Store {
                     .await?;
             }
             if let Finish::WindowDone = finish {
-                // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
-                // `next_run_at = $5` for selective and walks `jobs_due`, where every waiting
-                // window of every connection shares that value.
-                sqlx::query(&format!(
-                    "UPDATE jobs SET next_run_at = CASE WHEN next_run_at = $5 THEN $4 ELSE next_run_at END \
-                     WHERE connection_id = $1 AND resource = $2 AND kind = {BACKFILL} AND chunk_index = $3 AND status = {PENDING}",
-                ))
-                .bind(job.connection_id.to_string())
-                .bind(job.resource.as_str())
-                .bind(job.chunk_index + 1)
-                .bind(now)
-                .bind(AFTER_PREVIOUS_WINDOW)
-                .execute(&mut *tx)
-                .await?;
+                release_next_window(&mut tx, job, now).await?;
             }
         }
 
@@ -741,29 +832,117 @@ impl Store {
         Ok(res.rows_affected())
     }
 
-    /// Backfill progress of a connection, per resource.
+    /// Progress of a connection's latest backfill run, per resource.
     pub async fn backfill_progress(&self, connection: Uuid) -> Result<Vec<Progress>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT resource, MAX(chunk_count) AS total, \
+            "SELECT resource, backfill_id, MAX(id) AS latest, MAX(chunk_count) AS total, \
              SUM(CASE WHEN status = {DONE} THEN 1 ELSE 0 END) AS done, \
+             SUM(CASE WHEN status = {FAILED} THEN 1 ELSE 0 END) AS failed, \
+             SUM(CASE WHEN status = {PENDING} THEN 1 ELSE 0 END) AS pending, \
+             MIN(window_start) AS start, MAX(window_end) AS end_, \
              MIN(CASE WHEN status = {DONE} THEN window_start ELSE NULL END) AS oldest, \
              MAX(last_error) AS last_error \
-             FROM jobs WHERE connection_id = $1 AND kind = {BACKFILL} GROUP BY resource ORDER BY resource",
+             FROM jobs WHERE connection_id = $1 AND kind = {BACKFILL} GROUP BY resource, backfill_id",
         ))
         .bind(connection.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Progress {
-                    resource: r.try_get("resource")?,
-                    windows_total: r.try_get("total")?,
-                    windows_done: r.try_get::<Option<i64>, _>("done")?.unwrap_or(0),
-                    oldest_date_reached: r.try_get("oldest")?,
-                    last_error: r.try_get("last_error")?,
-                })
-            })
-            .collect()
+        let mut latest: std::collections::BTreeMap<String, (i64, Progress)> = Default::default();
+        for r in &rows {
+            let id: i64 = r.try_get("latest")?;
+            let p = Progress {
+                resource: r.try_get("resource")?,
+                backfill_id: r.try_get("backfill_id")?,
+                windows_total: r.try_get("total")?,
+                windows_done: r.try_get::<Option<i64>, _>("done")?.unwrap_or(0),
+                windows_failed: r.try_get::<Option<i64>, _>("failed")?.unwrap_or(0),
+                running: r.try_get::<Option<i64>, _>("pending")?.unwrap_or(0) > 0,
+                start: r.try_get("start")?,
+                end: r.try_get("end_")?,
+                oldest_date_reached: r.try_get("oldest")?,
+                last_error: r.try_get("last_error")?,
+            };
+            match latest.get(&p.resource) {
+                Some((seen, _)) if *seen > id => {}
+                _ => {
+                    latest.insert(p.resource.clone(), (id, p));
+                }
+            }
+        }
+        Ok(latest.into_values().map(|(_, p)| p).collect())
+    }
+
+    /// Queues a re-pull's windows on a connected connection, unless a backfill of one
+    /// of its resources is still running: checked and queued in one transaction.
+    pub async fn queue_repull(
+        &self,
+        connection: Uuid,
+        jobs: &[NewJob],
+    ) -> Result<Result<(), RepullConflict>, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        // The connection's row serialises re-pulls of one connection.
+        let status = sqlx::query(&format!(
+            "SELECT status FROM connections WHERE id = $1{lock}"
+        ))
+        .bind(connection.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        match status {
+            Some(r)
+                if get_state::<ConnectionStatus>(&r, "status")? == ConnectionStatus::Connected => {}
+            _ => return Ok(Err(RepullConflict::NotConnected)),
+        }
+        let mut resources: Vec<Resource> = jobs.iter().map(|j| j.resource).collect();
+        resources.sort_by_key(|r| r.as_str());
+        resources.dedup();
+        let sql = format!(
+            "SELECT DISTINCT resource FROM jobs WHERE connection_id = $1 AND kind = {BACKFILL} AND status = {PENDING} \
+             AND resource IN ({})",
+            placeholders(2, resources.len())
+        );
+        let mut q = sqlx::query(&sql).bind(connection.to_string());
+        for r in &resources {
+            q = q.bind(r.as_str());
+        }
+        let running: Vec<Resource> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("resource").ok()?.parse().ok())
+            .collect();
+        if !running.is_empty() {
+            return Ok(Err(RepullConflict::Running(running)));
+        }
+        insert_jobs(&mut tx, connection, jobs).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Where a new connection of a user to `provider` resumes when the one it replaces
+    /// ended in an error: its last successful poll (the oldest of its resources'), or
+    /// the end of the newest backfill window it never finished, if that is older.
+    /// `None` when there is no such connection.
+    pub async fn resume_point(
+        &self,
+        team: Uuid,
+        user: Uuid,
+        provider: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT MIN(j.window_end) AS t FROM jobs j JOIN connections c ON c.id = j.connection_id \
+             WHERE c.team_id = $1 AND c.user_id = $2 AND c.provider = $3 AND c.status = {ERROR} \
+             AND (j.kind = {POLL} OR j.status <> {DONE})",
+        ))
+        .bind(team.to_string())
+        .bind(user.to_string())
+        .bind(provider)
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get("t")
     }
 
     /// Stored records of a user in `[start, end)`, oldest first.

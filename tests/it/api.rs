@@ -71,9 +71,14 @@ async fn the_first_metrics_scrape_shows_every_family(db: TestDb) {
         zero(format!(
             r#"wearbridge_provider_requests_total{{provider="{id}",status="200"}}"#
         ));
-        for reason in ["app_limit", "user_limit", "paused"] {
+        for reason in ["limit", "paused", "yielding"] {
             zero(format!(
                 r#"wearbridge_provider_rate_limit_waits_total{{provider="{id}",reason="{reason}"}}"#
+            ));
+        }
+        for reason in ["panic", "malformed", "gave_up"] {
+            zero(format!(
+                r#"wearbridge_jobs_failed_total{{provider="{id}",reason="{reason}"}}"#
             ));
         }
         for outcome in ["success", "refused", "transient"] {

@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod delivery;
 mod durability;
+mod ingestion;
 mod logs;
 mod openapi;
 mod polling_store;

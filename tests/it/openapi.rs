@@ -1062,6 +1062,36 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
     );
     let r = c.get(&format!("/v1/user/{uid}/providers")).await;
     assert_eq!(r.body["data"][0]["provider"], "oura", "{}", r.body);
+    // A re-pull, once the connect backfill is done.
+    let providers = format!("/v1/user/{uid}/providers");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            c.get(&providers).await.body["data"][0]["backfill"]
+                .as_array()
+                .is_some_and(|b| b.iter().all(|p| p["status"] == "done"))
+        })
+        .await,
+        "the connect backfill finishes"
+    );
+    let backfill = format!("/v1/user/{uid}/oura/backfill");
+    let day = |d: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let r = c
+        .post(&backfill, json!({"start_date": day(5), "end_date": day(1)}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(
+        c.post(
+            &backfill,
+            json!({"start_date": "1990-01-01", "end_date": day(1)})
+        )
+        .await
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(
         c.post(&format!("/v1/user/{uid}/refresh"), json!({}))
             .await

@@ -139,6 +139,7 @@ fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
         chunk_index: idx,
         chunk_count: count,
         run_at: if idx == 0 { 0 } else { AFTER_PREVIOUS_WINDOW },
+        backfill_id: None,
     }
 }
 
@@ -210,12 +211,16 @@ async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
     .await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
     for expected in 0..3 {
-        let jobs = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap();
+        let jobs = s
+            .store
+            .claim_jobs(10, now_ms() + 60_000, &[])
+            .await
+            .unwrap();
         assert_eq!(jobs.len(), 1, "only one window of a resource is ever due");
         assert_eq!(jobs[0].chunk_index, expected);
         assert!(s
             .store
-            .claim_jobs(10, now_ms() + 60_000)
+            .claim_jobs(10, now_ms() + 60_000, &[])
             .await
             .unwrap()
             .is_empty());
@@ -233,7 +238,7 @@ async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
     }
     assert!(s
         .store
-        .claim_jobs(10, now_ms() + 60_000)
+        .claim_jobs(10, now_ms() + 60_000, &[])
         .await
         .unwrap()
         .is_empty());
@@ -254,12 +259,13 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
         chunk_index: 0,
         chunk_count: 1,
         run_at: 0,
+        backfill_id: None,
     };
     let s = setup(&db, &[poll]).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
     let job = s
         .store
-        .claim_jobs(10, now_ms() + 60_000)
+        .claim_jobs(10, now_ms() + 60_000, &[])
         .await
         .unwrap()
         .remove(0);
@@ -343,7 +349,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
     // Replaying the same page yields nothing new.
     assert!(
         s.store
-            .claim_jobs(10, now_ms() + 60_000)
+            .claim_jobs(10, now_ms() + 60_000, &[])
             .await
             .unwrap()
             .is_empty(),
@@ -352,7 +358,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
     assert_eq!(s.store.poll_now(s.team, conn.user_id).await.unwrap(), 1);
     let job = s
         .store
-        .claim_jobs(10, now_ms() + 60_000)
+        .claim_jobs(10, now_ms() + 60_000, &[])
         .await
         .unwrap()
         .remove(0);
@@ -379,7 +385,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
     assert_eq!(poll, 1);
     let mut job = s
         .store
-        .claim_jobs(10, now_ms() + 60_000)
+        .claim_jobs(10, now_ms() + 60_000, &[])
         .await
         .unwrap()
         .remove(0);
@@ -449,7 +455,7 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
     );
     assert!(
         s.store
-            .claim_jobs(10, now_ms() + 60_000)
+            .claim_jobs(10, now_ms() + 60_000, &[])
             .await
             .unwrap()
             .is_empty(),
@@ -499,11 +505,16 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
             chunk_index: 0,
             chunk_count: 1,
             run_at: 0,
+            backfill_id: None,
         })
         .collect();
     let s = setup(&db, &polls).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
-    let jobs = s.store.claim_jobs(10, now_ms() + 60_000).await.unwrap();
+    let jobs = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000, &[])
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 3);
     let mut stale = jobs[1].clone();
     stale.lease -= 1;
@@ -552,11 +563,16 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
             chunk_index: 0,
             chunk_count: 1,
             run_at: 0,
+            backfill_id: None,
         })
         .collect();
     let s2 = setup(&db, &polls).await;
     let conn2 = s2.store.get_connection(s2.conn).await.unwrap().unwrap();
-    let jobs = s2.store.claim_jobs(100, now_ms() + 60_000).await.unwrap();
+    let jobs = s2
+        .store
+        .claim_jobs(100, now_ms() + 60_000, &[])
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 40);
     let tasks: Vec<_> = jobs
         .into_iter()
@@ -666,7 +682,7 @@ async fn ending_a_connection_survives_a_deadlock_on_postgres() {
     assert_eq!(c.status.as_str(), "deregistered");
     assert!(
         s.store
-            .claim_jobs(10, now_ms() + 60_000)
+            .claim_jobs(10, now_ms() + 60_000, &[])
             .await
             .unwrap()
             .is_empty(),

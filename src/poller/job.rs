@@ -1,0 +1,295 @@
+//! Running one claimed job: page by page, each paid for from the provider's budget,
+//! fetched, parsed by the adapter and committed (records, events, cursor) in one
+//! transaction; and what an error means for the job and for the connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{Envelope, RecordChange};
+use crate::providers::{self, Provider, ProviderError, Window};
+use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind};
+use crate::store::{Connection, EventsFromChanges, Finish, Job, PageCommit, PageEvents, Priority};
+
+use super::plan::{self, utc};
+use super::Poller;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl Poller {
+    /// Runs one job until it is done, must wait (for budget, or after an error), or
+    /// (a backfill while budgets are on) has stored one page and goes back in line.
+    /// `job` follows the claim as pages are committed.
+    pub async fn run_job(&self, job: &mut Job) -> anyhow::Result<()> {
+        let Some(mut conn) = self.store.get_connection(job.connection_id).await? else {
+            return Ok(());
+        };
+        if conn.status != ConnectionStatus::Connected {
+            return Ok(());
+        }
+        let Some(p) = providers::find(&conn.provider) else {
+            self.store
+                .fail_job(job, &format!("unknown provider {}", conn.provider))
+                .await?;
+            return Ok(());
+        };
+        let Some(spec) = p.resource(job.resource) else {
+            self.store
+                .fail_job(job, &format!("{} has no resource {}", p.id(), job.resource))
+                .await?;
+            return Ok(());
+        };
+        let window = if job.kind == JobKind::Poll {
+            plan::poll_window(p, self.clock.now_ms())
+        } else {
+            Window {
+                start: utc(job.window_start),
+                end: utc(job.window_end),
+            }
+        };
+        let priority = match job.kind {
+            JobKind::Poll => Priority::Poll,
+            JobKind::Backfill => Priority::Backfill,
+        };
+        let mut refreshed = false;
+        loop {
+            // The token first: a refresh is not a data request, and the budget taken
+            // next is spent on the request that follows it at once.
+            let token = match self.fetcher.access_token(p, &mut conn, false).await {
+                Ok(t) => t,
+                Err(e) => return self.handle_error(p, &conn, job, e).await,
+            };
+            if let Some(budgets) = &self.budgets {
+                if let Some(until) = budgets.take(p, conn.user_id, priority).await? {
+                    // Handed back at once: no lease is held while waiting for budget.
+                    self.store.reschedule_job(job, until, None).await?;
+                    return Ok(());
+                }
+            }
+            let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
+            let (result, report) = self.fetcher.fetch(p, &token, &req).await;
+            if let Some(budgets) = &self.budgets {
+                budgets.observe(p, &report).await;
+            }
+            let body = match result {
+                Ok(b) => b,
+                Err(ProviderError::Unauthorized(_)) if !refreshed => {
+                    // 401: refresh once and try the page again.
+                    refreshed = true;
+                    match self.fetcher.access_token(p, &mut conn, true).await {
+                        Ok(_) => continue,
+                        Err(e) => return self.handle_error(p, &conn, job, e).await,
+                    }
+                }
+                Err(ProviderError::RateLimited { retry_after }) => {
+                    let wait = retry_after.or(report.reset_after);
+                    return self.rate_limited(p, &conn, job, wait).await;
+                }
+                Err(e) => return self.handle_error(p, &conn, job, e).await,
+            };
+            let page = match p
+                .adapter
+                .parse_page(job.resource, &body, job.cursor.as_deref())
+            {
+                Ok(page) => page,
+                Err(e) => return self.handle_error(p, &conn, job, e).await,
+            };
+            let now = self.clock.now_ms();
+            let (finish, fixed) = match (&page.next, job.kind) {
+                (Some(next), kind) => {
+                    // A backfill goes back in line after each page while budgets are on,
+                    // so every connection's backfill gets its turn.
+                    let lease = if kind == JobKind::Backfill && self.budgets.is_some() {
+                        now
+                    } else {
+                        now + self.job_lease_ms
+                    };
+                    (
+                        Finish::Continue {
+                            cursor: next.clone(),
+                            lease,
+                        },
+                        vec![],
+                    )
+                }
+                (None, JobKind::Poll) => {
+                    let w = plan::poll_window(p, now);
+                    (
+                        Finish::PollDone {
+                            next_run_at: plan::next_poll_at(p, now),
+                            next_window: (w.start.timestamp_millis(), now),
+                        },
+                        vec![],
+                    )
+                }
+                (None, JobKind::Backfill) => (
+                    Finish::WindowDone,
+                    vec![Envelope::historical_chunk(
+                        &conn.event_ref(p.event_ref()),
+                        job.resource,
+                        (utc(job.window_start), utc(job.window_end)),
+                        job.chunk_index,
+                        job.chunk_count,
+                    )],
+                ),
+            };
+            // Polls publish what they find new or changed; backfills store silently.
+            let from_changes: Option<EventsFromChanges> = (job.kind == JobKind::Poll).then(|| {
+                let conn = conn.event_ref(p.event_ref());
+                Arc::new(move |changes: &[RecordChange<'_>]| Envelope::daily(&conn, changes))
+                    as EventsFromChanges
+            });
+            let records = page.records.len();
+            let commit = PageCommit::new(
+                job.clone(),
+                conn.clone(),
+                page.records,
+                PageEvents {
+                    fixed,
+                    from_changes,
+                },
+                finish.clone(),
+            );
+            let Some(published) = self.store.commit(commit).await? else {
+                return Ok(()); // another worker took the job over
+            };
+            tracing::debug!(
+                provider = p.id(), resource = %job.resource, job = job.id, kind = %job.kind, chunk = job.chunk_index,
+                records, events = published.events, "page stored"
+            );
+            match finish {
+                Finish::Continue { cursor, lease } => {
+                    job.cursor = Some(cursor);
+                    job.lease = lease;
+                    job.attempts = 0;
+                    if lease <= now {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// A 429 (or its in-band equivalent): the budget it names is paused for every
+    /// process until the reset the provider gave, or until the window has room again.
+    async fn rate_limited(
+        &self,
+        p: &'static Provider,
+        conn: &Connection,
+        job: &Job,
+        wait: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let wait = wait.unwrap_or_else(|| {
+            self.budgets
+                .as_ref()
+                .map(|b| b.default_pause(p))
+                .unwrap_or(Duration::from_secs(60))
+        });
+        let wait = wait.min(MAX_BACKOFF);
+        let until = match &self.budgets {
+            Some(b) => {
+                b.pause(
+                    p,
+                    conn.user_id,
+                    p.manifest.rate_limit.retry_after_scope,
+                    wait,
+                )
+                .await
+            }
+            None => now + wait.as_millis() as i64,
+        };
+        self.store.reschedule_job(job, until, None).await?;
+        Ok(())
+    }
+
+    async fn handle_error(
+        &self,
+        p: &'static Provider,
+        conn: &Connection,
+        job: &Job,
+        e: ProviderError,
+    ) -> anyhow::Result<()> {
+        match e {
+            ProviderError::RateLimited { retry_after } => {
+                self.rate_limited(p, conn, job, retry_after).await?
+            }
+            ProviderError::Transient(m) => {
+                let tries = job.attempts + 1;
+                if tries >= self.max_attempts as i64 {
+                    let m = format!("gave up after {tries} tries: {m}");
+                    tracing::warn!(provider = p.id(), job = job.id, error = %m, "job keeps failing");
+                    self.metrics.job_failed(p.id(), "gave_up");
+                    self.give_up(p, job, &m).await?;
+                } else {
+                    let backoff = Duration::from_secs(5)
+                        .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
+                        .min(MAX_BACKOFF);
+                    self.store
+                        .reschedule_job(
+                            job,
+                            self.clock.now_ms() + backoff.as_millis() as i64,
+                            Some(&m),
+                        )
+                        .await?;
+                }
+            }
+            ProviderError::Malformed { .. } => {
+                let m = e.to_string();
+                tracing::warn!(provider = p.id(), job = job.id, error = %m, "malformed provider response; job stopped");
+                self.metrics.job_failed(p.id(), "malformed");
+                self.give_up(p, job, &m).await?;
+            }
+            ProviderError::Unauthorized(m) => {
+                self.connection_error(p, conn, ConnectionErrorType::TokenRefreshFailed, &m)
+                    .await?
+            }
+            ProviderError::ScopeNotGranted(m) => {
+                self.connection_error(p, conn, ConnectionErrorType::RequiredScopesNotGranted, &m)
+                    .await?
+            }
+            ProviderError::Refused(m) => {
+                self.connection_error(p, conn, ConnectionErrorType::ProviderApiError, &m)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a job that retrying will not fix, visibly: a backfill window is failed
+    /// with its error (and the older windows go on without it); a poll keeps the error
+    /// and waits for its next scheduled run.
+    async fn give_up(&self, p: &'static Provider, job: &Job, message: &str) -> anyhow::Result<()> {
+        match job.kind {
+            JobKind::Backfill => self.store.fail_job(job, message).await?,
+            JobKind::Poll => {
+                let next = plan::next_poll_at(p, self.clock.now_ms());
+                self.store.skip_poll(job, next, message).await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn connection_error(
+        &self,
+        p: &Provider,
+        conn: &Connection,
+        error_type: ConnectionErrorType,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        let event = Envelope::connection_error(&conn.event_ref(p.event_ref()), error_type, message);
+        if self
+            .store
+            .end_connection(
+                conn.id,
+                ConnectionStatus::Error,
+                Some((error_type, message)),
+                &event,
+            )
+            .await?
+        {
+            tracing::warn!(connection = %conn.id, provider = p.id(), error_type = %error_type, "connection errored");
+        }
+        Ok(())
+    }
+}

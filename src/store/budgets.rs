@@ -1,0 +1,583 @@
+//! Rate budgets shared by every process on the database: the provider limits the poller
+//! spends (see `poller::budget` for what a budget is made of).
+//!
+//! A budget is one row (a provider app's, or one user's of it) holding, per window, the
+//! requests counted in each of [`SLOTS`] slots of the window's length. A request is
+//! counted one slot late and a slot stays counted while any part of it lies inside the
+//! window, so the sum over the live slots is never less than what the provider can have
+//! seen in any window of that length: the limit is never exceeded, and there is no burst
+//! beyond it (unlike a token bucket whose burst is the whole limit). What that costs is
+//! about two slots in a hundred of the window's budget.
+//!
+//! Taking budget locks every row the request is charged to (`FOR UPDATE`, in key order so
+//! two takers never deadlock), checks every window and writes them all, or writes
+//! nothing: a user's and the app's budgets are charged together or not at all. A refusal
+//! is read-only, except that a refused poll marks the budget so that backfills yield the
+//! next free slot to it.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Backend, Store};
+use crate::states::ConnectionStatus;
+
+/// Slots per window: the granularity of the sliding window.
+pub const SLOTS: i64 = 100;
+
+/// One budget to charge: its key and its windows' limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSpec {
+    pub key: String,
+    pub windows: Vec<BudgetWindow>,
+}
+
+/// At most `limit` requests in any `period_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetWindow {
+    pub period_ms: i64,
+    pub limit: u64,
+}
+
+/// Who is asking: a poll of fresh data is served before backfill work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Poll,
+    Backfill,
+}
+
+/// The answer to a request for budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Granted,
+    /// No budget before `until` (Unix ms), because of `why`.
+    Wait {
+        until: i64,
+        why: WaitReason,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A window is full.
+    Limit,
+    /// The provider refused a request (429) and said, or we chose, when to come back.
+    Paused,
+    /// Polls are waiting for this budget; backfills let them go first.
+    Yielding,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Limit => "limit",
+            WaitReason::Paused => "paused",
+            WaitReason::Yielding => "yielding",
+        }
+    }
+}
+
+/// A budget row's state, stored as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetState {
+    #[serde(default)]
+    windows: Vec<WindowState>,
+    /// Paused by a 429 until (Unix ms).
+    #[serde(default)]
+    paused_until: i64,
+    /// A poll was refused and comes back at about this time: backfills wait until then.
+    #[serde(default)]
+    polls_waiting_until: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct WindowState {
+    period_ms: i64,
+    /// The slot index of `counts[0]`.
+    first: i64,
+    counts: Vec<u64>,
+    /// The limit the provider last reported for this window, when it differs from the
+    /// documented one (a raised limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reported_limit: Option<u64>,
+}
+
+fn slot_ms(period_ms: i64) -> i64 {
+    (period_ms / SLOTS).max(1)
+}
+
+impl WindowState {
+    fn new(period_ms: i64) -> WindowState {
+        WindowState {
+            period_ms,
+            ..Default::default()
+        }
+    }
+
+    /// The oldest slot that may still hold requests inside a window ending at `now`.
+    fn oldest_live(&self, now: i64) -> i64 {
+        (now - self.period_ms).div_euclid(slot_ms(self.period_ms))
+    }
+
+    /// Drops the slots that have left the window.
+    fn roll(&mut self, now: i64) {
+        let oldest = self.oldest_live(now);
+        if self.first < oldest {
+            let drop = ((oldest - self.first) as usize).min(self.counts.len());
+            self.counts.drain(..drop);
+            self.first = oldest;
+        }
+    }
+
+    fn used(&self, now: i64) -> u64 {
+        let oldest = self.oldest_live(now);
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.first + *i as i64 >= oldest)
+            .map(|(_, n)| *n)
+            .fold(0u64, |a, n| a.saturating_add(n))
+    }
+
+    fn limit(&self, documented: u64) -> u64 {
+        self.reported_limit.unwrap_or(documented)
+    }
+
+    /// Counts `n` requests made at `now`, in the slot after now's (see the module doc).
+    fn add(&mut self, now: i64, n: u64) {
+        let slot = now.div_euclid(slot_ms(self.period_ms)) + 1;
+        if self.counts.is_empty() {
+            self.first = slot;
+        }
+        if slot < self.first {
+            // The clock went back: count it in the oldest slot kept.
+            self.counts[0] = self.counts[0].saturating_add(n);
+            return;
+        }
+        let i = (slot - self.first) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] = self.counts[i].saturating_add(n);
+    }
+
+    /// The earliest time at or after `now` when `need` more requests fit under `limit`.
+    fn free_at(&self, now: i64, need: u64, limit: u64) -> i64 {
+        let used = self.used(now);
+        if used.saturating_add(need) <= limit {
+            return now;
+        }
+        let slot = slot_ms(self.period_ms);
+        let oldest = self.oldest_live(now);
+        let mut left = used;
+        for (i, n) in self.counts.iter().enumerate() {
+            let k = self.first + i as i64;
+            if k < oldest {
+                continue;
+            }
+            left = left.saturating_sub(*n);
+            if left.saturating_add(need) <= limit {
+                // Slot k leaves the window once the window's start passes its end.
+                return ((k + 1) * slot + self.period_ms).max(now + 1);
+            }
+        }
+        now + self.period_ms
+    }
+}
+
+impl BudgetState {
+    fn window(&mut self, period_ms: i64) -> &mut WindowState {
+        match self.windows.iter().position(|w| w.period_ms == period_ms) {
+            Some(i) => &mut self.windows[i],
+            None => {
+                self.windows.push(WindowState::new(period_ms));
+                self.windows.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    /// When this budget could serve `need` requests at `priority`: `now` if it can.
+    pub fn available_at(
+        &mut self,
+        spec: &BudgetSpec,
+        now: i64,
+        need: u64,
+        priority: Priority,
+    ) -> (i64, WaitReason) {
+        let mut at = (now, WaitReason::Limit);
+        if self.paused_until > at.0 {
+            at = (self.paused_until, WaitReason::Paused);
+        }
+        if priority == Priority::Backfill && self.polls_waiting_until > at.0 {
+            at = (self.polls_waiting_until, WaitReason::Yielding);
+        }
+        for w in &spec.windows {
+            let ws = self.window(w.period_ms);
+            ws.roll(now);
+            let free = ws.free_at(now, need, ws.limit(w.limit));
+            if free > at.0 {
+                at = (free, WaitReason::Limit);
+            }
+        }
+        at
+    }
+
+    /// Spends `n` requests at `now` in every window of `spec`.
+    pub fn spend(&mut self, spec: &BudgetSpec, now: i64, n: u64) {
+        for w in &spec.windows {
+            let ws = self.window(w.period_ms);
+            ws.roll(now);
+            ws.add(now, n);
+        }
+        // Windows the manifest no longer has are forgotten.
+        self.windows
+            .retain(|ws| spec.windows.iter().any(|w| w.period_ms == ws.period_ms));
+    }
+
+    /// Requests counted in the window of `period_ms` ending at `now`.
+    pub fn used(&self, period_ms: i64, now: i64) -> u64 {
+        self.windows
+            .iter()
+            .find(|w| w.period_ms == period_ms)
+            .map(|w| w.used(now))
+            .unwrap_or(0)
+    }
+
+    /// Raises the count of a window to what the provider says was used (never lowers
+    /// it: requests in flight are ours to count), and adopts the limit it reports.
+    pub fn correct(&mut self, period_ms: i64, now: i64, used: u64, limit: Option<u64>) {
+        let ws = self.window(period_ms);
+        ws.roll(now);
+        let ours = ws.used(now);
+        if used > ours {
+            ws.add(now, used - ours);
+        }
+        if let Some(l) = limit.filter(|l| *l > 0) {
+            ws.reported_limit = Some(l);
+        }
+    }
+
+    pub fn paused_until(&self) -> i64 {
+        self.paused_until
+    }
+}
+
+impl Store {
+    /// Takes `need` requests from every budget in `specs` at `now`, all or none.
+    pub async fn take_budget(
+        &self,
+        specs: &[BudgetSpec],
+        need: u64,
+        priority: Priority,
+        now: i64,
+    ) -> Result<Grant, sqlx::Error> {
+        super::retry_transient("taking rate budget", || {
+            self.take_budget_once(specs, need, priority, now)
+        })
+        .await
+    }
+
+    async fn take_budget_once(
+        &self,
+        specs: &[BudgetSpec],
+        need: u64,
+        priority: Priority,
+        now: i64,
+    ) -> Result<Grant, sqlx::Error> {
+        let mut order: Vec<&BudgetSpec> = specs.iter().collect();
+        order.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut tx = self.begin_budget().await?;
+        let mut states = Vec::with_capacity(order.len());
+        for spec in &order {
+            states.push(self.locked_state(&mut tx, &spec.key, now).await?);
+        }
+        let mut wait: Option<(i64, WaitReason)> = None;
+        let mut refusing = Vec::new();
+        for (i, (spec, state)) in order.iter().zip(states.iter_mut()).enumerate() {
+            let (at, why) = state.available_at(spec, now, need, priority);
+            if at > now {
+                refusing.push(i);
+                if wait.is_none_or(|(w, _)| at > w) {
+                    wait = Some((at, why));
+                }
+            }
+        }
+        match wait {
+            None => {
+                for (spec, state) in order.iter().zip(states.iter_mut()) {
+                    state.spend(spec, now, need);
+                    write_state(&mut tx, &spec.key, state, now).await?;
+                }
+                tx.commit().await?;
+                Ok(Grant::Granted)
+            }
+            Some((until, why)) => {
+                if priority == Priority::Poll && why != WaitReason::Paused {
+                    // Backfills hold off until the poll has had its slot.
+                    let hold = until + order.iter().map(|s| hold_ms(s)).max().unwrap_or(0);
+                    for i in refusing {
+                        let state = &mut states[i];
+                        if state.polls_waiting_until < hold {
+                            state.polls_waiting_until = hold;
+                            write_state(&mut tx, &order[i].key, state, now).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(Grant::Wait { until, why })
+            }
+        }
+    }
+
+    /// A transaction that reads budgets and may then write them. On SQLite it takes the
+    /// write lock up front: a read lock upgraded later fails at once (no busy wait) when
+    /// another process upgraded first.
+    async fn begin_budget(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
+        }
+    }
+
+    /// A budget's row, locked for this transaction (created empty if new).
+    async fn locked_state(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        key: &str,
+        now: i64,
+    ) -> Result<BudgetState, sqlx::Error> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT state FROM rate_budgets WHERE key = $1{lock}");
+        if let Some(row) = sqlx::query(&sql).bind(key).fetch_optional(&mut *tx).await? {
+            return Ok(parse_state(&row.try_get::<String, _>("state")?));
+        }
+        sqlx::query(
+            "INSERT INTO rate_budgets (key, state, updated_at) VALUES ($1, '{}', $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&sql).bind(key).fetch_one(&mut *tx).await?;
+        Ok(parse_state(&row.try_get::<String, _>("state")?))
+    }
+
+    /// Changes one budget's state under its row lock.
+    async fn update_budget(
+        &self,
+        key: &str,
+        now: i64,
+        change: impl Fn(&mut BudgetState),
+    ) -> Result<(), sqlx::Error> {
+        super::retry_transient("updating rate budget", || async {
+            let mut tx = self.begin_budget().await?;
+            let mut state = self.locked_state(&mut tx, key, now).await?;
+            change(&mut state);
+            write_state(&mut tx, key, &state, now).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Pauses a budget until `until` (a 429): every process waits.
+    pub async fn pause_budget(&self, key: &str, until: i64, now: i64) -> Result<(), sqlx::Error> {
+        self.update_budget(key, now, |s| s.paused_until = s.paused_until.max(until))
+            .await
+    }
+
+    /// Corrects a budget's window by what the provider reported (see
+    /// [`BudgetState::correct`]).
+    pub async fn correct_budget(
+        &self,
+        key: &str,
+        period_ms: i64,
+        used: u64,
+        limit: Option<u64>,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        self.update_budget(key, now, |s| s.correct(period_ms, now, used, limit))
+            .await
+    }
+
+    /// A budget's state as stored (empty if never used).
+    pub async fn budget_state(&self, key: &str) -> Result<BudgetState, sqlx::Error> {
+        let row = sqlx::query("SELECT state FROM rate_budgets WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => parse_state(&r.try_get::<String, _>("state")?),
+            None => BudgetState::default(),
+        })
+    }
+
+    /// Users connected to a provider: the count Polar's limits grow with.
+    pub async fn registered_users(&self, provider: &str) -> Result<u64, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM connections WHERE provider = $1 AND status = {}",
+            ConnectionStatus::Connected.sql()
+        ))
+        .bind(provider)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+}
+
+/// How long backfills keep off a budget after the time a refused poll comes back: one
+/// slot of its shortest window, the time the poll has to take its request.
+fn hold_ms(spec: &BudgetSpec) -> i64 {
+    spec.windows
+        .iter()
+        .map(|w| slot_ms(w.period_ms))
+        .min()
+        .unwrap_or(0)
+}
+
+fn parse_state(text: &str) -> BudgetState {
+    // A state this version cannot read starts over (at worst one window's spend is
+    // forgotten); refusing to schedule anything would be worse.
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+async fn write_state(
+    tx: &mut sqlx::AnyConnection,
+    key: &str,
+    state: &BudgetState,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let text = serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query("UPDATE rate_budgets SET state = $2, updated_at = $3 WHERE key = $1")
+        .bind(key)
+        .bind(text)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(limit: u64, period_ms: i64) -> BudgetSpec {
+        BudgetSpec {
+            key: "k".into(),
+            windows: vec![BudgetWindow { period_ms, limit }],
+        }
+    }
+
+    /// Takes requests one at a time as early as the state allows, until `end`.
+    fn drive(state: &mut BudgetState, spec: &BudgetSpec, end: i64) -> Vec<i64> {
+        let (mut now, mut sent) = (0, vec![]);
+        while now < end {
+            let (at, _) = state.available_at(spec, now, 1, Priority::Backfill);
+            if at > now {
+                now = at;
+                continue;
+            }
+            state.spend(spec, now, 1);
+            sent.push(now);
+        }
+        sent
+    }
+
+    #[test]
+    fn no_window_ever_holds_more_than_the_limit() {
+        let s = spec(100, 60_000);
+        let mut state = BudgetState::default();
+        let sent = drive(&mut state, &s, 600_000);
+        // Every interval of one period, wherever it starts, holds at most the limit.
+        for (i, t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|u| **u < t + 60_000).count();
+            assert!(
+                in_window <= 100,
+                "{in_window} requests in the minute from {t}"
+            );
+        }
+        // And the budget is used: at least 95 % of ten windows' worth.
+        assert!(sent.len() >= 950, "only {} of 1000", sent.len());
+        // No burst beyond the window: the first minute holds exactly the limit.
+        assert_eq!(sent.iter().filter(|t| **t < 60_000).count(), 100);
+    }
+
+    #[test]
+    fn every_window_binds_and_the_longest_paces_the_rest() {
+        let s = BudgetSpec {
+            key: "k".into(),
+            windows: vec![
+                BudgetWindow {
+                    period_ms: 1_000,
+                    limit: 10,
+                },
+                BudgetWindow {
+                    period_ms: 10_000,
+                    limit: 30,
+                },
+            ],
+        };
+        let mut state = BudgetState::default();
+        let sent = drive(&mut state, &s, 30_000);
+        for (i, t) in sent.iter().enumerate() {
+            assert!(sent[i..].iter().take_while(|u| **u < t + 1_000).count() <= 10);
+            assert!(sent[i..].iter().take_while(|u| **u < t + 10_000).count() <= 30);
+        }
+        assert!(sent.len() >= 85, "{}", sent.len());
+    }
+
+    #[test]
+    fn a_refused_request_says_when_to_come_back_and_then_fits() {
+        let s = spec(2, 1_000);
+        let mut state = BudgetState::default();
+        state.spend(&s, 0, 2);
+        let (at, why) = state.available_at(&s, 10, 1, Priority::Backfill);
+        assert_eq!(why, WaitReason::Limit);
+        assert!(at > 10 && at <= 1_030, "{at}");
+        let mut earlier = state.clone();
+        assert!(earlier.available_at(&s, at - 1, 1, Priority::Backfill).0 > at - 1);
+        assert_eq!(state.available_at(&s, at, 1, Priority::Backfill).0, at);
+    }
+
+    #[test]
+    fn pauses_and_waiting_polls_hold_backfills_but_polls_only_for_pauses() {
+        let s = spec(100, 1_000);
+        let mut state = BudgetState {
+            polls_waiting_until: 500,
+            ..Default::default()
+        };
+        assert_eq!(
+            state.available_at(&s, 0, 1, Priority::Backfill),
+            (500, WaitReason::Yielding)
+        );
+        assert_eq!(state.available_at(&s, 0, 1, Priority::Poll).0, 0);
+        state.paused_until = 700;
+        assert_eq!(
+            state.available_at(&s, 0, 1, Priority::Poll),
+            (700, WaitReason::Paused)
+        );
+    }
+
+    #[test]
+    fn the_providers_count_raises_ours_never_lowers_it_and_its_limit_is_adopted() {
+        let s = spec(100, 60_000);
+        let mut state = BudgetState::default();
+        state.spend(&s, 0, 10);
+        state.correct(60_000, 0, 40, None);
+        assert_eq!(state.used(60_000, 0), 40);
+        state.correct(60_000, 0, 5, None);
+        assert_eq!(state.used(60_000, 0), 40, "never lowered");
+        state.correct(60_000, 0, 40, Some(600));
+        assert_eq!(state.available_at(&s, 0, 500, Priority::Poll).0, 0);
+        assert!(state.available_at(&s, 0, 561, Priority::Poll).0 > 0);
+    }
+
+    #[test]
+    fn garbage_state_starts_over() {
+        assert_eq!(parse_state("not json"), BudgetState::default());
+        assert_eq!(parse_state("{}"), BudgetState::default());
+    }
+}

@@ -1,0 +1,477 @@
+//! The ingestion engine on every backend: provider budgets shared by processes and
+//! surviving restarts, polls served before backfills, re-pulls on demand, and jobs that
+//! can never get stuck (a panic fails its job; a job that keeps failing stops).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wearbridge::fixture_server::{Fault, FixtureServer};
+use wearbridge::states::{JobKind, JobStatus};
+use wearbridge::store::{BudgetSpec, BudgetWindow, Grant, Priority, Store, WaitReason};
+
+use crate::helpers::{TestApp, TestDb};
+
+crate::backend_tests!(
+    budgets_are_charged_together_shared_and_survive_restarts,
+    a_pause_holds_every_process_and_waiting_polls_go_first,
+    concurrent_processes_never_take_more_than_the_limit,
+    due_polls_are_claimed_before_backfills_and_spent_providers_are_skipped,
+    a_panicking_job_fails_with_its_message_and_the_history_goes_on,
+    a_job_that_keeps_failing_stops_after_its_tries,
+    a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do,
+);
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn spec(key: &str, limit: u64) -> BudgetSpec {
+    BudgetSpec {
+        key: key.into(),
+        windows: vec![BudgetWindow {
+            period_ms: 60_000,
+            limit,
+        }],
+    }
+}
+
+async fn take(store: &Store, specs: &[BudgetSpec], priority: Priority, now: i64) -> Grant {
+    store.take_budget(specs, 1, priority, now).await.unwrap()
+}
+
+async fn budgets_are_charged_together_shared_and_survive_restarts(db: TestDb) {
+    // Two processes: two stores, each with its own connections.
+    let (a, b) = (db.store().await, db.store().await);
+    let app = spec("whoop/app", 5);
+    let user = spec("whoop/app/user/u1", 3);
+    for i in 0..3 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let g = take(s, &[app.clone(), user.clone()], Priority::Backfill, NOW).await;
+        assert_eq!(g, Grant::Granted, "request {i}");
+    }
+    // The user's budget is spent: refused, and the app is not charged for it.
+    let g = take(&b, &[app.clone(), user.clone()], Priority::Backfill, NOW).await;
+    assert!(
+        matches!(
+            g,
+            Grant::Wait {
+                why: WaitReason::Limit,
+                ..
+            }
+        ),
+        "{g:?}"
+    );
+    assert_eq!(
+        a.budget_state("whoop/app").await.unwrap().used(60_000, NOW),
+        3
+    );
+    assert_eq!(
+        take(&a, std::slice::from_ref(&app), Priority::Backfill, NOW).await,
+        Grant::Granted
+    );
+    assert_eq!(
+        take(&b, std::slice::from_ref(&app), Priority::Backfill, NOW).await,
+        Grant::Granted
+    );
+    let Grant::Wait { until, why } =
+        take(&a, std::slice::from_ref(&app), Priority::Backfill, NOW).await
+    else {
+        panic!("the sixth request of five fit");
+    };
+    assert_eq!(why, WaitReason::Limit);
+    assert!(
+        until > NOW + 60_000 && until <= NOW + 62_000,
+        "{}",
+        until - NOW
+    );
+    // A restart forgets nothing.
+    a.close().await;
+    b.close().await;
+    let c = db.store().await;
+    assert!(matches!(
+        take(
+            &c,
+            std::slice::from_ref(&app),
+            Priority::Backfill,
+            until - 1
+        )
+        .await,
+        Grant::Wait { .. }
+    ));
+    assert_eq!(
+        take(&c, &[app], Priority::Backfill, until).await,
+        Grant::Granted
+    );
+}
+
+async fn a_pause_holds_every_process_and_waiting_polls_go_first(db: TestDb) {
+    let (a, b) = (db.store().await, db.store().await);
+    let app = spec("whoop/app", 2);
+    // A 429 seen by one process pauses the other.
+    a.pause_budget("whoop/app", NOW + 10_000, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        take(&b, std::slice::from_ref(&app), Priority::Poll, NOW).await,
+        Grant::Wait {
+            until: NOW + 10_000,
+            why: WaitReason::Paused
+        }
+    );
+    let t = NOW + 10_000;
+    for _ in 0..2 {
+        assert_eq!(
+            take(&b, std::slice::from_ref(&app), Priority::Backfill, t).await,
+            Grant::Granted
+        );
+    }
+    // The window is full; a poll asks and is told when, and marks its place.
+    let Grant::Wait { until, .. } = take(&a, std::slice::from_ref(&app), Priority::Poll, t).await
+    else {
+        panic!("the window was full");
+    };
+    // When room comes back, backfills wait for the poll, which gets it.
+    assert_eq!(
+        take(&b, std::slice::from_ref(&app), Priority::Backfill, until).await,
+        Grant::Wait {
+            until: until + 600,
+            why: WaitReason::Yielding
+        }
+    );
+    assert_eq!(
+        take(&a, &[app], Priority::Poll, until).await,
+        Grant::Granted
+    );
+}
+
+async fn concurrent_processes_never_take_more_than_the_limit(db: TestDb) {
+    let stores = [db.store().await, db.store().await];
+    let app = spec("strava/app", 25);
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let s = stores[i % 2].clone();
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            take(&s, &[app], Priority::Backfill, NOW).await == Grant::Granted
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += t.await.unwrap() as usize;
+    }
+    assert_eq!(granted, 25);
+}
+
+async fn due_polls_are_claimed_before_backfills_and_spent_providers_are_skipped(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.poller = false).await;
+    let user = app.user("u").await;
+    let store = app.store();
+    // A connection made straight in the store: backfill windows due now, a poll due too.
+    let jobs = wearbridge::poller::plan::connect_jobs(
+        wearbridge::providers::find("oura").unwrap(),
+        app.clock.now_ms() - 1000,
+        None,
+    );
+    let conn = connect_in_store(&app, user["user_id"].as_str().unwrap(), "oura", &jobs).await;
+    // Make the polls due later than every backfill fell due.
+    let lease = app.clock.now_ms() + 60_000;
+    let claimed = store.claim_jobs(100, lease, &[]).await.unwrap();
+    assert!(claimed.iter().all(|j| j.kind == JobKind::Backfill));
+    for j in &claimed {
+        store
+            .reschedule_job(j, app.clock.now_ms() - 500, None)
+            .await
+            .unwrap();
+    }
+    let polls_due = store.poll_now(app.team_id, conn.1).await.unwrap();
+    assert!(polls_due > 0);
+    let first = store.claim_jobs(1, lease, &[]).await.unwrap();
+    assert_eq!(first[0].kind, JobKind::Poll, "a due poll goes first");
+    // A provider whose budget is spent is not claimed at all.
+    assert!(store
+        .claim_jobs(100, lease, &["oura"])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!store
+        .claim_jobs(100, lease, &["strava"])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A connection created in the store directly (no provider, no poller): (id, user).
+async fn connect_in_store(
+    app: &TestApp,
+    user_id: &str,
+    provider: &str,
+    jobs: &[wearbridge::store::NewJob],
+) -> (uuid::Uuid, uuid::Uuid) {
+    let user: uuid::Uuid = user_id.parse().unwrap();
+    let id = uuid::Uuid::new_v4();
+    let p = wearbridge::providers::find(provider).unwrap();
+    let conn = wearbridge::events::ConnectionRef {
+        id,
+        team_id: app.team_id,
+        user_id: user,
+        client_user_id: "u".into(),
+        provider: p.event_ref(),
+    };
+    let event = wearbridge::events::Envelope::connection_created(&conn, None, &[]);
+    let tokens = wearbridge::store::SealedTokens {
+        access: app
+            .sealer
+            .seal(wearbridge::seal::Purpose::ProviderAccessToken, "t"),
+        refresh: None,
+        expires_at: None,
+    };
+    app.store()
+        .create_connection(id, app.team_id, user, provider, None, &tokens, jobs, &event)
+        .await
+        .unwrap();
+    (id, user)
+}
+
+async fn providers_view(app: &TestApp, user: &str) -> Value {
+    let (s, v) = app.api.get(&format!("/v1/user/{user}/providers")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["data"][0].clone()
+}
+
+fn progress<'a>(view: &'a Value, resource: &str) -> &'a Value {
+    view["backfill"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["resource"] == resource)
+        .unwrap_or_else(|| panic!("no progress for {resource}: {view}"))
+}
+
+async fn a_panicking_job_fails_with_its_message_and_the_history_goes_on(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.poller = false).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    let p = wearbridge::providers::find("oura").unwrap();
+    let jobs = wearbridge::poller::plan::connect_jobs(p, app.clock.now_ms(), None);
+    connect_in_store(&app, &uid, "oura", &jobs).await;
+    // With the poller switched off, nothing runs: the worker alone delivered nothing yet
+    // and the jobs wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let counts = app.store().job_counts().await.unwrap();
+    assert_eq!(counts.get(&(JobKind::Backfill, JobStatus::Done)), None);
+    let lease = app.clock.now_ms() + 60_000;
+    let job = app
+        .store()
+        .claim_jobs(100, lease, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == JobKind::Backfill && j.resource.as_str() == "sleep")
+        .unwrap();
+    assert_eq!(job.chunk_index, 0);
+    // The job's run panicked, as an adapter bug would.
+    let panic = std::panic::catch_unwind(|| -> anyhow::Result<()> {
+        panic!("workout time out of range: year 10000")
+    });
+    app.gateway.state.poller.settle(&job, panic).await;
+    let view = providers_view(&app, &uid).await;
+    let sleep = progress(&view, "sleep");
+    assert_eq!(sleep["status"], "running", "{sleep}");
+    assert_eq!(sleep["windows_failed"], 1, "{sleep}");
+    assert_eq!(
+        sleep["last_error"],
+        "panicked: workout time out of range: year 10000"
+    );
+    assert_eq!(view["status"], "connected");
+    let (_, metrics) = app.api.send(reqwest::Method::GET, "/metrics", None).await;
+    let text = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains(r#"wearbridge_jobs_failed_total{provider="oura",reason="panic"} 1"#),
+        "{text}"
+    );
+    // The next (older) window is released: the history goes on without the failed one.
+    let next = app.store().claim_jobs(100, lease, &[]).await.unwrap();
+    assert!(
+        next.iter()
+            .any(|j| j.resource.as_str() == "sleep" && j.chunk_index == 1),
+        "{next:?}"
+    );
+}
+
+fn events(app: &TestApp) -> Vec<Value> {
+    app.receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/hooks")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+async fn connect(app: &TestApp, user_id: &str, provider: &str) {
+    let (s, link) = app
+        .api
+        .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let resp = reqwest::get(link["link_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    let q: BTreeMap<String, String> = resp.url().query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+}
+
+async fn a_job_that_keeps_failing_stops_after_its_tries(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| {
+        c.providers_base_url = Some(root);
+        c.job_max_attempts = 3;
+        c.poller_concurrency = 1;
+    })
+    .await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    // Strava has one resource, so its first window is the only job due: it gets three
+    // 500s in a row and gives up on the third.
+    for _ in 0..3 {
+        fx.inject("strava", Fault::ServerError);
+    }
+    connect(&app, &uid, "strava").await;
+    let windows = 13;
+    let done = app
+        .eventually_advancing(Duration::from_secs(10), Duration::from_secs(60), || async {
+            events(&app)
+                .iter()
+                .filter(|e| {
+                    e["event_type"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("historical.")
+                })
+                .count()
+                >= windows - 1
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    let view = providers_view(&app, &uid).await;
+    let failed: Vec<&Value> = view["backfill"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["windows_failed"] == 1)
+        .collect();
+    assert_eq!(failed.len(), 1, "{view}");
+    assert_eq!(failed[0]["status"], "failed");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 3 tries"),
+        "{view}"
+    );
+    assert_eq!(failed[0]["windows_done"], windows - 1);
+    assert_eq!(
+        view["status"], "connected",
+        "a provider outage never errors the connection"
+    );
+}
+
+async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let tweak = {
+        let root = root.clone();
+        move |c: &mut wearbridge::config::Config| {
+            c.providers_base_url = Some(root.clone());
+            c.poller = false;
+        }
+    };
+    let app = TestApp::spawn_with(db, tweak).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    connect(&app, &uid, "oura").await;
+    let path = format!("/v1/user/{uid}/oura/backfill");
+    let now = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
+    let day = |d: i64| {
+        (now - chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let body = json!({"start_date": day(40), "end_date": day(0), "resources": ["sleep"]});
+    // The connect backfill is still running (no poller here): 409.
+    let (s, v) = app.api.post(&path, body.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // Bad requests: 422, and nothing queued.
+    for bad in [
+        json!({"start_date": day(4000), "end_date": day(0)}),
+        json!({"start_date": day(1), "end_date": day(3)}),
+        json!({"start_date": day(3), "end_date": day(0), "resources": ["glucose"]}),
+        json!({"start_date": day(3), "end_date": day(0), "resources": ["naps"]}),
+        json!({"start_date": "yesterday", "end_date": day(0)}),
+    ] {
+        let (s, v) = app.api.post(&path, bad.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (s, _) = app
+        .api
+        .post(&format!("/v1/user/{uid}/strava/backfill"), body.clone())
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // With the poller on, the connect backfill completes; then the re-pull is queued.
+    let app = app
+        .restart(move |c| {
+            c.providers_base_url = Some(root.clone());
+        })
+        .await;
+    let historical = |app: &TestApp| -> Vec<Value> {
+        events(app)
+            .into_iter()
+            .filter(|e| e["event_type"] == "historical.data.sleep.created")
+            .collect()
+    };
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            historical(&app).len() >= 13
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    let (s, v) = app.api.post(&path, body.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["resources"], json!(["sleep"]));
+    let windows = v["windows"].as_u64().unwrap();
+    assert_eq!(windows, 2, "40 days in 30-day windows: {v}");
+    let id = v["backfill_id"].as_str().unwrap().to_string();
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            historical(&app).len() as u64 >= 13 + windows
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    let repulled: Vec<Value> = historical(&app).into_iter().skip(13).collect();
+    let chunks: Vec<(i64, bool)> = repulled
+        .iter()
+        .map(|e| {
+            let d = &e["data"];
+            (
+                d["chunk_index"].as_i64().unwrap_or(-1),
+                d["is_final"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(chunks, vec![(0, false), (1, true)], "{repulled:?}");
+    let view = providers_view(&app, &uid).await;
+    let sleep = progress(&view, "sleep");
+    assert_eq!(sleep["backfill_id"], id.as_str());
+    assert_eq!(sleep["status"], "done");
+    assert_eq!(sleep["windows_done"], 2);
+    // Another resource still shows the connect backfill.
+    let other = view["backfill"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["resource"] != "sleep")
+        .unwrap();
+    assert!(other["backfill_id"].is_null());
+}
