@@ -4,6 +4,11 @@
 //! small ones. Any number of workers, in any number of processes, can share a database:
 //! claims are exclusive, and a killed worker's claims fall due again when their lease
 //! runs out (at-least-once delivery; receivers deduplicate on `webhook-id`).
+//!
+//! Order is the claim's business: deliveries sharing an ordering key (a connection's
+//! backfill chunks of one resource) are claimed one at a time per endpoint, in publish
+//! order, so a worker never holds two of them at once and sends what it claims as it
+//! comes (see [`Store::claim_deliveries`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -29,8 +34,6 @@ use crate::store::{Attempt, Claimed, Completion, Endpoint, Outcome, Store};
 
 /// A prepared destination: (the endpoint's `updated_at`, valid until, destination).
 type CachedDestination = (i64, i64, Arc<Destination>);
-/// A claimed delivery waiting behind another of its ordering key.
-type Waiting = (Claimed, Arc<Destination>);
 /// An endpoint's rate limiter, on the scheduling clock.
 type EndpointLimiter =
     RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<governor::nanos::Nanos>>;
@@ -49,23 +52,10 @@ pub struct Worker {
     /// a rotated-out secret expires.
     destinations: Mutex<HashMap<Uuid, CachedDestination>>,
     limiters: Mutex<HashMap<Uuid, (i64, Arc<EndpointLimiter>)>>,
-    /// Ordering keys with a delivery in flight (see [`ordering_key`]), each with the
-    /// claimed deliveries waiting behind it, in publish order.
-    in_flight: Mutex<HashMap<String, std::collections::VecDeque<Waiting>>>,
     metrics: Arc<Metrics>,
     /// The store's clock: retries, leases, rate limits and the disabling cutoff are
     /// computed on it.
     clock: Clock,
-}
-
-/// Deliveries whose events share an ordering key (a connection's backfill chunks of one
-/// resource) go to an endpoint one at a time, oldest published first, so receivers see
-/// them in the order they were emitted. Best effort, as with every webhook sender: a
-/// chunk that fails and is retried later can still arrive after its successor;
-/// `chunk_index` always tells the order.
-fn ordering_key(c: &Claimed) -> Option<String> {
-    let key = c.ordering_key.as_deref()?;
-    Some(format!("{}/{key}", c.endpoint_id))
 }
 
 impl Worker {
@@ -89,7 +79,6 @@ impl Worker {
             disable_after: Duration::from_secs(cfg.disable_after_secs),
             destinations: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
             metrics,
             clock,
         }
@@ -262,20 +251,6 @@ impl Worker {
                     continue; // the lease expires and it is retried
                 }
             };
-            let key = ordering_key(&c);
-            if let Some(k) = &key {
-                let mut flying = self.in_flight.lock().unwrap();
-                match flying.get_mut(k) {
-                    // Its predecessor is on the wire: it goes next, still under its claim.
-                    Some(queue) => {
-                        queue.push_back((c, dest));
-                        continue;
-                    }
-                    None => {
-                        flying.insert(k.clone(), Default::default());
-                    }
-                }
-            }
             let permit = sem
                 .clone()
                 .acquire_owned()
@@ -284,18 +259,8 @@ impl Worker {
             let this = self.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut next = Some((c, dest));
-                while let Some((c, dest)) = next.take() {
-                    let completion = this.attempt(&c, &dest).await;
-                    let _ = tx.send(completion);
-                    if let Some(k) = &key {
-                        let mut flying = this.in_flight.lock().unwrap();
-                        next = flying.get_mut(k).and_then(|q| q.pop_front());
-                        if next.is_none() {
-                            flying.remove(k);
-                        }
-                    }
-                }
+                let completion = this.attempt(&c, &dest).await;
+                let _ = tx.send(completion);
                 drop(permit);
             });
         }

@@ -4,6 +4,11 @@
 //! Claiming pushes `next_attempt_at` out by a lease and remembers that value; the
 //! completion only lands if the lease is still the one it claimed, so a delivery whose
 //! lease ran out and that another worker took over is not overwritten by a late finisher.
+//!
+//! Deliveries whose events share an ordering key (a connection's backfill chunks of one
+//! resource) reach each endpoint strictly in publish order: claiming skips a delivery
+//! while an earlier one of its key to the same endpoint is still open (see
+//! [`Store::claim_deliveries`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,7 +77,8 @@ pub struct Claimed {
     /// The `next_attempt_at` this claim wrote; the completion must match it.
     pub lease: i64,
     pub payload: String,
-    /// The event's ordering key: deliveries sharing it (and an endpoint) go one at a time.
+    /// The event's ordering key: deliveries sharing it (and an endpoint) are claimed one
+    /// at a time, in publish order.
     pub ordering_key: Option<String>,
 }
 
@@ -114,6 +120,8 @@ pub struct Completion {
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
+    /// The delivery has an ordering key: once it closes, the next of its key may go.
+    pub ordered: bool,
 }
 
 impl Completion {
@@ -133,6 +141,7 @@ impl Completion {
             attempt,
             status,
             next_attempt_at,
+            ordered: claimed.ordering_key.is_some(),
         }
     }
 }
@@ -195,6 +204,16 @@ impl std::fmt::Display for OpenStatuses {
 
 impl Store {
     /// Claims up to `limit` due deliveries, reserving each until `lease_until`.
+    ///
+    /// A delivery with an ordering key is only claimable while no earlier one (lower id,
+    /// which is publish order) of the same key to the same endpoint is open, whether
+    /// waiting for a retry or in flight under someone's lease. So each endpoint gets a
+    /// key's deliveries strictly one after the other, across processes and crashes: a
+    /// killed worker's claim blocks its successors until the lease lapses and the
+    /// delivery is sent again. A delivery that keeps failing holds back its successors
+    /// (head-of-line) until it succeeds or is exhausted; then the next goes. Manual
+    /// resends and recovered deliveries are sent whenever asked, outside this order.
+    /// Deliveries without a key skip the check and pay nothing for it.
     pub async fn claim_deliveries(
         &self,
         limit: usize,
@@ -207,11 +226,16 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Claiming never closes a delivery, so a claim cannot release a successor; only
+        // a committed completion does (the deliveries_ordered index serves the check).
         let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ( \
-               SELECT id FROM deliveries WHERE status IN {OPEN} AND next_attempt_at <= $2 \
-               ORDER BY next_attempt_at LIMIT $3{lock}) \
-             RETURNING id, team_id, event_id, endpoint_id, attempts"
+               SELECT d.id FROM deliveries d WHERE d.status IN {OPEN} AND d.next_attempt_at <= $2 \
+               AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id \
+                 AND p.ordering_key = d.ordering_key AND p.status IN {OPEN} AND p.id < d.id)) \
+               ORDER BY d.next_attempt_at LIMIT $3{lock}) \
+             RETURNING id, team_id, event_id, endpoint_id, attempts, ordering_key"
         );
         let rows = sqlx::query(&sql)
             .bind(lease_until)
@@ -232,33 +256,29 @@ impl Store {
                 attempts: r.try_get("attempts")?,
                 lease: lease_until,
                 payload: String::new(),
-                ordering_key: None,
+                ordering_key: r.try_get("ordering_key")?,
             });
         }
         let mut ids: Vec<String> = claimed.iter().map(|c| c.event_id.to_string()).collect();
         ids.sort();
         ids.dedup();
         let sql = format!(
-            "SELECT id, payload, ordering_key FROM events WHERE id IN ({})",
+            "SELECT id, payload FROM events WHERE id IN ({})",
             placeholders(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
         for id in &ids {
             q = q.bind(id.as_str());
         }
-        let events: HashMap<String, (String, Option<String>)> = q
+        let payloads: HashMap<String, String> = q
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|r| {
-                let event = (r.try_get("payload")?, r.try_get("ordering_key")?);
-                Ok((r.try_get("id")?, event))
-            })
+            .map(|r| Ok((r.try_get("id")?, r.try_get("payload")?)))
             .collect::<Result<_, sqlx::Error>>()?;
         for c in &mut claimed {
-            if let Some((payload, key)) = events.get(&c.event_id.to_string()) {
+            if let Some(payload) = payloads.get(&c.event_id.to_string()) {
                 c.payload = payload.clone();
-                c.ordering_key = key.clone();
             }
         }
         Ok(claimed)
@@ -394,6 +414,11 @@ impl Store {
             }
         }
         tx.commit().await?;
+        // A closed ordered delivery releases the next of its key: claim it now rather
+        // than at the next poll.
+        if batch.iter().any(|c| c.ordered && !c.status.is_open()) {
+            self.notify_work();
+        }
         Ok(disabled)
     }
 
@@ -430,7 +455,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        if succeeded {
+            // It may have been holding back the next delivery of its ordering key.
+            self.notify_work();
+        }
+        Ok(())
     }
 
     /// A team's delivery of one event to one endpoint: (delivery id, attempts).

@@ -2,7 +2,7 @@
 //! delivery per matching endpoint. An event published twice yields one event and one
 //! set of deliveries, which is what makes replays and crash-restarts safe.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -43,7 +43,7 @@ pub struct StoredEvent {
 }
 
 const EVENT_CHUNK: usize = super::rows_per_statement(7);
-const DELIVERY_CHUNK: usize = super::rows_per_statement(2);
+const DELIVERY_CHUNK: usize = super::rows_per_statement(3);
 
 impl Store {
     /// Publishes `events` of one team in one transaction.
@@ -97,14 +97,14 @@ pub async fn publish_in(
     let now = now_ms();
     let team_s = team.to_string();
     // 1. Insert events; RETURNING tells which ones are new.
-    let mut inserted: Vec<(String, String)> = Vec::new(); // (id, event_type)
+    let mut new_ids: HashSet<String> = HashSet::new();
     for chunk in events.chunks(EVENT_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
             .collect();
         let sql = format!(
             "INSERT INTO events (id, team_id, user_id, event_type, payload, created_at, ordering_key) VALUES {} \
-             ON CONFLICT (id) DO NOTHING RETURNING id, event_type",
+             ON CONFLICT (id) DO NOTHING RETURNING id",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -121,16 +121,27 @@ pub async fn publish_in(
                 .bind(e.ordering_key.clone());
         }
         for row in q.fetch_all(&mut *conn).await? {
-            inserted.push((row.try_get("id")?, row.try_get("event_type")?));
+            new_ids.insert(row.try_get("id")?);
         }
     }
+    // The new events in the order given, not the order RETURNING happens to list them:
+    // delivery ids are the publish order that ordered claims go by.
+    let inserted: Vec<(String, &str, Option<&str>)> = events
+        .iter()
+        .filter_map(|e| {
+            let id = e.id.to_string();
+            new_ids
+                .remove(&id)
+                .then_some((id, e.event_type.as_str(), e.ordering_key.as_deref()))
+        })
+        .collect();
     if inserted.is_empty() {
         return Ok(Published::default());
     }
     // 2. Match endpoints once per event type, then insert the deliveries.
-    let mut matching: HashMap<String, Vec<String>> = HashMap::new();
-    let mut rows: Vec<(&str, String)> = Vec::new(); // (event id, endpoint id)
-    for (event_id, event_type) in &inserted {
+    let mut matching: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut rows: Vec<(&str, &str, Option<&str>)> = Vec::new(); // (event, endpoint, ordering key)
+    for &(_, event_type, _) in &inserted {
         if !matching.contains_key(event_type) {
             let eps = match target {
                 Target::Subscribers => {
@@ -155,10 +166,12 @@ pub async fn publish_in(
                 .iter()
                 .map(|r| r.try_get::<String, _>("id"))
                 .collect::<Result<Vec<_>, _>>()?;
-            matching.insert(event_type.clone(), ids);
+            matching.insert(event_type, ids);
         }
+    }
+    for (event_id, event_type, key) in &inserted {
         for ep in &matching[event_type] {
-            rows.push((event_id, ep.clone()));
+            rows.push((event_id, ep, *key));
         }
     }
     let mut deliveries = 0;
@@ -167,25 +180,25 @@ pub async fn publish_in(
             .map(|i| {
                 format!(
                     "($1, {}, {}, 0, $2, $2, $2)",
-                    placeholders(i * 2 + 3, 2),
+                    placeholders(i * 3 + 3, 3),
                     DeliveryStatus::Pending.sql()
                 )
             })
             .collect();
         let sql = format!(
-            "INSERT INTO deliveries (team_id, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+            "INSERT INTO deliveries (team_id, event_id, endpoint_id, ordering_key, status, attempts, next_attempt_at, created_at, updated_at) \
              VALUES {} ON CONFLICT (event_id, endpoint_id) DO NOTHING",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql).bind(&team_s).bind(now);
-        for (event_id, endpoint_id) in chunk {
-            q = q.bind(*event_id).bind(endpoint_id.as_str());
+        for (event_id, endpoint_id, key) in chunk {
+            q = q.bind(*event_id).bind(*endpoint_id).bind(*key);
         }
         deliveries += q.execute(&mut *conn).await?.rows_affected();
     }
     let fanout = inserted
         .iter()
-        .map(|(id, t)| (id.clone(), matching[t].len() as u64))
+        .map(|(id, t, _)| (id.clone(), matching[t].len() as u64))
         .collect();
     Ok(Published {
         events: inserted.len() as u64,

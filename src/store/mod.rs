@@ -81,6 +81,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_ingestion.sql"),
         include_str!("../../migrations/postgres/0005_ingestion.sql"),
     ),
+    (
+        6,
+        "ordered_claims",
+        include_str!("../../migrations/sqlite/0006_ordered_claims.sql"),
+        include_str!("../../migrations/postgres/0006_ordered_claims.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! Several `wearbridge serve` processes: two sharing one PostgreSQL split the work with
-//! no duplicates; a process killed with SIGKILL mid-delivery loses nothing.
+//! no duplicates; a process killed with SIGKILL mid-delivery loses nothing, and
+//! backfill chunks still reach each endpoint in order.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -176,6 +177,7 @@ async fn two_processes_on_one_postgres_share_the_work_without_duplicates() {
 
 crate::backend_tests!(
     a_killed_process_loses_no_delivery,
+    backfill_chunks_arrive_in_order_across_repeated_kills,
     a_killed_poller_resumes_with_no_gap_and_no_duplicate_event
 );
 
@@ -238,6 +240,164 @@ async fn a_killed_process_loses_no_delivery(db: TestDb) {
         "every delivery (and the endpoint's test event) is recorded as succeeded: {counts:?}"
     );
     drop(second);
+}
+
+/// Historical chunks of several (connection, resource) backfills are published one by
+/// one, faster than a slow endpoint takes them, while the serving process is killed
+/// with SIGKILL and restarted again and again: claims of the killed process lapse while
+/// later chunks are already waiting. Each endpoint must still get every chunk, and the
+/// first arrival of each chunk of a backfill must come after the one before it.
+async fn backfill_chunks_arrive_in_order_across_repeated_kills(db: TestDb) {
+    use chrono::{Duration as Days, TimeZone, Utc};
+    use wearbridge::events::{ConnectionRef, ProviderRef};
+
+    const CHUNKS: i64 = 60;
+    let store = db.store().await;
+    let key = random_token(32);
+    let opts = [
+        ("WEARBRIDGE_DELIVERY_LEASE_SECS", "2"),
+        ("WEARBRIDGE_DELIVERY_TIMEOUT_SECS", "1"),
+        ("WEARBRIDGE_RETRY_SCHEDULE_SECS", "0,1,1,1,1,1,1,1"),
+    ];
+    let mut serve = Serve::start(&db, &key, &opts).await;
+    let receiver = Receiver::start(false).await.unwrap();
+    let (team, api_key) = store.create_team("ordered").await.unwrap();
+    let api = Api::new(serve.url.clone(), api_key);
+    let paths = ["/slow", "/quick"];
+    for path in paths {
+        let secret = wearbridge::seal::new_webhook_secret();
+        receiver.set_secret(path, &secret);
+        let (s, ep) = api
+            .post(
+                "/v1/webhooks/endpoints",
+                json!({"url": receiver.url(path), "secret": secret}),
+            )
+            .await;
+        assert!(s.is_success(), "{ep}");
+    }
+    // The slow endpoint falls behind (chunks queue up per backfill) and fails its first
+    // requests, so some chunks wait for a retry while their successors are due.
+    receiver.set_behaviour(
+        "/slow",
+        Behaviour {
+            delay: Duration::from_millis(100),
+            fail_first: 8,
+            fail_status: 503,
+            ..Default::default()
+        },
+    );
+    receiver.set_behaviour(
+        "/quick",
+        Behaviour {
+            delay: Duration::from_millis(5),
+            ..Default::default()
+        },
+    );
+
+    // Three connections × two resources: six ordering keys, each chunk published on its
+    // own as a backfill does, newest window first.
+    let conns: Vec<ConnectionRef> = (0..3)
+        .map(|i| ConnectionRef {
+            id: Uuid::new_v4(),
+            team_id: team.id,
+            user_id: Uuid::new_v4(),
+            client_user_id: format!("user-{i}"),
+            provider: ProviderRef {
+                slug: "oura".into(),
+                name: "Oura".into(),
+            },
+        })
+        .collect();
+    let today = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut chunk_of: HashMap<String, (String, i64)> = HashMap::new(); // event id → (key, index)
+    let mut rounds = Vec::new();
+    for i in 0..CHUNKS {
+        let mut round = Vec::new();
+        for conn in &conns {
+            for resource in [Resource::Sleep, Resource::Heartrate] {
+                let end = today - Days::days(i);
+                let e = Envelope::historical_chunk(
+                    conn,
+                    resource,
+                    (end - Days::days(1), end),
+                    i,
+                    CHUNKS,
+                );
+                let k = e.ordering_key.clone().unwrap();
+                chunk_of.insert(e.id.to_string(), (k, i));
+                round.push(e);
+            }
+        }
+        rounds.push(round);
+    }
+    let publisher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in rounds {
+                for e in round {
+                    store
+                        .publish(team.id, &[e], Target::Subscribers)
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        })
+    };
+
+    // Kill at varied moments while chunks are still being published and delivered.
+    let mut at_kills = Vec::new();
+    for ms in [400, 1300, 700, 1700, 1000] {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        serve.kill();
+        at_kills.push(receiver.count());
+        serve = Serve::start(&db, &key, &opts).await;
+    }
+    publisher.await.unwrap();
+    let expected = chunk_of.len() * paths.len();
+    let settled = crate::helpers::eventually(Duration::from_secs(120), || async {
+        let counts = store.delivery_counts().await.unwrap();
+        counts.keys().all(|s| *s == DeliveryStatus::Succeeded)
+            && counts.get(&DeliveryStatus::Succeeded).copied().unwrap_or(0) as usize >= expected
+    })
+    .await;
+    let counts = store.delivery_counts().await.unwrap();
+    assert!(settled, "every delivery succeeded: {counts:?}");
+    assert!(
+        at_kills[0] < expected as u64,
+        "the first kill came mid-run ({at_kills:?} of {expected})"
+    );
+
+    // First arrival of each chunk per (endpoint, key), in arrival order.
+    let mut received = receiver.received();
+    received.sort_by_key(|r| r.received_at_us);
+    let mut firsts: HashMap<(String, String), Vec<i64>> = HashMap::new();
+    let mut repeats = 0;
+    for r in &received {
+        let Some((k, index)) = chunk_of.get(&r.event_id) else {
+            continue; // the endpoints' test events
+        };
+        assert!(r.verified, "{r:?}");
+        let seen = firsts.entry((r.path.clone(), k.clone())).or_default();
+        if seen.contains(index) {
+            repeats += 1;
+        } else {
+            seen.push(*index);
+        }
+    }
+    assert_eq!(firsts.len(), 6 * paths.len(), "every key on every endpoint");
+    for ((path, k), seen) in &firsts {
+        let expected: Vec<i64> = (0..CHUNKS).collect();
+        assert_eq!(
+            seen, &expected,
+            "{path} {k}: every chunk, each first arriving after the one before it"
+        );
+    }
+    eprintln!(
+        "{} arrivals ({repeats} repeated chunks) with kills after {at_kills:?}; every backfill in order",
+        received.len()
+    );
+    drop(serve);
 }
 
 /// Every record a provider's fixtures hold for `resource`, read through its own

@@ -22,6 +22,7 @@ crate::backend_tests!(
     endpoints_are_unique_per_team_and_scoped,
     publish_is_idempotent_and_fans_out_by_filter,
     claims_are_exclusive_until_the_lease_ends,
+    ordered_deliveries_are_claimed_one_at_a_time_per_endpoint,
     completions_respect_the_lease_and_track_health,
     recover_requeues_failed_deliveries,
 );
@@ -371,6 +372,140 @@ async fn claims_are_exclusive_until_the_lease_ends(db: TestDb) {
     assert_eq!(again[0].id, c[0].id);
 }
 
+fn ordered(team: Uuid, key: &str) -> Envelope {
+    let mut e = event(team, EventType::HistoricalCreated(Resource::Sleep));
+    e.ordering_key = Some(key.into());
+    e
+}
+
+async fn ordered_deliveries_are_claimed_one_at_a_time_per_endpoint(db: TestDb) {
+    let store = db.store().await;
+    let (team, _) = store.create_team("t").await.unwrap();
+    let a = store
+        .create_endpoint(team.id, &spec("https://a.example/", &[]), "s")
+        .await
+        .unwrap();
+    let b = store
+        .create_endpoint(team.id, &spec("https://b.example/", &[]), "s")
+        .await
+        .unwrap();
+    // Chunk 1 of key k alone, then chunks 2 and 3 with another key's event and an
+    // unordered one: publish order spans publishes and holds inside one.
+    let chunks = [
+        ordered(team.id, "k"),
+        ordered(team.id, "k"),
+        ordered(team.id, "k"),
+    ];
+    let other = ordered(team.id, "other");
+    let plain = event(team.id, EventType::WebhookTest);
+    for batch in [
+        vec![chunks[0].clone()],
+        vec![
+            chunks[1].clone(),
+            other.clone(),
+            chunks[2].clone(),
+            plain.clone(),
+        ],
+    ] {
+        store
+            .publish(team.id, &batch, Target::Subscribers)
+            .await
+            .unwrap();
+    }
+    let name = |id: Uuid| -> &'static str {
+        match id {
+            id if id == chunks[0].id => "k1",
+            id if id == chunks[1].id => "k2",
+            id if id == chunks[2].id => "k3",
+            id if id == other.id => "other",
+            _ => "plain",
+        }
+    };
+    let names = |claimed: &[wearbridge::store::Claimed], ep: Uuid| -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = claimed
+            .iter()
+            .filter(|c| c.endpoint_id == ep)
+            .map(|c| name(c.event_id))
+            .collect();
+        v.sort();
+        v
+    };
+
+    let lease = now_ms() + 60_000;
+    let first = store.claim_deliveries(100, lease).await.unwrap();
+    for ep in [a.id, b.id] {
+        assert_eq!(
+            names(&first, ep),
+            ["k1", "other", "plain"],
+            "only the head of each key is claimable"
+        );
+    }
+    assert!(first
+        .iter()
+        .all(|c| c.ordering_key.is_some() == (name(c.event_id) != "plain")));
+    assert!(
+        store.claim_deliveries(100, lease).await.unwrap().is_empty(),
+        "chunk 2 waits while chunk 1 is in flight under a live lease"
+    );
+
+    let k1 = |ep: Uuid| {
+        first
+            .iter()
+            .find(|c| c.endpoint_id == ep && c.event_id == chunks[0].id)
+            .unwrap()
+            .clone()
+    };
+    let t0 = now_ms();
+    let done = |c: &wearbridge::store::Claimed, status, next| {
+        let outcome = if status == DeliveryStatus::Succeeded {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        Completion::of(c, status, next, Some((attempt(t0), outcome)))
+    };
+    // On a, chunk 1 fails and is due again at once; on b it succeeds.
+    store
+        .complete_deliveries(
+            &[
+                done(&k1(a.id), DeliveryStatus::Retrying, t0 - 1),
+                done(&k1(b.id), DeliveryStatus::Succeeded, t0),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    let second = store.claim_deliveries(100, lease + 1).await.unwrap();
+    assert_eq!(
+        names(&second, a.id),
+        ["k1"],
+        "a failed chunk is retried before the next goes (head of line)"
+    );
+    assert_eq!(
+        names(&second, b.id),
+        ["k2"],
+        "a delivered chunk releases the next, on its endpoint only"
+    );
+    assert!(store.claim_deliveries(100, lease).await.unwrap().is_empty());
+
+    // Given up on a: the next chunk goes.
+    let retried = second.iter().find(|c| c.endpoint_id == a.id).unwrap();
+    store
+        .complete_deliveries(&[done(retried, DeliveryStatus::Exhausted, now_ms())], 0)
+        .await
+        .unwrap();
+    let third = store.claim_deliveries(100, lease).await.unwrap();
+    assert_eq!(
+        names(&third, a.id),
+        ["k2"],
+        "an exhausted chunk releases the next"
+    );
+    assert!(
+        names(&third, b.id).is_empty(),
+        "b's chunk 2 is still in flight"
+    );
+}
+
 async fn completions_respect_the_lease_and_track_health(db: TestDb) {
     let store = db.store().await;
     let (team, _) = store.create_team("t").await.unwrap();
@@ -396,6 +531,7 @@ async fn completions_respect_the_lease_and_track_health(db: TestDb) {
         status: DeliveryStatus::Retrying,
         attempts: 1,
         next_attempt_at: t0 + 5_000,
+        ordered: false,
     };
     // One completion carries a stale lease: it must not land.
     let batch = vec![
@@ -554,6 +690,7 @@ async fn recover_requeues_failed_deliveries(db: TestDb) {
             status: DeliveryStatus::Exhausted,
             attempts: 3,
             next_attempt_at: now_ms(),
+            ordered: false,
         })
         .collect();
     store.complete_deliveries(&batch, 0).await.unwrap();
