@@ -3,7 +3,7 @@
 //! tested, with no network. It serves each provider's OAuth authorize and token
 //! endpoints (its real reply shapes, refresh included, single-use codes and rotating
 //! refresh tokens) and its data endpoints at their real paths, with the real date
-//! parameters and paging (each provider's [`Impersonation`]). Faults can be injected per
+//! parameters and paging (each provider's [`Impersonation`](providers::Impersonation)). Faults can be injected per
 //! provider: a 401 once, a 429 with `Retry-After`, a 500, a slow answer, malformed JSON,
 //! denied consent, a refused refresh.
 //!
@@ -271,7 +271,9 @@ impl FixtureServer {
     /// From now on every provider's documented rate limits are enforced (see the module
     /// documentation), every window `time_scale` times shorter than the manifest says:
     /// 1.0 is the providers' own windows, 60.0 makes a 15-minute window 15 seconds. A
-    /// scale that is not a positive number counts as 1.0.
+    /// scale that is not a positive number counts as 1.0. Headers name windows by their
+    /// documented length (`10000;window=86400`) and give resets in the server's time, so
+    /// a client waits the scaled time.
     pub fn enforce_rate_limits(&self, time_scale: f64) {
         let scale = if time_scale.is_finite() && time_scale > 0.0 {
             time_scale
