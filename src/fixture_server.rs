@@ -3,9 +3,16 @@
 //! tested, with no network. It serves each provider's OAuth authorize and token
 //! endpoints (its real reply shapes, refresh included, single-use codes and rotating
 //! refresh tokens) and its data endpoints at their real paths, with the real date
-//! parameters and paging (each provider's [`Impersonation`]). Faults can be injected per
+//! parameters and paging (each provider's [`Impersonation`](providers::Impersonation)). Faults can be injected per
 //! provider: a 401 once, a 429 with `Retry-After`, a 500, a slow answer, malformed JSON,
 //! denied consent, a refused refresh.
+//!
+//! Rate limits, off by default, are enforced with [`FixtureServer::enforce_rate_limits`]:
+//! every data request (token requests aside) counts in each window of the provider's
+//! manifest, per app or per user, exactly over a sliding window, and past a limit the
+//! provider's own refusal is sent with its documented headers, as are its usage headers
+//! on every reply. The server keeps every data request's time and status for benchmarks
+//! and tests ([`FixtureServer::max_in_any_window`], [`FixtureServer::refused`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -21,8 +28,9 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::events::Resource;
-use crate::providers::{self, Provider};
+use crate::providers::{self, Provider, RateScope, WindowCount};
 
 /// A fault to inject into the next data request to a provider.
 #[derive(Debug, Clone)]
@@ -39,6 +47,9 @@ struct FixtureState {
     codes: Mutex<HashMap<String, String>>,
     access: Mutex<HashSet<String>>,
     refresh: Mutex<HashSet<String>>,
+    /// The user each access and refresh token was granted to: a code exchange is a new
+    /// user, a refresh keeps its token's user. Per-user rate limits count by it.
+    token_users: Mutex<HashMap<String, u64>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     deny_consent: AtomicBool,
     /// Show the consent page (for a browser) instead of approving at once.
@@ -50,10 +61,111 @@ struct FixtureState {
     token_faults: Mutex<VecDeque<u16>>,
     /// Tokens granted so far (code exchanges and refreshes).
     grants: std::sync::atomic::AtomicUsize,
+    /// Users granted a token by code exchange so far.
+    users: std::sync::atomic::AtomicU64,
     /// Data sets that replace a provider's fixture files (the ingest benchmark's).
     items: Mutex<HashMap<(String, Resource), DataSet>>,
     /// Per provider, the users registered through calls like Polar's `POST /v3/users`.
     registered: Mutex<HashMap<String, HashSet<String>>>,
+    /// The server's time: request times, windows and the `Date` of rate-limited replies.
+    clock: Mutex<Clock>,
+    limits: Mutex<Limits>,
+}
+
+/// Rate-limit enforcement and the request statistics.
+#[derive(Default)]
+struct Limits {
+    /// `None` while enforcement is off; otherwise how many times shorter every window is.
+    time_scale: Option<f64>,
+    /// Per provider, manifest window index and user (`None` for an app window): the
+    /// times (ms) of the requests the window holds, oldest first.
+    counted: HashMap<(String, usize, Option<u64>), VecDeque<i64>>,
+    /// Per provider, every data request seen, in arrival order.
+    log: HashMap<String, Vec<RequestStat>>,
+}
+
+/// One data request as the server saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestStat {
+    /// When it arrived, ms since the epoch on the server's clock.
+    pub at_ms: i64,
+    /// The HTTP status answered (Withings' refusals are 200s).
+    pub status: u16,
+    /// Refused by the rate limits.
+    pub refused: bool,
+}
+
+/// What the limits made of one request.
+struct Admission {
+    windows: Vec<WindowCount>,
+    refused: Option<usize>,
+    now_ms: i64,
+}
+
+impl Limits {
+    fn scaled_ms(&self, period: Duration) -> i64 {
+        let scale = self.time_scale.unwrap_or(1.0);
+        ((period.as_secs_f64() * 1000.0 / scale).round() as i64).max(1)
+    }
+
+    /// Counts a request from `user` to `p` at `now_ms`: refused if any window already holds
+    /// its limit (at most `limit` requests in any closed interval of the window's length),
+    /// otherwise counted in every window. `None` while enforcement is off.
+    fn admit(&mut self, p: &Provider, user: u64, users: u64, now_ms: i64) -> Option<Admission> {
+        self.time_scale?;
+        let windows = &p.manifest.rate_limit.windows;
+        let key = |i: usize, w: &providers::RateWindow| {
+            let who = (w.scope == RateScope::User).then_some(user);
+            (p.id().to_string(), i, who)
+        };
+        let periods: Vec<i64> = windows
+            .iter()
+            .map(|w| self.scaled_ms(Duration::from_secs(w.period_secs)))
+            .collect();
+        let mut refused = None;
+        for (i, w) in windows.iter().enumerate() {
+            let held = self.counted.entry(key(i, w)).or_default();
+            while held.front().is_some_and(|t| *t < now_ms - periods[i]) {
+                held.pop_front();
+            }
+            if refused.is_none() && held.len() as u64 >= w.limit(users) {
+                refused = Some(i);
+            }
+        }
+        for (i, w) in windows.iter().enumerate() {
+            let counts = match refused {
+                None => true,
+                Some(r) => p.impersonation.refusal_counts(&windows[r], w),
+            };
+            if counts {
+                self.counted.entry(key(i, w)).or_default().push_back(now_ms);
+            }
+        }
+        let windows = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let held = &self.counted[&key(i, w)];
+                let limit = w.limit(users);
+                let used = held.len() as u64;
+                // The request whose leaving makes room for one more (or the oldest).
+                let reset_ms = held
+                    .get(used.saturating_sub(limit) as usize)
+                    .map_or(0, |t| t + periods[i] + 1 - now_ms);
+                WindowCount {
+                    window: *w,
+                    limit,
+                    used,
+                    reset_secs: (reset_ms.max(0) as u64).div_ceil(1000),
+                }
+            })
+            .collect();
+        Some(Admission {
+            windows,
+            refused,
+            now_ms,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -148,6 +260,93 @@ impl FixtureServer {
             .lock()
             .unwrap()
             .insert((provider.to_string(), resource), Arc::new(items));
+    }
+
+    /// The clock the server keeps time by (the wall clock until set): a test's manual
+    /// clock makes windows pass when it advances.
+    pub fn use_clock(&self, clock: Clock) {
+        *self.state.clock.lock().unwrap() = clock;
+    }
+
+    /// From now on every provider's documented rate limits are enforced (see the module
+    /// documentation), every window `time_scale` times shorter than the manifest says:
+    /// 1.0 is the providers' own windows, 60.0 makes a 15-minute window 15 seconds. A
+    /// scale that is not a positive number counts as 1.0. Headers name windows by their
+    /// documented length (`10000;window=86400`) and give resets in the server's time, so
+    /// a client waits the scaled time.
+    pub fn enforce_rate_limits(&self, time_scale: f64) {
+        let scale = if time_scale.is_finite() && time_scale > 0.0 {
+            time_scale
+        } else {
+            1.0
+        };
+        self.state.limits.lock().unwrap().time_scale = Some(scale);
+    }
+
+    /// Another app on the same provider credentials spent `n` requests just now: they
+    /// count in each of the provider's app windows (so in the usage headers and against
+    /// the limits), not in this server's statistics.
+    pub fn add_foreign_usage(&self, provider: &str, n: u64) {
+        let Some(p) = providers::find(provider) else {
+            return;
+        };
+        let now = self.state.clock.lock().unwrap().now_ms();
+        let mut limits = self.state.limits.lock().unwrap();
+        for (i, w) in p.manifest.rate_limit.windows.iter().enumerate() {
+            if w.scope == RateScope::App {
+                let held = limits
+                    .counted
+                    .entry((provider.to_string(), i, None))
+                    .or_default();
+                held.extend(std::iter::repeat_n(now, n as usize));
+            }
+        }
+    }
+
+    /// Every data request `provider` was sent with a token the server granted, in arrival
+    /// order: its time on the server's clock, the status answered, whether it was refused.
+    pub fn request_stats(&self, provider: &str) -> Vec<RequestStat> {
+        let limits = self.state.limits.lock().unwrap();
+        limits.log.get(provider).cloned().unwrap_or_default()
+    }
+
+    /// Data requests `provider` was sent with a token the server granted.
+    pub fn data_requests(&self, provider: &str) -> u64 {
+        let limits = self.state.limits.lock().unwrap();
+        limits.log.get(provider).map_or(0, |l| l.len() as u64)
+    }
+
+    /// Requests `provider`'s rate limits refused (its 429s, Withings' 601s); injected
+    /// faults are not refusals.
+    pub fn refused(&self, provider: &str) -> u64 {
+        let limits = self.state.limits.lock().unwrap();
+        limits
+            .log
+            .get(provider)
+            .map_or(0, |l| l.iter().filter(|r| r.refused).count() as u64)
+    }
+
+    /// The most requests `provider` accepted (every data request but its rate-limit
+    /// refusals) in any closed interval of length `period`, scaled as the windows are:
+    /// what a limit of that window must never be below.
+    pub fn max_in_any_window(&self, provider: &str, period: Duration) -> u64 {
+        let limits = self.state.limits.lock().unwrap();
+        let span = limits.scaled_ms(period);
+        let times: Vec<i64> = limits
+            .log
+            .get(provider)
+            .map(|l| l.iter().filter(|r| !r.refused).map(|r| r.at_ms).collect())
+            .unwrap_or_default();
+        let mut times = times;
+        times.sort_unstable();
+        let (mut best, mut start) = (0, 0);
+        for (end, t) in times.iter().enumerate() {
+            while times[start] < t - span {
+                start += 1;
+            }
+            best = best.max(end + 1 - start);
+        }
+        best as u64
     }
 
     /// Every data request served, as `provider path?query`, and every call answered by
@@ -340,13 +539,16 @@ async fn token(
         )
             .into_response()
     };
-    let fixture = match form.get("grant_type").map(String::as_str) {
+    let (fixture, user) = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let code = form.get("code").cloned().unwrap_or_default();
             if st.codes.lock().unwrap().remove(&code).as_deref() != Some(id.as_str()) {
                 return refused();
             }
-            "oauth/token.json"
+            (
+                "oauth/token.json",
+                st.users.fetch_add(1, Ordering::SeqCst) + 1,
+            )
         }
         Some("refresh_token") => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
@@ -361,7 +563,8 @@ async fn token(
             if !known {
                 return refused();
             }
-            "oauth/refresh.json"
+            let user = st.token_users.lock().unwrap().get(&rt).copied();
+            ("oauth/refresh.json", user.unwrap_or_default())
         }
         _ => return refused(),
     };
@@ -384,6 +587,11 @@ async fn token(
     let access = format!("fx-access-{}", crate::seal::random_token(12));
     let refresh = format!("fx-refresh-{}", crate::seal::random_token(12));
     stamp(&mut reply, &access, &refresh);
+    {
+        let mut users = st.token_users.lock().unwrap();
+        users.insert(access.clone(), user);
+        users.insert(refresh.clone(), user);
+    }
     st.access.lock().unwrap().insert(access);
     st.refresh.lock().unwrap().insert(refresh);
     st.grants.fetch_add(1, Ordering::SeqCst);
@@ -450,6 +658,9 @@ fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
     }
 }
 
+/// A data request: counted against the provider's rate limits when they are enforced
+/// and the token is one the server granted (an unknown token's 401 belongs to no one),
+/// refused as the provider refuses past a limit, and answered with its usage headers.
 async fn data(
     State(st): State<Arc<FixtureState>>,
     Path((id, path)): Path<(String, String)>,
@@ -462,6 +673,87 @@ async fn data(
         Ok(p) => p,
         Err(r) => return r,
     };
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let user = if st.access.lock().unwrap().contains(bearer) {
+        st.token_users.lock().unwrap().get(bearer).copied()
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        return serve_data(&st, p, &id, path, method, &headers, query, body).await;
+    };
+    let registered = st
+        .registered
+        .lock()
+        .unwrap()
+        .get(&id)
+        .map_or(0, |r| r.len() as u64);
+    let (admission, index) = {
+        let clock = st.clock.lock().unwrap().clone();
+        let mut limits = st.limits.lock().unwrap();
+        let now_ms = clock.now_ms();
+        let admission = limits.admit(p, user, registered, now_ms);
+        let log = limits.log.entry(id.clone()).or_default();
+        log.push(RequestStat {
+            at_ms: now_ms,
+            status: 0,
+            refused: admission.as_ref().is_some_and(|a| a.refused.is_some()),
+        });
+        (admission, log.len() - 1)
+    };
+    let imp = p.impersonation.as_ref();
+    let mut reply = match &admission {
+        Some(a) if a.refused.is_some() => {
+            let (status, body) = imp.error_reply(429);
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        _ => serve_data(&st, p, &id, path, method, &headers, query, body).await,
+    };
+    if let Some(stat) = st
+        .limits
+        .lock()
+        .unwrap()
+        .log
+        .get_mut(&id)
+        .and_then(|l| l.get_mut(index))
+    {
+        stat.status = reply.status().as_u16();
+    }
+    if let Some(a) = admission {
+        let now = chrono::DateTime::from_timestamp_millis(a.now_ms).unwrap_or_default();
+        let extra = imp.rate_limit_headers(&a.windows, a.refused, now);
+        let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        for (name, value) in std::iter::once(("date", date)).chain(extra) {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                reply.headers_mut().insert(name, v);
+            }
+        }
+    }
+    reply
+}
+
+/// Answers a data request as the provider does, rate limits aside.
+#[allow(clippy::too_many_arguments)]
+async fn serve_data(
+    st: &FixtureState,
+    p: &'static Provider,
+    id: &str,
+    path: String,
+    method: Method,
+    headers: &HeaderMap,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Response {
+    let id = id.to_string();
     let imp = p.impersonation.as_ref();
     let path = format!("/{path}");
     let bearer = headers
@@ -569,7 +861,7 @@ async fn data(
         // A path that names one record (Strava's `/activities/{id}`), served from the
         // same data set as its list.
         if let Some((resource, key)) = imp.record_path(&path) {
-            let items = served_items(&st, &id, imp, resource);
+            let items = served_items(st, &id, imp, resource);
             return match imp.serve_record(resource, &key, &items) {
                 Some(v) => json(200, v.to_string()),
                 None => err(404),
@@ -577,7 +869,7 @@ async fn data(
         }
         return err(404);
     };
-    let items = served_items(&st, &id, imp, spec.name);
+    let items = served_items(st, &id, imp, spec.name);
     match imp.serve_at(&path, spec, &params, &items) {
         Ok(v) => json(200, v.to_string()),
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
@@ -630,6 +922,99 @@ fn served_items(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strava at its documented 100 per 15 minutes: the 101st request in the window is
+    /// refused and still counts (in both windows, so the usage passes the limit), room
+    /// comes back exactly when the first request leaves the window, and a 60x time scale
+    /// makes the window 15 s.
+    #[test]
+    fn a_window_holds_its_limit_over_any_interval_and_refusals_count_where_documented() {
+        let strava = providers::find("strava").unwrap();
+        let mut l = Limits {
+            time_scale: Some(1.0),
+            ..Limits::default()
+        };
+        for i in 0..100 {
+            let a = l.admit(strava, 1, 0, i).unwrap();
+            assert_eq!(a.refused, None, "request {i}");
+            assert_eq!(a.windows[0].used, i as u64 + 1);
+        }
+        let a = l.admit(strava, 2, 0, 1_000).unwrap();
+        assert_eq!(
+            a.refused,
+            Some(0),
+            "app-wide: another athlete is refused too"
+        );
+        assert_eq!((a.windows[0].used, a.windows[1].used), (101, 101));
+        assert_eq!(
+            a.windows[0].reset_secs, 900,
+            "room once the request at 0 ms and the refused one's predecessor leave"
+        );
+        // The request at 0 ms is still inside the closed window [t - 900 s, t]; and this
+        // refusal counts as well, as does the next, so room needs four requests gone.
+        assert_eq!(l.admit(strava, 1, 0, 900_000).unwrap().refused, Some(0));
+        assert_eq!(l.admit(strava, 1, 0, 900_002).unwrap().refused, Some(0));
+        let a = l.admit(strava, 1, 0, 900_004).unwrap();
+        assert_eq!(a.refused, None);
+        assert_eq!(a.windows[1].used, 104, "every request of the day counts");
+
+        let polar = providers::find("polar").unwrap();
+        let mut l = Limits {
+            time_scale: Some(60.0),
+            ..Limits::default()
+        };
+        let short = 500 + 20 * 3;
+        for i in 0..short {
+            assert_eq!(l.admit(polar, 1, 3, i as i64).unwrap().refused, None);
+        }
+        let a = l.admit(polar, 1, 3, 10).unwrap();
+        assert_eq!(
+            a.refused,
+            Some(0),
+            "three registered users: 560 a quarter hour"
+        );
+        assert_eq!(a.windows[0].limit, 560);
+        assert_eq!(
+            (a.windows[0].used, a.windows[1].used),
+            (560, 561),
+            "a short-term refusal counts toward the long term only"
+        );
+        assert_eq!(a.windows[0].reset_secs, 15, "900 s at 60x");
+        assert!(
+            l.admit(polar, 1, 3, 15_000).unwrap().refused.is_some(),
+            "the first request, at 0 ms, is still inside [0, 15 s]"
+        );
+        assert_eq!(l.admit(polar, 1, 3, 15_001).unwrap().refused, None);
+
+        let off = Limits::default().admit(strava, 1, 0, 0);
+        assert!(off.is_none(), "enforcement is off by default");
+    }
+
+    /// Google Health's 300 a minute is per user: one user's burst leaves another's
+    /// budget whole.
+    #[test]
+    fn user_windows_count_each_user_apart() {
+        let google = providers::find("google_health").unwrap();
+        let mut l = Limits {
+            time_scale: Some(1.0),
+            ..Limits::default()
+        };
+        for i in 0..300 {
+            assert_eq!(l.admit(google, 7, 0, i).unwrap().refused, None);
+        }
+        let user_window = google
+            .manifest
+            .rate_limit
+            .windows
+            .iter()
+            .position(|w| w.scope == RateScope::User)
+            .unwrap();
+        assert_eq!(
+            l.admit(google, 7, 0, 300).unwrap().refused,
+            Some(user_window)
+        );
+        assert_eq!(l.admit(google, 8, 0, 300).unwrap().refused, None);
+    }
 
     #[test]
     fn shifting_keeps_each_date_format_and_offset() {

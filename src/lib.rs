@@ -12,7 +12,7 @@
 //! | [`states`] | typed states (job, delivery, connection, attempt) and their one mapping to stored text |
 //! | [`ids`] | stable ids (UUIDv5) so replays of the same provider data yield the same ids |
 //! | [`events`] | the record model, the event envelope, one constructor per event type, the catalogue and its examples; pure |
-//! | [`http`] | what every outbound caller reads from a reply alike (`Retry-After`) |
+//! | [`http`] | what every outbound caller reads from a reply alike (`Retry-After`, `Date`, the shared rate-limit header shapes) |
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry; pure |
 //! | [`oauth`] | each provider's OAuth client ([`oauth::OAuthClients`]): authorize URLs, code exchange, token refresh (the `oauth2` crate) |
 //! | [`poller`] | ingestion: plans jobs (`plan`), spends provider budgets shared by every process (`budget`), fetches with token refresh (`fetch`), runs jobs page by page and builds each page's events (`job`), schedules polls before backfills |
@@ -21,7 +21,7 @@
 //! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
 //! | [`app`] | wires store, API, poller and delivery worker into one running gateway |
-//! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults |
+//! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults and, on request, its documented rate limits and headers |
 //! | [`receiver`] | a webhook receiver that verifies every signature (demo, bench, tests) |
 //! | [`cli`] | the `wearbridge` commands: `serve`, `migrate`, `team`, `demo`, `normalize`, `bench` |
 //!

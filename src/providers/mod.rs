@@ -73,6 +73,21 @@ pub struct WindowUsage {
     pub limit: Option<u64>,
 }
 
+/// One of a provider's windows as the fixture server counts it when it answers a request
+/// (see [`Impersonation::rate_limit_headers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub window: RateWindow,
+    /// The window's limit now (Polar's grows with registered users).
+    pub limit: u64,
+    /// Requests the window holds, this one included if it counts; may exceed `limit`
+    /// where refused requests count.
+    pub used: u64,
+    /// Seconds until the window has room for one more request once full, or until its
+    /// oldest request leaves it otherwise; 0 when empty.
+    pub reset_secs: u64,
+}
+
 /// Every limit a provider documents, as the budget engine enforces it (see
 /// `poller::budget`): each window is a sliding window never exceeded, shared by every
 /// process on the database.
@@ -326,9 +341,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// What a data reply's headers (any status) say about the provider's rate limits:
     /// requests it counts as used per window and when an exhausted limit resets. The
     /// budget engine corrects its own count up to what the provider reports and pauses
-    /// until the reset. Providers that send no such headers report nothing.
-    fn rate_report(&self, _headers: &reqwest::header::HeaderMap) -> RateReport {
-        RateReport::default()
+    /// until the reset. The default reads the IETF draft's `RateLimit-*` /
+    /// `X-RateLimit-*` shape ([`normalize::ietf_rate_report`]); providers that send no
+    /// such headers report nothing.
+    fn rate_report(&self, headers: &reqwest::header::HeaderMap) -> RateReport {
+        normalize::ietf_rate_report(headers)
     }
 
     /// Rewrites the token endpoint's reply (any status) into standard OAuth 2 JSON, or
@@ -486,6 +503,27 @@ pub trait Impersonation: Send + Sync + 'static {
     /// ISO dates and RFC 3339 instants are moved whatever their key.
     fn epoch_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The headers the provider sends about its rate limits with a data reply, when the
+    /// fixture server enforces them: `windows` are the manifest's windows as counted for
+    /// this request (in manifest order), `refused` the index of the one whose limit
+    /// refused it, if one did, and `now` the server's time. The default sends none, as
+    /// providers that document none do.
+    fn rate_limit_headers(
+        &self,
+        _windows: &[WindowCount],
+        _refused: Option<usize>,
+        _now: DateTime<Utc>,
+    ) -> Vec<(&'static str, String)> {
+        vec![]
+    }
+
+    /// Whether a request refused by the `refused` window still counts in `window` (which
+    /// may be the same one). The default: a refused request was not served and counts
+    /// nowhere, the reading for providers that say nothing about it.
+    fn refusal_counts(&self, _refused: &RateWindow, _window: &RateWindow) -> bool {
+        false
     }
 
     /// Answers a request that is not a data page (Polar's `POST /v3/users`), or `None`

@@ -1,11 +1,15 @@
 //! Shared pieces of normalisation: reading fields with errors that name them, instants
-//! to UTC plus offset, unit conversions and slugs. Adapters use these so every provider
+//! to UTC plus offset, unit conversions and slugs, rate-limit headers. Adapters use these so every provider
 //! formats times and units the same way.
 
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, TimeDelta, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use super::ProviderError;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::{ProviderError, RateReport, WindowUsage};
 
 /// Looks up a dotted path (`score.stage_summary.total_in_bed_time_milli`).
 pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -334,9 +338,141 @@ pub fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+// Rate-limit headers several adapters read alike (see `Adapter::rate_report`).
+
+/// Usage and limits sent as two headers of comma-separated counts, one per window in an
+/// order the provider documents (Strava's `15min,daily`, Polar's `short, long`):
+/// `periods` names each position's window. A position without a readable usage is left
+/// out; a limit that is not readable is `None`.
+pub fn positional_usage(
+    headers: &HeaderMap,
+    usage: &str,
+    limit: &str,
+    periods: &[u64],
+) -> Vec<WindowUsage> {
+    let used = crate::http::counts(headers, usage);
+    let limits = crate::http::counts(headers, limit);
+    periods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, period)| {
+            Some(WindowUsage {
+                period_secs: Some(*period),
+                used: (*used.get(i)?)?,
+                limit: limits.get(i).copied().flatten(),
+            })
+        })
+        .collect()
+}
+
+/// The IETF draft's headers, `RateLimit-*` or the older `X-RateLimit-*`: `-Limit` as
+/// [`crate::http::quota_policies`], `-Remaining` the requests left in the first limit's window, and
+/// `-Reset` the seconds until that window resets. The first limit's window is the first
+/// policy with the same limit. The reset is reported only once nothing remains: until
+/// then nothing is exhausted and there is nothing to wait for.
+pub fn ietf_rate_report(headers: &HeaderMap) -> RateReport {
+    let read = |suffix: &str| {
+        crate::http::header(headers, &format!("ratelimit-{suffix}"))
+            .or_else(|| crate::http::header(headers, &format!("x-ratelimit-{suffix}")))
+    };
+    let Some((Some(limit), policies)) = read("limit").map(crate::http::quota_policies) else {
+        return RateReport::default();
+    };
+    let Some(remaining) = read("remaining").and_then(|v| v.parse::<u64>().ok()) else {
+        return RateReport::default();
+    };
+    let period_secs = policies
+        .iter()
+        .find(|p| p.limit == limit)
+        .and_then(|p| p.window_secs);
+    let reset_after = read("reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| remaining == 0)
+        .map(Duration::from_secs);
+    RateReport {
+        usage: vec![WindowUsage {
+            period_secs,
+            used: limit.saturating_sub(remaining),
+            limit: Some(limit),
+        }],
+        reset_after,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// WHOOP's documented example: the minute window is the one closest to its limit,
+    /// two of its hundred spent; nothing is exhausted, so no reset to wait for.
+    #[test]
+    fn the_ietf_draft_shape_is_read_with_its_windows() {
+        let h = headers(&[
+            (
+                "x-ratelimit-limit",
+                "100, 100;window=60, 10000;window=86400",
+            ),
+            ("x-ratelimit-remaining", "98"),
+            ("x-ratelimit-reset", "3"),
+        ]);
+        assert_eq!(
+            ietf_rate_report(&h),
+            RateReport {
+                usage: vec![WindowUsage {
+                    period_secs: Some(60),
+                    used: 2,
+                    limit: Some(100)
+                }],
+                reset_after: None,
+            }
+        );
+        let h = headers(&[
+            (
+                "ratelimit-limit",
+                "10000, 100;window=60, 10000;window=86400",
+            ),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", "5400"),
+        ]);
+        let r = ietf_rate_report(&h);
+        assert_eq!(r.usage[0].period_secs, Some(86400));
+        assert_eq!(r.usage[0].used, 10000);
+        assert_eq!(r.reset_after, Some(Duration::from_secs(5400)));
+        // A bare limit names no window.
+        let h = headers(&[("x-ratelimit-limit", "120"), ("x-ratelimit-remaining", "7")]);
+        assert_eq!(ietf_rate_report(&h).usage[0].period_secs, None);
+        assert_eq!(ietf_rate_report(&h).usage[0].used, 113);
+    }
+
+    #[test]
+    fn garbage_rate_limit_headers_report_nothing() {
+        for (limit, remaining) in [
+            ("", "1"),
+            ("many", "1"),
+            ("100", "-1"),
+            ("100", "lots"),
+            ("18446744073709551616", "1"),
+            (";window=60", "0"),
+        ] {
+            let h = headers(&[
+                ("x-ratelimit-limit", limit),
+                ("x-ratelimit-remaining", remaining),
+            ]);
+            assert_eq!(
+                ietf_rate_report(&h),
+                RateReport::default(),
+                "{limit} {remaining}"
+            );
+        }
+    }
 
     #[test]
     fn instants_become_utc_with_their_offset() {

@@ -6,12 +6,15 @@
 //! `end_datetime`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, Removal, ResourceSpec, Window,
+    Adapter, Impersonation, Page, PageRequest, ProviderError, RateReport, RateScope, Record,
+    Removal, ResourceSpec, Window, WindowCount, WindowUsage,
 };
 use crate::events::Resource;
 
@@ -20,6 +23,32 @@ pub struct Oura;
 const ID: &str = "oura";
 
 impl Adapter for Oura {
+    /// OAS "Rate Limit Response Headers": only a 429 carries them, so the window they name
+    /// (`X-RateLimit-Limit` requests per `X-RateLimit-Window` seconds) is full, and it
+    /// resets at `X-RateLimit-Reset`, Unix seconds, counted from the reply's `Date`. The
+    /// 429's `Retry-After` reaches the runtime on its own.
+    fn rate_report(&self, headers: &reqwest::header::HeaderMap) -> RateReport {
+        let Some(limit) = crate::http::count(headers, "x-ratelimit-limit") else {
+            return RateReport::default();
+        };
+        let reset_after = crate::http::count(headers, "x-ratelimit-reset")
+            .and_then(|at| i64::try_from(at).ok())
+            .and_then(|at| {
+                let now = crate::http::reply_time(headers).timestamp();
+                u64::try_from(at.checked_sub(now)?).ok()
+            })
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs);
+        RateReport {
+            usage: vec![WindowUsage {
+                period_secs: crate::http::count(headers, "x-ratelimit-window"),
+                used: limit,
+                limit: Some(limit),
+            }],
+            reset_after,
+        }
+    }
+
     fn page_request(
         &self,
         resource: &ResourceSpec,
@@ -256,6 +285,35 @@ pub struct OuraFixtures;
 const PAGE: usize = 25;
 
 impl Impersonation for OuraFixtures {
+    /// Only a 429 carries rate-limit headers (OAS "Rate Limit Response Headers"):
+    /// `Retry-After` (seconds), `X-RateLimit-Limit`, `X-RateLimit-Window` (seconds),
+    /// `X-RateLimit-Reset` (Unix seconds) and `X-RateLimit-Tier`, whose values the OAS does
+    /// not list: `application` or `access_token` here, after its two layers.
+    fn rate_limit_headers(
+        &self,
+        windows: &[WindowCount],
+        refused: Option<usize>,
+        now: DateTime<Utc>,
+    ) -> Vec<(&'static str, String)> {
+        let Some(w) = refused.and_then(|i| windows.get(i)) else {
+            return vec![];
+        };
+        let reset_at = now
+            .timestamp()
+            .saturating_add(i64::try_from(w.reset_secs).unwrap_or(i64::MAX));
+        let tier = match w.window.scope {
+            RateScope::App => "application",
+            RateScope::User => "access_token",
+        };
+        vec![
+            ("retry-after", w.reset_secs.to_string()),
+            ("x-ratelimit-limit", w.limit.to_string()),
+            ("x-ratelimit-window", w.window.period_secs.to_string()),
+            ("x-ratelimit-reset", reset_at.to_string()),
+            ("x-ratelimit-tier", tier.to_string()),
+        ]
+    }
+
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/oura/oauth/token.json"),
@@ -355,6 +413,53 @@ impl Impersonation for OuraFixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// The OAS's five headers on a 429: the full window, and its reset 40 s after the
+    /// reply's Date; a reset already past is no wait, and a reply without them reports
+    /// nothing.
+    #[test]
+    fn a_429s_rate_limit_headers_are_read() {
+        let r = Oura.rate_report(&headers(&[
+            ("date", "Tue, 10 Oct 2020 20:11:05 GMT"),
+            ("retry-after", "40"),
+            ("x-ratelimit-limit", "5000"),
+            ("x-ratelimit-window", "300"),
+            ("x-ratelimit-reset", "1602360705"),
+            ("x-ratelimit-tier", "application"),
+        ]));
+        assert_eq!(
+            r,
+            RateReport {
+                usage: vec![WindowUsage {
+                    period_secs: Some(300),
+                    used: 5000,
+                    limit: Some(5000)
+                }],
+                reset_after: Some(Duration::from_secs(40)),
+            }
+        );
+        let past = Oura.rate_report(&headers(&[
+            ("date", "Tue, 10 Oct 2020 20:11:05 GMT"),
+            ("x-ratelimit-limit", "5000"),
+            ("x-ratelimit-reset", "1"),
+        ]));
+        assert_eq!(past.reset_after, None);
+        assert_eq!(past.usage[0].period_secs, None);
+        assert_eq!(Oura.rate_report(&headers(&[])), RateReport::default());
+        let huge = Oura.rate_report(&headers(&[
+            ("x-ratelimit-limit", "5000"),
+            ("x-ratelimit-reset", "18446744073709551615"),
+        ]));
+        assert_eq!(huge.reset_after, None);
+    }
 
     #[test]
     fn every_sleep_period_is_a_record_with_its_type_and_rejected_ones_are_removals() {

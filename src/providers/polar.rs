@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use super::normalize::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderCall, ProviderError, Record, ResourceSpec,
-    Window,
+    Adapter, Impersonation, Page, PageRequest, ProviderCall, ProviderError, RateReport, RateWindow,
+    Record, ResourceSpec, Window, WindowCount,
 };
 use crate::events::Resource;
 
@@ -37,7 +37,30 @@ fn ymd(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
+/// Polar's windows in the order its headers give them: short term, then long term.
+const WINDOWS: [u64; 2] = [900, 86_400];
+
 impl Adapter for Polar {
+    /// DOCS "Rate limiting": `RateLimit-Usage`, `RateLimit-Limit` and `RateLimit-Reset`,
+    /// each "short term, long term", the reset in seconds. The wait is the longest reset
+    /// among the windows used up.
+    fn rate_report(&self, headers: &reqwest::header::HeaderMap) -> RateReport {
+        let usage = positional_usage(headers, "ratelimit-usage", "ratelimit-limit", &WINDOWS);
+        let resets = crate::http::counts(headers, "ratelimit-reset");
+        let reset_after = WINDOWS
+            .iter()
+            .enumerate()
+            .filter(|(_, period)| {
+                usage.iter().any(|u| {
+                    u.period_secs == Some(**period) && u.limit.is_some_and(|l| u.used >= l)
+                })
+            })
+            .filter_map(|(i, _)| resets.get(i).copied().flatten())
+            .max()
+            .map(Duration::from_secs);
+        RateReport { usage, reset_after }
+    }
+
     fn page_request(
         &self,
         resource: &ResourceSpec,
@@ -519,6 +542,36 @@ fn params_date(params: &HashMap<String, String>, k: &str) -> Result<Option<Naive
 }
 
 impl Impersonation for PolarFixtures {
+    /// Every reply (DOCS "Rate limiting"): `RateLimit-Usage`, `RateLimit-Limit` and
+    /// `RateLimit-Reset` (seconds), each "short term, long term".
+    fn rate_limit_headers(
+        &self,
+        windows: &[WindowCount],
+        _refused: Option<usize>,
+        _now: DateTime<Utc>,
+    ) -> Vec<(&'static str, String)> {
+        let mut windows = windows.to_vec();
+        windows.sort_by_key(|w| w.window.period_secs);
+        let pair = |f: fn(&WindowCount) -> u64| {
+            windows
+                .iter()
+                .map(|w| f(w).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        vec![
+            ("ratelimit-usage", pair(|w| w.used)),
+            ("ratelimit-limit", pair(|w| w.limit)),
+            ("ratelimit-reset", pair(|w| w.reset_secs)),
+        ]
+    }
+
+    /// "Requests violating the short term limit will still count toward the long term
+    /// limit" (DOCS): a refused request counts in the longer windows only.
+    fn refusal_counts(&self, refused: &RateWindow, window: &RateWindow) -> bool {
+        window.period_secs > refused.period_secs
+    }
+
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/polar/oauth/token.json"),
@@ -670,6 +723,52 @@ impl Impersonation for PolarFixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// Both windows, short term first; the wait is the reset of the one used up (here the
+    /// short term, with two registered users' growth in its limit).
+    #[test]
+    fn the_rate_limit_headers_are_read_short_term_then_long_term() {
+        let r = Polar.rate_report(&headers(&[
+            ("ratelimit-usage", "540, 1200"),
+            ("ratelimit-limit", "540, 5200"),
+            ("ratelimit-reset", "312, 80000"),
+        ]));
+        assert_eq!(
+            r.usage,
+            vec![
+                super::super::WindowUsage {
+                    period_secs: Some(900),
+                    used: 540,
+                    limit: Some(540)
+                },
+                super::super::WindowUsage {
+                    period_secs: Some(86_400),
+                    used: 1200,
+                    limit: Some(5200)
+                },
+            ]
+        );
+        assert_eq!(r.reset_after, Some(Duration::from_secs(312)));
+        let fine = Polar.rate_report(&headers(&[
+            ("ratelimit-usage", "3, 3"),
+            ("ratelimit-limit", "500, 5000"),
+            ("ratelimit-reset", "899, 86399"),
+        ]));
+        assert_eq!(fine.reset_after, None);
+        let garbage = Polar.rate_report(&headers(&[
+            ("ratelimit-usage", "x"),
+            ("ratelimit-limit", "500;window=900"),
+        ]));
+        assert_eq!(garbage, RateReport::default());
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

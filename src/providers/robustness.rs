@@ -430,6 +430,80 @@ fn single_record_requests_take_any_key_without_panicking() {
     }
 }
 
+/// Every rate-limit header any provider sends, with the date the resets count from.
+const RATE_HEADERS: [&str; 14] = [
+    "date",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-usage",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-ratelimit-usage",
+    "x-ratelimit-window",
+    "x-readratelimit-limit",
+    "x-readratelimit-usage",
+    "x-ratelimit-tier",
+];
+
+/// Header values built from the pieces the real ones are made of, in any order, plus
+/// extremes: whatever arrives, `rate_report` answers.
+fn header_value() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("0".to_string()),
+        Just("100".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-1".to_string()),
+        Just("1e3".to_string()),
+        Just(",".to_string()),
+        Just(", ".to_string()),
+        Just(";window=".to_string()),
+        Just(";window=86400".to_string()),
+        Just("=".to_string()),
+        Just("Tue, 10 Oct 2020 20:11:05 GMT".to_string()),
+        Just("Sat, 31 Dec 9999 23:59:59 GMT".to_string()),
+        Just("x".to_string()),
+        "[ -~]{0,8}",
+    ];
+    proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+}
+
+#[test]
+fn no_adapter_panics_on_garbage_rate_limit_headers() {
+    let strategy = proptest::collection::vec(
+        (
+            proptest::sample::select(RATE_HEADERS.to_vec()),
+            header_value(),
+        ),
+        0..8,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |pairs| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (name, value) in &pairs {
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+                    headers.insert(*name, v);
+                }
+            }
+            for p in registry() {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    p.adapter.rate_report(&headers)
+                }))
+                .map_err(|_| TestCaseError::fail(format!("{} panicked on {pairs:?}", p.id())))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn the_sweep_sets_a_key_everywhere_and_lists_are_cut_to_two() {
     let v = json!({"data": [{"t": 1, "x": [1, 2, 3]}, {"t": 2}, {"t": 3}], "t": 0});

@@ -8,12 +8,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+    Adapter, Impersonation, Page, PageRequest, ProviderError, RateReport, RateWindow, Record,
+    ResourceSpec, Window, WindowCount,
 };
 use crate::events::Resource;
 
@@ -162,6 +163,32 @@ impl Adapter for Strava {
         }
     }
 
+    /// The read budget (every request we make is a read): `X-ReadRateLimit-Usage` and
+    /// `-Limit`, 15-minute then daily (RATE). No reset is sent; the windows are clock
+    /// aligned, so an exhausted day resets at 00:00 UTC and an exhausted quarter hour at the
+    /// next :00/:15/:30/:45, counted from the reply's `Date`.
+    fn rate_report(&self, headers: &reqwest::header::HeaderMap) -> RateReport {
+        let usage = positional_usage(
+            headers,
+            "x-readratelimit-usage",
+            "x-readratelimit-limit",
+            &WINDOWS,
+        );
+        let exhausted = |period: u64| {
+            usage
+                .iter()
+                .any(|u| u.period_secs == Some(period) && u.limit.is_some_and(|l| u.used >= l))
+        };
+        let reset_after = if exhausted(WINDOWS[1]) {
+            Some(until_midnight_utc(crate::http::reply_time(headers)))
+        } else if exhausted(WINDOWS[0]) {
+            Some(until_next_quarter_hour_at(crate::http::reply_time(headers)))
+        } else {
+            None
+        };
+        RateReport { usage, reset_after }
+    }
+
     /// A refused grant is a 400 with Strava's Fault body (`RefreshToken`/`refresh_token`/
     /// `invalid`, or `AuthorizationCode`/`code`/`invalid`), not RFC 6749's `invalid_grant`.
     fn token_reply(&self, status: u16, body: &[u8]) -> Result<Vec<u8>, ProviderError> {
@@ -190,10 +217,23 @@ impl Adapter for Strava {
 }
 
 fn until_next_quarter_hour() -> Duration {
-    let now = Utc::now();
+    until_next_quarter_hour_at(Utc::now())
+}
+
+/// From `now` to a second past the next :00/:15/:30/:45, when the 15-minute window resets.
+fn until_next_quarter_hour_at(now: DateTime<Utc>) -> Duration {
     let into = (now.minute() % 15) as u64 * 60 + now.second() as u64;
     Duration::from_secs(15 * 60 - into + 1)
 }
+
+/// From `now` to a second past 00:00 UTC, when the daily window resets.
+fn until_midnight_utc(now: DateTime<Utc>) -> Duration {
+    let into = now.num_seconds_from_midnight() as u64;
+    Duration::from_secs(86_400 - into + 1)
+}
+
+/// Strava's windows in the order its headers give them: "15-minute …, followed by daily".
+const WINDOWS: [u64; 2] = [900, 86_400];
 
 /// One SummaryActivity (list) or DetailedActivity (single read) → a workout.
 fn activity(v: &Value) -> Result<Record, ProviderError> {
@@ -255,6 +295,39 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
 pub struct StravaFixtures;
 
 impl Impersonation for StravaFixtures {
+    /// Every reply carries the app's usage, each header `15-minute,daily` (RATE): the read
+    /// budget is the manifest's windows; the overall budget, which reads spend too, has
+    /// the documented defaults 200 and 2,000.
+    fn rate_limit_headers(
+        &self,
+        windows: &[WindowCount],
+        _refused: Option<usize>,
+        _now: DateTime<Utc>,
+    ) -> Vec<(&'static str, String)> {
+        let mut windows = windows.to_vec();
+        windows.sort_by_key(|w| w.window.period_secs);
+        let pair = |f: fn(&WindowCount) -> u64| {
+            windows
+                .iter()
+                .map(|w| f(w).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        vec![
+            ("x-ratelimit-limit", "200,2000".to_string()),
+            ("x-ratelimit-usage", pair(|w| w.used)),
+            ("x-readratelimit-limit", pair(|w| w.limit)),
+            ("x-readratelimit-usage", pair(|w| w.used)),
+        ]
+    }
+
+    /// Over-limit requests still count (RATE: "requests violating the short term limit will
+    /// still count toward the long term limit"; its example 429 reports a 15-minute usage
+    /// of 692 against a limit of 600, so they count in the short window too).
+    fn refusal_counts(&self, _refused: &RateWindow, _window: &RateWindow) -> bool {
+        true
+    }
+
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/strava/oauth/token.json"),
@@ -376,6 +449,71 @@ impl Impersonation for StravaFixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// RATE's example headers (as the docs write them, `X-Ratelimit-*`), with the read
+    /// budget beside them: the read windows are reported, 15-minute then daily; an
+    /// exhausted quarter hour resets at the next :15 by the reply's Date, an exhausted day
+    /// at midnight UTC.
+    #[test]
+    fn the_read_budget_is_read_from_the_headers() {
+        let ok = headers(&[
+            ("date", "Tue, 10 Oct 2020 20:11:01 GMT"),
+            ("x-ratelimit-limit", "600,30000"),
+            ("x-ratelimit-usage", "314,27536"),
+            ("x-readratelimit-limit", "100,1000"),
+            ("x-readratelimit-usage", "7,540"),
+        ]);
+        let r = Strava.rate_report(&ok);
+        assert_eq!(
+            r.usage,
+            vec![
+                super::super::WindowUsage {
+                    period_secs: Some(900),
+                    used: 7,
+                    limit: Some(100)
+                },
+                super::super::WindowUsage {
+                    period_secs: Some(86_400),
+                    used: 540,
+                    limit: Some(1000)
+                },
+            ]
+        );
+        assert_eq!(r.reset_after, None, "nothing exhausted");
+        let quarter = headers(&[
+            ("date", "Tue, 10 Oct 2020 20:11:05 GMT"),
+            ("x-readratelimit-limit", "100,1000"),
+            ("x-readratelimit-usage", "101,540"),
+        ]);
+        assert_eq!(
+            Strava.rate_report(&quarter).reset_after,
+            Some(Duration::from_secs(3 * 60 + 55 + 1)),
+            "20:11:05 to 20:15:00"
+        );
+        let day = headers(&[
+            ("date", "Tue, 10 Oct 2020 20:11:05 GMT"),
+            ("x-readratelimit-limit", "100,1000"),
+            ("x-readratelimit-usage", "12,1000"),
+        ]);
+        assert_eq!(
+            Strava.rate_report(&day).reset_after,
+            Some(Duration::from_secs(3 * 3600 + 48 * 60 + 55 + 1)),
+            "20:11:05 to 00:00 UTC"
+        );
+        let garbage = headers(&[
+            ("x-readratelimit-limit", "lots"),
+            ("x-readratelimit-usage", "-1,,99999999999999999999"),
+        ]);
+        assert_eq!(Strava.rate_report(&garbage), RateReport::default());
+    }
 
     #[test]
     fn pages_follow_page_numbers_until_an_empty_page() {

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::normalize::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
+    WindowCount,
 };
 use crate::events::Resource;
 
@@ -374,6 +375,38 @@ fn decode_token(token: &str) -> Option<usize> {
 }
 
 impl Impersonation for WhoopFixtures {
+    /// Every reply (RATE, "Rate Limit Information"): `X-RateLimit-Limit` with the limit
+    /// closest to being reached first, then each window as `limit;window=seconds`;
+    /// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds) for that closest window.
+    fn rate_limit_headers(
+        &self,
+        windows: &[WindowCount],
+        _refused: Option<usize>,
+        _now: DateTime<Utc>,
+    ) -> Vec<(&'static str, String)> {
+        let Some(closest) = windows
+            .iter()
+            .min_by_key(|w| w.limit.saturating_sub(w.used))
+        else {
+            return vec![];
+        };
+        let policies: Vec<String> = windows
+            .iter()
+            .map(|w| format!("{};window={}", w.limit, w.window.period_secs))
+            .collect();
+        vec![
+            (
+                "x-ratelimit-limit",
+                format!("{}, {}", closest.limit, policies.join(", ")),
+            ),
+            (
+                "x-ratelimit-remaining",
+                closest.limit.saturating_sub(closest.used).to_string(),
+            ),
+            ("x-ratelimit-reset", closest.reset_secs.to_string()),
+        ]
+    }
+
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/whoop/oauth/token.json"),
@@ -481,6 +514,48 @@ impl Impersonation for WhoopFixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// RATE's example: the minute window is closest to its limit and 98 remain of it; a
+    /// 429's headers name the exhausted window and when it resets.
+    #[test]
+    fn the_rate_limit_headers_are_read_as_documented() {
+        let r = Whoop.rate_report(&headers(&[
+            (
+                "x-ratelimit-limit",
+                "100, 100;window=60, 10000;window=86400",
+            ),
+            ("x-ratelimit-remaining", "98"),
+            ("x-ratelimit-reset", "3"),
+        ]));
+        assert_eq!(
+            r.usage,
+            vec![super::super::WindowUsage {
+                period_secs: Some(60),
+                used: 2,
+                limit: Some(100)
+            }]
+        );
+        assert_eq!(r.reset_after, None);
+        let r = Whoop.rate_report(&headers(&[
+            (
+                "x-ratelimit-limit",
+                "10000, 100;window=60, 10000;window=86400",
+            ),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "7200"),
+        ]));
+        assert_eq!(r.usage[0].period_secs, Some(86_400));
+        assert_eq!(r.usage[0].used, 10_000);
+        assert_eq!(r.reset_after, Some(Duration::from_secs(7200)));
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -961,3 +961,233 @@ async fn one_strava_activity_is_fetched_and_read_by_the_same_adapter() {
         wearbridge::providers::ProviderError::Refused(_)
     ));
 }
+
+/// A token from the fixture server's own OAuth endpoints, as a connecting user gets one.
+async fn fixture_token(fx: &FixtureServer, provider: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = reqwest::Url::parse_with_params(
+        &format!("{}/{provider}/oauth/authorize", fx.root()),
+        &[("redirect_uri", "http://app.test/cb"), ("state", "s")],
+    )
+    .unwrap();
+    let r = http.get(authorize).send().await.unwrap();
+    let to = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let code = to
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let reply = http
+        .post(format!("{}/{provider}/oauth/token", fx.root()))
+        .form(&[("grant_type", "authorization_code"), ("code", &code)])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let p = wearbridge::providers::find(provider).unwrap();
+    let reply: Value =
+        serde_json::from_slice(&p.adapter.token_reply(200, &reply).unwrap()).unwrap();
+    reply["access_token"].as_str().unwrap().to_string()
+}
+
+/// Sends the adapter's first page request for the provider's first resource, as the
+/// gateway does (query, form or JSON body).
+async fn first_page(
+    fx: &FixtureServer,
+    p: &wearbridge::providers::Provider,
+    token: &str,
+) -> reqwest::Response {
+    let now = chrono::Utc::now();
+    let window = wearbridge::providers::Window {
+        start: now - chrono::Duration::days(7),
+        end: now,
+    };
+    let req = p
+        .adapter
+        .page_request(&p.manifest.resources[0], &window, None);
+    let url = format!("{}/{}{}", fx.root(), p.id(), req.path);
+    let http = reqwest::Client::new();
+    let builder = match req.method {
+        "POST" => http.post(url),
+        _ => http.get(url),
+    }
+    .query(&req.query)
+    .bearer_auth(token);
+    let builder = match (&req.json, req.form.is_empty()) {
+        (Some(json), _) => builder.json(json),
+        (None, false) => builder.form(&req.form),
+        (None, true) => builder,
+    };
+    builder.send().await.unwrap()
+}
+
+/// With enforcement on, every provider's fixture server holds its strictest documented
+/// window: the requests up to the limit (another app of the same credentials having
+/// spent most of it, for the app windows; Google Health's 300 a minute per user spent
+/// here) are served with the usage the adapter reads back exactly as the server counted
+/// it; the next ones get the provider's own refusal, which the adapter reads as a rate
+/// limit, with the headers it documents; the statistics agree; and once the window has
+/// passed (on the server's manual clock) requests are served again.
+#[tokio::test]
+async fn each_provider_refuses_past_its_documented_limit_and_its_adapter_reads_the_headers() {
+    use wearbridge::providers::{registry, ProviderError, RateScope};
+    for p in registry() {
+        let id = p.id();
+        let fx = FixtureServer::start().await.unwrap();
+        let clock = wearbridge::clock::Clock::manual();
+        fx.use_clock(clock.clone());
+        fx.enforce_rate_limits(1.0);
+        let token = fixture_token(&fx, id).await;
+        let windows = &p.manifest.rate_limit.windows;
+        let strictest = windows.iter().min_by_key(|w| w.requests).unwrap();
+        let app_limit = windows
+            .iter()
+            .filter(|w| w.scope == RateScope::App)
+            .map(|w| w.requests)
+            .min()
+            .unwrap();
+        let foreign = if strictest.scope == RateScope::App {
+            app_limit - 3
+        } else {
+            0
+        };
+        fx.add_foreign_usage(id, foreign);
+        let allowed = strictest.requests - foreign;
+        for k in 1..=allowed {
+            let r = first_page(&fx, p, &token).await;
+            assert!(r.status().is_success(), "{id} request {k}: {}", r.status());
+            let report = p.adapter.rate_report(r.headers());
+            let body = r.bytes().await.unwrap();
+            assert_eq!(
+                p.adapter.in_band_error(None, &body),
+                None,
+                "{id} request {k}"
+            );
+            assert_eq!(
+                !report.usage.is_empty(),
+                matches!(id, "strava" | "whoop" | "polar"),
+                "{id}: usage on every reply where the provider documents it"
+            );
+            for u in &report.usage {
+                let w = windows
+                    .iter()
+                    .find(|w| Some(w.period_secs) == u.period_secs)
+                    .unwrap_or_else(|| panic!("{id}: {u:?} names no manifest window"));
+                assert_eq!(u.limit, Some(w.requests), "{id} request {k}: {u:?}");
+                assert_eq!(u.used, foreign + k, "{id} request {k}: {u:?}");
+            }
+            assert_eq!(
+                report.reset_after.is_some(),
+                k == allowed && !report.usage.is_empty(),
+                "{id} request {k}: a wait once the last request the window allows is spent"
+            );
+        }
+        for extra in 1..=2 {
+            let r = first_page(&fx, p, &token).await;
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let report = p.adapter.rate_report(&headers);
+            let retry_after = wearbridge::http::retry_after(&headers);
+            let body = r.bytes().await.unwrap();
+            let err = if id == "withings" {
+                assert_eq!(status, 200, "Withings refuses inside a 200");
+                p.adapter.in_band_error(retry_after, &body).unwrap()
+            } else {
+                assert_eq!(status, 429, "{id}");
+                p.adapter.classify_error(status, retry_after, &body)
+            };
+            assert!(
+                matches!(err, ProviderError::RateLimited { .. }),
+                "{id} refusal {extra}: {err:?}"
+            );
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            let h = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+            match id {
+                "strava" => {
+                    assert_eq!(json["message"], "Rate Limit Exceeded");
+                    assert_eq!(
+                        h("x-readratelimit-usage").unwrap(),
+                        format!("{},{}", 100 + extra, 97 + 3 + extra),
+                        "over-limit requests still count"
+                    );
+                    assert!(report.reset_after.is_some());
+                }
+                "whoop" => {
+                    assert_eq!(h("x-ratelimit-remaining").as_deref(), Some("0"));
+                    assert_eq!(report.usage[0].period_secs, Some(60));
+                    let reset = report.reset_after.unwrap();
+                    assert!(reset > Duration::ZERO && reset <= Duration::from_secs(60));
+                }
+                "oura" => {
+                    assert_eq!(h("x-ratelimit-window").as_deref(), Some("300"));
+                    assert_eq!(h("x-ratelimit-tier").as_deref(), Some("application"));
+                    let wait = retry_after.unwrap();
+                    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(300));
+                    assert_eq!(report.usage[0].used, 5000);
+                    assert_eq!(
+                        report.reset_after,
+                        Some(wait),
+                        "Reset is Date + Retry-After"
+                    );
+                }
+                "polar" => {
+                    assert_eq!(json["errorType"], "TOO_MANY_REQUESTS");
+                    assert_eq!(
+                        h("ratelimit-usage").unwrap(),
+                        format!("500, {}", 500 + extra),
+                        "a short-term refusal counts toward the long term"
+                    );
+                    assert!(report.reset_after.unwrap() <= Duration::from_secs(900));
+                }
+                "withings" => assert_eq!(json["status"], 601),
+                "google_health" => assert_eq!(json["error"]["status"], "RESOURCE_EXHAUSTED"),
+                _ => {}
+            }
+        }
+        assert_eq!(fx.refused(id), 2, "{id}");
+        assert_eq!(fx.data_requests(id), allowed + 2, "{id}");
+        let period = Duration::from_secs(strictest.period_secs);
+        assert_eq!(fx.max_in_any_window(id, period), allowed, "{id}");
+        let stats = fx.request_stats(id);
+        assert!(stats[..allowed as usize].iter().all(|s| !s.refused));
+        assert!(stats[allowed as usize..].iter().all(|s| s.refused));
+
+        clock.advance(period + Duration::from_secs(1)).unwrap();
+        let r = first_page(&fx, p, &token).await;
+        assert!(
+            r.status().is_success(),
+            "{id} after the window: {}",
+            r.status()
+        );
+        let body = r.bytes().await.unwrap();
+        assert_eq!(p.adapter.in_band_error(None, &body), None, "{id}");
+        assert_eq!(fx.refused(id), 2, "{id}");
+        assert_eq!(
+            fx.max_in_any_window(id, period),
+            allowed,
+            "{id}: the served request is a window later"
+        );
+    }
+}
+
+/// Enforcement is off by default: a fixture server answers any number of requests with
+/// no rate-limit headers, and still counts them.
+#[tokio::test]
+async fn without_enforcement_nothing_is_refused_and_no_usage_is_sent() {
+    let fx = FixtureServer::start().await.unwrap();
+    let p = wearbridge::providers::find("whoop").unwrap();
+    let token = fixture_token(&fx, "whoop").await;
+    for _ in 0..120 {
+        let r = first_page(&fx, p, &token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers().get("x-ratelimit-limit").is_none());
+    }
+    assert_eq!(fx.refused("whoop"), 0);
+    assert_eq!(fx.data_requests("whoop"), 120);
+    assert_eq!(fx.max_in_any_window("whoop", Duration::from_secs(60)), 120);
+}
