@@ -274,6 +274,10 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            self.rate_limit_time_scale.is_finite() && self.rate_limit_time_scale > 0.0,
+            "WEARBRIDGE_RATE_LIMIT_TIME_SCALE must be a positive number"
+        );
+        anyhow::ensure!(
             !self.retry_schedule_secs.is_empty(),
             "WEARBRIDGE_RETRY_SCHEDULE_SECS needs at least one entry"
         );

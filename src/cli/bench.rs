@@ -61,6 +61,28 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Provider budgets: P `serve` processes on one database backfill N users against a
+    /// fixture provider that enforces the provider's limits exactly. The share of the
+    /// budget used, 429s, the most requests in any window, requests per record, and the
+    /// time against the least the budget allows. Several processes need PostgreSQL.
+    Budget {
+        /// Users to connect and backfill.
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// `wearbridge serve` processes sharing the database.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+        /// The provider whose limits are measured.
+        #[arg(long, default_value = "whoop")]
+        provider: String,
+        /// Every rate-limit window, in the fixture server and the gateway alike, is this
+        /// many times shorter (60: WHOOP's minute lasts a second).
+        #[arg(long, default_value_t = 60.0)]
+        time_scale: f64,
+        /// Print one JSON object with the figures.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -72,6 +94,15 @@ pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> 
             json,
         } => deliver(config, events, endpoints, rate, json).await,
         BenchCommand::Ingest { users, days, json } => ingest(config, users, days, json).await,
+        BenchCommand::Budget {
+            users,
+            processes,
+            provider,
+            time_scale,
+            json,
+        } => {
+            super::budget_bench::run(config, provider, users, processes, time_scale, json).await
+        }
     }
 }
 
@@ -100,14 +131,14 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
 
 /// A benchmark's own database: a fresh SQLite file unless the configuration names a
 /// server; on PostgreSQL a scratch database, dropped by [`BenchDb::cleanup`].
-struct BenchDb {
-    store: Store,
+pub(super) struct BenchDb {
+    pub(super) store: Store,
     scratch: Option<(String, String)>,
     tmp: std::path::PathBuf,
 }
 
 impl BenchDb {
-    async fn open(config: &mut Config) -> anyhow::Result<BenchDb> {
+    pub(super) async fn open(config: &mut Config) -> anyhow::Result<BenchDb> {
         let mut scratch = None;
         let tmp =
             std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
@@ -130,7 +161,7 @@ impl BenchDb {
         })
     }
 
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         if self.store.backend() == Backend::Sqlite {
             "sqlite"
         } else {
@@ -138,7 +169,7 @@ impl BenchDb {
         }
     }
 
-    async fn cleanup(self) {
+    pub(super) async fn cleanup(self) {
         self.store.close().await;
         if let Some((base, url)) = &self.scratch {
             crate::store::drop_scratch_postgres(base, url).await;
@@ -329,7 +360,7 @@ async fn deliver(
     })
 }
 
-fn round(x: f64) -> f64 {
+pub(super) fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 

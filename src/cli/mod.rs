@@ -2,6 +2,7 @@
 //! lives in [`Config`] and is shared by all commands.
 
 mod bench;
+mod budget_bench;
 mod demo;
 
 use std::process::ExitCode;
