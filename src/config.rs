@@ -163,8 +163,10 @@ pub struct Config {
     pub public_url: Option<String>,
 
     /// Point every provider (OAuth and data) at this fixture-server root instead of the
-    /// real APIs: `{root}/{provider}/…`. Per provider, `WEARBRIDGE_<ID>_BASE_URL`,
-    /// `_AUTHORIZE_URL`, `_TOKEN_URL`, `_CLIENT_ID` and `_CLIENT_SECRET` also apply.
+    /// real APIs: `{root}/{provider}/…`. A provider's own `WEARBRIDGE_<ID>_BASE_URL`,
+    /// `_AUTHORIZE_URL` or `_TOKEN_URL`, when set (not empty), wins over the root for
+    /// that URL; the root supplies the others. `_CLIENT_ID` and `_CLIENT_SECRET` apply
+    /// either way.
     #[arg(long, env = "WEARBRIDGE_PROVIDERS_BASE_URL", global = true)]
     pub providers_base_url: Option<String>,
 

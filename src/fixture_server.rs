@@ -70,6 +70,8 @@ struct FixtureState {
     /// The server's time: request times, windows and the `Date` of rate-limited replies.
     clock: Mutex<Clock>,
     limits: Mutex<Limits>,
+    /// The data pages served since [`FixtureServer::keep_pages`], when it was called.
+    kept: Mutex<Option<Vec<PageAsked>>>,
 }
 
 /// Rate-limit enforcement and the request statistics.
@@ -166,6 +168,28 @@ impl Limits {
             now_ms,
         })
     }
+}
+
+/// A data page as it was asked for: enough to serve it again.
+struct PageAsked {
+    provider: String,
+    path: String,
+    token: String,
+    params: HashMap<String, String>,
+}
+
+/// A data page the server answered with 200, served again by
+/// [`FixtureServer::served_pages`].
+#[derive(Debug, Clone)]
+pub struct ServedPage {
+    pub provider: String,
+    pub resource: Resource,
+    /// The access token it was served to: one per connection (until a refresh).
+    pub token: String,
+    /// The request's query (and form or JSON) parameters.
+    pub params: HashMap<String, String>,
+    /// The reply body.
+    pub body: String,
 }
 
 #[derive(Clone)]
@@ -347,6 +371,42 @@ impl FixtureServer {
             best = best.max(end + 1 - start);
         }
         best as u64
+    }
+
+    /// From now on, remember every data page served, for [`FixtureServer::served_pages`].
+    /// Only the requests are kept, not the bodies, so the memory of a long run (the
+    /// ingest benchmark's) stays its own.
+    pub fn keep_pages(&self) {
+        *self.state.kept.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// The data pages served since [`FixtureServer::keep_pages`], in the order they were
+    /// answered, each with the body it got: served again from the same request and the
+    /// same data, so byte for byte the same (as long as the data sets were not changed
+    /// since). Forgets them.
+    pub fn served_pages(&self) -> Vec<ServedPage> {
+        let asked = self
+            .state
+            .kept
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        asked
+            .into_iter()
+            .filter_map(|a| {
+                let p = providers::find(&a.provider)?;
+                let (resource, reply) = list_page(&self.state, p, &a.path, &a.params)?;
+                Some(ServedPage {
+                    provider: a.provider,
+                    resource,
+                    token: a.token,
+                    params: a.params,
+                    body: reply.ok()?.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// Every data request served, as `provider path?query`, and every call answered by
@@ -849,15 +909,7 @@ async fn serve_data(
     if let Some(reply) = imp.static_reply(&path) {
         return json(200, reply.to_string());
     }
-    // The resource whose documented path this is (Withings tells them apart by `action`).
-    let Some(spec) = p
-        .manifest
-        .resources
-        .iter()
-        .find(|r| r.path == path && imp.serve(r, &params, &[]).is_ok())
-        .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
-        .or_else(|| imp.resource_at(&path).and_then(|r| p.resource(r)))
-    else {
+    let Some((_, reply)) = list_page(&st, p, &path, &params) else {
         // A path that names one record (Strava's `/activities/{id}`), served from the
         // same data set as its list.
         if let Some((resource, key)) = imp.record_path(&path) {
@@ -869,11 +921,42 @@ async fn serve_data(
         }
         return err(404);
     };
-    let items = served_items(st, &id, imp, spec.name);
-    match imp.serve_at(&path, spec, &params, &items) {
-        Ok(v) => json(200, v.to_string()),
+    match reply {
+        Ok(v) => {
+            if let Some(kept) = st.kept.lock().unwrap().as_mut() {
+                kept.push(PageAsked {
+                    provider: id,
+                    path,
+                    token: token.to_string(),
+                    params,
+                });
+            }
+            json(200, v.to_string())
+        }
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
     }
+}
+
+/// The page of a list `p` serves at `path` for `params`: the resource it belongs to and
+/// the reply (an `Err` is a 400 with that message). None when no resource lives at
+/// `path`.
+fn list_page(
+    st: &FixtureState,
+    p: &Provider,
+    path: &str,
+    params: &HashMap<String, String>,
+) -> Option<(Resource, Result<Value, String>)> {
+    let imp = p.impersonation.as_ref();
+    // The resource whose documented path this is (Withings tells them apart by `action`).
+    let spec = p
+        .manifest
+        .resources
+        .iter()
+        .find(|r| r.path == path && imp.serve(r, params, &[]).is_ok())
+        .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
+        .or_else(|| imp.resource_at(path).and_then(|r| p.resource(r)))?;
+    let items = served_items(st, p.id(), imp, spec.name);
+    Some((spec.name, imp.serve_at(path, spec, params, &items)))
 }
 
 /// The items a provider's `resource` serves now: a data set given with `set_items`, or

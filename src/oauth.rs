@@ -62,16 +62,27 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// The manifest's URLs, or the fixture server's when `fixture_root` is set;
-    /// credentials from `WEARBRIDGE_<ID>_CLIENT_ID` / `_CLIENT_SECRET`.
+    /// Each URL from its own `WEARBRIDGE_<ID>_AUTHORIZE_URL`, `_TOKEN_URL` or
+    /// `_BASE_URL` when set; otherwise from the fixture server when `fixture_root` is
+    /// set, else from the manifest. Credentials from `WEARBRIDGE_<ID>_CLIENT_ID` /
+    /// `_CLIENT_SECRET`.
     pub fn resolve(p: &Provider, fixture_root: Option<&str>) -> Endpoints {
+        Endpoints::resolve_in(p, fixture_root, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Endpoints::resolve`] with the environment read through `var`.
+    fn resolve_in(
+        p: &Provider,
+        fixture_root: Option<&str>,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Endpoints {
         let id = p.id();
         // Empty means unset, as for every option (see `config::empty_env_is_unset`).
         let env = |k: &str| {
-            std::env::var(format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase()))
-                .ok()
-                .filter(|v| !v.is_empty())
+            var(&format!("WEARBRIDGE_{}_{k}", id.to_ascii_uppercase())).filter(|v| !v.is_empty())
         };
+        // A provider's own setting is the more specific one, so it wins over the root: one
+        // provider can be pointed at its sandbox while the others play from fixtures.
         let (authorize_url, token_url, base_url) = match fixture_root {
             Some(root) => {
                 let root = root.trim_end_matches('/');
@@ -82,18 +93,18 @@ impl Endpoints {
                 )
             }
             None => (
-                env("AUTHORIZE_URL").unwrap_or_else(|| p.manifest.authorize_url.clone()),
-                env("TOKEN_URL").unwrap_or_else(|| p.manifest.token_url.clone()),
-                env("BASE_URL").unwrap_or_else(|| p.manifest.base_url.clone()),
+                p.manifest.authorize_url.clone(),
+                p.manifest.token_url.clone(),
+                p.manifest.base_url.clone(),
             ),
         };
         Endpoints {
             client_id: env("CLIENT_ID").unwrap_or_else(|| format!("wearbridge-{id}")),
             client_secret: env("CLIENT_SECRET")
                 .unwrap_or_else(|| format!("wearbridge-{id}-secret")),
-            authorize_url,
-            token_url,
-            base_url,
+            authorize_url: env("AUTHORIZE_URL").unwrap_or(authorize_url),
+            token_url: env("TOKEN_URL").unwrap_or(token_url),
+            base_url: env("BASE_URL").unwrap_or(base_url),
         }
     }
 }
@@ -457,5 +468,83 @@ pub async fn deregister_at_provider(oauth: &OAuth, sealer: &Sealer, conn: &Conne
         .await
     {
         tracing::warn!(connection = %conn.id, provider = oauth.provider.id(), error = %e, "de-registering the user with the provider failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(root: Option<&str>, vars: &[(&str, &str)]) -> Endpoints {
+        let p = crate::providers::find("oura").expect("oura is registered");
+        Endpoints::resolve_in(p, root, &|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn the_manifest_applies_when_nothing_is_set() {
+        let p = crate::providers::find("oura").expect("oura is registered");
+        let e = resolve(None, &[]);
+        assert_eq!(e.authorize_url, p.manifest.authorize_url);
+        assert_eq!(e.token_url, p.manifest.token_url);
+        assert_eq!(e.base_url, p.manifest.base_url);
+        assert_eq!(e.client_id, "wearbridge-oura");
+    }
+
+    #[test]
+    fn the_fixture_root_supplies_every_url_not_set_per_provider() {
+        let e = resolve(Some("http://fx:1/"), &[]);
+        assert_eq!(e.authorize_url, "http://fx:1/oura/oauth/authorize");
+        assert_eq!(e.token_url, "http://fx:1/oura/oauth/token");
+        assert_eq!(e.base_url, "http://fx:1/oura");
+    }
+
+    #[test]
+    fn a_per_provider_url_wins_over_the_fixture_root_for_its_own_url_only() {
+        let e = resolve(
+            Some("http://fx:1"),
+            &[
+                ("WEARBRIDGE_OURA_BASE_URL", "https://sandbox.example/api"),
+                // Another provider's setting is not Oura's.
+                ("WEARBRIDGE_WHOOP_TOKEN_URL", "https://whoop.example/token"),
+            ],
+        );
+        assert_eq!(e.base_url, "https://sandbox.example/api");
+        assert_eq!(e.authorize_url, "http://fx:1/oura/oauth/authorize");
+        assert_eq!(e.token_url, "http://fx:1/oura/oauth/token");
+
+        let e = resolve(
+            Some("http://fx:1"),
+            &[
+                ("WEARBRIDGE_OURA_AUTHORIZE_URL", "https://a.example/auth"),
+                ("WEARBRIDGE_OURA_TOKEN_URL", "https://a.example/token"),
+                ("WEARBRIDGE_OURA_CLIENT_ID", "mine"),
+            ],
+        );
+        assert_eq!(e.authorize_url, "https://a.example/auth");
+        assert_eq!(e.token_url, "https://a.example/token");
+        assert_eq!(e.base_url, "http://fx:1/oura");
+        assert_eq!(e.client_id, "mine");
+    }
+
+    #[test]
+    fn an_empty_per_provider_url_counts_as_unset() {
+        let e = resolve(
+            Some("http://fx:1"),
+            &[
+                ("WEARBRIDGE_OURA_BASE_URL", ""),
+                ("WEARBRIDGE_OURA_AUTHORIZE_URL", ""),
+                ("WEARBRIDGE_OURA_TOKEN_URL", ""),
+            ],
+        );
+        assert_eq!(e.base_url, "http://fx:1/oura");
+        assert_eq!(e.authorize_url, "http://fx:1/oura/oauth/authorize");
+        assert_eq!(e.token_url, "http://fx:1/oura/oauth/token");
+        let p = crate::providers::find("oura").expect("oura is registered");
+        let e = resolve(None, &[("WEARBRIDGE_OURA_BASE_URL", "")]);
+        assert_eq!(e.base_url, p.manifest.base_url);
     }
 }

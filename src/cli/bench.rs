@@ -4,6 +4,11 @@
 //! deliveries per second. Then it drives the same receiver with the same body and
 //! concurrency from a plain HTTP client with no database: the ceiling this machine
 //! allows, and our share of it.
+//!
+//! `wearbridge bench ingest`: provider ingestion through the whole pipeline (connect
+//! flow, poller, adapter, group commit, events) in records/s, against its ceiling: the
+//! same pages parsed by the same adapter and stored with plain multi-row inserts on the
+//! same backend, with no poller, no HTTP and no events.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -49,7 +54,11 @@ pub enum BenchCommand {
     },
     /// Provider ingestion: N users connect Oura through the fixture server, each with a
     /// year of sleep, daily activity and workouts, and are backfilled. Records/s
-    /// normalised and stored, events/s, and the process's peak memory.
+    /// normalised and stored, events/s, and the process's peak memory; then the ceiling:
+    /// the same pages parsed and stored by plain multi-row inserts into a fresh database
+    /// on the same backend (no poller, HTTP or events), and our share of it. Uses fresh
+    /// SQLite files unless --database-url names a server (PostgreSQL gets fresh scratch
+    /// databases on it, dropped afterwards).
     Ingest {
         /// Users to connect and backfill.
         #[arg(long, default_value_t = 1_000)]
@@ -100,9 +109,7 @@ pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> 
             provider,
             time_scale,
             json,
-        } => {
-            super::budget_bench::run(config, provider, users, processes, time_scale, json).await
-        }
+        } => super::budget_bench::run(config, provider, users, processes, time_scale, json).await,
     }
 }
 
@@ -134,31 +141,68 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
 pub(super) struct BenchDb {
     pub(super) store: Store,
     scratch: Option<(String, String)>,
-    tmp: std::path::PathBuf,
+    /// Files and directories made for this database, removed by [`BenchDb::cleanup`].
+    made: Vec<std::path::PathBuf>,
 }
 
 impl BenchDb {
+    /// The benchmark's database for `config`, which is pointed at it.
     pub(super) async fn open(config: &mut Config) -> anyhow::Result<BenchDb> {
+        let (db, url) = BenchDb::on(&config.database_url, false).await?;
+        config.database_url = url;
+        Ok(db)
+    }
+
+    /// A database on the backend `url` names, and its URL. PostgreSQL: a scratch
+    /// database on that server. SQLite: for the default URL a fresh file in a new
+    /// temporary directory; another file as it is, or with `beside` a fresh file in
+    /// the same directory (the same disk).
+    async fn on(url: &str, beside: bool) -> anyhow::Result<(BenchDb, String)> {
         let mut scratch = None;
-        let tmp =
-            std::env::temp_dir().join(format!("wearbridge-bench-{}", Uuid::new_v4().simple()));
-        if config.database_url.starts_with("postgres") {
-            let url =
-                crate::store::create_scratch_postgres(&config.database_url, "wearbridge_bench")
-                    .await?;
-            scratch = Some((config.database_url.clone(), url.clone()));
-            config.database_url = url;
-        } else if config.database_url == Config::defaults().database_url {
+        let mut made = Vec::new();
+        let name = || format!("wearbridge-bench-{}", Uuid::new_v4().simple());
+        let url = if url.starts_with("postgres") {
+            let scratch_url =
+                crate::store::create_scratch_postgres(url, "wearbridge_bench").await?;
+            scratch = Some((url.to_string(), scratch_url.clone()));
+            scratch_url
+        } else if url == Config::defaults().database_url {
+            let tmp = std::env::temp_dir().join(name());
             std::fs::create_dir_all(&tmp)?;
-            config.database_url = format!("sqlite://{}", tmp.join("bench.db").display());
-        }
-        let store = Store::connect(&config.database_url).await?;
+            made.push(tmp.clone());
+            format!("sqlite://{}", tmp.join("bench.db").display())
+        } else if beside {
+            let rest = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let dir = std::path::Path::new(path)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            let file = dir.join(format!("{}.db", name()));
+            for suffix in ["", "-wal", "-shm"] {
+                made.push(format!("{}{suffix}", file.display()).into());
+            }
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
+            format!("sqlite://{}{query}", file.display())
+        } else {
+            url.to_string()
+        };
+        let store = Store::connect(&url).await?;
         store.migrate().await?;
-        Ok(BenchDb {
-            store,
-            scratch,
-            tmp,
-        })
+        Ok((
+            BenchDb {
+                store,
+                scratch,
+                made,
+            },
+            url,
+        ))
     }
 
     pub(super) fn name(&self) -> &'static str {
@@ -174,7 +218,13 @@ impl BenchDb {
         if let Some((base, url)) = &self.scratch {
             crate::store::drop_scratch_postgres(base, url).await;
         }
-        let _ = std::fs::remove_dir_all(&self.tmp);
+        for path in &self.made {
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+        }
     }
 }
 
@@ -501,7 +551,10 @@ async fn ingest(
     for (r, items) in synthetic_oura(days) {
         fixtures.set_items("oura", r, items);
     }
+    // The ceiling stores the very pages the pipeline fetched.
+    fixtures.keep_pages();
     let mut config = config.for_loopback();
+    let database_url = config.database_url.clone();
     config.providers_base_url = Some(fixtures.root());
     // Measure our pipeline, not Oura's request budget.
     config.provider_rate_limits = false;
@@ -527,22 +580,7 @@ async fn ingest(
     for i in 0..n_users {
         let (api, permit) = (api.clone(), sem.clone().acquire_owned().await?);
         tasks.push(tokio::spawn(async move {
-            let u = api.post("/v1/user", json!({"client_user_id": format!("bench-{i}")})).await?;
-            let link = api.post("/v1/link/token", json!({"user_id": u["user_id"], "provider": "oura", "redirect_url": "http://127.0.0.1:9/done"})).await?;
-            let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-            // Follow the redirects by hand up to the app's redirect_url (nothing listens there).
-            let mut url = link["link_url"].as_str().context("link_url")?.to_string();
-            for _ in 0..4 {
-                let resp = browser.get(&url).send().await?;
-                match resp.headers().get("location").and_then(|l| l.to_str().ok()) {
-                    Some(next) if next.starts_with("http://127.0.0.1:9/") => {
-                        anyhow::ensure!(next.contains("state=success"), "connect failed: {next}");
-                        break;
-                    }
-                    Some(next) => url = next.to_string(),
-                    None => anyhow::bail!("the connect flow stopped at {url}"),
-                }
-            }
+            super::budget_bench::connect_user(&api, &format!("bench-{i}"), "oura").await?;
             drop(permit);
             anyhow::Ok(())
         }));
@@ -582,15 +620,26 @@ async fn ingest(
     gateway.stop().await;
     let name = db.name();
     db.cleanup().await;
+    // The pipeline's peak, before the ceiling holds every page at once.
     let peak = peak_memory_mib().unwrap_or(0.0);
     let per_sec = records as f64 / elapsed;
     let ev_sec = events as f64 / elapsed;
+
+    let pages = fixtures.served_pages();
+    let (ceiling, ceiling_records) = ingest_ceiling(&database_url, pages).await?;
+    let share = if ceiling > 0.0 {
+        per_sec / ceiling
+    } else {
+        0.0
+    };
     if as_json {
         println!(
             "{}",
             json!({"database": name, "users": n_users, "days": days, "records": records, "events": events,
                    "seconds": round(elapsed), "connect_seconds": round(connected),
-                   "records_per_sec": round(per_sec), "events_per_sec": round(ev_sec), "peak_memory_mib": round(peak)})
+                   "records_per_sec": round(per_sec), "events_per_sec": round(ev_sec), "peak_memory_mib": round(peak),
+                   "ceiling_records": ceiling_records, "ceiling_records_per_sec": round(ceiling),
+                   "share_of_ceiling": (share * 1000.0).round() / 1000.0})
         );
     } else {
         println!("bench ingest on {name}: {n_users} Oura users x {days} days (sleep, daily activity, workouts)");
@@ -599,6 +648,104 @@ async fn ingest(
             "  throughput       {per_sec:.0} records/s normalised and stored, {ev_sec:.0} events/s"
         );
         println!("  peak memory      {peak:.0} MiB");
+        println!(
+            "  ceiling          {ceiling:.0} records/s ({ceiling_records} records: the same pages parsed and stored by plain multi-row inserts, no poller, HTTP or events)"
+        );
+        println!("  share of ceiling {:.0} %", share * 100.0);
+    }
+    if ceiling_records != records as u64 {
+        eprintln!(
+            "warning: the ceiling stored {ceiling_records} records, the pipeline {records}: the figures do not compare the same work"
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Batches of pages the ceiling parses and stores at once: enough that pages are parsed
+/// while earlier ones are written.
+const CEILING_BATCHES_IN_FLIGHT: usize = 8;
+
+/// The ceiling of `bench ingest`: the data pages the pipeline fetched (`pages`), parsed
+/// by the same adapter, each record prepared as a page commit prepares it (stable id,
+/// content hash, JSON), and stored with the pipeline's multi-row inserts into the
+/// `records` table of a fresh database on the backend `url` names (the same columns and
+/// indexes), in transactions of up to a group commit's size. No poller, no HTTP, no
+/// record lookups, no events. Returns records/s and the records stored.
+async fn ingest_ceiling(
+    url: &str,
+    pages: Vec<crate::fixture_server::ServedPage>,
+) -> anyhow::Result<(f64, u64)> {
+    let (db, _) = BenchDb::on(url, true).await?;
+    let store = db.store.clone();
+    let (team, _) = store.create_team("bench-ceiling").await?;
+    // A page fetched again (its job's claim lost, its commit retried) holds nothing
+    // new: fetching it again is the pipeline's overhead, and the ceiling stores each
+    // page once.
+    let mut seen = std::collections::HashSet::new();
+    let pages = pages.into_iter().filter(|p| {
+        let mut params: Vec<_> = p.params.iter().collect();
+        params.sort();
+        seen.insert(format!(
+            "{} {} {} {params:?}",
+            p.provider, p.token, p.resource
+        ))
+    });
+    // One user per connection, as in the pipeline: a connection's pages carry its token.
+    let mut users: HashMap<String, Uuid> = HashMap::new();
+    let pages: Vec<(Uuid, crate::fixture_server::ServedPage)> = pages
+        .map(|p| {
+            (
+                *users.entry(p.token.clone()).or_insert_with(Uuid::new_v4),
+                p,
+            )
+        })
+        .collect();
+    let in_flight = Arc::new(Semaphore::new(CEILING_BATCHES_IN_FLIGHT));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut pages = pages.into_iter();
+    loop {
+        // As many pages as a group commit takes at most.
+        let batch: Vec<_> = pages.by_ref().take(crate::store::GROUP_MAX_PAGES).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let permit = in_flight.clone().acquire_owned().await?;
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut records = Vec::with_capacity(batch.len());
+            for (user, page) in batch {
+                let p = crate::providers::find(&page.provider).context("a served provider")?;
+                // The cursor a page was asked for with: Oura asks for a follow-up page
+                // with the `next_token` alone.
+                let cursor = page.params.get("next_token").map(String::as_str);
+                let parsed = p
+                    .adapter
+                    .parse_page(page.resource, page.body.as_bytes(), cursor)?;
+                records.push(crate::store::NewRecords::new(
+                    team.id,
+                    user,
+                    p.id(),
+                    parsed.records,
+                ));
+            }
+            let stored = store.insert_records(&records).await?;
+            drop(permit);
+            anyhow::Ok(stored)
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    db.cleanup().await;
+    Ok((
+        if secs > 0.0 {
+            stored as f64 / secs
+        } else {
+            0.0
+        },
+        stored,
+    ))
 }

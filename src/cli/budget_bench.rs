@@ -130,8 +130,7 @@ pub async fn run(
         time_scale.is_finite() && time_scale > 0.0,
         "--time-scale must be a positive number"
     );
-    let p = providers::find(&provider)
-        .with_context(|| format!("unknown provider {provider}"))?;
+    let p = providers::find(&provider).with_context(|| format!("unknown provider {provider}"))?;
     let fixtures = FixtureServer::start().await?;
     fixtures.enforce_rate_limits(time_scale);
     let mut config = config.for_loopback();
@@ -198,7 +197,11 @@ pub async fn run(
     db.cleanup().await;
 
     let stats = fixtures.request_stats(p.id());
-    let served: Vec<i64> = stats.iter().filter(|s| !s.refused).map(|s| s.at_ms).collect();
+    let served: Vec<i64> = stats
+        .iter()
+        .filter(|s| !s.refused)
+        .map(|s| s.at_ms)
+        .collect();
     let requests = stats.len() as u64;
     let refused = fixtures.refused(p.id());
     // Every app window: the most requests in any stretch of its length, against its
@@ -250,8 +253,8 @@ pub async fn run(
     };
     // The least time the budget allows for these requests: a full window's worth at
     // once, then one more per window.
-    let least = (served.len() as u64).div_ceil(limit).saturating_sub(1) as f64 * period_ms as f64
-        / 1000.0;
+    let least =
+        (served.len() as u64).div_ceil(limit).saturating_sub(1) as f64 * period_ms as f64 / 1000.0;
     let busy = (last - first) as f64 / 1000.0;
     let per_record = served.len() as f64 / records.max(1) as f64;
     let out = json!({

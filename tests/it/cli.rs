@@ -1,10 +1,17 @@
 //! The command line's conventions: an empty `WEARBRIDGE_*` variable means unset, for
-//! every option, while a set one is still read and checked.
+//! every option, while a set one is still read and checked; a provider's own URL
+//! settings win over the providers' fixture root.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use clap::Args;
+use serde_json::json;
 use wearbridge::config::Config;
+use wearbridge::fixture_server::FixtureServer;
+use wearbridge::seal::random_token;
+
+use crate::helpers::{Api, Serve, TestDb};
 
 /// Every option's variable, as `wearbridge --help` lists them.
 fn option_variables() -> Vec<String> {
@@ -71,5 +78,125 @@ fn a_set_variable_is_still_checked() {
     assert!(
         stderr.contains("allow-private-cidrs") || stderr.contains("ALLOW_PRIVATE_CIDRS"),
         "the refusal names the option: {stderr}"
+    );
+}
+
+/// Where `GET link_url` sends the browser for a new link to `provider`.
+async fn consent_screen(api: &Api, user: &serde_json::Value, provider: &str) -> String {
+    let (s, link) = api
+        .post(
+            "/v1/link/token",
+            json!({"user_id": user["user_id"], "provider": provider, "redirect_url": "http://127.0.0.1:9/done"}),
+        )
+        .await;
+    assert!(s.is_success(), "{link}");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = browser
+        .get(link["link_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    resp.headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `wearbridge serve` with `WEARBRIDGE_PROVIDERS_BASE_URL` set: each provider URL set
+/// per provider is used, each one not set (or set empty) comes from the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_url_set_per_provider_wins_over_the_fixture_root() {
+    let (root, data) = (
+        FixtureServer::start().await.unwrap(),
+        FixtureServer::start().await.unwrap(),
+    );
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let oura_base = format!("{}/oura", data.root());
+    let serve = Serve::start(
+        &db,
+        &random_token(32),
+        &[
+            ("WEARBRIDGE_PROVIDERS_BASE_URL", root.root().as_str()),
+            ("WEARBRIDGE_OURA_BASE_URL", oura_base.as_str()),
+            ("WEARBRIDGE_OURA_TOKEN_URL", ""),
+            (
+                "WEARBRIDGE_WHOOP_AUTHORIZE_URL",
+                "https://whoop-sandbox.example/authorize",
+            ),
+        ],
+    )
+    .await;
+    let (_, key) = store.create_team("urls").await.unwrap();
+    let api = Api::new(serve.url.clone(), key);
+    let (s, user) = api
+        .post("/v1/user", json!({"client_user_id": "urls"}))
+        .await;
+    assert!(s.is_success(), "{user}");
+
+    let whoop = consent_screen(&api, &user, "whoop").await;
+    assert!(
+        whoop.starts_with("https://whoop-sandbox.example/authorize?"),
+        "WEARBRIDGE_WHOOP_AUTHORIZE_URL wins over the root: {whoop}"
+    );
+    let polar = consent_screen(&api, &user, "polar").await;
+    assert!(
+        polar.starts_with(&format!("{}/polar/oauth/authorize?", root.root())),
+        "a provider with nothing set is on the root: {polar}"
+    );
+
+    // Oura: consent and token exchange on the root (its empty token URL counts as
+    // unset), data from its own base URL.
+    let mut url = consent_screen(&api, &user, "oura").await;
+    assert!(
+        url.starts_with(&format!("{}/oura/oauth/authorize?", root.root())),
+        "{url}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        if url.starts_with("http://127.0.0.1:9/") {
+            break;
+        }
+        let resp = browser.get(&url).send().await.unwrap();
+        url = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_else(|| panic!("the connect flow stopped at {url}"))
+            .to_string();
+    }
+    assert!(url.contains("state=success"), "oura connected: {url}");
+    assert_eq!(root.token_grants(), 1, "the code was exchanged at the root");
+    // The backfill starts at once; its first request is the evidence (a separate
+    // process: real time, bounded).
+    let oura_data = |fx: &FixtureServer| {
+        fx.requests()
+            .into_iter()
+            .filter(|r| r.starts_with("oura /v2/"))
+            .count()
+    };
+    for _ in 0..200 {
+        if oura_data(&data) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        oura_data(&data) > 0,
+        "Oura's data requests go to WEARBRIDGE_OURA_BASE_URL: {:?}",
+        data.requests()
+    );
+    assert_eq!(
+        oura_data(&root),
+        0,
+        "and none to the root: {:?}",
+        root.requests()
     );
 }

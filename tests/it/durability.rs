@@ -3,7 +3,6 @@
 //! backfill chunks still reach each endpoint in order.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,66 +12,8 @@ use wearbridge::receiver::{Behaviour, Receiver};
 use wearbridge::seal::random_token;
 use wearbridge::store::{Store, Target};
 
-use crate::helpers::{Api, TestDb};
+use crate::helpers::{Api, Serve, TestDb};
 use wearbridge::states::{DeliveryStatus, JobKind, JobStatus};
-
-/// A `wearbridge serve` child process, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    async fn start(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wearbridge"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("WEARBRIDGE_DATABASE_URL", &db.url)
-            .env("WEARBRIDGE_SECRET_KEY", key)
-            .env("WEARBRIDGE_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("WEARBRIDGE_ALLOW_HTTP", "true")
-            .env("WEARBRIDGE_ALLOW_PRIVATE_CIDRS", "127.0.0.0/8")
-            .env("WEARBRIDGE_POLL_INTERVAL_MS", "20")
-            .env("WEARBRIDGE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        // Killed (and reaped) when dropped, from here on, however the wait below ends.
-        let serve = Serve {
-            child: cmd.spawn().expect("wearbridge serve starts"),
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{}/health", serve.url)).send().await {
-                if r.status().is_success() {
-                    return serve;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("wearbridge serve did not become healthy");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL on Unix: no chance to clean up
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn publish_many(store: &Store, team: Uuid, n: usize) -> Vec<String> {
     let user = Uuid::new_v4();

@@ -4,6 +4,7 @@
 //! that waits for a retry, a lease or an interval moves the clock on instead of sleeping.
 
 use std::io::Write;
+use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -342,5 +343,63 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `wearbridge serve` child process, killed when dropped.
+pub struct Serve {
+    child: Child,
+    pub url: String,
+}
+
+impl Serve {
+    pub async fn start(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wearbridge"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WEARBRIDGE_DATABASE_URL", &db.url)
+            .env("WEARBRIDGE_SECRET_KEY", key)
+            .env("WEARBRIDGE_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("WEARBRIDGE_ALLOW_HTTP", "true")
+            .env("WEARBRIDGE_ALLOW_PRIVATE_CIDRS", "127.0.0.0/8")
+            .env("WEARBRIDGE_POLL_INTERVAL_MS", "20")
+            .env("WEARBRIDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        // Killed (and reaped) when dropped, from here on, however the wait below ends.
+        let serve = Serve {
+            child: cmd.spawn().expect("wearbridge serve starts"),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = http.get(format!("{}/health", serve.url)).send().await {
+                if r.status().is_success() {
+                    return serve;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("wearbridge serve did not become healthy");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix: no chance to clean up
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
