@@ -205,8 +205,7 @@ pub async fn run(
     let requests = stats.len() as u64;
     let refused = fixtures.refused(p.id());
     // Every app window: the most requests in any stretch of its length, against its
-    // limit (the fixture server's own count, on its scaled clock).
-    let scaled = |secs: u64| Duration::from_secs_f64(secs as f64 / time_scale);
+    // limit (the fixture server's own count; it shortens the window itself).
     let app_windows: Vec<_> = p
         .manifest
         .rate_limit
@@ -220,27 +219,27 @@ pub async fn run(
         .map(|w| {
             let limit = w.limit(users_registered);
             json!({"period_secs": w.period_secs, "limit": limit,
-                   "max_in_any_window": fixtures.max_in_any_window(p.id(), scaled(w.period_secs))})
+                   "max_in_any_window": fixtures.max_in_any_window(p.id(), Duration::from_secs(w.period_secs))})
         })
         .collect();
-    // The binding window: the one whose limit allows the fewest requests a second.
-    let binding = app_windows
-        .iter()
-        .min_by(|a, b| {
-            let rate = |w: &&&providers::RateWindow| {
-                w.limit(users_registered) as f64 / w.period_secs as f64
-            };
-            rate(a).total_cmp(&rate(b))
-        })
-        .context("the provider has no app-wide limit")?;
-    let limit = binding.limit(users_registered);
-    let period_ms = (binding.period_secs as f64 * 1000.0 / time_scale) as i64;
-    // Share of the budget used while work remained: over every whole window from the
-    // first request to the last, requests served against the limit.
     let (first, last) = (
         served.first().copied().unwrap_or(0),
         served.last().copied().unwrap_or(0),
     );
+    let scaled_ms = |secs: u64| ((secs as f64 * 1000.0 / time_scale) as i64).max(1);
+    // The binding window: the one that allows the fewest requests over this run (a
+    // window's worth in each stretch of its length the run spans).
+    let binding = app_windows
+        .iter()
+        .min_by_key(|w| {
+            let stretches = ((last - first) / scaled_ms(w.period_secs) + 1) as u64;
+            w.limit(users_registered).saturating_mul(stretches)
+        })
+        .context("the provider has no app-wide limit")?;
+    let limit = binding.limit(users_registered);
+    let period_ms = scaled_ms(binding.period_secs);
+    // Share of the budget used while work remained: over every whole window from the
+    // first request to the last, requests served against the limit.
     let whole = ((last - first) / period_ms.max(1)).max(0);
     let share = if whole > 0 {
         let in_whole = served

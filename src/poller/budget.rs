@@ -26,6 +26,12 @@ use crate::store::{BudgetSpec, BudgetWindow, Grant, Priority, Store, WaitReason}
 /// reused before it is counted again. Polar itself updates its limits daily.
 const REGISTERED_USERS_TTL_MS: i64 = 60_000;
 
+/// Budget taken for one request, until its reply is in.
+pub struct Reservation {
+    specs: Vec<BudgetSpec>,
+    taken: i64,
+}
+
 pub struct Budgets {
     store: Store,
     clock: Clock,
@@ -145,17 +151,18 @@ impl Budgets {
         specs
     }
 
-    /// Takes one request's budget: `None` when granted, else when to come back.
+    /// Takes one request's budget: the reservation to settle once the reply is in, or
+    /// when to come back.
     pub async fn take(
         &self,
         p: &'static Provider,
         user: Uuid,
         priority: Priority,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Result<Reservation, i64>, sqlx::Error> {
         let specs = self.specs(p, user).await;
         let now = self.clock.now_ms();
         match self.store.take_budget(&specs, 1, priority, now).await? {
-            Grant::Granted => Ok(None),
+            Grant::Granted => Ok(Ok(Reservation { specs, taken: now })),
             Grant::Wait { until, why } => {
                 self.metrics.rate_limit_wait(p.id(), why.as_str());
                 if why != WaitReason::Yielding {
@@ -165,8 +172,17 @@ impl Budgets {
                         self.blocked.lock().unwrap().insert(p.id(), until);
                     }
                 }
-                Ok(Some(until))
+                Ok(Err(until))
             }
+        }
+    }
+
+    /// The reply to a reserved request is in: a request slow to reach the provider is
+    /// counted by when it surely had (see `store::BudgetState::settle`).
+    pub async fn settle(&self, p: &'static Provider, r: Reservation) {
+        let done = self.clock.now_ms();
+        if let Err(e) = self.store.settle_budget(&r.specs, r.taken, done).await {
+            tracing::warn!(error = %e, provider = p.id(), "settling a slow request's budget failed");
         }
     }
 
@@ -207,15 +223,23 @@ impl Budgets {
                 continue;
             }
             let period_ms = self.period_ms(period);
-            if let Err(e) = self
+            let short = match self
                 .store
                 .correct_budget(&key, period_ms, u.used, u.limit, now)
                 .await
             {
-                tracing::warn!(error = %e, provider = p.id(), "recording the provider's rate-limit usage failed");
-            }
+                Ok(short) => short,
+                Err(e) => {
+                    tracing::warn!(error = %e, provider = p.id(), "recording the provider's rate-limit usage failed");
+                    false
+                }
+            };
+            // A limit the provider says is spent, when we thought it was not (another
+            // app of these credentials, say): nothing until the reset it gives. When our
+            // count agrees, our own window already knows when room comes back, to the
+            // millisecond rather than the second the header rounds to.
             let exhausted = u.limit.is_some_and(|l| u.used >= l);
-            if let (true, Some(reset)) = (exhausted, report.reset_after) {
+            if let (true, true, Some(reset)) = (short, exhausted, report.reset_after) {
                 let _ = self.pause(p, Uuid::nil(), RateScope::App, reset).await;
             }
         }

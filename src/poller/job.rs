@@ -58,16 +58,21 @@ impl Poller {
                 Ok(t) => t,
                 Err(e) => return self.handle_error(p, &conn, job, e).await,
             };
-            if let Some(budgets) = &self.budgets {
-                if let Some(until) = budgets.take(p, conn.user_id, priority).await? {
-                    // Handed back at once: no lease is held while waiting for budget.
-                    self.store.reschedule_job(job, until, None).await?;
-                    return Ok(());
-                }
-            }
+            let reservation = match &self.budgets {
+                Some(budgets) => match budgets.take(p, conn.user_id, priority).await? {
+                    Ok(r) => Some(r),
+                    Err(until) => {
+                        // Handed back at once: no lease is held while waiting for budget.
+                        self.store.reschedule_job(job, until, None).await?;
+                        return Ok(());
+                    }
+                },
+                None => None,
+            };
             let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
             let (result, report) = self.fetcher.fetch(p, &token, &req).await;
-            if let Some(budgets) = &self.budgets {
+            if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
+                budgets.settle(p, r).await;
                 budgets.observe(p, &report).await;
             }
             let body = match result {

@@ -7,7 +7,7 @@
 //! window, so the sum over the live slots is never less than what the provider can have
 //! seen in any window of that length: the limit is never exceeded, and there is no burst
 //! beyond it (unlike a token bucket whose burst is the whole limit). What that costs is
-//! about two slots in a hundred of the window's budget.
+//! about two slots in 250 of the window's budget.
 //!
 //! Taking budget locks every row the request is charged to (`FOR UPDATE`, in key order so
 //! two takers never deadlock), checks every window and writes them all, or writes
@@ -22,7 +22,7 @@ use super::{Backend, Store};
 use crate::states::ConnectionStatus;
 
 /// Slots per window: the granularity of the sliding window.
-pub const SLOTS: i64 = 100;
+pub const SLOTS: i64 = 250;
 
 /// One budget to charge: its key and its windows' limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +233,33 @@ impl BudgetState {
             .retain(|ws| spec.windows.iter().any(|w| w.period_ms == ws.period_ms));
     }
 
+    /// Moves one request taken at `taken` to `done` (when its reply came) in every
+    /// window whose one-slot grace it outran; whether anything moved. A request is
+    /// counted one slot late so that it is still counted while the provider can still
+    /// hold it; one that took longer than that to reach the provider must be counted
+    /// by when it surely had.
+    pub fn settle(&mut self, spec: &BudgetSpec, taken: i64, done: i64) -> bool {
+        let mut moved = false;
+        for w in &spec.windows {
+            let slot = slot_ms(w.period_ms);
+            let from = taken.div_euclid(slot) + 1;
+            if done < (from + 1) * slot {
+                continue;
+            }
+            let ws = self.window(w.period_ms);
+            if let Some(i) = from
+                .checked_sub(ws.first)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|i| *i < ws.counts.len() && ws.counts[*i] > 0)
+            {
+                ws.counts[i] -= 1;
+            }
+            ws.add(done, 1);
+            moved = true;
+        }
+        moved
+    }
+
     /// Requests counted in the window of `period_ms` ending at `now`.
     pub fn used(&self, period_ms: i64, now: i64) -> u64 {
         self.windows
@@ -244,7 +271,8 @@ impl BudgetState {
 
     /// Raises the count of a window to what the provider says was used (never lowers
     /// it: requests in flight are ours to count), and adopts the limit it reports.
-    pub fn correct(&mut self, period_ms: i64, now: i64, used: u64, limit: Option<u64>) {
+    /// Whether our count was short.
+    pub fn correct(&mut self, period_ms: i64, now: i64, used: u64, limit: Option<u64>) -> bool {
         let ws = self.window(period_ms);
         ws.roll(now);
         let ours = ws.used(now);
@@ -254,6 +282,7 @@ impl BudgetState {
         if let Some(l) = limit.filter(|l| *l > 0) {
             ws.reported_limit = Some(l);
         }
+        used > ours
     }
 
     pub fn paused_until(&self) -> i64 {
@@ -383,6 +412,32 @@ impl Store {
         .await
     }
 
+    /// Settles requests taken at `taken` whose replies came at `done` (see
+    /// [`BudgetState::settle`]); writes only when a request outran its grace.
+    pub async fn settle_budget(
+        &self,
+        specs: &[BudgetSpec],
+        taken: i64,
+        done: i64,
+    ) -> Result<(), sqlx::Error> {
+        let late = specs.iter().any(|spec| {
+            spec.windows.iter().any(|w| {
+                let slot = slot_ms(w.period_ms);
+                done >= (taken.div_euclid(slot) + 2) * slot
+            })
+        });
+        if !late {
+            return Ok(());
+        }
+        for spec in specs {
+            self.update_budget(&spec.key, done, |s| {
+                s.settle(spec, taken, done);
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Pauses a budget until `until` (a 429): every process waits.
     pub async fn pause_budget(&self, key: &str, until: i64, now: i64) -> Result<(), sqlx::Error> {
         self.update_budget(key, now, |s| s.paused_until = s.paused_until.max(until))
@@ -390,7 +445,7 @@ impl Store {
     }
 
     /// Corrects a budget's window by what the provider reported (see
-    /// [`BudgetState::correct`]).
+    /// [`BudgetState::correct`]); whether our count was short.
     pub async fn correct_budget(
         &self,
         key: &str,
@@ -398,9 +453,14 @@ impl Store {
         used: u64,
         limit: Option<u64>,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
-        self.update_budget(key, now, |s| s.correct(period_ms, now, used, limit))
-            .await
+    ) -> Result<bool, sqlx::Error> {
+        let short = std::sync::atomic::AtomicBool::new(false);
+        self.update_budget(key, now, |s| {
+            let was = s.correct(period_ms, now, used, limit);
+            short.store(was, std::sync::atomic::Ordering::Relaxed);
+        })
+        .await?;
+        Ok(short.into_inner())
     }
 
     /// A budget's state as stored (empty if never used).
@@ -566,13 +626,31 @@ mod tests {
         let s = spec(100, 60_000);
         let mut state = BudgetState::default();
         state.spend(&s, 0, 10);
-        state.correct(60_000, 0, 40, None);
+        assert!(state.correct(60_000, 0, 40, None), "ours was short");
         assert_eq!(state.used(60_000, 0), 40);
-        state.correct(60_000, 0, 5, None);
+        assert!(!state.correct(60_000, 0, 5, None));
         assert_eq!(state.used(60_000, 0), 40, "never lowered");
         state.correct(60_000, 0, 40, Some(600));
         assert_eq!(state.available_at(&s, 0, 500, Priority::Poll).0, 0);
         assert!(state.available_at(&s, 0, 561, Priority::Poll).0 > 0);
+    }
+
+    #[test]
+    fn a_slow_request_is_counted_by_when_its_reply_came() {
+        let s = spec(2, 1_000);
+        let mut state = BudgetState::default();
+        state.spend(&s, 0, 1);
+        // Within its grace: nothing to move.
+        assert!(!state.settle(&s, 0, 5));
+        // Its reply came 300 ms later: it counts until 1,300 ms and more, not 1,020.
+        assert!(state.settle(&s, 0, 300));
+        assert_eq!(state.used(1_000, 0), 1);
+        state.spend(&s, 0, 1);
+        let (at, _) = state.clone().available_at(&s, 0, 1, Priority::Backfill);
+        assert!(at <= 1_030, "the quick one frees its place on time: {at}");
+        let mut later = state.clone();
+        later.spend(&s, at, 1);
+        assert!(later.available_at(&s, at, 1, Priority::Backfill).0 > 1_300);
     }
 
     #[test]

@@ -134,7 +134,7 @@ async fn a_pause_holds_every_process_and_waiting_polls_go_first(db: TestDb) {
     assert_eq!(
         take(&b, std::slice::from_ref(&app), Priority::Backfill, until).await,
         Grant::Wait {
-            until: until + 600,
+            until: until + 60_000 / wearbridge::store::SLOTS,
             why: WaitReason::Yielding
         }
     );
@@ -474,4 +474,45 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
         .find(|b| b["resource"] != "sleep")
         .unwrap();
     assert!(other["backfill_id"].is_null());
+}
+
+/// Two `serve` processes on one PostgreSQL backfill users against a fixture provider
+/// that enforces WHOOP's limits exactly (windows 60 times shorter, in both): not one
+/// 429, and no window ever holds more than its limit, while the budget is really used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_exceed_the_providers_budget() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wearbridge"))
+            .args(["bench", "budget", "--users", "8", "--processes", "2"])
+            .args(["--time-scale", "60", "--json", "--database-url", &url])
+            .env("WEARBRIDGE_LOG", "warn")
+            .output()
+            .expect("wearbridge runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(r["refused_429"], 0, "{r}");
+    assert_eq!(r["served"], 8 * 64, "every window of every user: {r}");
+    for w in r["windows"].as_array().unwrap() {
+        let (most, limit) = (w["max_in_any_window"].as_u64(), w["limit"].as_u64());
+        assert!(most <= limit, "{w}");
+    }
+    let minute = &r["windows"][0];
+    assert_eq!(minute["period_secs"], 60);
+    assert!(
+        minute["max_in_any_window"].as_u64().unwrap() >= 50,
+        "the budget was the limit, not something else: {r}"
+    );
+    drop(db);
 }
