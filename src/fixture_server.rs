@@ -909,7 +909,7 @@ async fn serve_data(
     if let Some(reply) = imp.static_reply(&path) {
         return json(200, reply.to_string());
     }
-    let Some((_, reply)) = list_page(&st, p, &path, &params) else {
+    let Some((_, reply)) = list_page(st, p, &path, &params) else {
         // A path that names one record (Strava's `/activities/{id}`), served from the
         // same data set as its list.
         if let Some((resource, key)) = imp.record_path(&path) {
