@@ -589,32 +589,7 @@ async fn ingest(
         t.await??;
     }
     let connected = start.elapsed().as_secs_f64();
-    // Done when no window is left; stalled (every commit failing, say) when none has
-    // finished for a while: the gateway's warnings above say why.
-    let (mut finished, mut progress_at) = (-1, Instant::now());
-    loop {
-        let counts = store.job_counts().await?;
-        if !counts.contains_key(&(JobKind::Backfill, JobStatus::Pending)) {
-            anyhow::ensure!(
-                !counts.contains_key(&(JobKind::Backfill, JobStatus::Failed)),
-                "backfill jobs failed: {counts:?}"
-            );
-            break;
-        }
-        let done = counts
-            .get(&(JobKind::Backfill, JobStatus::Done))
-            .copied()
-            .unwrap_or(0);
-        if done != finished {
-            (finished, progress_at) = (done, Instant::now());
-        }
-        anyhow::ensure!(
-            progress_at.elapsed() < STALL_AFTER,
-            "the backfill stalled: no window finished in {} s ({counts:?}); see the warnings above",
-            STALL_AFTER.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    backfills_done(&store, STALL_AFTER, Duration::from_millis(200)).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let (records, events) = store.row_counts().await?;
     gateway.stop().await;
@@ -659,6 +634,40 @@ async fn ingest(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until no backfill window is left, looking every `every`: an error if any
+/// failed, or if none finished for `stall_after` (every commit failing, say: the
+/// gateway's warnings say why).
+pub(super) async fn backfills_done(
+    store: &Store,
+    stall_after: Duration,
+    every: Duration,
+) -> anyhow::Result<()> {
+    let (mut finished, mut progress_at) = (-1, Instant::now());
+    loop {
+        let counts = store.job_counts().await?;
+        if !counts.contains_key(&(JobKind::Backfill, JobStatus::Pending)) {
+            anyhow::ensure!(
+                !counts.contains_key(&(JobKind::Backfill, JobStatus::Failed)),
+                "backfill jobs failed: {counts:?}"
+            );
+            return Ok(());
+        }
+        let done = counts
+            .get(&(JobKind::Backfill, JobStatus::Done))
+            .copied()
+            .unwrap_or(0);
+        if done != finished {
+            (finished, progress_at) = (done, Instant::now());
+        }
+        anyhow::ensure!(
+            progress_at.elapsed() < stall_after,
+            "the backfill stalled: no window finished in {} s ({counts:?}); see the warnings above",
+            stall_after.as_secs()
+        );
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Batches of pages the ceiling parses and stores at once: enough that pages are parsed

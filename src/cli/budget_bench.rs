@@ -25,7 +25,6 @@ use crate::config::Config;
 use crate::fixture_server::FixtureServer;
 use crate::providers::{self, RateScope};
 use crate::seal::random_token;
-use crate::states::{JobKind, JobStatus};
 
 /// How long the benchmark waits without a finished window before it gives up.
 const STALL_AFTER: Duration = Duration::from_secs(120);
@@ -166,30 +165,7 @@ pub async fn run(
     for t in tasks {
         t.await??;
     }
-    let (mut finished, mut progress_at) = (-1, Instant::now());
-    loop {
-        let counts = db.store.job_counts().await?;
-        if !counts.contains_key(&(JobKind::Backfill, JobStatus::Pending)) {
-            anyhow::ensure!(
-                !counts.contains_key(&(JobKind::Backfill, JobStatus::Failed)),
-                "backfill jobs failed: {counts:?}"
-            );
-            break;
-        }
-        let done = counts
-            .get(&(JobKind::Backfill, JobStatus::Done))
-            .copied()
-            .unwrap_or(0);
-        if done != finished {
-            (finished, progress_at) = (done, Instant::now());
-        }
-        anyhow::ensure!(
-            progress_at.elapsed() < STALL_AFTER,
-            "the backfill stalled: no window finished in {} s ({counts:?})",
-            STALL_AFTER.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::bench::backfills_done(&db.store, STALL_AFTER, Duration::from_millis(50)).await?;
     let elapsed = started.elapsed().as_secs_f64();
     drop(servers);
     let (records, _) = db.store.row_counts().await?;

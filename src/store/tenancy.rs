@@ -168,11 +168,17 @@ impl Store {
 
     /// Deletes a user; true if it existed in this team.
     pub async fn delete_user(&self, team: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query("DELETE FROM users WHERE team_id = $1 AND id = $2")
-            .bind(team.to_string())
-            .bind(user.to_string())
-            .execute(&self.writer)
-            .await?;
-        Ok(res.rows_affected() == 1)
+        // The cascade reaches the user's jobs, which page commits of a running backfill
+        // may hold (and want the windows they release): on PostgreSQL the two can
+        // deadlock, and the delete is simply tried again.
+        super::retry_transient("deleting a user", || async {
+            let res = sqlx::query("DELETE FROM users WHERE team_id = $1 AND id = $2")
+                .bind(team.to_string())
+                .bind(user.to_string())
+                .execute(&self.writer)
+                .await?;
+            Ok(res.rows_affected() == 1)
+        })
+        .await
     }
 }

@@ -21,6 +21,7 @@ crate::backend_tests!(
     a_panicking_job_fails_with_its_message_and_the_history_goes_on,
     a_job_that_keeps_failing_stops_after_its_tries,
     a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do,
+    a_connection_back_from_an_error_backfills_only_the_gap,
 );
 
 const NOW: i64 = 1_800_000_000_000;
@@ -515,4 +516,58 @@ async fn two_processes_never_exceed_the_providers_budget() {
         "the budget was the limit, not something else: {r}"
     );
     drop(db);
+}
+
+async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    connect(&app, &uid, "oura").await;
+    let historical = |app: &TestApp| {
+        events(app)
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+    };
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            historical(&app) >= 4 * 13
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    // Two days on, the token is refused: the connection errors.
+    app.advance(Duration::from_secs(2 * 86_400));
+    fx.expire_access_tokens();
+    fx.refuse_refresh(true);
+    let errored = app
+        .eventually_advancing(Duration::from_secs(60), Duration::from_secs(60), || async {
+            events(&app)
+                .iter()
+                .any(|e| e["event_type"] == "provider.connection.error")
+        })
+        .await;
+    assert!(errored);
+    // The user reconnects: only the gap since the last poll, with the poll's lookback,
+    // is pulled again, one window per resource, not the whole year.
+    fx.refuse_refresh(false);
+    connect(&app, &uid, "oura").await;
+    let view = providers_view(&app, &uid).await;
+    assert_eq!(view["status"], "connected", "{view}");
+    for b in view["backfill"].as_array().unwrap() {
+        assert_eq!(b["windows_total"], 1, "{b}");
+        let start = chrono::DateTime::parse_from_rfc3339(b["start"].as_str().unwrap()).unwrap();
+        let end = chrono::DateTime::parse_from_rfc3339(b["end"].as_str().unwrap()).unwrap();
+        let days = (end - start).num_hours() as f64 / 24.0;
+        // The last successful poll was at most two days back, plus three days of
+        // lookback (Oura's): five days or so, not 365.
+        assert!((3.0..=6.0).contains(&days), "{days} days: {b}");
+    }
 }
