@@ -153,13 +153,18 @@ impl Poller {
                     from_changes,
                 },
                 finish.clone(),
+            )
+            .removing(
+                page.removals
+                    .into_iter()
+                    .map(|r| (r.resource, r.provider_id)),
             );
             let Some(published) = self.store.commit(commit).await? else {
                 return Ok(()); // another worker took the job over
             };
             tracing::debug!(
                 provider = p.id(), resource = %job.resource, job = job.id, kind = %job.kind, chunk = job.chunk_index,
-                records, events = published.events, "page stored"
+                records, removed = published.removed, events = published.events, "page stored"
             );
             match finish {
                 Finish::Continue { cursor, lease } => {

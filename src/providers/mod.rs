@@ -224,7 +224,7 @@ pub struct Page {
     /// or rejected as a false detection, a Withings measure group that is a goal): never
     /// records, and one stored earlier under the same key must go. The adapter only
     /// reports them (it does no I/O); the runtime deletes the stored record, if there is
-    /// one, and publishes `daily.data.<resource>.deleted` for it.
+    /// one, in the page's transaction.
     pub removals: Vec<Removal>,
 }
 

@@ -113,6 +113,8 @@ pub struct PageCommit {
     pub job: Job,
     pub conn: Connection,
     records: Vec<Prepared>,
+    /// Stable ids of records the page says are not data (any more): deleted with it.
+    removals: Vec<Uuid>,
     pub events: PageEvents,
     pub finish: Finish,
 }
@@ -145,9 +147,25 @@ impl PageCommit {
             job,
             conn,
             records,
+            removals: Vec::new(),
             events,
             finish,
         }
+    }
+}
+
+impl PageCommit {
+    /// The records the page names as not data (by resource and the provider's key): a
+    /// stored one is deleted in the page's transaction.
+    pub fn removing(mut self, removals: impl IntoIterator<Item = (Resource, String)>) -> Self {
+        let c = &self.conn;
+        self.removals = removals
+            .into_iter()
+            .map(|(resource, key)| {
+                crate::ids::record_id(c.team_id, c.user_id, &c.provider, resource.as_str(), &key)
+            })
+            .collect();
+        self
     }
 }
 
@@ -295,6 +313,8 @@ pub struct PageCounts {
     pub unchanged: u64,
     pub events: u64,
     pub deliveries: u64,
+    /// Stored records the page removed.
+    pub removed: u64,
 }
 
 /// Progress of the latest backfill run of one (connection, resource): the one planned
@@ -739,6 +759,18 @@ impl Store {
                 continue;
             }
             out[i] = Some(PageCounts::default());
+            for chunk in page.removals.chunks(super::PARAMS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM records WHERE id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id.to_string());
+                }
+                let n = q.execute(&mut *tx).await?.rows_affected();
+                out[i].as_mut().expect("just set").removed += n;
+            }
             if let Finish::PollDone { next_window, .. } = finish {
                 sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
                     .bind(job.id)

@@ -380,6 +380,42 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
         .unwrap();
     assert_eq!((c.created, c.updated, c.unchanged, c.events), (0, 0, 2, 0));
 
+    // A page that names w1 as not data (a sleep the user deleted, a goal): the stored
+    // record goes, in the page's transaction; a key never stored removes nothing.
+    assert_eq!(s.store.poll_now(s.team, conn.user_id).await.unwrap(), 1);
+    let job = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000, &[])
+        .await
+        .unwrap()
+        .remove(0);
+    let page = PageCommit::new(
+        job,
+        conn.clone(),
+        vec![workout("w2", 250.0)],
+        daily(&conn),
+        Finish::PollDone {
+            next_run_at: now_ms() + 3_600_000,
+            next_window: (5, 6),
+        },
+    )
+    .removing([
+        (Resource::Workouts, "w1".to_string()),
+        (Resource::Workouts, "never-stored".to_string()),
+    ]);
+    let c = s.store.commit(page).await.unwrap().unwrap();
+    assert_eq!((c.removed, c.unchanged, c.events), (1, 1, 0));
+    let recs = s
+        .store
+        .list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None)
+        .await
+        .unwrap();
+    let left: Vec<&str> = recs
+        .iter()
+        .map(|r| r["provider_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["w2"]);
+
     // Timeseries samples of one page travel in one event; its id is stable.
     let poll = s.store.poll_now(s.team, conn.user_id).await.unwrap();
     assert_eq!(poll, 1);
