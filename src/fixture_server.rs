@@ -909,6 +909,9 @@ async fn serve_data(
     if let Some(reply) = imp.static_reply(&path) {
         return json(200, reply.to_string());
     }
+    if let Some(reply) = imp.derived_reply(&path, &|r| served_items(st, &id, imp, r).to_vec()) {
+        return json(200, reply.to_string());
+    }
     let Some((_, reply)) = list_page(st, p, &path, &params) else {
         // A path that names one record (Strava's `/activities/{id}`), served from the
         // same data set as its list.

@@ -38,7 +38,7 @@ impl Poller {
                 .await?;
             return Ok(());
         };
-        let window = if job.kind == JobKind::Poll {
+        let mut window = if job.kind == JobKind::Poll {
             plan::poll_window(p, self.clock.now_ms())
         } else {
             Window {
@@ -50,53 +50,41 @@ impl Poller {
             JobKind::Poll => Priority::Poll,
             JobKind::Backfill => Priority::Backfill,
         };
-        let mut refreshed = false;
-        loop {
-            // The token first: a refresh is not a data request, and the budget taken
-            // next is spent on the request that follows it at once.
-            let token = match self.fetcher.access_token(p, &mut conn, false).await {
-                Ok(t) => t,
-                Err(e) => return self.handle_error(p, &conn, job, e).await,
-            };
-            let reservation = match &self.budgets {
-                Some(budgets) => match budgets.take(p, conn.user_id, priority).await? {
-                    Ok(r) => Some(r),
-                    Err(until) => {
-                        // Handed back at once: no lease is held while waiting for budget.
-                        self.store.reschedule_job(job, until, None).await?;
-                        return Ok(());
-                    }
-                },
-                None => None,
-            };
-            let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
-            let (result, report) = self.fetcher.fetch(p, &token, &req).await;
-            if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
-                budgets.settle(p, r).await;
-                budgets.observe(p, &report).await;
+        // Where the provider can say which part of a window holds data (Dexcom's
+        // `dataRange`), it is asked before the window's first page: a window with
+        // nothing in it costs that one request and finishes at once.
+        let mut nothing_there = false;
+        if job.cursor.is_none() {
+            if let Some(req) = p.adapter.range_request(spec, &window) {
+                let Some(body) = self.call(p, &mut conn, job, priority, &req).await? else {
+                    return Ok(());
+                };
+                match p.adapter.narrow_window(job.resource, &window, &body) {
+                    Ok(Some(w)) => window = w,
+                    Ok(None) => nothing_there = true,
+                    Err(e) => return self.handle_error(p, &conn, job, e).await,
+                }
             }
-            let body = match result {
-                Ok(b) => b,
-                Err(ProviderError::Unauthorized(_)) if !refreshed => {
-                    // 401: refresh once and try the page again.
-                    refreshed = true;
-                    match self.fetcher.access_token(p, &mut conn, true).await {
-                        Ok(_) => continue,
-                        Err(e) => return self.handle_error(p, &conn, job, e).await,
-                    }
+        }
+        loop {
+            let page = if std::mem::take(&mut nothing_there) {
+                providers::Page {
+                    records: vec![],
+                    next: None,
+                    removals: vec![],
                 }
-                Err(ProviderError::RateLimited { retry_after }) => {
-                    let wait = retry_after.or(report.reset_after);
-                    return self.rate_limited(p, &conn, job, wait).await;
+            } else {
+                let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
+                let Some(body) = self.call(p, &mut conn, job, priority, &req).await? else {
+                    return Ok(());
+                };
+                match p
+                    .adapter
+                    .parse_page(job.resource, &body, job.cursor.as_deref())
+                {
+                    Ok(page) => page,
+                    Err(e) => return self.handle_error(p, &conn, job, e).await,
                 }
-                Err(e) => return self.handle_error(p, &conn, job, e).await,
-            };
-            let page = match p
-                .adapter
-                .parse_page(job.resource, &body, job.cursor.as_deref())
-            {
-                Ok(page) => page,
-                Err(e) => return self.handle_error(p, &conn, job, e).await,
             };
             let now = self.clock.now_ms();
             let (finish, fixed) = match (&page.next, job.kind) {
@@ -176,6 +164,59 @@ impl Poller {
                     }
                 }
                 _ => return Ok(()),
+            }
+        }
+    }
+
+    /// One request for `job`: a valid token, the provider's budget, the request, and
+    /// what its reply said about the provider's limits. The body on success; `None`
+    /// when the job was handed back (no budget, a 429) or its error was dealt with.
+    async fn call(
+        &self,
+        p: &'static Provider,
+        conn: &mut Connection,
+        job: &Job,
+        priority: Priority,
+        req: &providers::PageRequest,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut refreshed = false;
+        loop {
+            // The token first: a refresh is not a data request, and the budget taken
+            // next is spent on the request that follows it at once.
+            let token = match self.fetcher.access_token(p, conn, false).await {
+                Ok(t) => t,
+                Err(e) => return self.handle_error(p, conn, job, e).await.map(|_| None),
+            };
+            let reservation = match &self.budgets {
+                Some(budgets) => match budgets.take(p, conn.user_id, priority).await? {
+                    Ok(r) => Some(r),
+                    Err(until) => {
+                        // Handed back at once: no lease is held while waiting for budget.
+                        self.store.reschedule_job(job, until, None).await?;
+                        return Ok(None);
+                    }
+                },
+                None => None,
+            };
+            let (result, report) = self.fetcher.fetch(p, &token, req).await;
+            if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
+                budgets.settle(p, r).await;
+                budgets.observe(p, &report).await;
+            }
+            match result {
+                Ok(b) => return Ok(Some(b)),
+                Err(ProviderError::Unauthorized(_)) if !refreshed => {
+                    // 401: refresh once and try again.
+                    refreshed = true;
+                    if let Err(e) = self.fetcher.access_token(p, conn, true).await {
+                        return self.handle_error(p, conn, job, e).await.map(|_| None);
+                    }
+                }
+                Err(ProviderError::RateLimited { retry_after }) => {
+                    let wait = retry_after.or(report.reset_after);
+                    return self.rate_limited(p, conn, job, wait).await.map(|_| None);
+                }
+                Err(e) => return self.handle_error(p, conn, job, e).await.map(|_| None),
             }
         }
     }

@@ -209,6 +209,31 @@ pub struct DexcomFixtures;
 const FIXTURE_USER: &str = "d5b6c1a7e0f34d8c9b2a4e6f8a1c3e5b7d9f0a2c4e6b8d0f1a3c5e7b9d1f3a5c";
 
 impl Impersonation for DexcomFixtures {
+    /// `dataRange` as Dexcom answers it, from the readings served: the first and last
+    /// record's times (both null-free), or `egvs: null` when there are none.
+    fn derived_reply(&self, path: &str, items: &dyn Fn(Resource) -> Vec<Value>) -> Option<Value> {
+        if path != DATA_RANGE_PATH {
+            return None;
+        }
+        let mut times: Vec<(DateTime<Utc>, Value)> = items(Resource::Glucose)
+            .into_iter()
+            .filter_map(|i| {
+                let raw = i["systemTime"].as_str()?;
+                let t = utc_instant(raw, "systemTime").ok()?;
+                let moment = json!({"systemTime": raw, "displayTime": i["displayTime"]});
+                Some((t, moment))
+            })
+            .collect();
+        times.sort_by_key(|(t, _)| *t);
+        let egvs = match (times.first(), times.last()) {
+            (Some((_, first)), Some((_, last))) => json!({"start": first, "end": last}),
+            _ => Value::Null,
+        };
+        let mut reply: Value = serde_json::from_str(self.fixture("range/data_range.json")?).ok()?;
+        reply["egvs"] = egvs;
+        Some(reply)
+    }
+
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/dexcom/oauth/token.json"),

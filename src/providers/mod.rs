@@ -498,6 +498,13 @@ pub trait Impersonation: Send + Sync + 'static {
         None
     }
 
+    /// A 2xx reply for a path that is no resource but describes the data served
+    /// (Dexcom's `dataRange`), computed from `items`, the data set of a resource as the
+    /// server serves it; `None` for any other path.
+    fn derived_reply(&self, _path: &str, _items: &dyn Fn(Resource) -> Vec<Value>) -> Option<Value> {
+        None
+    }
+
     /// Keys whose integer values are Unix epoch seconds (Withings' `startdate`, …): the
     /// fixture server moves them forward with the dates, so the data never goes stale.
     /// ISO dates and RFC 3339 instants are moved whatever their key.

@@ -22,6 +22,7 @@ crate::backend_tests!(
     a_job_that_keeps_failing_stops_after_its_tries,
     a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do,
     a_connection_back_from_an_error_backfills_only_the_gap,
+    dexcom_asks_for_the_data_range_and_skips_windows_without_data,
 );
 
 const NOW: i64 = 1_800_000_000_000;
@@ -570,4 +571,57 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
         // lookback (Oura's): five days or so, not 365.
         assert!((3.0..=6.0).contains(&days), "{days} days: {b}");
     }
+}
+
+/// Dexcom's `dataRange` is asked before each window: the year's windows without readings
+/// cost that one request and still publish their chunk, in order; only windows that
+/// hold readings are fetched.
+async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    connect(&app, &uid, "dexcom").await;
+    let chunks = |app: &TestApp| -> Vec<(i64, bool)> {
+        events(app)
+            .iter()
+            .filter(|e| e["event_type"] == "historical.data.glucose.created")
+            .map(|e| {
+                (
+                    e["data"]["chunk_index"].as_i64().unwrap(),
+                    e["data"]["is_final"] == true,
+                )
+            })
+            .collect()
+    };
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            chunks(&app).len() >= 13
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    let got = chunks(&app);
+    assert_eq!(
+        got.iter().map(|c| c.0).collect::<Vec<_>>(),
+        (0..13).collect::<Vec<_>>()
+    );
+    assert_eq!(got.iter().filter(|c| c.1).count(), 1);
+    let requests = fx.requests();
+    let ranges = requests.iter().filter(|r| r.contains("/dataRange")).count();
+    let pages = requests.iter().filter(|r| r.contains("/egvs")).count();
+    assert_eq!(ranges, 13, "one dataRange per window: {requests:#?}");
+    assert!(
+        (1..13).contains(&pages),
+        "only the windows with readings are fetched: {pages} of 13"
+    );
+    let (s, v) = app
+        .api
+        .get(&format!(
+            "/v1/timeseries/{uid}/glucose?start_date=2000-01-01"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!v["data"].as_array().unwrap().is_empty(), "{v}");
 }
