@@ -255,7 +255,8 @@ impl Budgets {
         for_: Duration,
     ) -> i64 {
         // The request the provider refused is held back by the pause it starts.
-        self.metrics.rate_limit_wait(p.id(), WaitReason::Paused.as_str());
+        self.metrics
+            .rate_limit_wait(p.id(), WaitReason::Paused.as_str());
         let now = self.clock.now_ms();
         // A wait the provider gave is in its own time, which a benchmark's fixture
         // server already shortens: it is taken as it is.

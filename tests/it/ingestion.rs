@@ -23,6 +23,7 @@ crate::backend_tests!(
     a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do,
     a_connection_back_from_an_error_backfills_only_the_gap,
     dexcom_asks_for_the_data_range_and_skips_windows_without_data,
+    a_users_fresh_data_is_served_while_others_backfill,
 );
 
 const NOW: i64 = 1_800_000_000_000;
@@ -624,4 +625,94 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(!v["data"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// WHOOP allows 100 requests a minute. With one user's history in and five more
+/// connecting (320 backfill requests, over three minutes of budget), the first user's
+/// poll is served in the next minute's budget, long before the backfills are done.
+async fn a_users_fresh_data_is_served_while_others_backfill(db: TestDb) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let first = app.user("first").await;
+    let first_id = first["user_id"].as_str().unwrap().to_string();
+    connect(&app, &first_id, "whoop").await;
+    let backfilled = |app: &TestApp, n: usize| {
+        events(app)
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+            >= n
+    };
+    let done = app
+        .eventually_advancing(Duration::from_secs(2), Duration::from_secs(60), || async {
+            backfilled(&app, 64)
+        })
+        .await;
+    assert!(done, "{:?}", app.store().job_counts().await.unwrap());
+    // Let the first minute's burst pass, then five users connect at once.
+    app.advance(Duration::from_secs(120));
+    for i in 0..5 {
+        let u = app.user(&format!("new-{i}")).await;
+        connect(&app, u["user_id"].as_str().unwrap(), "whoop").await;
+    }
+    // Their backfills spend the minute's budget in a moment; now the first user's data
+    // changes and its polls fall due.
+    let busy = app
+        .eventually_advancing(
+            Duration::from_millis(1),
+            Duration::from_secs(30),
+            || async { backfilled(&app, 64 + 90) },
+        )
+        .await;
+    assert!(busy, "the new backfills started");
+    fx.advance_to_changed_data();
+    let due_at = app.clock.now_ms();
+    let polls = app
+        .store()
+        .poll_now(app.team_id, first_id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(polls, 4);
+    let fresh = |app: &TestApp| {
+        events(app).iter().any(|e| {
+            e["event_type"].as_str().unwrap_or("").starts_with("daily.")
+                && e["client_user_id"] == "first"
+        })
+    };
+    let served = app
+        .eventually_advancing(Duration::from_secs(2), Duration::from_secs(60), || async {
+            fresh(&app)
+        })
+        .await;
+    assert!(served, "the first user's poll was never served");
+    let waited = app.clock.now_ms() - due_at;
+    assert!(
+        waited <= 64_000,
+        "served within the next minute's budget, not behind the backfills: {waited} ms"
+    );
+    let historical = events(&app)
+        .iter()
+        .filter(|e| {
+            e["event_type"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("historical.")
+        })
+        .count();
+    assert!(
+        historical < 64 + 5 * 64,
+        "the poll was served while the backfills still ran ({historical} chunks in)"
+    );
+    let counts = app.store().job_counts().await.unwrap();
+    assert!(
+        counts.contains_key(&(JobKind::Backfill, JobStatus::Pending)),
+        "{counts:?}"
+    );
 }
