@@ -285,6 +285,14 @@ impl BudgetState {
         used > ours
     }
 
+    /// The limit the provider last reported for the window of `period_ms`, if any.
+    pub fn reported_limit(&self, period_ms: i64) -> Option<u64> {
+        self.windows
+            .iter()
+            .find(|w| w.period_ms == period_ms)
+            .and_then(|w| w.reported_limit)
+    }
+
     pub fn paused_until(&self) -> i64 {
         self.paused_until
     }
@@ -454,6 +462,13 @@ impl Store {
         limit: Option<u64>,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
+        // Most replies agree with our count: a read tells, and nothing is written.
+        let seen = self.budget_state(key).await?;
+        let differs = seen.used(period_ms, now) < used
+            || limit.is_some_and(|l| l > 0 && seen.reported_limit(period_ms) != Some(l));
+        if !differs {
+            return Ok(false);
+        }
         let short = std::sync::atomic::AtomicBool::new(false);
         self.update_budget(key, now, |s| {
             let was = s.correct(period_ms, now, used, limit);
