@@ -88,6 +88,20 @@ pub struct WindowCount {
     pub reset_secs: u64,
 }
 
+impl WindowCount {
+    /// One figure of every window, shortest window first, joined by `sep`: the
+    /// positional header values Strava ("15min,daily") and Polar ("short, long") send.
+    pub fn joined(windows: &[WindowCount], sep: &str, figure: fn(&WindowCount) -> u64) -> String {
+        let mut windows = windows.to_vec();
+        windows.sort_by_key(|w| w.window.period_secs);
+        windows
+            .iter()
+            .map(|w| figure(w).to_string())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
 /// Every limit a provider documents, as the budget engine enforces it (see
 /// `poller::budget`): each window is a sliding window never exceeded, shared by every
 /// process on the database.

@@ -550,15 +550,7 @@ impl Impersonation for PolarFixtures {
         _refused: Option<usize>,
         _now: DateTime<Utc>,
     ) -> Vec<(&'static str, String)> {
-        let mut windows = windows.to_vec();
-        windows.sort_by_key(|w| w.window.period_secs);
-        let pair = |f: fn(&WindowCount) -> u64| {
-            windows
-                .iter()
-                .map(|w| f(w).to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let pair = |f: fn(&WindowCount) -> u64| WindowCount::joined(windows, ", ", f);
         vec![
             ("ratelimit-usage", pair(|w| w.used)),
             ("ratelimit-limit", pair(|w| w.limit)),

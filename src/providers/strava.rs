@@ -304,15 +304,7 @@ impl Impersonation for StravaFixtures {
         _refused: Option<usize>,
         _now: DateTime<Utc>,
     ) -> Vec<(&'static str, String)> {
-        let mut windows = windows.to_vec();
-        windows.sort_by_key(|w| w.window.period_secs);
-        let pair = |f: fn(&WindowCount) -> u64| {
-            windows
-                .iter()
-                .map(|w| f(w).to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let pair = |f: fn(&WindowCount) -> u64| WindowCount::joined(windows, ",", f);
         vec![
             ("x-ratelimit-limit", "200,2000".to_string()),
             ("x-ratelimit-usage", pair(|w| w.used)),
