@@ -10,6 +10,7 @@ pub mod google_health;
 pub mod normalize;
 pub mod oura;
 pub mod polar;
+pub mod push;
 #[cfg(test)]
 mod robustness;
 pub mod strava;
@@ -51,6 +52,9 @@ pub struct Manifest {
     pub poll_interval_secs: u64,
     pub lookback_days: u32,
     pub rate_limit: RateLimitSpec,
+    /// How the provider pushes notifications; absent where it only answers polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<push::PushSpec>,
     pub resources: Vec<ResourceSpec>,
 }
 
