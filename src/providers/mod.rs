@@ -444,6 +444,87 @@ pub trait Adapter: Send + Sync + 'static {
     fn deregister_user(&self, _external_user_id: Option<&str>) -> Option<ProviderCall> {
         None
     }
+    /// Answers the provider's subscription handshake (a `GET` on the notifications
+    /// route): the JSON to reply with, or why not. `None` where it has no handshake.
+    fn push_handshake(
+        &self,
+        _query: &std::collections::BTreeMap<String, String>,
+        _secrets: &push::PushSecrets,
+    ) -> Option<Result<Value, push::PushError>> {
+        None
+    }
+
+    /// Proves a notification came from the provider, the way it documents; a request
+    /// that fails is refused (401) and changes nothing.
+    fn verify_push(
+        &self,
+        _req: &push::PushRequest<'_>,
+        _secrets: &push::PushSecrets,
+    ) -> Result<(), push::PushError> {
+        Err(push::PushError::Unverified(
+            "this provider sends no notifications".into(),
+        ))
+    }
+
+    /// What a verified notification says happened, one [`push::Notice`] per change.
+    fn parse_push(
+        &self,
+        _req: &push::PushRequest<'_>,
+    ) -> Result<Vec<push::Notice>, push::PushError> {
+        Err(push::PushError::Malformed(
+            "this provider sends no notifications".into(),
+        ))
+    }
+
+    /// The calls that make the app's subscriptions (`wearbridge providers subscribe`),
+    /// with notifications to `callback`.
+    fn subscribe_calls(
+        &self,
+        _callback: &str,
+        _secrets: &push::PushSecrets,
+    ) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
+
+    /// The call that renews a subscription before it expires (Oura's).
+    fn renew_call(
+        &self,
+        _remote_id: &str,
+        _secrets: &push::PushSecrets,
+    ) -> Option<push::SubscriptionCall> {
+        None
+    }
+
+    /// What the provider's reply to a subscription call says about the subscription.
+    fn subscription_reply(
+        &self,
+        status: u16,
+        body: &[u8],
+    ) -> Result<push::Subscribed, ProviderError> {
+        if (200..300).contains(&status) {
+            Ok(push::Subscribed::default())
+        } else {
+            Err(self.classify_error(status, None, body))
+        }
+    }
+
+    /// A user's own subscriptions, made on connect (Withings' per category).
+    fn user_subscribe_calls(
+        &self,
+        _callback: &str,
+        _external_user_id: Option<&str>,
+    ) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
+
+    /// The calls that remove a user's subscriptions on deregister.
+    fn user_unsubscribe_calls(
+        &self,
+        _callback: &str,
+        _external_user_id: Option<&str>,
+    ) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -562,6 +643,41 @@ pub trait Impersonation: Send + Sync + 'static {
         _body: &[u8],
         _registered: &mut std::collections::HashSet<String>,
     ) -> Option<(u16, String)> {
+        None
+    }
+    /// The notification the provider sends when its data changes as `change` says,
+    /// signed as the provider signs; `None` where it sends none.
+    fn push_for(
+        &self,
+        _change: &push::FixtureChange<'_>,
+        _secrets: &push::PushSecrets,
+    ) -> Option<push::OutboundPush> {
+        None
+    }
+
+    /// The handshake the provider makes with a callback when a subscription is
+    /// created: the query of its `GET`, and the value the reply must echo.
+    fn handshake_query(
+        &self,
+        _secrets: &push::PushSecrets,
+    ) -> Option<(Vec<(String, String)>, String)> {
+        None
+    }
+
+    /// Whether the handshake reply `body` echoes `challenge` as the provider expects.
+    fn handshake_accepted(&self, _body: &[u8], _challenge: &str) -> bool {
+        false
+    }
+
+    /// Answers a subscription-management call (create, list, renew, delete) as the
+    /// provider does: the reply, and the callback URL a created subscription notifies.
+    fn serve_subscription(
+        &self,
+        _method: &str,
+        _path: &str,
+        _query: &std::collections::HashMap<String, String>,
+        _body: &[u8],
+    ) -> Option<((u16, String), Option<String>)> {
         None
     }
 }
