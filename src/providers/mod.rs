@@ -444,18 +444,25 @@ pub trait Adapter: Send + Sync + 'static {
     fn deregister_user(&self, _external_user_id: Option<&str>) -> Option<ProviderCall> {
         None
     }
-    /// Answers the provider's subscription handshake (a `GET` on the notifications
-    /// route): the JSON to reply with, or why not. `None` where it has no handshake.
+
+    // Push (see `push`): a provider's notifications, verified, read and subscribed to.
+    // Every method has a default for providers that only answer polls.
+
+    /// Answers a request to the notifications route that is the provider checking the
+    /// callback rather than notifying (Strava's and Oura's `GET` with a challenge,
+    /// Google's verification `POST`s, Withings' reachability check), or says it is none
+    /// (`None`, the default: the request goes on to [`Adapter::verify_push`]). `Err` is
+    /// a refused check (401), e.g. a wrong verify token.
     fn push_handshake(
         &self,
-        _query: &std::collections::BTreeMap<String, String>,
+        _req: &push::PushRequest<'_>,
         _secrets: &push::PushSecrets,
-    ) -> Option<Result<Value, push::PushError>> {
+    ) -> Option<Result<push::PushReply, push::PushError>> {
         None
     }
 
-    /// Proves a notification came from the provider, the way it documents; a request
-    /// that fails is refused (401) and changes nothing.
+    /// Whether a notification provably comes from the provider (signature, timestamp,
+    /// subscription). Nothing is read from it before this passes.
     fn verify_push(
         &self,
         _req: &push::PushRequest<'_>,
@@ -467,26 +474,31 @@ pub trait Adapter: Send + Sync + 'static {
     }
 
     /// What a verified notification says happened, one [`push::Notice`] per change.
-    fn parse_push(
-        &self,
-        _req: &push::PushRequest<'_>,
-    ) -> Result<Vec<push::Notice>, push::PushError> {
+    fn parse_push(&self, _req: &push::PushRequest<'_>) -> Result<Vec<push::Notice>, push::PushError> {
         Err(push::PushError::Malformed(
             "this provider sends no notifications".into(),
         ))
     }
 
-    /// The calls that make the app's subscriptions (`wearbridge providers subscribe`),
-    /// with notifications to `callback`.
+    /// How a verified notification is acknowledged. The default, an empty 200, is what
+    /// every provider here accepts except where its adapter says otherwise.
+    fn push_ack(&self) -> push::PushReply {
+        push::PushReply::empty(200)
+    }
+
+    /// The calls that create the app's subscription(s) for `callback_url` (one per
+    /// (event, data type) for Oura). Empty where subscriptions are made in a console or
+    /// per user.
     fn subscribe_calls(
         &self,
-        _callback: &str,
+        _callback_url: &str,
         _secrets: &push::PushSecrets,
     ) -> Vec<push::SubscriptionCall> {
         vec![]
     }
 
-    /// The call that renews a subscription before it expires (Oura's).
+    /// The call that renews the subscription the provider knows as `remote_id`, where
+    /// subscriptions expire (Oura).
     fn renew_call(
         &self,
         _remote_id: &str,
@@ -495,7 +507,8 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
-    /// What the provider's reply to a subscription call says about the subscription.
+    /// Reads the reply to a [`Adapter::subscribe_calls`] or [`Adapter::renew_call`] call.
+    /// The default accepts any 2xx as a subscription the reply says nothing about.
     fn subscription_reply(
         &self,
         status: u16,
@@ -508,21 +521,15 @@ pub trait Adapter: Send + Sync + 'static {
         }
     }
 
-    /// A user's own subscriptions, made on connect (Withings' per category).
-    fn user_subscribe_calls(
-        &self,
-        _callback: &str,
-        _external_user_id: Option<&str>,
-    ) -> Vec<push::SubscriptionCall> {
+    /// The calls, made with the user's token, that subscribe one user's data to
+    /// `callback_url` (Withings, one per category), right after the connection is made.
+    fn user_subscribe_calls(&self, _callback_url: &str) -> Vec<push::SubscriptionCall> {
         vec![]
     }
 
-    /// The calls that remove a user's subscriptions on deregister.
-    fn user_unsubscribe_calls(
-        &self,
-        _callback: &str,
-        _external_user_id: Option<&str>,
-    ) -> Vec<push::SubscriptionCall> {
+    /// The calls, with the user's token, that end one user's subscriptions, before the
+    /// connection ends.
+    fn user_unsubscribe_calls(&self, _callback_url: &str) -> Vec<push::SubscriptionCall> {
         vec![]
     }
 }
@@ -645,39 +652,64 @@ pub trait Impersonation: Send + Sync + 'static {
     ) -> Option<(u16, String)> {
         None
     }
-    /// The notification the provider sends when its data changes as `change` says,
-    /// signed as the provider signs; `None` where it sends none.
+
+    // Push, as the provider sends it (see `push`). Defaults: no push at all.
+
+    /// The notification(s) the provider sends about `change` to each of `subscriptions`
+    /// that covers it, built and signed exactly as the provider does: the callback URL
+    /// with its request. `secrets` are the app's credentials (what WHOOP and Oura sign
+    /// with); what a subscription agreed (Strava's id, Polar's signing key) is in it.
+    /// `now` is when it is sent (the signature timestamp).
     fn push_for(
         &self,
         _change: &push::FixtureChange<'_>,
+        _subscriptions: &[push::FixtureSubscription],
         _secrets: &push::PushSecrets,
-    ) -> Option<push::OutboundPush> {
-        None
+        _now: DateTime<Utc>,
+    ) -> Vec<(String, push::OutboundPush)> {
+        vec![]
     }
 
-    /// The handshake the provider makes with a callback when a subscription is
-    /// created: the query of its `GET`, and the value the reply must echo.
+    /// The query of the `GET` with which the provider checks a callback before accepting
+    /// `subscription` (Strava's `hub.*`, Oura's `verification_token`/`challenge`), with
+    /// `challenge` the random string to be echoed; None where the provider sends none.
     fn handshake_query(
         &self,
-        _secrets: &push::PushSecrets,
-    ) -> Option<(Vec<(String, String)>, String)> {
+        _subscription: &push::FixtureSubscription,
+        _challenge: &str,
+    ) -> Option<Vec<(String, String)>> {
         None
     }
 
-    /// Whether the handshake reply `body` echoes `challenge` as the provider expects.
-    fn handshake_accepted(&self, _body: &[u8], _challenge: &str) -> bool {
+    /// Whether the callback's reply to that `GET` passes, as the provider judges it.
+    fn handshake_accepted(&self, _challenge: &str, _status: u16, _body: &[u8]) -> bool {
         false
     }
 
-    /// Answers a subscription-management call (create, list, renew, delete) as the
-    /// provider does: the reply, and the callback URL a created subscription notifies.
+    /// The `POST`s with which the provider checks a callback before accepting
+    /// `subscription` (Polar's signed PING, Google's verification pair); every one must
+    /// get one of its accepted statuses.
+    fn verification_pushes(
+        &self,
+        _subscription: &push::FixtureSubscription,
+        _secrets: &push::PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<push::VerificationPush> {
+        vec![]
+    }
+
+    /// Answers a subscription-management call as the provider does (`POST
+    /// /push_subscriptions`, `/v2/webhook/subscription…`, `/v3/webhooks…`, Withings'
+    /// `/notify`), or None when `req` is no such call. `subscriptions` is the fixture
+    /// server's list for this provider: renewals and deletes change it here; a create is
+    /// returned in [`push::SubscriptionServed::created`] for the fixture server to check
+    /// and append. `secrets` are the app's credentials, which the call must carry.
     fn serve_subscription(
         &self,
-        _method: &str,
-        _path: &str,
-        _query: &std::collections::HashMap<String, String>,
-        _body: &[u8],
-    ) -> Option<((u16, String), Option<String>)> {
+        _req: &push::SubscriptionRequest<'_>,
+        _subscriptions: &mut Vec<push::FixtureSubscription>,
+        _secrets: &push::PushSecrets,
+    ) -> Option<push::SubscriptionServed> {
         None
     }
 }
