@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{Sender, UrlPolicy, Worker};
 use crate::oauth::OAuthClients;
+use crate::poller::subscribe::Subscriber;
 use crate::poller::Poller;
 use crate::seal::Sealer;
 use crate::store::Store;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub poller: Arc<Poller>,
     pub oauth: OAuthClients,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Push subscriptions, and what verifying a provider's notifications needs.
+    pub subscriber: Subscriber,
     pub config: Arc<Config>,
     /// Base URL of this gateway as browsers and providers reach it.
     pub public_url: String,
@@ -105,6 +108,13 @@ impl Gateway {
             config.providers_base_url.clone(),
             public_url.clone(),
         );
+        let subscriber = Subscriber {
+            store: store.clone(),
+            sealer: sealer.clone(),
+            oauth: oauth.clone(),
+            http: provider_http.clone(),
+            public_url: public_url.clone(),
+        };
         let poller = Arc::new(Poller::new(
             store.clone(),
             sealer.clone(),
@@ -120,6 +130,7 @@ impl Gateway {
             poller: poller.clone(),
             oauth,
             metrics,
+            subscriber: subscriber.clone(),
             config: Arc::new(config.clone()),
             public_url,
         };
@@ -138,6 +149,9 @@ impl Gateway {
             }
         });
         let poller = config.poller.then(|| tokio::spawn(poller.run(rx.clone())));
+        if config.push_subscribe {
+            tokio::spawn(keep_subscribed(subscriber, rx.clone()));
+        }
         let worker = config.worker.then(|| tokio::spawn(worker.run(rx)));
         tracing::info!(%addr, worker = config.worker, poller = config.poller, "wearbridge gateway listening");
         Ok(Gateway {
@@ -164,6 +178,53 @@ impl Gateway {
         }
         if let Some(w) = self.worker {
             let _ = w.await;
+        }
+    }
+}
+
+/// Makes the app's push subscriptions where none is live, and renews those that expire
+/// soon: at start, then every hour, until shutdown.
+async fn keep_subscribed(subscriber: Subscriber, mut shutdown: watch::Receiver<bool>) {
+    use crate::providers::push::{SubscriptionManagement, SubscriptionScope};
+    // The server is listening already; the providers' checks of the callback reach it.
+    loop {
+        for p in crate::providers::registry() {
+            let Some(push) = &p.manifest.push else {
+                continue;
+            };
+            if push.subscription.scope != SubscriptionScope::App
+                || push.subscription.managed != SubscriptionManagement::Api
+            {
+                continue;
+            }
+            let live = subscriber
+                .store
+                .push_subscriptions(Some(p.id()))
+                .await
+                .map(|subs| {
+                    subs.iter()
+                        .any(|s| s.connection_id.is_none() && s.status == "active")
+                })
+                .unwrap_or(true);
+            if !live {
+                match subscriber.subscribe_app(p).await {
+                    Ok(made) => tracing::info!(
+                        provider = p.id(),
+                        subscriptions = made.len(),
+                        "push subscriptions made"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(provider = p.id(), error = %e, "making push subscriptions failed")
+                    }
+                }
+            }
+        }
+        if let Err(e) = subscriber.renew_due(chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "renewing push subscriptions failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

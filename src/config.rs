@@ -188,6 +188,13 @@ pub struct Config {
     )]
     pub portal_link_ttl_secs: u64,
 
+    /// Keep the app's push subscriptions (providers that make them through their API:
+    /// Strava, Oura, Polar) made and renewed before they expire, from this process. The
+    /// gateway must be reachable at its public URL: providers check the callback while
+    /// the subscription is made. `wearbridge providers subscribe` does it once instead.
+    #[arg(long, env = "WEARBRIDGE_PUSH_SUBSCRIBE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub push_subscribe: bool,
+
     /// Enforce each provider's documented rate limits (turn off only against a fixture
     /// server, e.g. to benchmark ingestion rather than the provider's budget).
     #[arg(long, env = "WEARBRIDGE_PROVIDER_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]

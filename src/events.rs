@@ -102,6 +102,7 @@ pub enum EventType {
     HistoricalCreated(Resource),
     DailyCreated(Resource),
     DailyUpdated(Resource),
+    DailyDeleted(Resource),
     WebhookTest,
 }
 
@@ -119,6 +120,7 @@ impl EventType {
         for r in Resource::ALL {
             v.push(EventType::DailyCreated(r));
             v.push(EventType::DailyUpdated(r));
+            v.push(EventType::DailyDeleted(r));
         }
         v.push(EventType::WebhookTest);
         v
@@ -132,6 +134,7 @@ impl EventType {
             EventType::HistoricalCreated(r) => format!("historical.data.{r}.created"),
             EventType::DailyCreated(r) => format!("daily.data.{r}.created"),
             EventType::DailyUpdated(r) => format!("daily.data.{r}.updated"),
+            EventType::DailyDeleted(r) => format!("daily.data.{r}.deleted"),
             EventType::WebhookTest => "webhook.test".into(),
         }
     }
@@ -151,6 +154,9 @@ impl EventType {
             ),
             EventType::DailyUpdated(r) => format!(
                 "A known {r} record changed; `data` is the record (Junction's model where it has one) with a higher `version`."
+            ),
+            EventType::DailyDeleted(r) => format!(
+                "A stored {r} record is gone: the provider deleted it, or now says it is not {r} (a rejected nap). `data` names the record by its `id` and last `version`; it is no longer served."
             ),
             EventType::WebhookTest => "A test event: sent when an endpoint is created, and on demand.".into(),
         }
@@ -195,6 +201,9 @@ impl FromStr for EventType {
             }
             ["daily", "data", r, "updated"] => {
                 Ok(EventType::DailyUpdated(r.parse().map_err(|_| unknown())?))
+            }
+            ["daily", "data", r, "deleted"] => {
+                Ok(EventType::DailyDeleted(r.parse().map_err(|_| unknown())?))
             }
             _ => Err(unknown()),
         }
@@ -413,6 +422,29 @@ impl Envelope {
         out
     }
 
+    /// `daily.data.<resource>.deleted` for a stored record that was removed: Junction
+    /// sends no deletions, so the shape is ours (the record's `id` and last `version`,
+    /// whose user and provider, when). Its id is stable over the record and version, so
+    /// a replayed deletion is the same event.
+    pub fn deleted(conn: &ConnectionRef, removal: &RecordRemoval) -> Envelope {
+        let t = EventType::DailyDeleted(removal.resource);
+        let id = crate::ids::daily_event_id(&t.name(), removal.id, removal.version);
+        let data = deleted_data(
+            removal.id,
+            conn.user_id,
+            conn.provider.junction_slug(),
+            removal,
+            crate::now_ms(),
+        );
+        Envelope::new(
+            id,
+            t,
+            conn.team_id,
+            Some((conn.user_id, conn.client_user_id.clone())),
+            data,
+        )
+    }
+
     /// `webhook.test` for one endpoint; `id` is fresh for every test.
     pub fn webhook_test(id: Uuid, team: Uuid, endpoint: Uuid) -> Envelope {
         Envelope::new(
@@ -499,6 +531,21 @@ pub struct RecordChange<'a> {
     pub data: &'a Value,
 }
 
+/// A stored record a commit removed, with the version it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRemoval {
+    pub id: Uuid,
+    pub resource: Resource,
+    pub version: i64,
+}
+
+fn deleted_data(id: Uuid, user: Uuid, provider: &str, r: &RecordRemoval, at_ms: i64) -> Value {
+    json!({
+        "id": id, "user_id": user, "provider": provider, "resource": r.resource,
+        "version": r.version, "deleted_at": format_ms(at_ms),
+    })
+}
+
 fn provider_ref(slug: &str, name: &str) -> Value {
     json!({"name": name, "slug": slug, "logo": ""})
 }
@@ -538,6 +585,15 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
             };
             let stored = example_record(r, &uid, version, &source, &rec);
             as_junction(r, &stored)
+        }
+        EventType::DailyDeleted(r) => {
+            let id: Uuid = rec(r, "example").parse().unwrap_or_default();
+            let removal = RecordRemoval {
+                id,
+                resource: r,
+                version: 2,
+            };
+            deleted_data(id, user_id, "oura", &removal, 1_795_160_000_000)
         }
         EventType::WebhookTest => json!({"message": "This is a test event from Wearbridge."}),
     }
@@ -643,12 +699,12 @@ mod tests {
     #[test]
     fn every_type_round_trips_through_its_name() {
         let all = EventType::all();
-        assert_eq!(all.len(), 3 + Resource::ALL.len() * 3 + 1);
+        assert_eq!(all.len(), 3 + Resource::ALL.len() * 4 + 1);
         for t in all {
             assert_eq!(t.name().parse::<EventType>().unwrap(), t);
         }
         assert!("daily.data.naps.created".parse::<EventType>().is_err());
-        assert!("daily.data.sleep.deleted".parse::<EventType>().is_err());
+        assert!("daily.data.sleep.removed".parse::<EventType>().is_err());
         assert!("".parse::<EventType>().is_err());
     }
 

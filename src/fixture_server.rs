@@ -28,6 +28,10 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::Value;
 
+mod push;
+
+pub use push::{Change, PushFault, PushSent};
+
 use crate::clock::Clock;
 use crate::events::Resource;
 use crate::providers::{self, Provider, RateScope, WindowCount};
@@ -72,6 +76,10 @@ struct FixtureState {
     limits: Mutex<Limits>,
     /// The data pages served since [`FixtureServer::keep_pages`], when it was called.
     kept: Mutex<Option<Vec<PageAsked>>>,
+    /// Subscriptions, faults and sent notifications (see `push`).
+    push: Mutex<push::PushState>,
+    /// Sends notifications and handshakes to callbacks.
+    http: reqwest::Client,
 }
 
 /// Rate-limit enforcement and the request statistics.
@@ -416,6 +424,40 @@ impl FixtureServer {
     }
 }
 
+/// Makes a reply that names the provider's user `id` name fixture user `user` instead:
+/// the first user keeps the recorded id, each later one gets its own (a number stays a
+/// number), so notifications naming a user reach that user's connection alone.
+fn as_user(v: &mut Value, id: &str, user: u64) {
+    if user <= 1 {
+        return;
+    }
+    match v {
+        Value::String(s) if s == id => *s = format!("{id}-{user}"),
+        Value::Number(n) if n.to_string() == id => {
+            if let Some(n) = n.as_u64() {
+                *v = Value::from(n.saturating_mul(1000).saturating_add(user));
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| as_user(x, id, user)),
+        Value::Object(m) => m.values_mut().for_each(|x| as_user(x, id, user)),
+        _ => {}
+    }
+}
+
+/// The id fixture user `user` has at `p` when its recorded user's is `id` (see
+/// [`as_user`]).
+pub fn user_id_of(id: &str, user: u64) -> String {
+    let mut v = match id.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(id),
+    };
+    as_user(&mut v, id, user);
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
 /// A provider's records, as the ingest benchmark replaces its fixture files with.
 type DataSet = Arc<Vec<Value>>;
 
@@ -647,6 +689,9 @@ async fn token(
     let access = format!("fx-access-{}", crate::seal::random_token(12));
     let refresh = format!("fx-refresh-{}", crate::seal::random_token(12));
     stamp(&mut reply, &access, &refresh);
+    if let Some(id) = p.adapter.external_user_id(&reply) {
+        as_user(&mut reply, &id, user);
+    }
     {
         let mut users = st.token_users.lock().unwrap();
         users.insert(access.clone(), user);
@@ -821,6 +866,22 @@ async fn serve_data(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    // Subscription management (app credentials, or Withings' user token).
+    {
+        let mut fields: std::collections::BTreeMap<String, String> =
+            query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        fields.extend(url::form_urlencoded::parse(&body).into_owned());
+        if let Some((status, reply)) =
+            push::subscription_call(st, p, method.as_str(), &path, headers, &fields, &body).await
+        {
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                [("content-type", "application/json")],
+                reply,
+            )
+                .into_response();
+        }
+    }
     // Calls outside the paging loop (Polar's user registration), for a known token; an
     // unknown one falls through to the 401 below.
     if method != Method::GET && st.access.lock().unwrap().contains(bearer) {
@@ -907,6 +968,18 @@ async fn serve_data(
         None => {}
     }
     if let Some(reply) = imp.static_reply(&path) {
+        // The user's own id where the reply names them (an identity request).
+        let identity = p.adapter.identity_request().is_some_and(|r| r.path == path);
+        let user = st.token_users.lock().unwrap().get(token).copied();
+        if let (true, Some(user)) = (identity, user) {
+            if let (Ok(mut v), Ok(id)) = (
+                serde_json::from_str::<Value>(reply),
+                p.adapter.identity_user_id(reply.as_bytes()),
+            ) {
+                as_user(&mut v, &id, user);
+                return json(200, v.to_string());
+            }
+        }
         return json(200, reply.to_string());
     }
     if let Some(reply) = imp.derived_reply(&path, &|r| served_items(st, &id, imp, r).to_vec()) {

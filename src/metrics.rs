@@ -47,8 +47,19 @@ pub struct ProviderReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderOutcomeLabels {
     pub provider: String,
-    /// `success`, `refused` (the user must reconnect) or `transient`.
+    /// Token refreshes: `success`, `refused` (the user must reconnect) or `transient`.
+    /// Notifications: what each caused (`pulled`, `deleted`, `deauthorized`,
+    /// `ignored`, `unknown_user`, `duplicate`) or why it was refused (`unverified`,
+    /// `malformed`).
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderArrivalLabels {
+    pub provider: String,
+    /// How the records came: `backfill`, `poll`, or `push` (a pull a notification
+    /// caused).
+    pub arrival: String,
 }
 
 /// Label values known in advance. Their counters exist, at 0, from the start, so every
@@ -64,6 +75,17 @@ const ATTEMPT_OUTCOMES: &[&str] = &["success", "failure", "gone"];
 const RATE_LIMIT_REASONS: &[&str] = &["limit", "paused", "yielding"];
 const JOB_FAILURES: &[&str] = &["panic", "malformed", "gave_up"];
 const TOKEN_REFRESH_OUTCOMES: &[&str] = &["success", "refused", "transient"];
+const NOTIFICATION_OUTCOMES: &[&str] = &[
+    "pulled",
+    "deleted",
+    "deauthorized",
+    "ignored",
+    "unknown_user",
+    "duplicate",
+    "unverified",
+    "malformed",
+];
+const ARRIVALS: &[&str] = &["backfill", "poll", "push"];
 /// Provider replies are counted by their HTTP status, an open set; these are the ones
 /// the poller gives a meaning of its own (a page, a refresh, a pause) and a reply that
 /// never came.
@@ -85,6 +107,8 @@ pub struct Metrics {
     pub rate_limit_waits: Family<ProviderReasonLabels, Counter>,
     pub token_refreshes: Family<ProviderOutcomeLabels, Counter>,
     pub jobs_failed: Family<ProviderReasonLabels, Counter>,
+    pub notifications: Family<ProviderOutcomeLabels, Counter>,
+    pub records: Family<ProviderArrivalLabels, Counter>,
 }
 
 impl Metrics {
@@ -105,6 +129,8 @@ impl Metrics {
             rate_limit_waits: Family::default(),
             token_refreshes: Family::default(),
             jobs_failed: Family::default(),
+            notifications: Family::default(),
+            records: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -157,6 +183,16 @@ impl Metrics {
             "Polling jobs stopped with an error, by provider and reason",
             m.jobs_failed.clone(),
         );
+        registry.register(
+            "provider_notifications",
+            "Provider notifications received, by provider and what each caused (or why it was refused)",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "records_stored",
+            "Provider records stored new or changed, by provider and how they arrived",
+            m.records.clone(),
+        );
         for outcome in DELIVERY_OUTCOMES {
             m.deliveries.get_or_create_owned(&OutcomeLabels {
                 outcome: outcome.as_str().into(),
@@ -190,6 +226,18 @@ impl Metrics {
                 m.jobs_failed.get_or_create_owned(&ProviderReasonLabels {
                     provider: provider(),
                     reason: (*reason).into(),
+                });
+            }
+            for outcome in NOTIFICATION_OUTCOMES {
+                m.notifications.get_or_create_owned(&ProviderOutcomeLabels {
+                    provider: provider(),
+                    outcome: (*outcome).into(),
+                });
+            }
+            for arrival in ARRIVALS {
+                m.records.get_or_create_owned(&ProviderArrivalLabels {
+                    provider: provider(),
+                    arrival: (*arrival).into(),
                 });
             }
             for outcome in TOKEN_REFRESH_OUTCOMES {
@@ -245,6 +293,24 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    pub fn notification(&self, provider: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&ProviderOutcomeLabels {
+                provider: provider.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn records_stored(&self, provider: &str, arrival: &str, n: u64) {
+        self.records
+            .get_or_create(&ProviderArrivalLabels {
+                provider: provider.into(),
+                arrival: arrival.into(),
+            })
+            .inc_by(n);
     }
 
     pub fn token_refresh(&self, provider: &str, outcome: &str) {

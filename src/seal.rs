@@ -34,6 +34,9 @@ pub enum Purpose {
     /// The app's `redirect_url` carried through a `/v2` link (so the completion route
     /// redirects only where a link token said).
     LinkRedirect,
+    /// A secret a provider returned when a push subscription was made (Polar's
+    /// webhook signature key).
+    PushSigningSecret,
 }
 
 impl Purpose {
@@ -44,6 +47,7 @@ impl Purpose {
             Purpose::EndpointSecret => "endpoint_secret",
             Purpose::OAuthState => "oauth_state",
             Purpose::LinkRedirect => "v2_link_redirect",
+            Purpose::PushSigningSecret => "push_signing_secret",
         }
     }
 }
@@ -51,6 +55,8 @@ impl Purpose {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Derives stable secrets from the master key (see [`Sealer::derived_token`]).
+    derive_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -70,8 +76,14 @@ impl Sealer {
             .chain_update(b"wearbridge seal v1\0")
             .chain_update(key.as_bytes())
             .finalize();
+        let derive_key = Sha256::new()
+            .chain_update(b"wearbridge derive v1\0")
+            .chain_update(key.as_bytes())
+            .finalize()
+            .into();
         Ok(Sealer {
             cipher: XChaCha20Poly1305::new(&derived),
+            derive_key,
         })
     }
 
@@ -98,6 +110,17 @@ impl Sealer {
             "development mode: using a locally generated secret key; set WEARBRIDGE_SECRET_KEY in production"
         );
         Sealer::from_master_key(&key)
+    }
+
+    /// A secret token for `label`, the same in every process with this master key and
+    /// across restarts, and unguessable without it: the verify token a provider's
+    /// subscription handshake echoes, say.
+    pub fn derived_token(&self, label: &str) -> String {
+        let d = Sha256::new()
+            .chain_update(self.derive_key)
+            .chain_update(label.as_bytes())
+            .finalize();
+        d.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn seal(&self, purpose: Purpose, plaintext: &str) -> String {

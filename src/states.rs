@@ -87,6 +87,9 @@ text_enum! {
         Backfill = "backfill",
         /// The recurring poll of recent data.
         Poll = "poll",
+        /// A one-off pull of what a provider's notification named (one record, or a
+        /// range), run once, ahead of polls and backfills.
+        Pull = "pull",
     }
 }
 

@@ -48,6 +48,15 @@ pub struct ProviderView {
     poll_interval_secs: u64,
     lookback_days: u32,
     rate_limit: crate::providers::RateLimitSpec,
+    /// How the provider pushes notifications (absent: polling only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<crate::providers::push::PushSpec>,
+    /// Where it pushes: `/v1/providers/{provider}/notifications` under the public URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notification_url: Option<String>,
+    /// The app's subscriptions to its notifications, with their state and last error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions: Vec<crate::store::PushSubscription>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,7 +65,11 @@ pub struct ProviderList {
 }
 
 #[utoipa::path(get, path = "/providers", tag = "providers", responses((status = 200, description = "every provider", body = ProviderList)))]
-pub async fn list_providers(Auth(_): Auth) -> Json<ProviderList> {
+pub async fn list_providers(
+    State(s): State<AppState>,
+    Auth(_): Auth,
+) -> ApiResult<Json<ProviderList>> {
+    let subs = s.store.push_subscriptions(None).await?;
     let data = providers::registry()
         .iter()
         .map(|p| {
@@ -77,10 +90,17 @@ pub async fn list_providers(Auth(_): Auth) -> Json<ProviderList> {
                 poll_interval_secs: m.poll_interval_secs,
                 lookback_days: m.lookback_days,
                 rate_limit: m.rate_limit.clone(),
+                push: m.push.clone(),
+                notification_url: m.push.as_ref().map(|_| s.subscriber.callback_url(p)),
+                subscriptions: subs
+                    .iter()
+                    .filter(|x| x.provider == m.id && x.connection_id.is_none())
+                    .cloned()
+                    .collect(),
             }
         })
         .collect();
-    Json(ProviderList { data })
+    Ok(Json(ProviderList { data }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -530,6 +550,10 @@ pub async fn callback(
             &event,
         )
         .await?;
+    // Where the provider subscribes per user (Withings), the user's subscriptions.
+    if let Some(c) = s.store.get_connection(conn.id).await? {
+        s.subscriber.subscribe_user(p, &c, &tokens.access).await;
+    }
     if state.from_page {
         return Ok(Redirect::to(&page_url(
             &s,
@@ -656,6 +680,12 @@ pub async fn deregister(
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let p = providers::find(&provider).ok_or_else(|| ApiError::not_found("provider"))?;
     let event = Envelope::connection_deleted(&conn.event_ref(p.event_ref()));
+    if let Ok(token) = s
+        .sealer
+        .open(Purpose::ProviderAccessToken, &conn.access_token_sealed)
+    {
+        s.subscriber.unsubscribe_user(p, &conn, &token).await;
+    }
     crate::oauth::deregister_at_provider(&s.oauth.for_provider(p), &s.sealer, &conn).await;
     s.store
         .end_connection(conn.id, ConnectionStatus::Deregistered, None, &event)

@@ -15,6 +15,7 @@ mod events;
 mod link_page;
 pub mod openapi;
 pub mod portal;
+mod push;
 mod stats;
 mod users;
 pub mod vital;
@@ -207,6 +208,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(connect::deregister))
         .routes(routes!(connect::backfill))
         .routes(routes!(connect::list_providers))
+        .routes(routes!(push::handshake, push::receive))
         .routes(routes!(connect::create_link_token))
         .routes(routes!(connect::open_link))
         .routes(routes!(connect::open_link_provider))

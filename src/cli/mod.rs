@@ -54,11 +54,31 @@ pub enum Command {
         /// The raw response body.
         file: std::path::PathBuf,
     },
+    /// Provider push subscriptions.
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Make the app's push subscriptions (Strava, Oura, Polar: through their APIs) with
+    /// notifications to `{WEARBRIDGE_PUBLIC_URL}/v1/providers/{provider}/notifications`.
+    /// The gateway must be serving there: the providers check the callback while the
+    /// subscription is made. Prints each subscription's state.
+    Subscribe {
+        /// Only this provider (default: every provider whose API makes them).
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Print every push subscription held, with its state and last error.
+    Subscriptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +174,102 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
         } => normalize(&provider, &resource, &file),
         Command::Bench { command } => bench::run(config, command).await,
+        Command::Providers { command } => providers_command(config, command).await,
+    }
+}
+
+async fn providers_command(
+    config: crate::config::Config,
+    command: ProvidersCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::providers::push::{SubscriptionManagement, SubscriptionScope};
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let show = |s: &crate::store::PushSubscription| {
+        println!(
+            "{:<14} {:<7} remote_id={} expires_at={} callback={}{}",
+            s.provider,
+            s.status,
+            s.remote_id.as_deref().unwrap_or("-"),
+            s.expires_at
+                .map(crate::events::format_ms)
+                .unwrap_or_else(|| "-".into()),
+            s.callback_url,
+            s.error
+                .as_deref()
+                .map(|e| format!(" error={e}"))
+                .unwrap_or_default()
+        )
+    };
+    match command {
+        ProvidersCommand::Subscriptions => {
+            for s in store.push_subscriptions(None).await? {
+                show(&s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProvidersCommand::Subscribe { provider } => {
+            let public_url = config.public_url.clone().context(
+                "set WEARBRIDGE_PUBLIC_URL to the URL at which providers reach this gateway",
+            )?;
+            let sealer = Sealer::load(
+                config.secret_key.as_deref(),
+                config.dev,
+                &std::env::current_dir()?,
+            )?;
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(config.provider_timeout_secs))
+                .build()?;
+            let subscriber = crate::poller::subscribe::Subscriber {
+                store,
+                sealer,
+                oauth: crate::oauth::OAuthClients::new(
+                    http.clone(),
+                    config.providers_base_url.clone(),
+                    public_url.clone(),
+                ),
+                http,
+                public_url,
+            };
+            let mut failed = false;
+            for p in crate::providers::registry() {
+                if provider.as_deref().is_some_and(|id| id != p.id()) {
+                    continue;
+                }
+                let Some(push) = &p.manifest.push else {
+                    continue;
+                };
+                if provider.is_none()
+                    && (push.subscription.scope != SubscriptionScope::App
+                        || push.subscription.managed != SubscriptionManagement::Api)
+                {
+                    continue;
+                }
+                match subscriber.subscribe_app(p).await {
+                    Ok(made) => {
+                        for s in &made {
+                            failed |= s.status != "active";
+                            show(s);
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{}: {e:#}", p.id());
+                    }
+                }
+            }
+            if let Some(id) = provider.as_deref() {
+                anyhow::ensure!(
+                    crate::providers::find(id).is_some_and(|p| p.manifest.push.is_some()),
+                    "{id} is no provider that pushes"
+                );
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
     }
 }
 

@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::{Envelope, RecordChange};
+use crate::events::{Envelope, RecordChange, RecordRemoval};
 use crate::providers::{self, Provider, ProviderError, Window};
 use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind};
-use crate::store::{Connection, EventsFromChanges, Finish, Job, PageCommit, PageEvents, Priority};
+use crate::store::{
+    Connection, EventsFromChanges, EventsFromRemovals, Finish, Job, PageCommit, PageEvents,
+    Priority,
+};
 
 use super::plan::{self, utc};
 use super::Poller;
@@ -41,20 +44,26 @@ impl Poller {
         let mut window = if job.kind == JobKind::Poll {
             plan::poll_window(p, self.clock.now_ms())
         } else {
+            // A backfill window, or the range a pull's notification named.
             Window {
                 start: utc(job.window_start),
                 end: utc(job.window_end),
             }
         };
         let priority = match job.kind {
-            JobKind::Poll => Priority::Poll,
+            JobKind::Poll | JobKind::Pull => Priority::Poll,
             JobKind::Backfill => Priority::Backfill,
+        };
+        // A pull of the one record a notification named costs one request.
+        let record_request = match (job.kind, &job.record_key) {
+            (JobKind::Pull, Some(key)) => p.adapter.record_request(spec, key),
+            _ => None,
         };
         // Where the provider can say which part of a window holds data (Dexcom's
         // `dataRange`), it is asked before the window's first page: a window with
         // nothing in it costs that one request and finishes at once.
         let mut nothing_there = false;
-        if job.cursor.is_none() {
+        if job.cursor.is_none() && record_request.is_none() {
             if let Some(req) = p.adapter.range_request(spec, &window) {
                 let Some(body) = self.call(p, &mut conn, job, priority, &req).await? else {
                     return Ok(());
@@ -72,6 +81,17 @@ impl Poller {
                     records: vec![],
                     next: None,
                     removals: vec![],
+                }
+            } else if let Some(req) = &record_request {
+                let Some(body) = self.call(p, &mut conn, job, priority, req).await? else {
+                    return Ok(());
+                };
+                match p.adapter.parse_record(job.resource, &body) {
+                    Ok(mut page) => {
+                        page.next = None;
+                        page
+                    }
+                    Err(e) => return self.handle_error(p, &conn, job, e).await,
                 }
             } else {
                 let req = p.adapter.page_request(spec, &window, job.cursor.as_deref());
@@ -108,12 +128,13 @@ impl Poller {
                     let w = plan::poll_window(p, now);
                     (
                         Finish::PollDone {
-                            next_run_at: plan::next_poll_at(p, now),
+                            next_run_at: plan::next_poll_at(p, now, conn.last_push_at),
                             next_window: (w.start.timestamp_millis(), now),
                         },
                         vec![],
                     )
                 }
+                (None, JobKind::Pull) => (Finish::PullDone, vec![]),
                 (None, JobKind::Backfill) => (
                     Finish::WindowDone,
                     vec![Envelope::historical_chunk(
@@ -125,12 +146,24 @@ impl Poller {
                     )],
                 ),
             };
-            // Polls publish what they find new or changed; backfills store silently.
-            let from_changes: Option<EventsFromChanges> = (job.kind == JobKind::Poll).then(|| {
+            // Polls and pulls publish what they find new or changed; backfills store
+            // silently. A stored record that turns out not to be data any more (a
+            // rejected nap) is removed with its `daily.data.<r>.deleted`, whoever finds it.
+            let from_changes: Option<EventsFromChanges> =
+                (job.kind != JobKind::Backfill).then(|| {
+                    let conn = conn.event_ref(p.event_ref());
+                    Arc::new(move |changes: &[RecordChange<'_>]| Envelope::daily(&conn, changes))
+                        as EventsFromChanges
+                });
+            let from_removals: EventsFromRemovals = {
                 let conn = conn.event_ref(p.event_ref());
-                Arc::new(move |changes: &[RecordChange<'_>]| Envelope::daily(&conn, changes))
-                    as EventsFromChanges
-            });
+                Arc::new(move |removed: &[RecordRemoval]| {
+                    removed
+                        .iter()
+                        .map(|r| Envelope::deleted(&conn, r))
+                        .collect()
+                })
+            };
             let records = page.records.len();
             let commit = PageCommit::new(
                 job.clone(),
@@ -139,6 +172,7 @@ impl Poller {
                 PageEvents {
                     fixed,
                     from_changes,
+                    from_removals: Some(from_removals),
                 },
                 finish.clone(),
             )
@@ -154,6 +188,13 @@ impl Poller {
                 provider = p.id(), resource = %job.resource, job = job.id, kind = %job.kind, chunk = job.chunk_index,
                 records, removed = published.removed, events = published.events, "page stored"
             );
+            let arrival = match job.kind {
+                JobKind::Backfill => "backfill",
+                JobKind::Poll => "poll",
+                JobKind::Pull => "push",
+            };
+            self.metrics
+                .records_stored(p.id(), arrival, published.created + published.updated);
             match finish {
                 Finish::Continue { cursor, lease } => {
                     job.cursor = Some(cursor);
@@ -299,6 +340,11 @@ impl Poller {
                 self.connection_error(p, conn, ConnectionErrorType::RequiredScopesNotGranted, &m)
                     .await?
             }
+            // A pull whose record the provider no longer has (deleted since its
+            // notification) ends there; the connection is fine.
+            ProviderError::Refused(m) if job.kind == JobKind::Pull => {
+                self.store.fail_job(job, &m).await?
+            }
             ProviderError::Refused(m) => {
                 self.connection_error(p, conn, ConnectionErrorType::ProviderApiError, &m)
                     .await?
@@ -312,9 +358,9 @@ impl Poller {
     /// and waits for its next scheduled run.
     async fn give_up(&self, p: &'static Provider, job: &Job, message: &str) -> anyhow::Result<()> {
         match job.kind {
-            JobKind::Backfill => self.store.fail_job(job, message).await?,
+            JobKind::Backfill | JobKind::Pull => self.store.fail_job(job, message).await?,
             JobKind::Poll => {
-                let next = plan::next_poll_at(p, self.clock.now_ms());
+                let next = plan::next_poll_at(p, self.clock.now_ms(), None);
                 self.store.skip_poll(job, next, message).await?
             }
         }

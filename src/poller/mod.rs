@@ -22,6 +22,7 @@ pub mod budget;
 pub mod fetch;
 pub mod job;
 pub mod plan;
+pub mod subscribe;
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -35,6 +36,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClients;
 use crate::seal::Sealer;
+use crate::states::JobKind;
 use crate::store::{Job, Store};
 
 use budget::Budgets;
@@ -110,8 +112,11 @@ impl Poller {
         let mut more_due = true;
         let mut ticks = self.clock.ticks();
         while !*shutdown.borrow() {
-            if queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
-                let want = self.concurrency * 2 - queue.len();
+            // A notification's pull was queued: claim now (pulls come first), whatever
+            // is already in line.
+            let pulls = self.store.take_jobs_queued();
+            if pulls || queue.is_empty() || (more_due && queue.len() <= self.concurrency / 2) {
+                let want = (self.concurrency * 2).saturating_sub(queue.len()).max(1);
                 let blocked = self
                     .budgets
                     .as_ref()
@@ -124,7 +129,13 @@ impl Poller {
                 {
                     Ok(jobs) => {
                         more_due = jobs.len() == want;
-                        queue.extend(jobs);
+                        // Pulls go to the front of the line.
+                        let (pulls, rest): (Vec<Job>, Vec<Job>) =
+                            jobs.into_iter().partition(|j| j.kind == JobKind::Pull);
+                        for j in pulls.into_iter().rev() {
+                            queue.push_front(j);
+                        }
+                        queue.extend(rest);
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
@@ -142,6 +153,7 @@ impl Poller {
                 tokio::select! {
                     _ = tokio::time::sleep(unblock) => {}
                     _ = self.job_ended.notified() => {}
+                    _ = self.store.jobs_queued() => {}
                     _ = ticks.advanced() => {}
                     _ = shutdown.changed() => {}
                 }
@@ -149,6 +161,7 @@ impl Poller {
             }
             let permit = tokio::select! {
                 p = sem.clone().acquire_owned() => p.expect("never closed"),
+                _ = self.store.jobs_queued() => continue,
                 _ = shutdown.changed() => continue,
             };
             let job = queue.pop_front().expect("not empty");

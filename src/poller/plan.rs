@@ -43,6 +43,7 @@ fn backfill(
             chunk_count: n,
             run_at: if i == 0 { now } else { AFTER_PREVIOUS_WINDOW },
             backfill_id: backfill_id.map(str::to_string),
+            record_key: None,
         })
         .collect()
 }
@@ -74,6 +75,7 @@ pub fn connect_jobs(p: &Provider, now: i64, resume: Option<i64>) -> Vec<NewJob> 
             chunk_count: 1,
             run_at: now + m.poll_interval_secs as i64 * 1000,
             backfill_id: None,
+            record_key: None,
         });
     }
     jobs
@@ -156,9 +158,29 @@ pub fn poll_window(p: &Provider, now: i64) -> Window {
     }
 }
 
-/// When the next poll after one finishing at `now` runs.
-pub fn next_poll_at(p: &Provider, now: i64) -> i64 {
-    now + p.manifest.poll_interval_secs as i64 * 1000
+/// When the next poll after one finishing at `now` runs: after the provider's poll
+/// interval; or, while the provider pushes for the connection (its last notification,
+/// `last_push_at`, came within the provider's normal silence), after the longer safety
+/// interval, but no later than the moment the pushes would count as stopped, so a
+/// connection whose notifications stop is polled normally again from then on.
+pub fn next_poll_at(p: &Provider, now: i64, last_push_at: Option<i64>) -> i64 {
+    let normal = now + p.manifest.poll_interval_secs as i64 * 1000;
+    match (&p.manifest.push, last_push_at) {
+        (Some(push), Some(last)) if now - last < push.quiet_secs as i64 * 1000 => {
+            let quiet_from = last + push.quiet_secs as i64 * 1000;
+            (now + push.safety_poll_secs as i64 * 1000)
+                .min(quiet_from)
+                .max(normal)
+        }
+        _ => normal,
+    }
+}
+
+/// The range a pull covers when its notification names a record but no range, or
+/// names neither: the poll window (what a poll at `now` would read).
+pub fn pull_window(p: &Provider, window: Option<&Window>, now: i64) -> (i64, i64) {
+    let w = window.copied().unwrap_or_else(|| poll_window(p, now));
+    (w.start.timestamp_millis(), w.end.timestamp_millis())
 }
 
 pub fn utc(ms: i64) -> DateTime<Utc> {
@@ -174,6 +196,40 @@ mod tests {
     }
 
     const NOW: i64 = 1_795_000_000_000;
+
+    /// While a provider pushes for a connection, its poll stretches to the safety
+    /// interval, but never past the moment the pushes count as stopped; after that, and
+    /// for providers that never push, the normal interval.
+    #[test]
+    fn polling_is_a_safety_net_while_pushes_arrive() {
+        let p = providers::find("strava").unwrap();
+        let push = p.manifest.push.as_ref().expect("strava pushes");
+        let normal = NOW + p.manifest.poll_interval_secs as i64 * 1000;
+        let quiet = push.quiet_secs as i64 * 1000;
+        let safety = push.safety_poll_secs as i64 * 1000;
+        assert!(safety > p.manifest.poll_interval_secs as i64 * 1000);
+        assert_eq!(next_poll_at(p, NOW, None), normal);
+        // Just pushed: the safety interval, capped where the silence would begin.
+        assert_eq!(
+            next_poll_at(p, NOW, Some(NOW)),
+            (NOW + safety).min(NOW + quiet).max(normal)
+        );
+        assert!(next_poll_at(p, NOW, Some(NOW)) > normal);
+        // Quiet for longer than the provider's normal silence: back to normal.
+        assert_eq!(next_poll_at(p, NOW, Some(NOW - quiet)), normal);
+        // Quiet almost that long: the next poll comes when the silence would begin.
+        assert_eq!(
+            next_poll_at(p, NOW, Some(NOW - quiet + 1000)),
+            (NOW + 1000).max(normal)
+        );
+        // A provider that does not push polls at its interval whatever was recorded.
+        let dexcom = providers::find("dexcom").unwrap();
+        assert!(dexcom.manifest.push.is_none());
+        assert_eq!(
+            next_poll_at(dexcom, NOW, Some(NOW)),
+            NOW + dexcom.manifest.poll_interval_secs as i64 * 1000
+        );
+    }
 
     #[test]
     fn a_connection_backfills_its_history_and_polls_every_resource() {

@@ -474,7 +474,10 @@ pub trait Adapter: Send + Sync + 'static {
     }
 
     /// What a verified notification says happened, one [`push::Notice`] per change.
-    fn parse_push(&self, _req: &push::PushRequest<'_>) -> Result<Vec<push::Notice>, push::PushError> {
+    fn parse_push(
+        &self,
+        _req: &push::PushRequest<'_>,
+    ) -> Result<Vec<push::Notice>, push::PushError> {
         Err(push::PushError::Malformed(
             "this provider sends no notifications".into(),
         ))

@@ -344,7 +344,11 @@ pub fn hmac_sha256_matches(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
 /// Whether two secrets are equal, without leaking where they differ: their MACs under
 /// one key are compared in constant time.
 pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    hmac_sha256_matches(b"wearbridge secret comparison", &[a], &hmac_sha256(b"wearbridge secret comparison", &[b]))
+    hmac_sha256_matches(
+        b"wearbridge secret comparison",
+        &[a],
+        &hmac_sha256(b"wearbridge secret comparison", &[b]),
+    )
 }
 
 /// A stable key for a notification that has no id of its own: the SHA-256 (hex) of its

@@ -43,12 +43,15 @@ pub struct Connection {
     pub error_type: Option<ConnectionErrorType>,
     pub error_message: Option<String>,
     pub created_at: i64,
+    /// When the provider last notified a change for this connection: while it pushes,
+    /// polling is a safety net (see `poller::plan::next_poll_at`).
+    pub last_push_at: Option<i64>,
 }
 
-const CONNECTION_COLUMNS: &str = "c.id, c.team_id, c.user_id, u.client_user_id, c.provider, c.external_user_id, c.status, \
-    c.access_token_sealed, c.refresh_token_sealed, c.token_expires_at, c.token_version, c.error_type, c.error_message, c.created_at";
+pub(super) const CONNECTION_COLUMNS: &str = "c.id, c.team_id, c.user_id, u.client_user_id, c.provider, c.external_user_id, c.status, \
+    c.access_token_sealed, c.refresh_token_sealed, c.token_expires_at, c.token_version, c.error_type, c.error_message, c.created_at, c.last_push_at";
 
-fn connection_from(r: &AnyRow) -> Result<Connection, sqlx::Error> {
+pub(super) fn connection_from(r: &AnyRow) -> Result<Connection, sqlx::Error> {
     Ok(Connection {
         id: get_uuid(r, "id")?,
         team_id: get_uuid(r, "team_id")?,
@@ -64,6 +67,7 @@ fn connection_from(r: &AnyRow) -> Result<Connection, sqlx::Error> {
         error_type: get_opt_state(r, "error_type")?,
         error_message: r.try_get("error_message")?,
         created_at: r.try_get("created_at")?,
+        last_push_at: r.try_get("last_push_at")?,
     })
 }
 

@@ -16,6 +16,7 @@ mod events;
 mod introspect;
 mod polling;
 mod portal;
+mod push;
 mod tenancy;
 
 use std::str::FromStr;
@@ -39,6 +40,7 @@ pub use events::*;
 pub use introspect::*;
 pub use polling::*;
 pub use portal::*;
+pub use push::*;
 pub use tenancy::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_ordered_claims.sql"),
         include_str!("../../migrations/postgres/0006_ordered_claims.sql"),
     ),
+    (
+        7,
+        "push",
+        include_str!("../../migrations/sqlite/0007_push.sql"),
+        include_str!("../../migrations/postgres/0007_push.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -98,6 +106,9 @@ pub struct Store {
     writer: AnyPool,
     /// Wakes this process's delivery worker when it publishes work.
     work: Arc<Notify>,
+    /// Wakes this process's poller when it queues a job that should run now (a pull a
+    /// notification caused).
+    jobs: Arc<(Notify, std::sync::atomic::AtomicBool)>,
     /// Fetched pages waiting to be committed together (see [`Store::commit`]).
     group: Arc<polling::GroupCommit>,
     /// SQLite: the WAL checkpointer, stopped when the last clone of the store goes.
@@ -156,6 +167,7 @@ impl Store {
                     pool,
                     writer,
                     work: Arc::new(Notify::new()),
+                    jobs: Arc::default(),
                     group: Arc::new(polling::GroupCommit::new(1)),
                     _checkpoints: checkpoints,
                     clock: Clock::real(),
@@ -174,6 +186,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     work: Arc::new(Notify::new()),
+                    jobs: Arc::default(),
                     group: Arc::new(polling::GroupCommit::new(4)),
                     _checkpoints: None,
                     clock: Clock::real(),
@@ -238,6 +251,23 @@ impl Store {
     /// Resolves when this process publishes new work (or never, if it does not).
     pub async fn work_published(&self) {
         self.work.notified().await
+    }
+
+    /// Wakes this process's poller: called after committing jobs due now.
+    pub(crate) fn notify_jobs(&self) {
+        self.jobs.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.jobs.0.notify_waiters();
+    }
+
+    /// Resolves when this process queues jobs due now.
+    pub async fn jobs_queued(&self) {
+        self.jobs.0.notified().await
+    }
+
+    /// Whether jobs due now were queued since the last call (a poller busy with other
+    /// jobs looks before claiming, so a pull never waits behind its queue).
+    pub fn take_jobs_queued(&self) -> bool {
+        self.jobs.1.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub async fn close(&self) {

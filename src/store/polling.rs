@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::connections::{Connection, SealedTokens};
 use super::events::{publish_in, Published, Target};
 use super::{get_state, get_uuid, placeholders, Backend, Store};
-use crate::events::{Envelope, Record, RecordChange, Resource};
+use crate::events::{Envelope, Record, RecordChange, RecordRemoval, Resource};
 use crate::now_ms;
 use crate::states::{ConnectionErrorType, ConnectionStatus, JobKind, JobStatus};
 
@@ -27,6 +27,7 @@ const FAILED: &str = JobStatus::Failed.sql();
 const STOPPED: &str = JobStatus::Stopped.sql();
 const BACKFILL: &str = JobKind::Backfill.sql();
 const POLL: &str = JobKind::Poll.sql();
+const PULL: &str = JobKind::Pull.sql();
 const CONNECTED: &str = ConnectionStatus::Connected.sql();
 const DEREGISTERED: &str = ConnectionStatus::Deregistered.sql();
 const ERROR: &str = ConnectionStatus::Error.sql();
@@ -47,6 +48,9 @@ pub struct NewJob {
     pub run_at: i64,
     /// The re-pull a backfill window belongs to; `None` for the connection's own.
     pub backfill_id: Option<String>,
+    /// The one record a pull targets (the provider's id), where its notification named
+    /// one.
+    pub record_key: Option<String>,
 }
 
 /// A claimed job.
@@ -64,6 +68,8 @@ pub struct Job {
     pub attempts: i64,
     /// The `next_run_at` the claim wrote; commits must match it.
     pub lease: i64,
+    /// A pull's one record (the provider's id), where its notification named one.
+    pub record_key: Option<String>,
 }
 
 /// What to do with a job once its last page is committed.
@@ -78,12 +84,18 @@ pub enum Finish {
         next_run_at: i64,
         next_window: (i64, i64),
     },
+    /// The pull a notification caused is complete.
+    PullDone,
 }
 
 /// Builds the events a page publishes from the records it stored anew or changed. It
 /// runs inside the page's transaction, so the events land with the records or not at
 /// all, and a replay (whose records are unchanged) builds nothing.
 pub type EventsFromChanges = Arc<dyn Fn(&[RecordChange<'_>]) -> Vec<Envelope> + Send + Sync>;
+
+/// Builds the events for stored records a page removed (`daily.data.<r>.deleted`), in
+/// the page's transaction: a removal of a record never stored builds nothing.
+pub type EventsFromRemovals = Arc<dyn Fn(&[RecordRemoval]) -> Vec<Envelope> + Send + Sync>;
 
 /// The events a page publishes, as its caller chose them; the store only persists them.
 #[derive(Clone, Default)]
@@ -94,6 +106,8 @@ pub struct PageEvents {
     /// Built from what the page's records changed (a poll's `daily.data.*`); `None`
     /// stores the records silently (backfill).
     pub from_changes: Option<EventsFromChanges>,
+    /// Built from the stored records the page removed; `None` removes them silently.
+    pub from_removals: Option<EventsFromRemovals>,
 }
 
 impl std::fmt::Debug for PageEvents {
@@ -101,6 +115,7 @@ impl std::fmt::Debug for PageEvents {
         f.debug_struct("PageEvents")
             .field("fixed", &self.fixed)
             .field("from_changes", &self.from_changes.is_some())
+            .field("from_removals", &self.from_removals.is_some())
             .finish()
     }
 }
@@ -345,7 +360,7 @@ pub enum RepullConflict {
     NotConnected,
 }
 
-async fn insert_jobs(
+pub(super) async fn insert_jobs(
     conn: &mut AnyConnection,
     connection: Uuid,
     jobs: &[NewJob],
@@ -354,7 +369,7 @@ async fn insert_jobs(
     for j in jobs {
         sqlx::query(&format!(
             "INSERT INTO jobs (connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, status, \
-             attempts, next_run_at, created_at, updated_at, backfill_id) VALUES ($1, $2, $3, $4, $5, $6, $7, {PENDING}, 0, $8, $9, $9, $10)",
+             attempts, next_run_at, created_at, updated_at, backfill_id, record_key) VALUES ($1, $2, $3, $4, $5, $6, $7, {PENDING}, 0, $8, $9, $9, $10, $11)",
         ))
         .bind(connection.to_string())
         .bind(j.kind.as_str())
@@ -366,10 +381,41 @@ async fn insert_jobs(
         .bind(j.run_at)
         .bind(now)
         .bind(j.backfill_id.clone())
+        .bind(j.record_key.clone())
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
+}
+
+/// Deletes stored records by id; returns what each was (resource and last version), for
+/// their `daily.data.<r>.deleted` events. Ids not stored are skipped.
+pub(super) async fn delete_records(
+    conn: &mut AnyConnection,
+    ids: &[Uuid],
+) -> Result<Vec<RecordRemoval>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(super::PARAMS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM records WHERE id IN ({}) RETURNING id, resource, version",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let resource: String = r.try_get("resource")?;
+            out.push(RecordRemoval {
+                id: get_uuid(&r, "id")?,
+                resource: resource
+                    .parse()
+                    .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+                version: r.try_get("version")?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Makes the window after `job`'s (the next older one of its backfill) due at `now`.
@@ -411,6 +457,7 @@ fn job_from(r: &AnyRow, lease: i64) -> Result<Job, sqlx::Error> {
         cursor: r.try_get("cursor")?,
         attempts: r.try_get("attempts")?,
         lease,
+        record_key: r.try_get("record_key")?,
     })
 }
 
@@ -489,8 +536,26 @@ impl Store {
         error: Option<(ConnectionErrorType, &str)>,
         event: &Envelope,
     ) -> Result<bool, sqlx::Error> {
-        let now = now_ms();
         let mut tx = self.writer.begin().await?;
+        if !end_connection_in(&mut tx, id, status, error, event).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        self.notify_work();
+        Ok(true)
+    }
+}
+
+/// [`Store::end_connection`] inside the caller's transaction.
+pub(super) async fn end_connection_in(
+    tx: &mut AnyConnection,
+    id: Uuid,
+    status: ConnectionStatus,
+    error: Option<(ConnectionErrorType, &str)>,
+    event: &Envelope,
+) -> Result<bool, sqlx::Error> {
+    {
+        let now = now_ms();
         let res = sqlx::query(&format!(
             "UPDATE connections SET status = $2, error_type = $3, error_message = $4, updated_at = $5 \
              WHERE id = $1 AND status <> $2 AND status <> {DEREGISTERED}",
@@ -519,21 +584,15 @@ impl Store {
                 .await?,
             "team_id",
         )?;
-        publish_in(
-            &mut tx,
-            team,
-            std::slice::from_ref(event),
-            Target::Subscribers,
-        )
-        .await?;
-        tx.commit().await?;
-        self.notify_work();
+        publish_in(tx, team, std::slice::from_ref(event), Target::Subscribers).await?;
         Ok(true)
     }
+}
 
-    /// Claims up to `limit` due jobs until `lease_until`: due polls first (fresh data of
-    /// connected users never waits behind backfills), then backfill windows in the
-    /// order they fell due. Jobs of the providers in `skip` (their budget is spent) stay
+impl Store {
+    /// Claims up to `limit` due jobs until `lease_until`: due pulls first (what a
+    /// provider's notification named), then polls (fresh data of connected users never
+    /// waits behind backfills), then backfill windows in the order they fell due. Jobs of the providers in `skip` (their budget is spent) stay
     /// where they are.
     pub async fn claim_jobs(
         &self,
@@ -541,7 +600,13 @@ impl Store {
         lease_until: i64,
         skip: &[&str],
     ) -> Result<Vec<Job>, sqlx::Error> {
-        let mut jobs = self.claim_kind(POLL, limit, lease_until, skip).await?;
+        let mut jobs = self.claim_kind(PULL, limit, lease_until, skip).await?;
+        if jobs.len() < limit {
+            jobs.extend(
+                self.claim_kind(POLL, limit - jobs.len(), lease_until, skip)
+                    .await?,
+            );
+        }
         if jobs.len() < limit {
             jobs.extend(
                 self.claim_kind(BACKFILL, limit - jobs.len(), lease_until, skip)
@@ -574,7 +639,7 @@ impl Store {
             "UPDATE jobs SET next_run_at = $1 WHERE id IN ( \
                SELECT id FROM jobs WHERE status = {PENDING} AND next_run_at <= $2 AND kind = {kind}{skipping} \
                ORDER BY next_run_at, chunk_index LIMIT $3{lock}) \
-             RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts"
+             RETURNING id, connection_id, kind, resource, window_start, window_end, chunk_index, chunk_count, cursor, attempts, record_key"
         );
         let mut q = sqlx::query(&sql)
             .bind(lease_until)
@@ -730,13 +795,14 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
+        let mut removal_events: Vec<(usize, Envelope)> = Vec::new();
         // The claim checks come first: they are writes, so they also take SQLite's lock.
         for (i, page) in pages.iter().enumerate() {
             let (job, finish) = (&page.job, &page.finish);
             // A completed window is done; every other page keeps its job pending.
             let (status, new_lease) = match finish {
                 Finish::Continue { lease, .. } => ("status", *lease),
-                Finish::WindowDone => (DONE, now),
+                Finish::WindowDone | Finish::PullDone => (DONE, now),
                 Finish::PollDone { next_run_at, .. } => ("status", *next_run_at),
             };
             let sql = format!(
@@ -759,17 +825,10 @@ impl Store {
                 continue;
             }
             out[i] = Some(PageCounts::default());
-            for chunk in page.removals.chunks(super::PARAMS_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM records WHERE id IN ({})",
-                    placeholders(1, chunk.len())
-                );
-                let mut q = sqlx::query(&sql);
-                for id in chunk {
-                    q = q.bind(id.to_string());
-                }
-                let n = q.execute(&mut *tx).await?.rows_affected();
-                out[i].as_mut().expect("just set").removed += n;
+            let removed = delete_records(&mut tx, &page.removals).await?;
+            out[i].as_mut().expect("just set").removed += removed.len() as u64;
+            if let Some(build) = &page.events.from_removals {
+                removal_events.extend(build(&removed).into_iter().map(|e| (i, e)));
             }
             if let Finish::PollDone { next_window, .. } = finish {
                 sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
@@ -821,6 +880,9 @@ impl Store {
             Some((_, v)) => v.push((page, e)),
             None => events.push((team, vec![(page, e)])),
         };
+        for (i, e) in removal_events {
+            push_event(pages[i].conn.team_id, i, e);
+        }
         let mut new_rows: Vec<(&PageCommit, &Prepared)> = Vec::new();
         let mut at = 0;
         for (i, page) in &claimed {

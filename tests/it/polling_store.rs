@@ -34,6 +34,7 @@ fn daily(conn: &Connection) -> PageEvents {
         from_changes: Some(std::sync::Arc::new(move |changes| {
             Envelope::daily(&conn, changes)
         })),
+        from_removals: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
         chunk_count: count,
         run_at: if idx == 0 { 0 } else { AFTER_PREVIOUS_WINDOW },
         backfill_id: None,
+        record_key: None,
     }
 }
 
@@ -260,6 +262,7 @@ async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
         chunk_count: 1,
         run_at: 0,
         backfill_id: None,
+        record_key: None,
     };
     let s = setup(&db, &[poll]).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
@@ -542,6 +545,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
             chunk_count: 1,
             run_at: 0,
             backfill_id: None,
+            record_key: None,
         })
         .collect();
     let s = setup(&db, &polls).await;
@@ -600,6 +604,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
             chunk_count: 1,
             run_at: 0,
             backfill_id: None,
+            record_key: None,
         })
         .collect();
     let s2 = setup(&db, &polls).await;
