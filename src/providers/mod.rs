@@ -444,6 +444,97 @@ pub trait Adapter: Send + Sync + 'static {
     fn deregister_user(&self, _external_user_id: Option<&str>) -> Option<ProviderCall> {
         None
     }
+
+    // Push (see `push`): a provider's notifications, verified, read and subscribed to.
+    // Every method has a default for providers that only answer polls.
+
+    /// Answers a request to the notifications route that is the provider checking the
+    /// callback rather than notifying (Strava's and Oura's `GET` with a challenge,
+    /// Google's verification `POST`s, Withings' reachability check), or says it is none
+    /// (`None`, the default: the request goes on to [`Adapter::verify_push`]). `Err` is
+    /// a refused check (401), e.g. a wrong verify token.
+    fn push_handshake(
+        &self,
+        _req: &push::PushRequest<'_>,
+        _secrets: &push::PushSecrets,
+    ) -> Option<Result<push::PushReply, push::PushError>> {
+        None
+    }
+
+    /// Whether a notification provably comes from the provider (signature, timestamp,
+    /// subscription). Nothing is read from it before this passes.
+    fn verify_push(
+        &self,
+        _req: &push::PushRequest<'_>,
+        _secrets: &push::PushSecrets,
+    ) -> Result<(), push::PushError> {
+        Err(push::PushError::Unverified(
+            "this provider sends no notifications".into(),
+        ))
+    }
+
+    /// What a verified notification says happened, one [`push::Notice`] per change.
+    fn parse_push(
+        &self,
+        _req: &push::PushRequest<'_>,
+    ) -> Result<Vec<push::Notice>, push::PushError> {
+        Err(push::PushError::Malformed(
+            "this provider sends no notifications".into(),
+        ))
+    }
+
+    /// How a verified notification is acknowledged. The default, an empty 200, is what
+    /// every provider here accepts except where its adapter says otherwise.
+    fn push_ack(&self) -> push::PushReply {
+        push::PushReply::empty(200)
+    }
+
+    /// The calls that create the app's subscription(s) for `callback_url` (one per
+    /// (event, data type) for Oura). Empty where subscriptions are made in a console or
+    /// per user.
+    fn subscribe_calls(
+        &self,
+        _callback_url: &str,
+        _secrets: &push::PushSecrets,
+    ) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
+
+    /// The call that renews the subscription the provider knows as `remote_id`, where
+    /// subscriptions expire (Oura).
+    fn renew_call(
+        &self,
+        _remote_id: &str,
+        _secrets: &push::PushSecrets,
+    ) -> Option<push::SubscriptionCall> {
+        None
+    }
+
+    /// Reads the reply to a [`Adapter::subscribe_calls`] or [`Adapter::renew_call`] call.
+    /// The default accepts any 2xx as a subscription the reply says nothing about.
+    fn subscription_reply(
+        &self,
+        status: u16,
+        body: &[u8],
+    ) -> Result<push::Subscribed, ProviderError> {
+        if (200..300).contains(&status) {
+            Ok(push::Subscribed::default())
+        } else {
+            Err(self.classify_error(status, None, body))
+        }
+    }
+
+    /// The calls, made with the user's token, that subscribe one user's data to
+    /// `callback_url` (Withings, one per category), right after the connection is made.
+    fn user_subscribe_calls(&self, _callback_url: &str) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
+
+    /// The calls, with the user's token, that end one user's subscriptions, before the
+    /// connection ends.
+    fn user_unsubscribe_calls(&self, _callback_url: &str) -> Vec<push::SubscriptionCall> {
+        vec![]
+    }
 }
 
 /// How the built-in fixture server plays this provider: its recorded files and the
@@ -562,6 +653,66 @@ pub trait Impersonation: Send + Sync + 'static {
         _body: &[u8],
         _registered: &mut std::collections::HashSet<String>,
     ) -> Option<(u16, String)> {
+        None
+    }
+
+    // Push, as the provider sends it (see `push`). Defaults: no push at all.
+
+    /// The notification(s) the provider sends about `change` to each of `subscriptions`
+    /// that covers it, built and signed exactly as the provider does: the callback URL
+    /// with its request. `secrets` are the app's credentials (what WHOOP and Oura sign
+    /// with); what a subscription agreed (Strava's id, Polar's signing key) is in it.
+    /// `now` is when it is sent (the signature timestamp).
+    fn push_for(
+        &self,
+        _change: &push::FixtureChange<'_>,
+        _subscriptions: &[push::FixtureSubscription],
+        _secrets: &push::PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<(String, push::OutboundPush)> {
+        vec![]
+    }
+
+    /// The query of the `GET` with which the provider checks a callback before accepting
+    /// `subscription` (Strava's `hub.*`, Oura's `verification_token`/`challenge`), with
+    /// `challenge` the random string to be echoed; None where the provider sends none.
+    fn handshake_query(
+        &self,
+        _subscription: &push::FixtureSubscription,
+        _challenge: &str,
+    ) -> Option<Vec<(String, String)>> {
+        None
+    }
+
+    /// Whether the callback's reply to that `GET` passes, as the provider judges it.
+    fn handshake_accepted(&self, _challenge: &str, _status: u16, _body: &[u8]) -> bool {
+        false
+    }
+
+    /// The `POST`s with which the provider checks a callback before accepting
+    /// `subscription` (Polar's signed PING, Google's verification pair); every one must
+    /// get one of its accepted statuses.
+    fn verification_pushes(
+        &self,
+        _subscription: &push::FixtureSubscription,
+        _secrets: &push::PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<push::VerificationPush> {
+        vec![]
+    }
+
+    /// Answers a subscription-management call as the provider does (`POST
+    /// /push_subscriptions`, `/v2/webhook/subscription…`, `/v3/webhooks…`, Withings'
+    /// `/notify`), or None when `req` is no such call. `subscriptions` is the fixture
+    /// server's list for this provider: renewals and deletes change it here; a create is
+    /// returned in [`push::SubscriptionServed::created`] for the fixture server to check
+    /// and append. `secrets` are the app's credentials, which the call must carry.
+    fn serve_subscription(
+        &self,
+        _req: &push::SubscriptionRequest<'_>,
+        _subscriptions: &mut Vec<push::FixtureSubscription>,
+        _secrets: &push::PushSecrets,
+    ) -> Option<push::SubscriptionServed> {
         None
     }
 }

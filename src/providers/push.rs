@@ -227,3 +227,285 @@ pub struct OutboundPush {
     pub content_type: &'static str,
     pub body: Vec<u8>,
 }
+
+/// A reply the adapter writes itself: the answer to a handshake (Strava's and Oura's
+/// echoed challenge, Google's `201 Created`, Withings' reachability check) or the
+/// acknowledgement of a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl PushReply {
+    /// A JSON reply with status 200.
+    pub fn json(v: &Value) -> PushReply {
+        PushReply {
+            status: 200,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+        }
+    }
+
+    /// A reply with no body.
+    pub fn empty(status: u16) -> PushReply {
+        PushReply {
+            status,
+            content_type: "text/plain",
+            body: vec![],
+        }
+    }
+}
+
+/// A subscription as the fixture provider holds it: where it notifies and with what it
+/// signs. The fixture server keeps one list per provider; [`super::Impersonation::
+/// serve_subscription`] reads it (a repeat create is refused, a renewal moves
+/// `expires_at`, a delete removes the entry) and names the one a create makes, which the
+/// fixture server appends once the callback passed the provider's check. For providers
+/// whose subscriptions are made in a console (WHOOP, Google), the fixture server makes
+/// the entry itself from its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FixtureSubscription {
+    pub callback_url: String,
+    /// The provider's id of the subscription (Strava's `id`, Oura's uuid, Polar's id).
+    pub remote_id: Option<String>,
+    /// The user a per-user subscription belongs to (Withings).
+    pub user: Option<String>,
+    /// What it covers, in the provider's words: Oura's `event_type:data_type`, Polar's
+    /// events, Withings' `appli`. Empty for everything.
+    pub kinds: Vec<String>,
+    /// The token the subscriber chose, echoed in the handshake.
+    pub verify_token: Option<String>,
+    /// A secret the provider generated for signing (Polar's `signature_secret_key`).
+    pub signing_secret: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The fixture provider's answer to a subscription-management call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionServed {
+    pub status: u16,
+    pub body: String,
+    /// The subscription this call creates, which takes effect only once its callback
+    /// passes the provider's check ([`super::Impersonation::handshake_query`] or
+    /// [`super::Impersonation::verification_pushes`]).
+    pub created: Option<FixtureSubscription>,
+    /// The provider's reply instead of `status`/`body` when that check fails.
+    pub if_unverified: Option<(u16, String)>,
+}
+
+/// A subscription-management call as the fixture server received it.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionRequest<'a> {
+    pub method: &'a str,
+    /// The path, with the manifest's base path (e.g. `/api/v3`) already removed.
+    pub path: &'a str,
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// Query and form fields together.
+    pub params: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+}
+
+/// A request the fixture provider sends to a callback before it accepts it (Polar's
+/// signed PING, Google's two verification POSTs), with the statuses that pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationPush {
+    pub push: OutboundPush,
+    pub accepted: Vec<u16>,
+}
+
+// Helpers shared by the adapters' push methods.
+
+/// How far a signature's timestamp may lie from our clock, either way, before the
+/// notification is refused as a replay. Neither WHOOP nor Oura documents a tolerance;
+/// five minutes is the convention of Standard Webhooks and Stripe, and a refused replay
+/// costs nothing: the provider retries, and the safety poll catches what is lost.
+pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
+
+/// HMAC-SHA256 of the concatenated `parts` under `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.sign().as_ref().to_vec()
+}
+
+/// Whether `tag` is the HMAC-SHA256 of the concatenated `parts` under `key`, compared in
+/// constant time (ring's `hmac::verify`).
+pub fn hmac_sha256_matches(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::verify(&key, &parts.concat(), tag).is_ok()
+}
+
+/// Whether two secrets are equal, without leaking where they differ: their MACs under
+/// one key are compared in constant time.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    hmac_sha256_matches(
+        b"wearbridge secret comparison",
+        &[a],
+        &hmac_sha256(b"wearbridge secret comparison", &[b]),
+    )
+}
+
+/// A stable key for a notification that has no id of its own: the SHA-256 (hex) of its
+/// canonical fields, separated so that no two field lists collide.
+pub fn digest_key(parts: &[&str]) -> String {
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    for p in parts {
+        sha2::Digest::update(&mut h, (p.len() as u64).to_be_bytes());
+        sha2::Digest::update(&mut h, p.as_bytes());
+    }
+    hex(&sha2::Digest::finalize(h))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex of either case; None for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A request header as text.
+pub fn header<'a>(req: &PushRequest<'a>, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Refuses `at` when it lies more than [`TIMESTAMP_TOLERANCE_SECS`] from `now`.
+pub fn check_fresh(now: DateTime<Utc>, at: DateTime<Utc>) -> Result<(), PushError> {
+    let skew = (now - at).num_seconds().abs();
+    if skew > TIMESTAMP_TOLERANCE_SECS {
+        return Err(PushError::Unverified(format!(
+            "signature timestamp {at} is {skew} s from now, beyond {TIMESTAMP_TOLERANCE_SECS} s"
+        )));
+    }
+    Ok(())
+}
+
+/// The body as JSON, or Malformed.
+pub fn json_body(req: &PushRequest<'_>) -> Result<Value, PushError> {
+    serde_json::from_slice(req.body)
+        .map_err(|e| PushError::Malformed(format!("body is not JSON: {e}")))
+}
+
+/// An `application/x-www-form-urlencoded` body as fields (the last of a repeated name).
+pub fn form_fields(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// An `application/x-www-form-urlencoded` body from fields.
+pub fn form_body(fields: &[(&str, String)]) -> Vec<u8> {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish()
+        .into_bytes()
+}
+
+/// A JSON value as the id string our records use (`17` and `"17"` alike).
+pub fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether `id` can be put into a URL path as one segment: ids are letters, digits,
+/// `-` and `_` (Oura's document ids, WHOOP's UUIDs and integers, Polar's hashed ids).
+pub fn path_safe(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        let tag = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            hex(&tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(hmac_sha256_matches(
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &tag
+        ));
+        let mut forged = tag.clone();
+        forged[31] ^= 1;
+        assert!(!hmac_sha256_matches(
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &forged
+        ));
+        assert!(!hmac_sha256_matches(b"Jefe", &[b"what do ya want"], &tag));
+    }
+
+    #[test]
+    fn digest_keys_are_stable_and_do_not_collide_across_field_boundaries() {
+        assert_eq!(digest_key(&["a", "bc"]), digest_key(&["a", "bc"]));
+        assert_ne!(digest_key(&["a", "bc"]), digest_key(&["ab", "c"]));
+        assert_eq!(digest_key(&[]).len(), 64);
+    }
+
+    #[test]
+    fn hex_round_trips_either_case_and_refuses_the_rest() {
+        assert_eq!(unhex("00fFa0"), Some(vec![0, 255, 160]));
+        assert_eq!(hex(&[0, 255, 160]), "00ffa0");
+        for bad in ["0", "zz", "+1", "0é"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b""));
+    }
+
+    #[test]
+    fn timestamps_beyond_the_tolerance_either_way_are_refused() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = chrono::Duration::seconds;
+        assert!(check_fresh(now, now - s(300)).is_ok());
+        assert!(check_fresh(now, now + s(300)).is_ok());
+        assert!(matches!(
+            check_fresh(now, now - s(301)),
+            Err(PushError::Unverified(_))
+        ));
+        assert!(check_fresh(now, now + s(301)).is_err());
+    }
+
+    #[test]
+    fn only_plain_ids_go_into_paths() {
+        assert!(path_safe("ecfc6a15-4661-442f-a9a4-f160dd7afae8"));
+        assert!(path_safe("8f9a5221-639e-4a85-81cb-4065ef23f979"));
+        for bad in ["", "../x", "a/b", "a?b", "a%2f", &"x".repeat(129)] {
+            assert!(!path_safe(bad), "{bad}");
+        }
+        let f = form_fields(b"userid=12345&appli=1&startdate=1530576000");
+        assert_eq!(f["userid"], "12345");
+        assert_eq!(
+            form_fields(&form_body(&[("a", "x y&z".into())]))["a"],
+            "x y&z"
+        );
+    }
+}
