@@ -370,7 +370,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Hex of either case; None for anything else.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -431,6 +431,74 @@ pub fn path_safe(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Requests for the adapters' push tests, owning what a [`PushRequest`] borrows.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    pub struct Owned {
+        pub headers: reqwest::header::HeaderMap,
+        pub query: BTreeMap<String, String>,
+        pub body: Vec<u8>,
+        pub now: DateTime<Utc>,
+    }
+
+    impl Owned {
+        pub fn new(
+            headers: &[(&str, &str)],
+            query: &[(&str, &str)],
+            body: &[u8],
+            now: DateTime<Utc>,
+        ) -> Owned {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            Owned {
+                headers: h,
+                query: query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: body.to_vec(),
+                now,
+            }
+        }
+
+        /// What the gateway receives when the fixture provider sends `push`.
+        pub fn of(push: &OutboundPush, now: DateTime<Utc>) -> Owned {
+            let mut headers: Vec<(&str, &str)> = push
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            headers.push(("content-type", push.content_type));
+            let query: Vec<(&str, &str)> = push
+                .query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Owned::new(&headers, &query, &push.body, now)
+        }
+
+        pub fn req(&self) -> PushRequest<'_> {
+            PushRequest {
+                headers: &self.headers,
+                query: &self.query,
+                body: &self.body,
+                now: self.now,
+            }
+        }
+    }
+
+    pub fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use chrono::{DateTime, Timelike, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, RateReport, RateWindow, Record,
     ResourceSpec, Window, WindowCount,
@@ -213,6 +214,158 @@ impl Adapter for Strava {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             })
+    }
+    /// WEBHOOKS "Subscription Validation Request": a `GET` to the callback with
+    /// `hub.mode=subscribe`, `hub.challenge` and the `hub.verify_token` we chose; the
+    /// reply must be 200 with `{"hub.challenge": <challenge>}`, within two seconds.
+    fn push_handshake(
+        &self,
+        req: &PushRequest<'_>,
+        secrets: &PushSecrets,
+    ) -> Option<Result<PushReply, PushError>> {
+        if !req.query.keys().any(|k| k.starts_with("hub.")) {
+            return None;
+        }
+        let q = |k: &str| req.query.get(k).map(String::as_str).unwrap_or("");
+        Some(if q("hub.mode") != "subscribe" {
+            Err(PushError::Unverified(format!(
+                "hub.mode `{}` is not subscribe",
+                q("hub.mode")
+            )))
+        } else if secrets.verify_token.is_empty()
+            || !same_secret(
+                q("hub.verify_token").as_bytes(),
+                secrets.verify_token.as_bytes(),
+            )
+        {
+            Err(PushError::Unverified("hub.verify_token is not ours".into()))
+        } else if q("hub.challenge").is_empty() {
+            Err(PushError::Unverified("no hub.challenge to echo".into()))
+        } else {
+            Ok(PushReply::json(
+                &json!({"hub.challenge": q("hub.challenge")}),
+            ))
+        })
+    }
+
+    /// Strava signs nothing (WEBHOOKS documents no signature header): an event is ours
+    /// when it names a subscription id we hold (the `id` Strava returned when we
+    /// subscribed) and an athlete, `owner_id`, that is a positive integer. The gateway
+    /// then matches the athlete to a connection.
+    fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+        let v = json_body(req)?;
+        let sub = v
+            .get("subscription_id")
+            .and_then(id_text)
+            .ok_or_else(|| PushError::Unverified("the event names no subscription_id".into()))?;
+        if !secrets.subscription_ids.iter().any(|s| s == &sub) {
+            return Err(PushError::Unverified(format!(
+                "subscription {sub} is not ours"
+            )));
+        }
+        match v.get("owner_id").and_then(Value::as_i64) {
+            Some(owner) if owner > 0 => Ok(()),
+            _ => Err(PushError::Unverified(
+                "owner_id is not an athlete id".into(),
+            )),
+        }
+    }
+
+    /// WEBHOOKS "Event Data": `object_type` activity or athlete, `object_id`,
+    /// `aspect_type` create/update/delete, `updates` (changed title/type/private, or
+    /// `"authorized": "false"` when the athlete revokes access), `owner_id` (the athlete),
+    /// `subscription_id`, `event_time` (epoch seconds). No id of its own: the key digests
+    /// all of it but the subscription.
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let v = json_body(req)?;
+        let bad = |m: &str| PushError::Malformed(m.to_string());
+        let text = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| bad(k));
+        let object_type = text("object_type")?;
+        let aspect = text("aspect_type")?;
+        let object_id = v
+            .get("object_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("object_id is not an integer"))?
+            .to_string();
+        let owner = v
+            .get("owner_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("owner_id is not an integer"))?
+            .to_string();
+        let event_time = v
+            .get("event_time")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("event_time is not epoch seconds"))?;
+        let at = DateTime::from_timestamp(event_time, 0).ok_or_else(|| bad("event_time"))?;
+        let updates = v.get("updates").cloned().unwrap_or(Value::Null);
+        let action = match (object_type, aspect) {
+            ("activity", "create" | "update") => NoticeAction::Changed {
+                resource: Resource::Workouts,
+                record: Some(object_id.clone()),
+                window: None,
+            },
+            ("activity", "delete") => NoticeAction::Deleted {
+                resource: Resource::Workouts,
+                record: object_id.clone(),
+            },
+            ("athlete", _)
+                if updates.get("authorized").and_then(Value::as_str) == Some("false") =>
+            {
+                NoticeAction::Deauthorized
+            }
+            (o, a) => NoticeAction::Ignored(format!("{o} {a}")),
+        };
+        Ok(vec![Notice {
+            key: digest_key(&[
+                ID,
+                object_type,
+                &object_id,
+                aspect,
+                &event_time.to_string(),
+                &updates.to_string(),
+            ]),
+            user: owner,
+            action,
+            at: Some(at),
+        }])
+    }
+
+    /// WEBHOOKS "Create a subscription": `POST https://www.strava.com/api/v3/push_subscriptions`
+    /// with `client_id`, `client_secret`, `callback_url` and `verify_token` as form
+    /// fields. One subscription per application; it does not expire.
+    fn subscribe_calls(&self, callback_url: &str, secrets: &PushSecrets) -> Vec<SubscriptionCall> {
+        vec![SubscriptionCall {
+            method: "POST",
+            url: "/push_subscriptions".into(),
+            query: vec![],
+            form: vec![
+                ("client_id".into(), secrets.client_id.clone()),
+                ("client_secret".into(), secrets.client_secret.clone()),
+                ("callback_url".into(), callback_url.to_string()),
+                ("verify_token".into(), secrets.verify_token.clone()),
+            ],
+            json: None,
+            headers: vec![],
+            basic_auth: false,
+            user_token: false,
+        }]
+    }
+
+    /// A created subscription is answered `{"id": <subscription id>}` (WEBHOOKS), the id
+    /// every event then carries as `subscription_id`.
+    fn subscription_reply(&self, status: u16, body: &[u8]) -> Result<Subscribed, ProviderError> {
+        if !(200..300).contains(&status) {
+            return Err(self.classify_error(status, None, body));
+        }
+        let v = parse_json(body)?;
+        let id = v
+            .get("id")
+            .and_then(id_text)
+            .ok_or_else(|| ProviderError::malformed("id", "no subscription id"))?;
+        Ok(Subscribed {
+            remote_id: Some(id),
+            ..Subscribed::default()
+        })
     }
 }
 
@@ -435,6 +588,204 @@ impl Impersonation for StravaFixtures {
             .map(|(_, v)| *v)
             .collect();
         Ok(json!(out))
+    }
+    /// The event WEBHOOKS describes, for every subscription (Strava has one per app):
+    /// activity create/update/delete with the activity id, or the athlete's
+    /// `"authorized": "false"` update on a deauthorization. An update names the title
+    /// as changed, the field a rename changes. Strava sends no signature.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        _secrets: &PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        let int_or_text = |s: &str| s.parse::<i64>().map_or_else(|_| json!(s), |n| json!(n));
+        let (object_type, object_id, aspect, updates) = match (change.kind, change.resource) {
+            (FixtureChangeKind::Deauthorized, _) => (
+                "athlete",
+                int_or_text(change.user),
+                "update",
+                json!({"authorized": "false"}),
+            ),
+            (kind, Resource::Workouts) => {
+                let Some(record) = change.record else {
+                    return vec![];
+                };
+                let (aspect, updates) = match kind {
+                    FixtureChangeKind::Created => ("create", json!({})),
+                    FixtureChangeKind::Updated => (
+                        "update",
+                        change
+                            .item
+                            .and_then(|i| i.get("name"))
+                            .map_or_else(|| json!({}), |n| json!({ "title": n })),
+                    ),
+                    _ => ("delete", json!({})),
+                };
+                ("activity", int_or_text(record), aspect, updates)
+            }
+            _ => return vec![],
+        };
+        subscriptions
+            .iter()
+            .map(|sub| {
+                let body = json!({
+                    "aspect_type": aspect,
+                    "event_time": change.at.timestamp(),
+                    "object_id": object_id,
+                    "object_type": object_type,
+                    "owner_id": int_or_text(change.user),
+                    "subscription_id": sub.remote_id.as_deref().map(int_or_text),
+                    "updates": updates,
+                });
+                (
+                    sub.callback_url.clone(),
+                    OutboundPush {
+                        headers: vec![],
+                        query: vec![],
+                        content_type: "application/json",
+                        body: body.to_string().into_bytes(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn handshake_query(
+        &self,
+        subscription: &FixtureSubscription,
+        challenge: &str,
+    ) -> Option<Vec<(String, String)>> {
+        Some(vec![
+            ("hub.mode".into(), "subscribe".into()),
+            ("hub.challenge".into(), challenge.into()),
+            (
+                "hub.verify_token".into(),
+                subscription.verify_token.clone().unwrap_or_default(),
+            ),
+        ])
+    }
+
+    /// WEBHOOKS: "respond with a status code of 200 OK and echo the hub.challenge field
+    /// ... in the response body as application/json".
+    fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
+        status == 200
+            && serde_json::from_slice::<Value>(body)
+                .ok()
+                .is_some_and(|v| v.get("hub.challenge").and_then(Value::as_str) == Some(challenge))
+    }
+
+    /// `/push_subscriptions` as WEBHOOKS describes it, with the app's `client_id` and
+    /// `client_secret` on every call: `POST` creates (201 `{"id"}`, once the callback
+    /// passed the validation request; one per application), `GET` lists, `DELETE
+    /// /push_subscriptions/{id}` removes (204).
+    fn serve_subscription(
+        &self,
+        req: &SubscriptionRequest<'_>,
+        subscriptions: &mut Vec<FixtureSubscription>,
+        secrets: &PushSecrets,
+    ) -> Option<SubscriptionServed> {
+        let path = req.path.strip_prefix("/api/v3").unwrap_or(req.path);
+        let rest = path.strip_prefix("/push_subscriptions")?;
+        let fault = |status: u16, message: &str, resource: &str, field: &str, code: &str| {
+            SubscriptionServed {
+                status,
+                body: json!({"message": message, "errors": [{"resource": resource, "field": field, "code": code}]})
+                    .to_string(),
+                created: None,
+                if_unverified: None,
+            }
+        };
+        let p = |k: &str| req.params.get(k).map(String::as_str).unwrap_or("");
+        if p("client_id") != secrets.client_id || p("client_secret") != secrets.client_secret {
+            return Some(fault(
+                401,
+                "Authorization Error",
+                "Application",
+                "",
+                "invalid",
+            ));
+        }
+        let served = |status: u16, body: String| SubscriptionServed {
+            status,
+            body,
+            created: None,
+            if_unverified: None,
+        };
+        Some(match (req.method, rest) {
+            ("POST", "") => {
+                for field in ["callback_url", "verify_token"] {
+                    if p(field).is_empty() {
+                        return Some(fault(
+                            400,
+                            "Bad Request",
+                            "PushSubscription",
+                            field,
+                            "missing",
+                        ));
+                    }
+                }
+                if !subscriptions.is_empty() {
+                    return Some(fault(
+                        400,
+                        "Bad Request",
+                        "PushSubscription",
+                        "",
+                        "already exists",
+                    ));
+                }
+                SubscriptionServed {
+                    status: 201,
+                    body: json!({"id": 120475}).to_string(),
+                    created: Some(FixtureSubscription {
+                        callback_url: p("callback_url").to_string(),
+                        remote_id: Some("120475".into()),
+                        verify_token: Some(p("verify_token").to_string()),
+                        ..FixtureSubscription::default()
+                    }),
+                    if_unverified: Some((
+                        400,
+                        json!({"message": "Bad Request", "errors": [{"resource": "PushSubscription", "field": "callback url", "code": "GET to callback URL does not return 200"}]})
+                            .to_string(),
+                    )),
+                }
+            }
+            ("GET", "") => served(
+                200,
+                Value::Array(
+                    subscriptions
+                        .iter()
+                        .map(|s| {
+                            json!({
+                                "id": s.remote_id.as_deref().and_then(|i| i.parse::<i64>().ok()),
+                                "resource_state": 2,
+                                "application_id": secrets.client_id.parse::<i64>().ok(),
+                                "callback_url": s.callback_url,
+                            })
+                        })
+                        .collect(),
+                )
+                .to_string(),
+            ),
+            ("DELETE", id) => {
+                let id = id.trim_start_matches('/');
+                let before = subscriptions.len();
+                subscriptions.retain(|s| s.remote_id.as_deref() != Some(id));
+                if subscriptions.len() == before {
+                    fault(
+                        404,
+                        "Resource Not Found",
+                        "PushSubscription",
+                        "id",
+                        "invalid",
+                    )
+                } else {
+                    served(204, String::new())
+                }
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -704,5 +1055,372 @@ mod tests {
         let refresh: Value =
             serde_json::from_str(include_str!("../../fixtures/strava/oauth/refresh.json")).unwrap();
         assert!(Strava.external_user_id(&refresh).is_none());
+    }
+
+    mod push {
+        use super::super::*;
+        use crate::providers::push::testing::{at, Owned};
+        use std::collections::BTreeMap;
+
+        fn secrets() -> PushSecrets {
+            PushSecrets {
+                client_id: "73391".into(),
+                client_secret: "9c1f0a4e7d2b".into(),
+                verify_token: "a-token-we-chose".into(),
+                subscription_ids: vec!["120475".into()],
+                ..PushSecrets::default()
+            }
+        }
+
+        fn post(body: &[u8]) -> Owned {
+            Owned::new(
+                &[("content-type", "application/json")],
+                &[],
+                body,
+                at("2026-12-01T12:00:00Z"),
+            )
+        }
+
+        fn notices(body: &[u8]) -> Vec<Notice> {
+            let r = post(body);
+            Strava.verify_push(&r.req(), &secrets()).unwrap();
+            Strava.parse_push(&r.req()).unwrap()
+        }
+
+        #[test]
+        fn the_validation_request_echoes_the_challenge_only_for_our_token() {
+            let now = at("2026-12-01T12:00:00Z");
+            let q = |token: &str, mode: &str| {
+                Owned::new(
+                    &[],
+                    &[
+                        ("hub.mode", mode),
+                        ("hub.challenge", "15f7d1a91c1f40"),
+                        ("hub.verify_token", token),
+                    ],
+                    b"",
+                    now,
+                )
+            };
+            let ok = Strava
+                .push_handshake(&q("a-token-we-chose", "subscribe").req(), &secrets())
+                .unwrap()
+                .unwrap();
+            assert_eq!(ok.status, 200);
+            assert_eq!(ok.content_type, "application/json");
+            let v: Value = serde_json::from_slice(&ok.body).unwrap();
+            assert_eq!(v, json!({"hub.challenge": "15f7d1a91c1f40"}));
+            for (token, mode) in [
+                ("another-token", "subscribe"),
+                ("", "subscribe"),
+                ("a-token-we-chose", "unsubscribe"),
+            ] {
+                assert!(
+                    matches!(
+                        Strava.push_handshake(&q(token, mode).req(), &secrets()),
+                        Some(Err(PushError::Unverified(_)))
+                    ),
+                    "{token} {mode}"
+                );
+            }
+            // With no verify token configured nothing validates, not even an empty one.
+            let none = PushSecrets::default();
+            assert!(matches!(
+                Strava.push_handshake(&q("", "subscribe").req(), &none),
+                Some(Err(_))
+            ));
+            // A notification is no handshake.
+            let event = post(include_bytes!(
+                "../../fixtures/strava/push/activity_create.json"
+            ));
+            assert!(Strava.push_handshake(&event.req(), &secrets()).is_none());
+        }
+
+        #[test]
+        fn events_are_ours_only_with_our_subscription_id_and_an_athlete() {
+            let body = include_str!("../../fixtures/strava/push/activity_create.json");
+            assert!(Strava
+                .verify_push(&post(body.as_bytes()).req(), &secrets())
+                .is_ok());
+            let other = body.replace("120475", "999");
+            assert!(matches!(
+                Strava.verify_push(&post(other.as_bytes()).req(), &secrets()),
+                Err(PushError::Unverified(_))
+            ));
+            let no_owner = body.replace("\"owner_id\": 48213377", "\"owner_id\": 0");
+            assert!(matches!(
+                Strava.verify_push(&post(no_owner.as_bytes()).req(), &secrets()),
+                Err(PushError::Unverified(_))
+            ));
+            assert!(matches!(
+                Strava.verify_push(&post(body.as_bytes()).req(), &PushSecrets::default()),
+                Err(PushError::Unverified(_))
+            ));
+            assert!(matches!(
+                Strava.verify_push(&post(b"not json").req(), &secrets()),
+                Err(PushError::Malformed(_))
+            ));
+        }
+
+        #[test]
+        fn each_documented_event_becomes_its_notice() {
+            let create = notices(include_bytes!(
+                "../../fixtures/strava/push/activity_create.json"
+            ));
+            assert_eq!(create.len(), 1);
+            assert_eq!(
+                create[0].user, "48213377",
+                "the athlete id, as external_user_id gives it"
+            );
+            assert_eq!(create[0].at, Some(at("2026-12-15T05:21:05Z")));
+            assert_eq!(
+                create[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: Some("19934010267".into()),
+                    window: None
+                }
+            );
+            let update = notices(include_bytes!(
+                "../../fixtures/strava/push/activity_update.json"
+            ));
+            assert!(matches!(
+                &update[0].action,
+                NoticeAction::Changed { record: Some(r), .. } if r == "19934010267"
+            ));
+            assert_ne!(update[0].key, create[0].key);
+            let delete = notices(include_bytes!(
+                "../../fixtures/strava/push/activity_delete.json"
+            ));
+            assert_eq!(
+                delete[0].action,
+                NoticeAction::Deleted {
+                    resource: Resource::Workouts,
+                    record: "19934010267".into()
+                }
+            );
+            let deauth = notices(include_bytes!(
+                "../../fixtures/strava/push/athlete_deauthorize.json"
+            ));
+            assert_eq!(deauth[0].action, NoticeAction::Deauthorized);
+            assert_eq!(deauth[0].user, "48213377");
+            // An athlete update that is not a revocation is nothing we ingest.
+            let renamed = include_str!("../../fixtures/strava/push/athlete_deauthorize.json")
+                .replace(r#""authorized": "false""#, r#""authorized": "true""#);
+            assert!(matches!(
+                notices(renamed.as_bytes())[0].action,
+                NoticeAction::Ignored(_)
+            ));
+            // The same event twice (Strava retries up to three times) has the same key.
+            assert_eq!(
+                create[0].key,
+                notices(include_bytes!(
+                    "../../fixtures/strava/push/activity_create.json"
+                ))[0]
+                    .key
+            );
+        }
+
+        #[test]
+        fn unreadable_events_are_malformed() {
+            for body in [
+                &b"[]"[..],
+                br#"{"object_type": "activity", "aspect_type": "create", "owner_id": 1, "event_time": 1}"#,
+                br#"{"object_type": "activity", "aspect_type": "create", "object_id": "x", "owner_id": 1, "event_time": 1}"#,
+                br#"{"object_type": "activity", "aspect_type": "create", "object_id": 1, "owner_id": 1}"#,
+                b"{",
+            ] {
+                assert!(
+                    matches!(Strava.parse_push(&post(body).req()), Err(PushError::Malformed(_))),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+
+        #[test]
+        fn subscribing_is_one_form_post_answered_with_the_subscription_id() {
+            let calls = Strava.subscribe_calls(
+                "https://gw.example/v1/providers/strava/notifications",
+                &secrets(),
+            );
+            assert_eq!(calls.len(), 1);
+            let c = &calls[0];
+            assert_eq!((c.method, c.url.as_str()), ("POST", "/push_subscriptions"));
+            assert_eq!(
+                c.form,
+                vec![
+                    ("client_id".to_string(), "73391".to_string()),
+                    ("client_secret".into(), "9c1f0a4e7d2b".into()),
+                    (
+                        "callback_url".into(),
+                        "https://gw.example/v1/providers/strava/notifications".into()
+                    ),
+                    ("verify_token".into(), "a-token-we-chose".into()),
+                ]
+            );
+            assert!(c.json.is_none() && !c.basic_auth && !c.user_token);
+            assert_eq!(
+                Strava.renew_call("120475", &secrets()),
+                None,
+                "subscriptions do not expire"
+            );
+            let sub = Strava
+                .subscription_reply(
+                    201,
+                    include_bytes!("../../fixtures/strava/push/subscription_created.json"),
+                )
+                .unwrap();
+            assert_eq!(sub.remote_id.as_deref(), Some("120475"));
+            assert_eq!(sub.expires_at, None);
+            assert!(Strava.subscription_reply(201, b"{}").is_err());
+            assert!(Strava
+                .subscription_reply(400, include_bytes!("../../fixtures/strava/errors/400.json"))
+                .is_err());
+        }
+
+        #[test]
+        fn the_fixture_server_subscribes_validates_and_pushes_like_strava() {
+            let now = at("2026-12-01T12:00:00Z");
+            let secrets = secrets();
+            let mut subs = vec![];
+            let call = &Strava.subscribe_calls("https://gw.example/cb", &secrets)[0];
+            let params: BTreeMap<String, String> = call.form.iter().cloned().collect();
+            let headers = reqwest::header::HeaderMap::new();
+            let req = SubscriptionRequest {
+                method: "POST",
+                path: "/push_subscriptions",
+                headers: &headers,
+                params: &params,
+                body: b"",
+                now,
+            };
+            let served = StravaFixtures
+                .serve_subscription(&req, &mut subs, &secrets)
+                .unwrap();
+            assert_eq!(served.status, 201);
+            let created = served.created.clone().unwrap();
+            assert_eq!(created.callback_url, "https://gw.example/cb");
+            assert_eq!(
+                Strava
+                    .subscription_reply(served.status, served.body.as_bytes())
+                    .unwrap()
+                    .remote_id,
+                created.remote_id
+            );
+            // The validation request, answered by the adapter, passes.
+            let q = StravaFixtures
+                .handshake_query(&created, "c4a11e7e")
+                .unwrap();
+            let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let reply = Strava
+                .push_handshake(&Owned::new(&[], &q, b"", now).req(), &secrets)
+                .unwrap()
+                .unwrap();
+            assert!(StravaFixtures.handshake_accepted("c4a11e7e", reply.status, &reply.body));
+            assert!(!StravaFixtures.handshake_accepted("other", reply.status, &reply.body));
+            assert!(!StravaFixtures.handshake_accepted("c4a11e7e", 403, &reply.body));
+            subs.push(created);
+            // A second subscription is refused; bad credentials are refused.
+            assert_eq!(
+                StravaFixtures
+                    .serve_subscription(&req, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                400
+            );
+            let mut wrong = secrets.clone();
+            wrong.client_secret = "other".into();
+            assert_eq!(
+                StravaFixtures
+                    .serve_subscription(&req, &mut subs, &wrong)
+                    .unwrap()
+                    .status,
+                401
+            );
+
+            // Every change kind arrives verified and reads back as itself.
+            let item = json!({"id": 19934010267_i64, "name": "Messy"});
+            for (kind, want) in [
+                (FixtureChangeKind::Created, "changed"),
+                (FixtureChangeKind::Updated, "changed"),
+                (FixtureChangeKind::Deleted, "deleted"),
+                (FixtureChangeKind::Deauthorized, "deauthorized"),
+            ] {
+                let change = FixtureChange {
+                    user: "48213377",
+                    resource: Resource::Workouts,
+                    kind,
+                    item: Some(&item),
+                    record: Some("19934010267"),
+                    at: at("2026-11-30T18:00:00Z"),
+                };
+                let pushes = StravaFixtures.push_for(&change, &subs, &secrets, now);
+                assert_eq!(pushes.len(), 1);
+                assert_eq!(pushes[0].0, "https://gw.example/cb");
+                let r = Owned::of(&pushes[0].1, now);
+                assert!(Strava.push_handshake(&r.req(), &secrets).is_none());
+                Strava.verify_push(&r.req(), &secrets).unwrap();
+                let n = Strava.parse_push(&r.req()).unwrap();
+                assert_eq!(n.len(), 1);
+                assert_eq!(n[0].user, "48213377");
+                assert_eq!(n[0].at, Some(change.at));
+                match (&n[0].action, want) {
+                    (
+                        NoticeAction::Changed {
+                            record: Some(r), ..
+                        },
+                        "changed",
+                    ) => assert_eq!(r, "19934010267"),
+                    (NoticeAction::Deleted { record, .. }, "deleted") => {
+                        assert_eq!(record, "19934010267")
+                    }
+                    (NoticeAction::Deauthorized, "deauthorized") => {}
+                    (other, _) => panic!("{kind:?}: {other:?}"),
+                }
+            }
+
+            // Listing and deleting.
+            let get = SubscriptionRequest {
+                method: "GET",
+                ..req
+            };
+            let listed: Value = serde_json::from_str(
+                &StravaFixtures
+                    .serve_subscription(&get, &mut subs, &secrets)
+                    .unwrap()
+                    .body,
+            )
+            .unwrap();
+            assert_eq!(listed[0]["id"], 120475);
+            assert_eq!(listed[0]["callback_url"], "https://gw.example/cb");
+            let del = SubscriptionRequest {
+                method: "DELETE",
+                path: "/push_subscriptions/120475",
+                ..req
+            };
+            assert_eq!(
+                StravaFixtures
+                    .serve_subscription(&del, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                204
+            );
+            assert!(subs.is_empty());
+            assert_eq!(
+                StravaFixtures
+                    .serve_subscription(&del, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                404
+            );
+            let other = SubscriptionRequest {
+                path: "/athlete/activities",
+                ..get
+            };
+            assert!(StravaFixtures
+                .serve_subscription(&other, &mut subs, &secrets)
+                .is_none());
+        }
     }
 }

@@ -16,6 +16,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
     WindowCount,
@@ -113,6 +114,168 @@ impl Adapter for Whoop {
         // waits 60 s without a Retry-After, exactly the per-minute window.
         ProviderError::from_status(status, retry_after, body)
     }
+
+    /// OAS `getProfileBasic`: `GET /v2/user/profile/basic` (scope `read:profile`) names
+    /// the user as `user_id`, the id every webhook carries; the token reply names none.
+    fn identity_request(&self) -> Option<PageRequest> {
+        Some(PageRequest::get("/v2/user/profile/basic", vec![]))
+    }
+
+    fn identity_user_id(&self, body: &[u8]) -> Result<String, ProviderError> {
+        let v = parse_json(body)?;
+        match v.get("user_id") {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|id| id > 0) => Ok(n.to_string()),
+            _ => Err(ProviderError::malformed(
+                "user_id",
+                "expected the user's positive integer id",
+            )),
+        }
+    }
+
+    /// OAS `getWorkoutById` (`/v2/activity/workout/{workoutId}`), `getSleepById`
+    /// (`/v2/activity/sleep/{sleepId}`), both UUIDs, and `getRecoveryForCycle`
+    /// (`/v2/cycle/{cycleId}/recovery`, the cycle id a recovery is keyed by): what a
+    /// webhook names. Anything else (a v1 integer id for a workout or sleep) has no read.
+    fn record_request(
+        &self,
+        resource: &ResourceSpec,
+        provider_record_id: &str,
+    ) -> Option<PageRequest> {
+        let path = match resource.name {
+            Resource::Workouts if is_uuid(provider_record_id) => {
+                format!("{}/{provider_record_id}", resource.path)
+            }
+            Resource::Sleep if is_uuid(provider_record_id) => {
+                format!("{}/{provider_record_id}", resource.path)
+            }
+            Resource::Recovery if provider_record_id.parse::<u64>().is_ok() => {
+                format!("/v2/cycle/{provider_record_id}/recovery")
+            }
+            _ => return None,
+        };
+        Some(PageRequest::get(path, vec![]))
+    }
+
+    /// The by-id reads answer the bare object the collections list.
+    fn parse_record(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
+        let v = parse_json(body)?;
+        if !v.is_object() {
+            return Err(ProviderError::malformed("$", "expected one object"));
+        }
+        let record = match resource {
+            Resource::Workouts => workout(&v)?,
+            Resource::Sleep => sleep(&v)?,
+            Resource::Recovery => recovery(&v)?,
+            other => {
+                return Err(ProviderError::malformed(
+                    "resource",
+                    format!("no single-record read for WHOOP {other}"),
+                ))
+            }
+        };
+        Ok(Page {
+            records: vec![record],
+            ..Page::default()
+        })
+    }
+
+    /// WEBHOOKS: `X-WHOOP-Signature` is base64(HMAC-SHA256(`X-WHOOP-Signature-Timestamp`
+    /// + raw body, client secret)); the timestamp is epoch milliseconds (`1748241241000`
+    /// in the example delivery of `api-evangelist/whoop-co`; seconds are read too). Refused beyond
+    /// [`TIMESTAMP_TOLERANCE_SECS`] either way.
+    fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+        let unverified = |m: &str| PushError::Unverified(m.to_string());
+        let ts = header(req, "x-whoop-signature-timestamp")
+            .ok_or_else(|| unverified("no X-WHOOP-Signature-Timestamp"))?;
+        let sig =
+            header(req, "x-whoop-signature").ok_or_else(|| unverified("no X-WHOOP-Signature"))?;
+        let n: i64 = ts
+            .trim()
+            .parse()
+            .map_err(|_| unverified("X-WHOOP-Signature-Timestamp is not epoch time"))?;
+        let sent = if n.abs() >= 100_000_000_000 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        }
+        .ok_or_else(|| unverified("X-WHOOP-Signature-Timestamp is out of range"))?;
+        check_fresh(req.now, sent)?;
+        let tag = base64::engine::general_purpose::STANDARD
+            .decode(sig.trim())
+            .map_err(|_| unverified("X-WHOOP-Signature is not base64"))?;
+        if secrets.client_secret.is_empty()
+            || !hmac_sha256_matches(
+                secrets.client_secret.as_bytes(),
+                &[ts.as_bytes(), req.body],
+                &tag,
+            )
+        {
+            return Err(unverified("X-WHOOP-Signature does not match"));
+        }
+        Ok(())
+    }
+
+    /// WEBHOOKS "Webhook Specifications": `{user_id, id, type, trace_id}`, `type` one of
+    /// `workout|sleep|recovery` `.updated|.deleted`. `id` is the workout's or sleep's UUID
+    /// (v2 model) and, per the event table, "the id of the cycle for the recovery". The
+    /// key is `trace_id` with the type and id (one trace may touch several objects).
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let v = json_body(req)?;
+        let bad = |m: &str| PushError::Malformed(m.to_string());
+        let user = match v.get("user_id") {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|id| id > 0) => n.to_string(),
+            _ => return Err(bad("user_id is not the user's integer id")),
+        };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no type"))?;
+        let id = v.get("id").and_then(id_text).ok_or_else(|| bad("no id"))?;
+        let trace = v.get("trace_id").and_then(Value::as_str).unwrap_or("");
+        let (object, event) = kind.split_once('.').unwrap_or((kind, ""));
+        let resource = match object {
+            "workout" => Some(Resource::Workouts),
+            "sleep" => Some(Resource::Sleep),
+            "recovery" => Some(Resource::Recovery),
+            _ => None,
+        };
+        // Our keys: the UUID for workouts and sleep, the cycle id for recoveries.
+        let ours = |r: Resource| match r {
+            Resource::Recovery => id.parse::<u64>().is_ok(),
+            _ => is_uuid(&id),
+        };
+        let action = match (resource, event) {
+            (Some(r), "updated") => NoticeAction::Changed {
+                resource: r,
+                record: ours(r).then(|| id.clone()),
+                window: None,
+            },
+            (Some(r), "deleted") if ours(r) => NoticeAction::Deleted {
+                resource: r,
+                record: id.clone(),
+            },
+            (Some(_), "deleted") => {
+                NoticeAction::Ignored(format!("{kind} names {id}, not a key we store it under"))
+            }
+            _ => NoticeAction::Ignored(kind.to_string()),
+        };
+        let key = if trace.is_empty() {
+            digest_key(&[ID, kind, &id, &user])
+        } else {
+            format!("{trace}:{kind}:{id}")
+        };
+        Ok(vec![Notice {
+            user,
+            key,
+            action,
+            at: None,
+        }])
+    }
+}
+
+/// A UUID in its hyphenated text form (WHOOP v2's workout and sleep ids).
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
 /// `timezone_offset` (`"-05:00"`, `"+05:30"`, `"Z"`; required on every record type that
@@ -410,6 +573,7 @@ impl Impersonation for WhoopFixtures {
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/whoop/oauth/token.json"),
+            "oauth/profile.json" => include_str!("../../fixtures/whoop/oauth/profile.json"),
             "oauth/refresh.json" => include_str!("../../fixtures/whoop/oauth/refresh.json"),
             "oauth/invalid_grant.json" => {
                 include_str!("../../fixtures/whoop/oauth/invalid_grant.json")
@@ -508,6 +672,100 @@ impl Impersonation for WhoopFixtures {
     /// refresh token is RFC 6749's 400 `invalid_grant` (prankstr/hassio-whoop#13).
     fn invalid_grant_status(&self) -> u16 {
         400
+    }
+
+    /// `GET /v2/user/profile/basic`, the identity read after the code exchange.
+    fn static_reply(&self, path: &str) -> Option<&'static str> {
+        (path == "/v2/user/profile/basic").then(|| self.fixture("oauth/profile.json"))?
+    }
+
+    /// `/v2/activity/workout/{uuid}`, `/v2/activity/sleep/{uuid}` and
+    /// `/v2/cycle/{cycleId}/recovery`.
+    fn record_path(&self, path: &str) -> Option<(Resource, String)> {
+        if let Some(id) = path.strip_prefix("/v2/activity/workout/") {
+            return is_uuid(id).then(|| (Resource::Workouts, id.to_string()));
+        }
+        if let Some(id) = path.strip_prefix("/v2/activity/sleep/") {
+            return is_uuid(id).then(|| (Resource::Sleep, id.to_string()));
+        }
+        let id = path.strip_prefix("/v2/cycle/")?.strip_suffix("/recovery")?;
+        id.parse::<u64>()
+            .is_ok()
+            .then(|| (Resource::Recovery, id.to_string()))
+    }
+
+    /// The collection's item with that id (a recovery: that `cycle_id`), or a 404.
+    fn serve_record(&self, resource: Resource, key: &str, items: &[Value]) -> Option<Value> {
+        let field = match resource {
+            Resource::Workouts | Resource::Sleep => "id",
+            Resource::Recovery => "cycle_id",
+            _ => return None,
+        };
+        items
+            .iter()
+            .find(|i| i.get(field).and_then(id_text).as_deref() == Some(key))
+            .cloned()
+    }
+
+    /// The v2 webhook WEBHOOKS describes, `{user_id, id, type, trace_id}`, for a workout,
+    /// sleep or recovery (there are no cycle or deauthorization webhooks), signed with
+    /// the client secret at `now` in milliseconds. WHOOP's webhook URL is set in its
+    /// developer dashboard: the fixture server's configured subscription is the callback.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        secrets: &PushSecrets,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        let object = match change.resource {
+            Resource::Workouts => "workout",
+            Resource::Sleep => "sleep",
+            Resource::Recovery => "recovery",
+            _ => return vec![],
+        };
+        let event = match change.kind {
+            FixtureChangeKind::Created | FixtureChangeKind::Updated => "updated",
+            FixtureChangeKind::Deleted => "deleted",
+            FixtureChangeKind::Deauthorized => return vec![],
+        };
+        let (Some(record), Ok(user)) = (change.record, change.user.parse::<i64>()) else {
+            return vec![];
+        };
+        let id = match record.parse::<i64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(record),
+        };
+        let kind = format!("{object}.{event}");
+        let trace = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("{kind}|{record}|{}", change.at.timestamp_millis()).as_bytes(),
+        );
+        let body = json!({"user_id": user, "id": id, "type": kind, "trace_id": trace.to_string()})
+            .to_string()
+            .into_bytes();
+        let ts = now.timestamp_millis().to_string();
+        let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+            secrets.client_secret.as_bytes(),
+            &[ts.as_bytes(), &body],
+        ));
+        subscriptions
+            .iter()
+            .map(|s| {
+                (
+                    s.callback_url.clone(),
+                    OutboundPush {
+                        headers: vec![
+                            ("X-WHOOP-Signature".into(), sig.clone()),
+                            ("X-WHOOP-Signature-Timestamp".into(), ts.clone()),
+                        ],
+                        query: vec![],
+                        content_type: "application/json",
+                        body: body.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -1187,6 +1445,395 @@ mod tests {
             let keys: Vec<DateTime<Utc>> =
                 after.iter().map(|i| at(i[key].as_str().unwrap())).collect();
             assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{r}: oldest first");
+        }
+    }
+
+    mod push {
+        use super::super::*;
+        use super::{data, spec};
+        use crate::providers::push::testing::{at, Owned};
+
+        const SECRET: &str = "wh00p-client-s3cret";
+        /// 2026-11-27T12:00:00Z in milliseconds.
+        const TS: &str = "1795780800000";
+
+        fn secrets() -> PushSecrets {
+            PushSecrets {
+                client_id: "8d9c4f2a-whoop-client".into(),
+                client_secret: SECRET.into(),
+                ..PushSecrets::default()
+            }
+        }
+
+        fn signed(body: &[u8], ts: &str, sig: &str, now: &str) -> Owned {
+            Owned::new(
+                &[
+                    ("content-type", "application/json"),
+                    ("x-whoop-signature", sig),
+                    ("x-whoop-signature-timestamp", ts),
+                ],
+                &[],
+                body,
+                at(now),
+            )
+        }
+
+        fn sign(ts: &str, body: &[u8]) -> String {
+            base64::engine::general_purpose::STANDARD
+                .encode(hmac_sha256(SECRET.as_bytes(), &[ts.as_bytes(), body]))
+        }
+
+        /// Computed independently: `base64(hmac.new(b"wh00p-client-s3cret",
+        /// b"1795780800000" + open("fixtures/whoop/push/workout_updated.json","rb").read(),
+        /// hashlib.sha256).digest())` in Python.
+        #[test]
+        fn the_signature_is_base64_hmac_of_timestamp_and_body() {
+            let body = include_bytes!("../../fixtures/whoop/push/workout_updated.json");
+            let sig = "LgyhLjU0s+pCD2Vby2w2XIExXXwyBcztNyloDgIv6VY=";
+            assert_eq!(sign(TS, body), sig);
+            let now = "2026-11-27T12:01:00Z";
+            assert!(Whoop
+                .verify_push(&signed(body, TS, sig, now).req(), &secrets())
+                .is_ok());
+            // The timestamp in seconds is read too.
+            let secs = "1795780800";
+            assert!(Whoop
+                .verify_push(
+                    &signed(body, secs, &sign(secs, body), now).req(),
+                    &secrets()
+                )
+                .is_ok());
+            let refused = |r: Owned, secrets: &PushSecrets| {
+                matches!(
+                    Whoop.verify_push(&r.req(), secrets),
+                    Err(PushError::Unverified(_))
+                )
+            };
+            // Forged: another body, another timestamp, another secret, a flipped bit.
+            let other = include_bytes!("../../fixtures/whoop/push/sleep_deleted.json");
+            assert!(refused(signed(other, TS, sig, now), &secrets()));
+            assert!(refused(signed(body, "1795780800001", sig, now), &secrets()));
+            assert!(refused(
+                signed(
+                    body,
+                    TS,
+                    "LgyhLjU0s+pCD2Vby2w2XIExXXwyBcztNyloDgIv6VZ=",
+                    now
+                ),
+                &secrets()
+            ));
+            let mut wrong = secrets();
+            wrong.client_secret = "another".into();
+            assert!(refused(signed(body, TS, sig, now), &wrong));
+            assert!(refused(signed(body, TS, sig, now), &PushSecrets::default()));
+            assert!(refused(signed(body, TS, "not base64!", now), &secrets()));
+            // Stale or from the future, beyond five minutes.
+            assert!(refused(
+                signed(body, TS, sig, "2026-11-27T12:05:01Z"),
+                &secrets()
+            ));
+            assert!(refused(
+                signed(body, TS, sig, "2026-11-27T11:54:59Z"),
+                &secrets()
+            ));
+            assert!(Whoop
+                .verify_push(
+                    &signed(body, TS, sig, "2026-11-27T12:05:00Z").req(),
+                    &secrets()
+                )
+                .is_ok());
+            // Missing headers.
+            let bare = Owned::new(&[], &[], body, at(now));
+            assert!(refused(bare, &secrets()));
+        }
+
+        fn parsed(body: &[u8]) -> Notice {
+            let r = Owned::new(&[], &[], body, at("2026-11-27T12:00:00Z"));
+            let mut n = Whoop.parse_push(&r.req()).unwrap();
+            assert_eq!(n.len(), 1);
+            n.remove(0)
+        }
+
+        #[test]
+        fn each_documented_event_becomes_its_notice() {
+            let w = parsed(include_bytes!(
+                "../../fixtures/whoop/push/workout_updated.json"
+            ));
+            assert_eq!(w.user, "20834517");
+            assert_eq!(
+                w.action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: Some("b3608b4b-1bef-438c-817a-344be2c8d09d".into()),
+                    window: None
+                }
+            );
+            assert_eq!(
+                w.key,
+                "d3709ee7-104e-4f70-a928-2932964b017b:workout.updated:b3608b4b-1bef-438c-817a-344be2c8d09d"
+            );
+            let s = parsed(include_bytes!(
+                "../../fixtures/whoop/push/sleep_deleted.json"
+            ));
+            assert_eq!(
+                s.action,
+                NoticeAction::Deleted {
+                    resource: Resource::Sleep,
+                    record: "5f74b4d5-b1c1-46f6-82fd-10290ebb749d".into()
+                }
+            );
+            let r = parsed(include_bytes!(
+                "../../fixtures/whoop/push/recovery_updated.json"
+            ));
+            assert_eq!(
+                r.action,
+                NoticeAction::Changed {
+                    resource: Resource::Recovery,
+                    record: Some("1285416311".into()),
+                    window: None
+                }
+            );
+            // A recovery named by a sleep UUID (if the v2 model does so) is not our key:
+            // the resource is re-read, and its deletion cannot be applied by id.
+            let by_sleep = br#"{"user_id":20834517,"id":"5f74b4d5-b1c1-46f6-82fd-10290ebb749d","type":"recovery.updated","trace_id":"t"}"#;
+            assert_eq!(
+                parsed(by_sleep).action,
+                NoticeAction::Changed {
+                    resource: Resource::Recovery,
+                    record: None,
+                    window: None
+                }
+            );
+            let gone = br#"{"user_id":20834517,"id":"5f74b4d5-b1c1-46f6-82fd-10290ebb749d","type":"recovery.deleted","trace_id":"t"}"#;
+            assert!(matches!(parsed(gone).action, NoticeAction::Ignored(_)));
+            // A v1 integer workout id: re-read the resource, nothing to read by id.
+            let v1 =
+                br#"{"user_id":10129,"id":10235,"type":"workout.updated","trace_id":"d3709ee7"}"#;
+            assert_eq!(
+                parsed(v1).action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: None,
+                    window: None
+                }
+            );
+            let other = br#"{"user_id":10129,"id":1,"type":"user.profile.updated","trace_id":"x"}"#;
+            assert!(matches!(parsed(other).action, NoticeAction::Ignored(_)));
+            // Without a trace id the key is a digest, stable over retries.
+            let untraced = br#"{"user_id":10129,"id":"b3608b4b-1bef-438c-817a-344be2c8d09d","type":"workout.deleted"}"#;
+            assert_eq!(parsed(untraced).key, parsed(untraced).key);
+            assert_eq!(parsed(untraced).key.len(), 64);
+        }
+
+        #[test]
+        fn unreadable_events_are_malformed() {
+            for body in [
+                &b"nope"[..],
+                br#"{"id":"x","type":"workout.updated"}"#,
+                br#"{"user_id":"10129","id":"x","type":"workout.updated"}"#,
+                br#"{"user_id":10129,"type":"workout.updated"}"#,
+                br#"{"user_id":10129,"id":"x"}"#,
+            ] {
+                let r = Owned::new(&[], &[], body, at("2026-11-27T12:00:00Z"));
+                assert!(
+                    matches!(Whoop.parse_push(&r.req()), Err(PushError::Malformed(_))),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+
+        #[test]
+        fn the_user_is_named_by_the_basic_profile() {
+            let req = Whoop.identity_request().unwrap();
+            assert_eq!(
+                (req.method, req.path.as_str()),
+                ("GET", "/v2/user/profile/basic")
+            );
+            let body = WhoopFixtures
+                .static_reply("/v2/user/profile/basic")
+                .unwrap();
+            assert_eq!(Whoop.identity_user_id(body.as_bytes()).unwrap(), "20834517");
+            for bad in [
+                r#"{}"#,
+                r#"{"user_id": "20834517"}"#,
+                r#"{"user_id": 0}"#,
+                "[",
+            ] {
+                assert!(Whoop.identity_user_id(bad.as_bytes()).is_err(), "{bad}");
+            }
+            assert!(crate::providers::find("whoop")
+                .unwrap()
+                .manifest
+                .scopes
+                .iter()
+                .any(|s| s == "read:profile"));
+        }
+
+        #[test]
+        fn workouts_sleep_and_recoveries_are_read_by_the_id_a_webhook_names() {
+            let w = spec(Resource::Workouts);
+            let req = Whoop
+                .record_request(&w, "b3608b4b-1bef-438c-817a-344be2c8d09d")
+                .unwrap();
+            assert_eq!(
+                req.path,
+                "/v2/activity/workout/b3608b4b-1bef-438c-817a-344be2c8d09d"
+            );
+            assert!(req.query.is_empty());
+            assert_eq!(
+                Whoop
+                    .record_request(
+                        &spec(Resource::Sleep),
+                        "5f74b4d5-b1c1-46f6-82fd-10290ebb749d"
+                    )
+                    .unwrap()
+                    .path,
+                "/v2/activity/sleep/5f74b4d5-b1c1-46f6-82fd-10290ebb749d"
+            );
+            assert_eq!(
+                Whoop
+                    .record_request(&spec(Resource::Recovery), "1285416311")
+                    .unwrap()
+                    .path,
+                "/v2/cycle/1285416311/recovery"
+            );
+            for (r, bad) in [
+                (Resource::Workouts, "10235"),
+                (Resource::Workouts, "../../v2/cycle"),
+                (Resource::Recovery, "5f74b4d5-b1c1-46f6-82fd-10290ebb749d"),
+                (Resource::Activity, "1285416311"),
+            ] {
+                assert_eq!(Whoop.record_request(&spec(r), bad), None, "{r} {bad}");
+            }
+            for (resource, file, key) in [
+                (
+                    Resource::Workouts,
+                    &include_bytes!("../../fixtures/whoop/records/workouts/b3608b4b-1bef-438c-817a-344be2c8d09d.json")[..],
+                    "b3608b4b-1bef-438c-817a-344be2c8d09d",
+                ),
+                (
+                    Resource::Sleep,
+                    &include_bytes!("../../fixtures/whoop/records/sleep/5f74b4d5-b1c1-46f6-82fd-10290ebb749d.json")[..],
+                    "5f74b4d5-b1c1-46f6-82fd-10290ebb749d",
+                ),
+                (
+                    Resource::Recovery,
+                    &include_bytes!("../../fixtures/whoop/records/recovery/1285416311.json")[..],
+                    "1285416311",
+                ),
+            ] {
+                let page = Whoop.parse_record(resource, file).unwrap();
+                assert_eq!(page.records.len(), 1);
+                assert_eq!(page.records[0].provider_id, key);
+                assert_eq!(page.next, None);
+                // The same record as the collection lists it.
+                let listed = Whoop
+                    .parse_page(
+                        resource,
+                        &serde_json::to_vec(
+                            &json!({"records": [serde_json::from_slice::<Value>(file).unwrap()]}),
+                        )
+                        .unwrap(),
+                        None,
+                    )
+                    .unwrap();
+                assert_eq!(listed.records, page.records);
+                // The fixture server routes the path and serves the item.
+                let path = Whoop.record_request(&spec(resource), key).unwrap().path;
+                assert_eq!(
+                    WhoopFixtures.record_path(&path),
+                    Some((resource, key.to_string()))
+                );
+                let items = data(&format!("{}.json", resource.as_str()));
+                let served = WhoopFixtures.serve_record(resource, key, &items).unwrap();
+                assert_eq!(served, serde_json::from_slice::<Value>(file).unwrap());
+                assert_eq!(
+                    WhoopFixtures.serve_record(
+                        resource,
+                        "00000000-0000-0000-0000-000000000000",
+                        &items
+                    ),
+                    None
+                );
+            }
+            assert!(Whoop.parse_record(Resource::Workouts, b"[]").is_err());
+            assert!(Whoop.parse_record(Resource::Activity, b"{}").is_err());
+            assert_eq!(WhoopFixtures.record_path("/v2/activity/workout"), None);
+        }
+
+        #[test]
+        fn the_fixture_server_pushes_signed_v2_webhooks_that_read_back() {
+            let now = at("2026-11-27T12:00:00Z");
+            let subs = vec![FixtureSubscription {
+                callback_url: "https://gw.example/v1/providers/whoop/notifications".into(),
+                ..FixtureSubscription::default()
+            }];
+            for (resource, record) in [
+                (Resource::Workouts, "b3608b4b-1bef-438c-817a-344be2c8d09d"),
+                (Resource::Sleep, "5f74b4d5-b1c1-46f6-82fd-10290ebb749d"),
+                (Resource::Recovery, "1285416311"),
+            ] {
+                for kind in [
+                    FixtureChangeKind::Created,
+                    FixtureChangeKind::Updated,
+                    FixtureChangeKind::Deleted,
+                ] {
+                    let change = FixtureChange {
+                        user: "20834517",
+                        resource,
+                        kind,
+                        item: None,
+                        record: Some(record),
+                        at: at("2026-11-27T11:59:00Z"),
+                    };
+                    let pushes = WhoopFixtures.push_for(&change, &subs, &secrets(), now);
+                    assert_eq!(pushes.len(), 1, "{resource} {kind:?}");
+                    assert_eq!(pushes[0].0, subs[0].callback_url);
+                    let r = Owned::of(&pushes[0].1, now + chrono::Duration::seconds(2));
+                    Whoop.verify_push(&r.req(), &secrets()).unwrap();
+                    let n = Whoop.parse_push(&r.req()).unwrap();
+                    assert_eq!(n[0].user, "20834517");
+                    let want = match kind {
+                        FixtureChangeKind::Deleted => NoticeAction::Deleted {
+                            resource,
+                            record: record.into(),
+                        },
+                        _ => NoticeAction::Changed {
+                            resource,
+                            record: Some(record.into()),
+                            window: None,
+                        },
+                    };
+                    assert_eq!(n[0].action, want);
+                }
+            }
+            let deauth = FixtureChange {
+                user: "20834517",
+                resource: Resource::Workouts,
+                kind: FixtureChangeKind::Deauthorized,
+                item: None,
+                record: None,
+                at: now,
+            };
+            assert!(
+                WhoopFixtures
+                    .push_for(&deauth, &subs, &secrets(), now)
+                    .is_empty(),
+                "WHOOP has no such webhook"
+            );
+            let cycle = FixtureChange {
+                resource: Resource::Activity,
+                kind: FixtureChangeKind::Updated,
+                record: Some("1285416311"),
+                ..deauth
+            };
+            assert!(
+                WhoopFixtures
+                    .push_for(&cycle, &subs, &secrets(), now)
+                    .is_empty(),
+                "nor cycle webhooks"
+            );
         }
     }
 }
