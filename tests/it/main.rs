@@ -15,5 +15,6 @@ mod openapi;
 mod polling_store;
 mod portal;
 mod providers;
+mod push;
 mod store_contract;
 mod vital_sdk;

@@ -1,0 +1,384 @@
+//! Push end to end, on every backend: the fixture provider subscribes our callback
+//! (its handshake answered by the gateway), notifies as the provider does, and each
+//! notification becomes a targeted pull whose change reaches the endpoint without
+//! waiting for a poll; forged, replayed, out-of-order, deletion and deauthorization
+//! notifications, and polling stretching while pushes arrive and returning when they
+//! stop.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wearbridge::events::Resource;
+use wearbridge::fixture_server::{Change, FixtureServer, PushFault};
+use wearbridge::providers::push::FixtureChangeKind;
+use wearbridge::states::{ConnectionStatus, JobKind, JobStatus};
+
+use crate::helpers::{eventually, TestApp, TestDb};
+
+crate::backend_tests!(
+    strava_pushes_become_single_activity_pulls_and_polling_is_the_safety_net,
+    whoop_signed_pushes_are_verified_and_deletions_published,
+);
+
+fn events(app: &TestApp) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    app.receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/hooks")
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+        .filter(|e| seen.insert(e["id"].to_string()))
+        .collect()
+}
+
+fn of_type(app: &TestApp, t: &str) -> Vec<Value> {
+    events(app)
+        .into_iter()
+        .filter(|e| e["event_type"] == t)
+        .collect()
+}
+
+async fn connect(app: &TestApp, user_id: &str, provider: &str) {
+    let (s, link) = app
+        .api
+        .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let resp = reqwest::get(link["link_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    let q: BTreeMap<String, String> = resp.url().query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+}
+
+/// A gateway on the fixture provider (one clock for both), one user connected to
+/// `provider` with its backfill done; returns the user's id and provider user id.
+async fn connected(db: TestDb, provider: &str) -> (TestApp, FixtureServer, String, String) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    fx.use_clock(app.clock.clone());
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("pushed").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    connect(&app, &uid, provider).await;
+    let done = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            !app.store()
+                .job_counts()
+                .await
+                .unwrap()
+                .contains_key(&(JobKind::Backfill, JobStatus::Pending))
+        })
+        .await;
+    assert!(done, "the backfill never finished");
+    let conns = app
+        .store()
+        .user_connections(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    let external = conns[0]
+        .external_user_id
+        .clone()
+        .expect("the connection knows its provider user");
+    (app, fx, uid, external)
+}
+
+async fn metric(app: &TestApp, provider: &str, outcome: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", app.gateway.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = format!(
+        "wearbridge_provider_notifications_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {needle} in /metrics"))
+}
+
+async fn pulls(app: &TestApp) -> i64 {
+    let counts = app.store().job_counts().await.unwrap();
+    [JobStatus::Pending, JobStatus::Done, JobStatus::Failed]
+        .iter()
+        .map(|s| counts.get(&(JobKind::Pull, *s)).copied().unwrap_or(0))
+        .sum()
+}
+
+async fn strava_pushes_become_single_activity_pulls_and_polling_is_the_safety_net(db: TestDb) {
+    let (app, fx, uid, athlete) = connected(db, "strava").await;
+    let strava = wearbridge::providers::find("strava").unwrap();
+    let subscriber = &app.gateway.state.subscriber;
+
+    // The subscription: Strava checks the callback (hub.challenge with our verify
+    // token) before it answers the create call.
+    let made = subscriber.subscribe_app(strava).await.unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].status, "active", "{:?}", made[0].error);
+    let subs = fx.subscriptions("strava");
+    assert_eq!(
+        subs.len(),
+        1,
+        "the handshake passed and the subscription exists"
+    );
+    assert_eq!(made[0].remote_id, subs[0].remote_id);
+    // A handshake with another verify token is refused.
+    let url = subscriber.callback_url(strava);
+    let forged = reqwest::Client::new()
+        .get(&url)
+        .query(&[
+            ("hub.mode", "subscribe"),
+            ("hub.challenge", "abc"),
+            ("hub.verify_token", "not-ours"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // A new activity: the notification leads to one read of that activity, and its
+    // daily event reaches the endpoint with no poll due.
+    let poll_due = app.store().next_due_poll().await.unwrap().unwrap();
+    assert!(poll_due > app.clock.now_ms() + 3_600_000, "no poll is near");
+    let mut activity: Value = serde_json::from_str::<Vec<Value>>(include_str!(
+        "../../fixtures/strava/data/workouts.json"
+    ))
+    .unwrap()[0]
+        .clone();
+    let now = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
+    activity["id"] = json!(990_001_001u64);
+    activity["name"] = json!("Lunch run");
+    activity["start_date"] = json!((now - chrono::Duration::hours(2)).to_rfc3339());
+    activity["start_date_local"] = json!((now - chrono::Duration::hours(2)).to_rfc3339());
+    let change = |kind, item: Option<Value>| Change {
+        user: athlete.clone(),
+        resource: Resource::Workouts,
+        kind,
+        item,
+        record: Some("990001001".into()),
+    };
+    let sent = fx
+        .change(
+            "strava",
+            change(FixtureChangeKind::Created, Some(activity.clone())),
+        )
+        .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, Some(200));
+    let arrived = eventually(Duration::from_secs(20), || async {
+        !of_type(&app, "daily.data.workouts.created").is_empty()
+    })
+    .await;
+    assert!(arrived, "the pushed activity never reached the endpoint");
+    let created = of_type(&app, "daily.data.workouts.created");
+    assert_eq!(created.len(), 1, "only the new activity: {created:?}");
+    assert_eq!(created[0]["data"]["title"], "Lunch run", "{}", created[0]);
+    assert!(
+        fx.requests()
+            .iter()
+            .any(|r| r.contains("/activities/990001001")),
+        "one read of the activity the notification named"
+    );
+    assert_eq!(pulls(&app).await, 1);
+    assert_eq!(metric(&app, "strava", "pulled").await, 1);
+
+    // A retried notification does nothing twice.
+    fx.push_fault("strava", PushFault::Duplicate);
+    activity["name"] = json!("Lunch run (edited)");
+    let sent = fx
+        .change(
+            "strava",
+            change(FixtureChangeKind::Updated, Some(activity.clone())),
+        )
+        .await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|s| s.status == Some(200)));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            !of_type(&app, "daily.data.workouts.updated").is_empty()
+        })
+        .await
+    );
+    assert_eq!(pulls(&app).await, 2, "the duplicate queued nothing");
+    assert_eq!(metric(&app, "strava", "duplicate").await, 1);
+
+    // A notification that is not provably Strava's (another subscription id): 401,
+    // nothing pulled.
+    fx.push_fault("strava", PushFault::BadSignature);
+    let sent = fx
+        .change(
+            "strava",
+            change(FixtureChangeKind::Updated, Some(activity.clone())),
+        )
+        .await;
+    assert_eq!(sent[0].status, Some(401));
+    assert_eq!(pulls(&app).await, 2);
+    // (The forged handshake above was refused as unverified too.)
+    assert_eq!(metric(&app, "strava", "unverified").await, 2);
+
+    // Polling is the safety net while pushes arrive: the next poll after one that ran
+    // comes a day later, not six hours.
+    app.advance(Duration::from_millis(
+        (poll_due - app.clock.now_ms()) as u64,
+    ));
+    let stretched = app
+        .eventually_advancing(
+            Duration::from_millis(1),
+            Duration::from_secs(20),
+            // (While the poll runs, its lease shows as its due time.)
+            || async {
+                app.store().next_due_poll().await.unwrap().unwrap() - app.clock.now_ms()
+                    > strava.manifest.poll_interval_secs as i64 * 1000
+            },
+        )
+        .await;
+    assert!(stretched);
+    let next = app.store().next_due_poll().await.unwrap().unwrap();
+    let interval = next - app.clock.now_ms();
+    assert!(
+        interval > strava.manifest.poll_interval_secs as i64 * 1000,
+        "the poll stretched: {interval} ms"
+    );
+    // Pushes stop: once they are quieter than Strava's normal silence, polling is back
+    // to its interval.
+    let quiet = strava.manifest.push.as_ref().unwrap().quiet_secs;
+    app.advance(Duration::from_secs(quiet + 1));
+    let back = app
+        .eventually_advancing(
+            Duration::from_millis(1),
+            Duration::from_secs(20),
+            || async {
+                let n = app.store().next_due_poll().await.unwrap().unwrap();
+                n > app.clock.now_ms()
+                    && n - app.clock.now_ms() <= strava.manifest.poll_interval_secs as i64 * 1000
+            },
+        )
+        .await;
+    assert!(
+        back,
+        "polling returned to its interval when the pushes stopped"
+    );
+
+    // The athlete deletes the activity: it is removed and the deletion published.
+    let sent = fx
+        .change("strava", change(FixtureChangeKind::Deleted, None))
+        .await;
+    assert_eq!(sent[0].status, Some(200));
+    let record_id = created[0]["data"]["id"].clone();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            of_type(&app, "daily.data.workouts.deleted")
+                .iter()
+                .any(|e| e["data"]["id"] == record_id)
+        })
+        .await,
+        "the deletion reached the endpoint"
+    );
+    let (s, body) = app
+        .api
+        .get(&format!(
+            "/v1/summary/workouts/{uid}?start_date=2000-01-01&end_date=2100-01-01"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(
+        !body.to_string().contains("990001001") && !body.to_string().contains("Lunch run"),
+        "the deleted activity is no longer served"
+    );
+
+    // The athlete revokes the app: the connection ends with Junction's error.
+    let sent = fx
+        .change(
+            "strava",
+            Change {
+                user: athlete.clone(),
+                resource: Resource::Workouts,
+                kind: FixtureChangeKind::Deauthorized,
+                item: None,
+                record: None,
+            },
+        )
+        .await;
+    assert_eq!(sent[0].status, Some(200));
+    let conns = app
+        .store()
+        .user_connections(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(conns[0].status, ConnectionStatus::Error);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            of_type(&app, "provider.connection.error")
+                .iter()
+                .any(|e| e["data"]["error_type"] == "deregistered_per_provider")
+        })
+        .await
+    );
+
+    // A verified notification for an athlete not connected here is acknowledged.
+    let sent = fx
+        .change("strava", {
+            let mut c = change(FixtureChangeKind::Created, Some(activity.clone()));
+            c.user = "777".into();
+            c
+        })
+        .await;
+    assert_eq!(sent[0].status, Some(200));
+    assert_eq!(metric(&app, "strava", "unknown_user").await, 1);
+}
+
+async fn whoop_signed_pushes_are_verified_and_deletions_published(db: TestDb) {
+    let (app, fx, uid, whoop_user) = connected(db, "whoop").await;
+    let whoop = wearbridge::providers::find("whoop").unwrap();
+    // WHOOP's webhooks are registered in its developer dashboard.
+    fx.register_console_subscription("whoop", &app.gateway.state.subscriber.callback_url(whoop));
+    // A sleep the user has: its deletion removes it, with its event.
+    let sleeps = app
+        .store()
+        .list_records(
+            app.team_id,
+            uid.parse().unwrap(),
+            Resource::Sleep,
+            0,
+            i64::MAX,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!sleeps.is_empty());
+    let key = sleeps[0]["provider_id"].as_str().map(str::to_string);
+    let sleep_id = sleeps[0]["id"].clone();
+    // A forged signature: 401 and nothing done.
+    fx.push_fault("whoop", PushFault::BadSignature);
+    let change = |kind| Change {
+        user: whoop_user.clone(),
+        resource: Resource::Sleep,
+        kind,
+        item: None,
+        record: key.clone(),
+    };
+    let sent = fx.change("whoop", change(FixtureChangeKind::Deleted)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, Some(401));
+    assert!(of_type(&app, "daily.data.sleep.deleted").is_empty());
+    // The real one removes the sleep and publishes its deletion, once.
+    fx.push_fault("whoop", PushFault::Duplicate);
+    let sent = fx.change("whoop", change(FixtureChangeKind::Deleted)).await;
+    assert!(sent.iter().all(|s| s.status == Some(200)), "{sent:?}");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            !of_type(&app, "daily.data.sleep.deleted").is_empty()
+        })
+        .await
+    );
+    let deleted = of_type(&app, "daily.data.sleep.deleted");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["data"]["id"], sleep_id);
+    assert_eq!(metric(&app, "whoop", "deleted").await, 1);
+    assert_eq!(metric(&app, "whoop", "duplicate").await, 1);
+}
