@@ -67,6 +67,10 @@ struct FixtureState {
     grants: std::sync::atomic::AtomicUsize,
     /// Users granted a token by code exchange so far.
     users: std::sync::atomic::AtomicU64,
+    /// Per provider, users connected so far; and each user's place among its
+    /// provider's (the first keeps the recorded user id, see [`as_user`]).
+    provider_users: Mutex<HashMap<String, u64>>,
+    ordinals: Mutex<HashMap<u64, u64>>,
     /// Data sets that replace a provider's fixture files (the ingest benchmark's).
     items: Mutex<HashMap<(String, Resource), DataSet>>,
     /// Per provider, the users registered through calls like Polar's `POST /v3/users`.
@@ -424,8 +428,8 @@ impl FixtureServer {
     }
 }
 
-/// Makes a reply that names the provider's user `id` name fixture user `user` instead:
-/// the first user keeps the recorded id, each later one gets its own (a number stays a
+/// Makes a reply that names the provider's user `id` name the provider's `user`th
+/// connected user instead: the first keeps the recorded id, each later one gets its own (a number stays a
 /// number), so notifications naming a user reach that user's connection alone.
 fn as_user(v: &mut Value, id: &str, user: u64) {
     if user <= 1 {
@@ -647,10 +651,15 @@ async fn token(
             if st.codes.lock().unwrap().remove(&code).as_deref() != Some(id.as_str()) {
                 return refused();
             }
-            (
-                "oauth/token.json",
-                st.users.fetch_add(1, Ordering::SeqCst) + 1,
-            )
+            let user = st.users.fetch_add(1, Ordering::SeqCst) + 1;
+            let ordinal = {
+                let mut n = st.provider_users.lock().unwrap();
+                let n = n.entry(id.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            st.ordinals.lock().unwrap().insert(user, ordinal);
+            ("oauth/token.json", user)
         }
         Some("refresh_token") => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
@@ -690,7 +699,8 @@ async fn token(
     let refresh = format!("fx-refresh-{}", crate::seal::random_token(12));
     stamp(&mut reply, &access, &refresh);
     if let Some(id) = p.adapter.external_user_id(&reply) {
-        as_user(&mut reply, &id, user);
+        let ordinal = st.ordinals.lock().unwrap().get(&user).copied().unwrap_or(1);
+        as_user(&mut reply, &id, ordinal);
     }
     {
         let mut users = st.token_users.lock().unwrap();
@@ -971,6 +981,7 @@ async fn serve_data(
         // The user's own id where the reply names them (an identity request).
         let identity = p.adapter.identity_request().is_some_and(|r| r.path == path);
         let user = st.token_users.lock().unwrap().get(token).copied();
+        let user = user.and_then(|u| st.ordinals.lock().unwrap().get(&u).copied());
         if let (true, Some(user)) = (identity, user) {
             if let (Ok(mut v), Ok(id)) = (
                 serde_json::from_str::<Value>(reply),

@@ -121,10 +121,12 @@ async fn the_document_and_the_router_agree_on_every_operation() {
                     "{method} {path} documents {code}"
                 );
             }
+            // Provider notifications need no key, but a provider's proof: 401 without it.
+            let proven = path.ends_with("/notifications");
             assert_eq!(
                 responses.contains_key("401"),
-                !public,
-                "{method} {path}: 401 exactly when a key is needed"
+                !public || proven,
+                "{method} {path}: 401 exactly when a key (or a provider's proof) is needed"
             );
             if op.get("requestBody").is_some() {
                 assert!(
@@ -771,6 +773,65 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
     );
     assert_eq!(c.get("/v1/providers").await.status, StatusCode::OK);
     assert_eq!(c.get("/v1/event-types").await.status, StatusCode::OK);
+
+    // Provider notifications: Strava's handshake with our verify token, and a WHOOP
+    // notification signed as WHOOP signs it (for a user not connected here, so only
+    // acknowledged); a forged one is refused.
+    let strava = wearbridge::providers::find("strava").unwrap();
+    let token = app.gateway.state.subscriber.verify_token(strava);
+    let r = c
+        .send(
+            c.http
+                .get(format!("{}/v1/providers/strava/notifications", c.base))
+                .query(&[
+                    ("hub.mode", "subscribe"),
+                    ("hub.challenge", "c-123"),
+                    ("hub.verify_token", token.as_str()),
+                ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["hub.challenge"], "c-123");
+    let whoop = wearbridge::providers::find("whoop").unwrap();
+    let secrets = app.gateway.state.subscriber.secrets(whoop).await.unwrap();
+    let now = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
+    let pushes = whoop.impersonation.push_for(
+        &wearbridge::providers::push::FixtureChange {
+            user: "10129",
+            resource: wearbridge::events::Resource::Sleep,
+            kind: wearbridge::providers::push::FixtureChangeKind::Updated,
+            item: None,
+            record: Some("ecfc6a15-4661-442f-a9a4-f160dd7afae8"),
+            at: now,
+        },
+        &[wearbridge::providers::push::FixtureSubscription {
+            callback_url: format!("{}/v1/providers/whoop/notifications", c.base),
+            ..Default::default()
+        }],
+        &secrets,
+        now,
+    );
+    let (url, push) = pushes.first().expect("WHOOP notifies a sleep update");
+    let notify = |body: Vec<u8>| {
+        let mut req = c
+            .http
+            .post(url)
+            .header("content-type", push.content_type)
+            .body(body);
+        for (k, v) in &push.headers {
+            req = req.header(k, v);
+        }
+        req
+    };
+    let r = c.send(notify(push.body.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["outcomes"], json!(["unknown_user"]));
+    let mut forged = push.body.clone();
+    forged.push(b' ');
+    assert_eq!(
+        c.send(notify(forged)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         c.send(c.http.get(format!("{}/v1/user", c.base)))
             .await

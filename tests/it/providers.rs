@@ -791,8 +791,11 @@ async fn google_health_names_the_user_through_its_identity_request(db: TestDb) {
     let q = connect(&app, &uid, "google_health").await;
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
+    // The fixture provider counts every consent as another user (each gets its own
+    // id), and the failed attempt was its first.
     assert_eq!(
-        conns["data"][0]["external_user_id"], "113407815228541906652",
+        conns["data"][0]["external_user_id"],
+        wearbridge::fixture_server::user_id_of("113407815228541906652", 2),
         "healthUserId from oauth/identity.json: {conns}"
     );
     let identity_requests = fx
