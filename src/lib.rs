@@ -15,10 +15,10 @@
 //! | [`http`] | what every outbound caller reads from a reply alike (`Retry-After`, `Date`, the shared rate-limit header shapes) |
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry; pure |
 //! | [`oauth`] | each provider's OAuth client ([`oauth::OAuthClients`]): authorize URLs, code exchange, token refresh (the `oauth2` crate) |
-//! | [`poller`] | ingestion: plans jobs (`plan`), spends provider budgets shared by every process (`budget`), fetches with token refresh (`fetch`), runs jobs page by page and builds each page's events (`job`), schedules polls before backfills |
+//! | [`poller`] | ingestion: plans jobs (`plan`), spends provider budgets shared by every process (`budget`), fetches with token refresh (`fetch`), runs jobs page by page and builds each page's events (`job`), manages push subscriptions (`subscribe`), schedules pulls, then polls, then backfills |
 //! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
-//! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
+//! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats, providers' notifications) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
 //! | [`app`] | wires store, API, poller and delivery worker into one running gateway |
 //! | [`fixture_server`] | plays every provider (OAuth and data) from `fixtures/<id>/`, with injectable faults and, on request, its documented rate limits and headers |
@@ -38,6 +38,10 @@
 //!              the job's cursor, all in one transaction
 //! publish   store::Store::publish (API: tests, examples): event (idempotent on its id)
 //!           + one delivery per matching endpoint
+//! push      api::push (POST /v1/providers/{p}/notifications): providers::Adapter::verify_push
+//!              ─► Adapter::parse_push ─► store::Store::receive_notice (logged once; a pull
+//!              queued ahead of polls, a record removed with daily.data.<r>.deleted, or the
+//!              connection ended, in one transaction) ─► the poller runs the pull as a job
 //! deliver   delivery::Worker: store::Store::claim_deliveries ─► sign (Standard Webhooks)
 //!           ─► HTTP ─► store::Store::complete_deliveries (attempt log, status, endpoint health)
 //! ```

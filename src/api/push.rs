@@ -155,6 +155,25 @@ pub async fn receive(
         .adapter
         .parse_push(&req)
         .map_err(|e| refused(&state, p, e))?;
+    // Where the proof is the user itself (Withings signs nothing), a notification must
+    // name a user we subscribed.
+    let scheme = p.manifest.push.as_ref().map(|push| push.signature);
+    if scheme == Some(crate::providers::push::SignatureScheme::SubscribedUser) {
+        for n in &notices {
+            let subscribed = state
+                .store
+                .user_subscribed(p.id(), &n.user)
+                .await
+                .map_err(ApiError::internal)?;
+            if !subscribed {
+                return Err(refused(
+                    &state,
+                    p,
+                    PushError::Unverified(format!("no subscription for user {}", n.user)),
+                ));
+            }
+        }
+    }
     let now = state.store.clock().now_ms();
     let mut outcomes = Vec::with_capacity(notices.len());
     for n in &notices {

@@ -377,3 +377,24 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Whether `provider`'s user `external_user` has a live per-user subscription here
+    /// (what proves a Withings notification: it names a user we subscribed).
+    pub async fn user_subscribed(
+        &self,
+        provider: &str,
+        external_user: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM push_subscriptions s JOIN connections c ON c.id = s.connection_id \
+             WHERE s.provider = $1 AND c.external_user_id = $2 AND s.status = 'active' AND c.status = $3",
+        )
+        .bind(provider)
+        .bind(external_user)
+        .bind(ConnectionStatus::Connected.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+}
