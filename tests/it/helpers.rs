@@ -165,6 +165,35 @@ impl TestApp {
         &self.gateway.state.store
     }
 
+    /// Connects a user to `provider` through the link flow, as a browser that always
+    /// allows (the fixture provider approves at once).
+    pub async fn connect(&self, user_id: &str, provider: &str) {
+        let (s, link) = self
+            .api
+            .post("/v1/link/token", serde_json::json!({"user_id": user_id, "provider": provider, "redirect_url": self.receiver.url("/app/done")}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{link}");
+        let resp = reqwest::get(link["link_url"].as_str().unwrap())
+            .await
+            .unwrap();
+        let q: std::collections::BTreeMap<String, String> =
+            resp.url().query_pairs().into_owned().collect();
+        assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    }
+
+    /// The events the endpoint at `/hooks` received, each once (delivery is at least
+    /// once), in arrival order.
+    pub fn events(&self) -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        self.receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == "/hooks")
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|e| seen.insert(e["id"].to_string()))
+            .collect()
+    }
+
     /// Stops the gateway (as a deploy would) and starts another on the same database,
     /// master key, team and clock.
     pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> TestApp {

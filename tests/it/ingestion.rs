@@ -2,7 +2,6 @@
 //! surviving restarts, polls served before backfills, re-pulls on demand, and jobs that
 //! can never get stuck (a panic fails its job; a job that keeps failing stops).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -303,29 +302,6 @@ async fn a_panicking_job_fails_with_its_message_and_the_history_goes_on(db: Test
 
 /// The events the receiver got, each once, in the order they first arrived: delivery is
 /// at least once, and a slow machine can see a resend of one whose reply was late.
-fn events(app: &TestApp) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
-    app.receiver
-        .received()
-        .iter()
-        .filter(|r| r.path == "/hooks")
-        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
-        .filter(|e| seen.insert(e["id"].to_string()))
-        .collect()
-}
-
-async fn connect(app: &TestApp, user_id: &str, provider: &str) {
-    let (s, link) = app
-        .api
-        .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let resp = reqwest::get(link["link_url"].as_str().unwrap())
-        .await
-        .unwrap();
-    let q: BTreeMap<String, String> = resp.url().query_pairs().into_owned().collect();
-    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
-}
 
 async fn a_job_that_keeps_failing_stops_after_its_tries(db: TestDb) {
     let fx = FixtureServer::start().await.unwrap();
@@ -344,11 +320,11 @@ async fn a_job_that_keeps_failing_stops_after_its_tries(db: TestDb) {
     for _ in 0..3 {
         fx.inject("strava", Fault::ServerError);
     }
-    connect(&app, &uid, "strava").await;
+    app.connect(&uid, "strava").await;
     let windows = 13;
     let done = app
         .eventually_advancing(Duration::from_secs(10), Duration::from_secs(60), || async {
-            events(&app)
+            app.events()
                 .iter()
                 .filter(|e| {
                     e["event_type"]
@@ -398,7 +374,7 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("u").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    connect(&app, &uid, "oura").await;
+    app.connect(&uid, "oura").await;
     let path = format!("/v1/user/{uid}/oura/backfill");
     let now = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
     let day = |d: i64| {
@@ -433,7 +409,7 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
         })
         .await;
     let historical = |app: &TestApp| -> Vec<Value> {
-        events(app)
+        app.events()
             .into_iter()
             .filter(|e| e["event_type"] == "historical.data.sleep.created")
             .collect()
@@ -533,9 +509,9 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("u").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    connect(&app, &uid, "oura").await;
+    app.connect(&uid, "oura").await;
     let historical = |app: &TestApp| {
-        events(app)
+        app.events()
             .iter()
             .filter(|e| {
                 e["event_type"]
@@ -557,7 +533,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     fx.refuse_refresh(true);
     let errored = app
         .eventually_advancing(Duration::from_secs(60), Duration::from_secs(60), || async {
-            events(&app)
+            app.events()
                 .iter()
                 .any(|e| e["event_type"] == "provider.connection.error")
         })
@@ -566,7 +542,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     // The user reconnects: only the gap since the last poll, with the poll's lookback,
     // is pulled again, one window per resource, not the whole year.
     fx.refuse_refresh(false);
-    connect(&app, &uid, "oura").await;
+    app.connect(&uid, "oura").await;
     let view = providers_view(&app, &uid).await;
     assert_eq!(view["status"], "connected", "{view}");
     for b in view["backfill"].as_array().unwrap() {
@@ -590,9 +566,9 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("u").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    connect(&app, &uid, "dexcom").await;
+    app.connect(&uid, "dexcom").await;
     let chunks = |app: &TestApp| -> Vec<(i64, bool)> {
-        events(app)
+        app.events()
             .iter()
             .filter(|e| e["event_type"] == "historical.data.glucose.created")
             .map(|e| {
@@ -643,9 +619,9 @@ async fn a_users_fresh_data_is_served_while_others_backfill(db: TestDb) {
     app.endpoint("/hooks", json!({})).await;
     let first = app.user("first").await;
     let first_id = first["user_id"].as_str().unwrap().to_string();
-    connect(&app, &first_id, "whoop").await;
+    app.connect(&first_id, "whoop").await;
     let backfilled = |app: &TestApp, n: usize| {
-        events(app)
+        app.events()
             .iter()
             .filter(|e| {
                 e["event_type"]
@@ -666,7 +642,7 @@ async fn a_users_fresh_data_is_served_while_others_backfill(db: TestDb) {
     app.advance(Duration::from_secs(120));
     for i in 0..5 {
         let u = app.user(&format!("new-{i}")).await;
-        connect(&app, u["user_id"].as_str().unwrap(), "whoop").await;
+        app.connect(u["user_id"].as_str().unwrap(), "whoop").await;
     }
     // Their backfills spend the minute's budget in a moment; now the first user's data
     // changes and its polls fall due.
@@ -707,7 +683,8 @@ async fn a_users_fresh_data_is_served_while_others_backfill(db: TestDb) {
         waited <= 75_000,
         "served within the next minute's budget, not behind the backfills: {waited} ms"
     );
-    let historical = events(&app)
+    let historical = app
+        .events()
         .iter()
         .filter(|e| {
             e["event_type"]

@@ -5,7 +5,6 @@
 //! notifications, and polling stretching while pushes arrive and returning when they
 //! stop.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -22,35 +21,11 @@ crate::backend_tests!(
     whoop_signed_pushes_are_verified_and_deletions_published,
 );
 
-fn events(app: &TestApp) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
-    app.receiver
-        .received()
-        .iter()
-        .filter(|r| r.path == "/hooks")
-        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
-        .filter(|e| seen.insert(e["id"].to_string()))
-        .collect()
-}
-
 fn of_type(app: &TestApp, t: &str) -> Vec<Value> {
-    events(app)
+    app.events()
         .into_iter()
         .filter(|e| e["event_type"] == t)
         .collect()
-}
-
-async fn connect(app: &TestApp, user_id: &str, provider: &str) {
-    let (s, link) = app
-        .api
-        .post("/v1/link/token", json!({"user_id": user_id, "provider": provider, "redirect_url": app.receiver.url("/app/done")}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let resp = reqwest::get(link["link_url"].as_str().unwrap())
-        .await
-        .unwrap();
-    let q: BTreeMap<String, String> = resp.url().query_pairs().into_owned().collect();
-    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
 }
 
 /// A gateway on the fixture provider (one clock for both), one user connected to
@@ -63,7 +38,7 @@ async fn connected(db: TestDb, provider: &str) -> (TestApp, FixtureServer, Strin
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("pushed").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    connect(&app, &uid, provider).await;
+    app.connect(&uid, provider).await;
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
             !app.store()
