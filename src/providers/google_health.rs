@@ -706,8 +706,10 @@ fn ecdsa_public_point(proto: &[u8]) -> Option<Vec<u8>> {
         }
         None
     }
-    /// Each field of a message: (number, varint value or bytes).
-    fn fields(b: &[u8]) -> Option<Vec<(u64, Result<u64, &[u8]>)>> {
+    /// A field's value: a varint, or length-delimited bytes.
+    type Field<'a> = (u64, Result<u64, &'a [u8]>);
+    /// Each field of a message: (number, value).
+    fn fields(b: &[u8]) -> Option<Vec<Field<'_>>> {
         let mut i = 0;
         let mut out = vec![];
         while i < b.len() {
