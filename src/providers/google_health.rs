@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, Record, ResourceSpec, Window,
 };
@@ -367,6 +368,393 @@ impl Adapter for GoogleHealth {
         }
         Ok(id.to_string())
     }
+
+    /// HOOKS (verification): registering or updating the subscriber makes Google `POST`
+    /// `{"type": "verification"}` twice, once with the subscriber's `Authorization`
+    /// secret, which must get **201 Created**, and once without, which must get 401 or
+    /// 403 (`Unverified`, which the gateway answers 401).
+    fn push_handshake(
+        &self,
+        req: &PushRequest<'_>,
+        secrets: &PushSecrets,
+    ) -> Option<Result<PushReply, PushError>> {
+        let v: Value = serde_json::from_slice(req.body).ok()?;
+        let is_check = |x: &Value| x.get("type").and_then(Value::as_str) == Some("verification");
+        let check = is_check(&v)
+            || v.as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(is_check));
+        check.then(|| {
+            authorized(req, secrets)?;
+            Ok(PushReply::empty(201))
+        })
+    }
+
+    /// Two proofs, both documented (DISCOVERY `EndpointAuthorization`): the
+    /// `Authorization` header is the secret we gave the subscriber ("sent in the
+    /// Authorization header for all subsequent webhook notifications"), and
+    /// `X-HEALTHAPI-SIGNATURE` is "an ECDSA (NIST P256) signature of the JSON payload"
+    /// by Google Health API's public key, which must be in `secrets.public_keys` (see
+    /// [`public_keys`] for the forms accepted).
+    fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+        authorized(req, secrets)?;
+        let unverified = |m: &str| PushError::Unverified(m.to_string());
+        let sig = header(req, "x-healthapi-signature")
+            .ok_or_else(|| unverified("no X-HEALTHAPI-SIGNATURE"))?;
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(sig.trim())
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(sig.trim()))
+            .map_err(|_| unverified("X-HEALTHAPI-SIGNATURE is not base64"))?;
+        let keys = public_keys(&secrets.public_keys);
+        if keys.is_empty() {
+            return Err(unverified("no Google Health public key is configured"));
+        }
+        if keys.iter().any(|k| k.verifies(req.body, &sig)) {
+            Ok(())
+        } else {
+            Err(unverified(
+                "X-HEALTHAPI-SIGNATURE does not match any public key",
+            ))
+        }
+    }
+
+    /// HOOKS' notification, `{"data": {...}}` (or an array of them): `healthUserId` (our
+    /// external user id), `dataType` (kebab case), `operation` (`UPSERT` or `DELETE`) and
+    /// the changed `intervals` (`physicalTimeInterval` `startTime`/`endTime`, and civil
+    /// forms). It names no data point, so both operations re-read the resource over the
+    /// intervals (a deleted point is found missing only by a full re-read). The key
+    /// digests the whole `data` object.
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let v = json_body(req)?;
+        let items: Vec<&Value> = match &v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let bad = |m: String| PushError::Malformed(m);
+        items
+            .into_iter()
+            .map(|item| {
+                let data = item
+                    .get("data")
+                    .filter(|d| d.is_object())
+                    .ok_or_else(|| bad("no data object".into()))?;
+                let text = |k: &str| {
+                    data.get(k)
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| bad(format!("no data.{k}")))
+                };
+                let user = text("healthUserId")?.to_string();
+                let data_type = text("dataType")?;
+                let operation = text("operation")?;
+                let window = notified_window(data).map_err(bad)?;
+                let resource = [
+                    Resource::Workouts,
+                    Resource::Sleep,
+                    Resource::Activity,
+                    Resource::Body,
+                    Resource::Heartrate,
+                    Resource::Hrv,
+                ]
+                .into_iter()
+                .find(|r| phases(*r).contains(&data_type));
+                let action = match (resource, operation) {
+                    (Some(r), "UPSERT" | "DELETE") => NoticeAction::Changed {
+                        resource: r,
+                        record: None,
+                        window,
+                    },
+                    _ => NoticeAction::Ignored(format!("{operation} {data_type}")),
+                };
+                Ok(Notice {
+                    user,
+                    key: digest_key(&[ID, &data.to_string()]),
+                    action,
+                    at: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Notifications are acknowledged with 204 No Content (third-party receivers, see
+    /// fixtures/google_health/README.md "Push"; HOOKS' own wording was not available).
+    fn push_ack(&self) -> PushReply {
+        PushReply::empty(204)
+    }
+}
+
+/// Whether the request carries the subscriber's secret as its `Authorization` header
+/// (DISCOVERY `EndpointAuthorization.secret`: "The value must include the authorization
+/// scheme, e.g. "Bearer <token>""): `secrets.verify_token` is that value; one without a
+/// scheme is read as a bearer token.
+fn authorized(req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+    let want = secrets.verify_token.trim();
+    let want = if want.contains(' ') {
+        want.to_string()
+    } else {
+        format!("Bearer {want}")
+    };
+    match header(req, "authorization") {
+        Some(got)
+            if !secrets.verify_token.trim().is_empty()
+                && same_secret(got.trim().as_bytes(), want.as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(PushError::Unverified(
+            "the Authorization header is not the subscriber's secret".into(),
+        )),
+    }
+}
+
+/// The window a notification's intervals cover: from the earliest start to the latest
+/// end of their `physicalTimeInterval`s; civil (zone-less) intervals are widened by the
+/// widest offsets a zone can have. None when there are none.
+fn notified_window(data: &Value) -> Result<Option<Window>, String> {
+    let mut intervals: Vec<&Value> = data
+        .get("intervals")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    // One client reads a single `civilIso8601TimeInterval` beside the fields.
+    if intervals.is_empty() && data.get("civilIso8601TimeInterval").is_some() {
+        intervals.push(data);
+    }
+    let mut bounds: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    for i in intervals {
+        let (start, end) = if let Some(p) = i.get("physicalTimeInterval") {
+            let t = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok_or(format!(
+                        "physicalTimeInterval.{k} is not an RFC 3339 instant"
+                    ))
+            };
+            (t("startTime")?, t("endTime")?)
+        } else if let Some(c) = i.get("civilIso8601TimeInterval") {
+            let t = |k: &str| {
+                c.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|s| {
+                        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                            .ok()
+                            .or_else(|| {
+                                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                                    .ok()
+                                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                            })
+                    })
+                    .map(|t| t.and_utc())
+                    .ok_or(format!("civilIso8601TimeInterval.{k} is not a civil time"))
+            };
+            (
+                t("startTime")? - Duration::seconds(MAX_EAST_SECS),
+                t("endTime")? + Duration::seconds(MAX_WEST_SECS),
+            )
+        } else {
+            continue;
+        };
+        if start > end {
+            return Err("an interval ends before it starts".into());
+        }
+        bounds = Some(match bounds {
+            None => (start, end),
+            Some((s, e)) => (s.min(start), e.max(end)),
+        });
+    }
+    // Half-open windows: one second past the last end keeps it inside.
+    Ok(bounds.map(|(start, end)| Window {
+        start,
+        end: end + Duration::seconds(1),
+    }))
+}
+
+/// A P-256 public key Google Health signs notifications with, and how its signatures
+/// are framed.
+#[derive(Debug, Clone, PartialEq)]
+struct SigningKey {
+    /// The uncompressed point, `04 || x || y`.
+    point: Vec<u8>,
+    /// Tink's output prefix (`01` and the key id, big-endian) the signature starts with,
+    /// when the key came from a Tink keyset with output prefix `TINK`.
+    prefix: Option<[u8; 5]>,
+}
+
+impl SigningKey {
+    /// Whether `sig` signs `body`: DER (ASN.1) or fixed 64-byte (IEEE P1363) ECDSA
+    /// P-256 SHA-256, after the key's Tink prefix where it has one. A key from a PEM may
+    /// be met with or without a Tink prefix: both are tried.
+    fn verifies(&self, body: &[u8], sig: &[u8]) -> bool {
+        let mut candidates: Vec<&[u8]> = vec![];
+        match self.prefix {
+            Some(p) => {
+                if let Some(rest) = sig.strip_prefix(&p[..]) {
+                    candidates.push(rest);
+                }
+            }
+            None => {
+                candidates.push(sig);
+                if sig.len() > 5 && sig[0] == 1 {
+                    candidates.push(&sig[5..]);
+                }
+            }
+        }
+        candidates.into_iter().any(|s| {
+            let alg: &dyn ring::signature::VerificationAlgorithm = if s.len() == 64 {
+                &ring::signature::ECDSA_P256_SHA256_FIXED
+            } else {
+                &ring::signature::ECDSA_P256_SHA256_ASN1
+            };
+            ring::signature::UnparsedPublicKey::new(alg, &self.point)
+                .verify(body, s)
+                .is_ok()
+        })
+    }
+}
+
+/// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, a 66-byte
+/// bit string): the uncompressed point follows.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The keys `PushSecrets::public_keys` holds, each in one of three forms:
+/// a PEM `-----BEGIN PUBLIC KEY-----` (P-256 SubjectPublicKeyInfo); the same DER in
+/// base64; or a Tink JSON public keyset (`{"primaryKeyId", "key": [{"keyData": {"typeUrl":
+/// "type.googleapis.com/google.crypto.tink.EcdsaPublicKey", "value": <base64 proto>},
+/// "status": "ENABLED", "keyId", "outputPrefixType"}]}`), the form Google publishes at
+/// `https://www.gstatic.com/googlehealthapi/webhooks/webhooks_public_keyset.json`
+/// according to the receivers in fixtures/google_health/README.md. Anything else, and
+/// any key that is not P-256, is skipped.
+fn public_keys(configured: &[String]) -> Vec<SigningKey> {
+    let mut out = vec![];
+    for text in configured {
+        let text = text.trim();
+        if text.starts_with('{') {
+            out.extend(tink_keys(text));
+            continue;
+        }
+        let b64: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .concat();
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+            if der.len() == 91 && der.starts_with(&P256_SPKI_PREFIX) {
+                out.push(SigningKey {
+                    point: der[26..].to_vec(),
+                    prefix: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The enabled ECDSA P-256 keys of a Tink JSON public keyset.
+fn tink_keys(json_text: &str) -> Vec<SigningKey> {
+    let Ok(v) = serde_json::from_str::<Value>(json_text) else {
+        return vec![];
+    };
+    v.get("key")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|k| {
+            k.get("status")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s == "ENABLED")
+        })
+        .filter_map(|k| {
+            let data = k.get("keyData")?;
+            if data.get("typeUrl")?.as_str()?
+                != "type.googleapis.com/google.crypto.tink.EcdsaPublicKey"
+            {
+                return None;
+            }
+            let proto = base64::engine::general_purpose::STANDARD
+                .decode(data.get("value")?.as_str()?)
+                .ok()?;
+            let point = ecdsa_public_point(&proto)?;
+            let id = u32::try_from(k.get("keyId")?.as_u64()?).ok()?.to_be_bytes();
+            let prefix = match k.get("outputPrefixType").and_then(Value::as_str) {
+                Some("RAW") => None,
+                // LEGACY keys also sign the message with a 0 byte appended: not supported.
+                Some("TINK") | None => Some([1, id[0], id[1], id[2], id[3]]),
+                Some(_) => return None,
+            };
+            Some(SigningKey { point, prefix })
+        })
+        .collect()
+}
+
+/// The uncompressed point of a serialised Tink `EcdsaPublicKey` (`version` 1, `params` 2
+/// with `curve` 2 = NIST_P256, `x` 3 and `y` 4 as big-endian integers, a leading zero
+/// when the top bit is set). None for another curve or a malformed message.
+fn ecdsa_public_point(proto: &[u8]) -> Option<Vec<u8>> {
+    fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    /// A field's value: a varint, or length-delimited bytes.
+    type Field<'a> = (u64, Result<u64, &'a [u8]>);
+    /// Each field of a message: (number, value).
+    fn fields(b: &[u8]) -> Option<Vec<Field<'_>>> {
+        let mut i = 0;
+        let mut out = vec![];
+        while i < b.len() {
+            let key = varint(b, &mut i)?;
+            match key & 7 {
+                0 => out.push((key >> 3, Ok(varint(b, &mut i)?))),
+                2 => {
+                    let len = usize::try_from(varint(b, &mut i)?).ok()?;
+                    let end = i.checked_add(len)?;
+                    out.push((key >> 3, Err(b.get(i..end)?)));
+                    i = end;
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+    let coordinate = |raw: &[u8]| -> Option<[u8; 32]> {
+        let trimmed: Vec<u8> = raw.iter().copied().skip_while(|b| *b == 0).collect();
+        let mut out = [0u8; 32];
+        out.get_mut(32usize.checked_sub(trimmed.len())?..)?
+            .copy_from_slice(&trimmed);
+        Some(out)
+    };
+    let (mut x, mut y, mut curve) = (None, None, None);
+    for (n, v) in fields(proto)? {
+        match (n, v) {
+            (2, Err(params)) => {
+                curve = fields(params)?
+                    .into_iter()
+                    .find_map(|(n, v)| (n == 2).then_some(v.ok()).flatten());
+            }
+            (3, Err(raw)) => x = coordinate(raw),
+            (4, Err(raw)) => y = coordinate(raw),
+            _ => {}
+        }
+    }
+    // EllipticCurveType NIST_P256 = 2.
+    if curve != Some(2) {
+        return None;
+    }
+    let mut point = vec![4u8];
+    point.extend_from_slice(&x?);
+    point.extend_from_slice(&y?);
+    Some(point)
 }
 
 fn truncate(s: &str) -> &str {
@@ -859,6 +1247,15 @@ impl Impersonation for GoogleHealthFixtures {
             "oauth/identity.json" => {
                 include_str!("../../fixtures/google_health/oauth/identity.json")
             }
+            "push/public_keyset.json" => {
+                include_str!("../../fixtures/google_health/push/public_keyset.json")
+            }
+            "push/public_key.pem" => {
+                include_str!("../../fixtures/google_health/push/public_key.pem")
+            }
+            "push/fixture_signing_key.pk8.b64" => {
+                include_str!("../../fixtures/google_health/push/fixture_signing_key.pk8.b64")
+            }
             "errors/400.json" => include_str!("../../fixtures/google_health/errors/400.json"),
             "errors/401.json" => include_str!("../../fixtures/google_health/errors/401.json"),
             "errors/403.json" => include_str!("../../fixtures/google_health/errors/403.json"),
@@ -938,6 +1335,135 @@ impl Impersonation for GoogleHealthFixtures {
     fn static_reply(&self, path: &str) -> Option<&'static str> {
         (path == "/v4/users/me/identity").then(|| self.fixture("oauth/identity.json"))?
     }
+
+    /// The verification pair HOOKS describes: `{"type": "verification"}` with the
+    /// subscriber's `Authorization` secret (must get 201) and without it (401 or 403).
+    fn verification_pushes(
+        &self,
+        subscription: &FixtureSubscription,
+        _secrets: &PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<VerificationPush> {
+        let body = br#"{"type":"verification"}"#.to_vec();
+        let push = |headers: Vec<(String, String)>| OutboundPush {
+            headers,
+            query: vec![],
+            content_type: "application/json",
+            body: body.clone(),
+        };
+        vec![
+            VerificationPush {
+                push: push(vec![(
+                    "Authorization".into(),
+                    subscription.verify_token.clone().unwrap_or_default(),
+                )]),
+                accepted: vec![201],
+            },
+            VerificationPush {
+                push: push(vec![]),
+                accepted: vec![401, 403],
+            },
+        ]
+    }
+
+    /// A notification in the shape of HOOKS' (see fixtures/google_health/README.md
+    /// "Push"): `{"data": {version, clientProvidedSubscriptionName, healthUserId,
+    /// operation, dataType, intervals: [{physicalTimeInterval}]}}` for the resource's
+    /// first data type, the interval the changed point's own (its `interval`, or its
+    /// `sampleTime` instant), signed by the fixture's key (`push/fixture_signing_key`,
+    /// published as `push/public_keyset.json`) in Tink's framing, with the subscriber's
+    /// `Authorization` secret. Google sends no deauthorization notification.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        _secrets: &PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        let operation = match change.kind {
+            FixtureChangeKind::Created | FixtureChangeKind::Updated => "UPSERT",
+            FixtureChangeKind::Deleted => "DELETE",
+            FixtureChangeKind::Deauthorized => return vec![],
+        };
+        let Some(data_type) = phases(change.resource).first() else {
+            return vec![];
+        };
+        let (start, end) = change
+            .item
+            .and_then(point_interval)
+            .unwrap_or((change.at, change.at));
+        subscriptions
+            .iter()
+            .filter_map(|sub| {
+                let body = json!({"data": {
+                    "version": "1",
+                    "clientProvidedSubscriptionName": sub.remote_id.clone().unwrap_or_else(|| "wearbridge".into()),
+                    "healthUserId": change.user,
+                    "operation": operation,
+                    "dataType": data_type,
+                    "intervals": [{"physicalTimeInterval": {
+                        "startTime": rfc3339_z(start),
+                        "endTime": rfc3339_z(end),
+                    }}],
+                }})
+                .to_string()
+                .into_bytes();
+                let sig = fixture_signature(self, &body)?;
+                Some((
+                    sub.callback_url.clone(),
+                    OutboundPush {
+                        headers: vec![
+                            ("Authorization".into(), sub.verify_token.clone().unwrap_or_default()),
+                            ("X-HEALTHAPI-SIGNATURE".into(), sig),
+                        ],
+                        query: vec![],
+                        content_type: "application/json",
+                        body,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The interval of a data point as the fixture holds it: its member's `interval`
+/// (sessions, intervals) or `sampleTime.physicalTime` (samples).
+fn point_interval(item: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let t = |v: &Value| {
+        v.as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    item.as_object()?.values().find_map(|m| {
+        if let Some(i) = m.get("interval") {
+            Some((t(i.get("startTime")?)?, t(i.get("endTime")?)?))
+        } else {
+            let at = t(m.get("sampleTime")?.get("physicalTime")?)?;
+            Some((at, at))
+        }
+    })
+}
+
+/// The fixture's signature over `body`: ECDSA P-256 SHA-256 (DER) by the fixture key,
+/// behind Tink's prefix `01 || keyId` of `push/public_keyset.json`, in base64.
+fn fixture_signature(imp: &GoogleHealthFixtures, body: &[u8]) -> Option<String> {
+    let pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(imp.fixture("push/fixture_signing_key.pk8.b64")?.trim())
+        .ok()?;
+    let keyset: Value = serde_json::from_str(imp.fixture("push/public_keyset.json")?).ok()?;
+    let key_id = u32::try_from(keyset.get("primaryKeyId")?.as_u64()?).ok()?;
+    let rng = ring::rand::SystemRandom::new();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &pkcs8,
+        &rng,
+    )
+    .ok()?;
+    let sig = pair.sign(&rng, body).ok()?;
+    let mut framed = vec![1u8];
+    framed.extend_from_slice(&key_id.to_be_bytes());
+    framed.extend_from_slice(sig.as_ref());
+    Some(base64::engine::general_purpose::STANDARD.encode(framed))
 }
 
 /// One `field op "literal"` clause of an AIP-160 filter joined by `AND`.
@@ -2043,6 +2569,357 @@ mod tests {
                 .or(at(p, "basalEnergyBurned.interval.startTime"))
                 .unwrap();
             assert!(lookback.contains(&at_(start.as_str().unwrap())));
+        }
+    }
+
+    mod push {
+        use super::super::*;
+        use super::data;
+        use crate::providers::push::testing::{at, Owned};
+
+        const SECRET: &str = "Bearer wb-subscriber-secret-7f3a";
+        const USER: &str = "113407815228541906652";
+
+        fn secrets(key: &str) -> PushSecrets {
+            PushSecrets {
+                verify_token: SECRET.into(),
+                public_keys: vec![GoogleHealthFixtures.fixture(key).unwrap().to_string()],
+                ..PushSecrets::default()
+            }
+        }
+
+        fn notification(body: &[u8], sig: &str, auth: Option<&str>) -> Owned {
+            let mut h = vec![
+                ("content-type", "application/json"),
+                ("x-healthapi-signature", sig),
+            ];
+            if let Some(a) = auth {
+                h.push(("authorization", a));
+            }
+            Owned::new(&h, &[], body, at("2026-11-21T07:03:00Z"))
+        }
+
+        /// `push/exercise_upsert.sig` was made with Python's `cryptography` (ECDSA P-256
+        /// SHA-256, DER, behind Tink's `01 || keyId` prefix) by the key whose public half
+        /// is `push/public_key.pem` and `push/public_keyset.json`.
+        #[test]
+        fn the_signature_verifies_with_the_published_key_in_any_accepted_form() {
+            let body = include_bytes!("../../fixtures/google_health/push/exercise_upsert.json");
+            let sig = include_str!("../../fixtures/google_health/push/exercise_upsert.sig").trim();
+            let pem = GoogleHealthFixtures.fixture("push/public_key.pem").unwrap();
+            let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            for keys in [
+                secrets("push/public_keyset.json"),
+                secrets("push/public_key.pem"),
+                PushSecrets {
+                    public_keys: vec![der_b64],
+                    ..secrets("push/public_key.pem")
+                },
+            ] {
+                assert!(GoogleHealth
+                    .verify_push(&notification(body, sig, Some(SECRET)).req(), &keys)
+                    .is_ok());
+            }
+            let ok = secrets("push/public_keyset.json");
+            let refused = |r: Owned, s: &PushSecrets| {
+                matches!(
+                    GoogleHealth.verify_push(&r.req(), s),
+                    Err(PushError::Unverified(_))
+                )
+            };
+            // Another body, a flipped signature bit, no or another secret, no key.
+            let other = String::from_utf8_lossy(body).replace("UPSERT", "DELETE");
+            assert!(refused(
+                notification(other.as_bytes(), sig, Some(SECRET)),
+                &ok
+            ));
+            let mut raw = base64::engine::general_purpose::STANDARD
+                .decode(sig)
+                .unwrap();
+            let last = raw.len() - 1;
+            raw[last] ^= 1;
+            let flipped = base64::engine::general_purpose::STANDARD.encode(&raw);
+            assert!(refused(notification(body, &flipped, Some(SECRET)), &ok));
+            assert!(refused(notification(body, sig, None), &ok));
+            assert!(refused(
+                notification(body, sig, Some("Bearer another")),
+                &ok
+            ));
+            assert!(refused(
+                notification(body, sig, Some(SECRET)),
+                &PushSecrets {
+                    public_keys: vec![],
+                    ..ok.clone()
+                }
+            ));
+            assert!(refused(
+                notification(body, sig, Some(SECRET)),
+                &PushSecrets {
+                    public_keys: vec!["not a key".into()],
+                    ..ok.clone()
+                }
+            ));
+            assert!(refused(notification(body, "%%%", Some(SECRET)), &ok));
+            // A keyset whose key id differs: the Tink prefix no longer matches.
+            let moved = GoogleHealthFixtures
+                .fixture("push/public_keyset.json")
+                .unwrap()
+                .replace("1794372517", "1794372518");
+            assert!(refused(
+                notification(body, sig, Some(SECRET)),
+                &PushSecrets {
+                    public_keys: vec![moved],
+                    ..ok.clone()
+                }
+            ));
+            // A secret configured without its scheme is a bearer token.
+            let bare = PushSecrets {
+                verify_token: "wb-subscriber-secret-7f3a".into(),
+                ..ok.clone()
+            };
+            assert!(GoogleHealth
+                .verify_push(&notification(body, sig, Some(SECRET)).req(), &bare)
+                .is_ok());
+        }
+
+        #[test]
+        fn the_pem_and_the_keyset_name_the_same_point_and_other_curves_are_skipped() {
+            let pem = public_keys(&[GoogleHealthFixtures
+                .fixture("push/public_key.pem")
+                .unwrap()
+                .into()]);
+            let tink = public_keys(&[GoogleHealthFixtures
+                .fixture("push/public_keyset.json")
+                .unwrap()
+                .into()]);
+            assert_eq!((pem.len(), tink.len()), (1, 1));
+            assert_eq!(pem[0].point, tink[0].point);
+            assert_eq!(pem[0].point.len(), 65);
+            assert_eq!(
+                tink[0].prefix,
+                Some([1, 0x6a, 0xf3, 0xf3, 0xa5]),
+                "01 || 1794372517"
+            );
+            // curve 3 (NIST_P384) instead of 2.
+            let mut proto = base64::engine::general_purpose::STANDARD
+                .decode("CAASBggDEAIYAhogebrGUwFcZuPO3OXRuTmWY66IHpqynKEgm5qDhs+uGBUiIBZmRy9MJt8UEGmqA1BJmvcr/emZge0KbBOpFhQU7plw")
+                .unwrap();
+            assert!(ecdsa_public_point(&proto).is_some());
+            proto[7] = 3;
+            assert_eq!(ecdsa_public_point(&proto), None);
+            assert_eq!(ecdsa_public_point(&[0x1a, 0xff]), None, "truncated");
+        }
+
+        #[test]
+        fn verification_posts_get_201_only_with_the_secret() {
+            let check = |auth: Option<&str>| {
+                let mut h = vec![("content-type", "application/json")];
+                if let Some(a) = auth {
+                    h.push(("authorization", a));
+                }
+                Owned::new(
+                    &h,
+                    &[],
+                    br#"{"type": "verification"}"#,
+                    at("2026-11-21T07:00:00Z"),
+                )
+            };
+            let s = secrets("push/public_keyset.json");
+            let ok = GoogleHealth
+                .push_handshake(&check(Some(SECRET)).req(), &s)
+                .unwrap()
+                .unwrap();
+            assert_eq!((ok.status, ok.body.len()), (201, 0));
+            for bad in [None, Some("Bearer nope"), Some("")] {
+                assert!(matches!(
+                    GoogleHealth.push_handshake(&check(bad).req(), &s),
+                    Some(Err(PushError::Unverified(_)))
+                ));
+            }
+            assert!(
+                matches!(
+                    GoogleHealth
+                        .push_handshake(&check(Some(SECRET)).req(), &PushSecrets::default()),
+                    Some(Err(_))
+                ),
+                "no secret configured: nothing passes"
+            );
+            let batch = Owned::new(
+                &[("authorization", SECRET)],
+                &[],
+                br#"[{"type": "verification"}]"#,
+                at("2026-11-21T07:00:00Z"),
+            );
+            assert!(matches!(
+                GoogleHealth.push_handshake(&batch.req(), &s),
+                Some(Ok(_))
+            ));
+            let event = notification(
+                include_bytes!("../../fixtures/google_health/push/exercise_upsert.json"),
+                "x",
+                Some(SECRET),
+            );
+            assert!(GoogleHealth.push_handshake(&event.req(), &s).is_none());
+            assert_eq!(GoogleHealth.push_ack().status, 204);
+        }
+
+        fn parsed(body: &[u8]) -> Vec<Notice> {
+            GoogleHealth
+                .parse_push(&notification(body, "", None).req())
+                .unwrap()
+        }
+
+        #[test]
+        fn notifications_become_changes_of_the_resource_over_their_intervals() {
+            let n = parsed(include_bytes!(
+                "../../fixtures/google_health/push/exercise_upsert.json"
+            ));
+            assert_eq!(n.len(), 1);
+            assert_eq!(
+                n[0].user, USER,
+                "healthUserId, as the identity request gives it"
+            );
+            assert_eq!(
+                n[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: None,
+                    window: Some(Window {
+                        start: at("2026-11-21T06:10:00Z"),
+                        end: at("2026-11-21T07:02:16Z")
+                    })
+                }
+            );
+            let batch = br#"[
+                {"data": {"healthUserId": "u-1", "dataType": "steps", "operation": "UPSERT", "intervals": [
+                    {"physicalTimeInterval": {"startTime": "2026-11-21T10:00:00Z", "endTime": "2026-11-21T10:15:00Z"}},
+                    {"physicalTimeInterval": {"startTime": "2026-11-21T08:00:00Z", "endTime": "2026-11-21T08:15:00Z"}}]}},
+                {"data": {"healthUserId": "u-1", "dataType": "weight", "operation": "DELETE", "intervals": [
+                    {"civilIso8601TimeInterval": {"startTime": "2026-11-21T07:00:00", "endTime": "2026-11-21T07:00:00"}}]}},
+                {"data": {"healthUserId": "u-1", "dataType": "floors", "operation": "UPSERT", "intervals": []}}
+            ]"#;
+            let n = parsed(batch);
+            assert_eq!(n.len(), 3);
+            assert_eq!(
+                n[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Activity,
+                    record: None,
+                    window: Some(Window {
+                        start: at("2026-11-21T08:00:00Z"),
+                        end: at("2026-11-21T10:15:01Z")
+                    })
+                }
+            );
+            // A deletion names no point: the resource is re-read over the (civil, so
+            // widened) interval.
+            assert_eq!(
+                n[1].action,
+                NoticeAction::Changed {
+                    resource: Resource::Body,
+                    record: None,
+                    window: Some(Window {
+                        start: at("2026-11-20T17:00:00Z"),
+                        end: at("2026-11-21T19:00:01Z")
+                    })
+                }
+            );
+            assert!(
+                matches!(n[2].action, NoticeAction::Ignored(_)),
+                "floors are not stored"
+            );
+            assert_ne!(n[0].key, n[1].key);
+            assert_eq!(n[0].key, parsed(batch)[0].key);
+            for bad in [
+                &b"[1]"[..],
+                br#"{"type": "other"}"#,
+                br#"{"data": {"dataType": "steps", "operation": "UPSERT"}}"#,
+                br#"{"data": {"healthUserId": "u", "dataType": "steps", "operation": "UPSERT", "intervals": [{"physicalTimeInterval": {"startTime": "x", "endTime": "y"}}]}}"#,
+                br#"{"data": {"healthUserId": "u", "dataType": "steps", "operation": "UPSERT", "intervals": [{"physicalTimeInterval": {"startTime": "2026-11-21T10:00:00Z", "endTime": "2026-11-21T09:00:00Z"}}]}}"#,
+            ] {
+                assert!(matches!(GoogleHealth.parse_push(&notification(bad, "", None).req()), Err(PushError::Malformed(_))), "{}", String::from_utf8_lossy(bad));
+            }
+        }
+
+        #[test]
+        fn the_fixture_server_verifies_the_subscriber_and_pushes_signed_notifications_that_read_back(
+        ) {
+            let now = at("2026-11-21T12:00:00Z");
+            let s = secrets("push/public_keyset.json");
+            let sub = FixtureSubscription {
+                callback_url: "https://gw.example/v1/providers/google_health/notifications".into(),
+                remote_id: Some("wearbridge".into()),
+                verify_token: Some(SECRET.into()),
+                ..FixtureSubscription::default()
+            };
+            for check in GoogleHealthFixtures.verification_pushes(&sub, &s, now) {
+                let r = Owned::of(&check.push, now);
+                let status = match GoogleHealth.push_handshake(&r.req(), &s).unwrap() {
+                    Ok(reply) => reply.status,
+                    Err(_) => 401,
+                };
+                assert!(
+                    check.accepted.contains(&status),
+                    "{status} not in {:?}",
+                    check.accepted
+                );
+            }
+            for (resource, file) in [
+                (Resource::Workouts, "workouts.json"),
+                (Resource::Sleep, "sleep.json"),
+                (Resource::Activity, "activity.json"),
+                (Resource::Body, "body.json"),
+                (Resource::Heartrate, "heartrate.json"),
+                (Resource::Hrv, "hrv.json"),
+            ] {
+                let items = data(file);
+                let item = items.last().unwrap();
+                let (start, end) = point_interval(item).unwrap();
+                for kind in [
+                    FixtureChangeKind::Created,
+                    FixtureChangeKind::Updated,
+                    FixtureChangeKind::Deleted,
+                ] {
+                    let change = FixtureChange {
+                        user: USER,
+                        resource,
+                        kind,
+                        item: Some(item),
+                        record: None,
+                        at: now,
+                    };
+                    let pushes =
+                        GoogleHealthFixtures.push_for(&change, std::slice::from_ref(&sub), &s, now);
+                    assert_eq!(pushes.len(), 1, "{resource}");
+                    let r = Owned::of(&pushes[0].1, now);
+                    assert!(GoogleHealth.push_handshake(&r.req(), &s).is_none());
+                    GoogleHealth.verify_push(&r.req(), &s).unwrap();
+                    let n = GoogleHealth.parse_push(&r.req()).unwrap();
+                    assert_eq!(n[0].user, USER);
+                    match &n[0].action {
+                        NoticeAction::Changed {
+                            resource: got,
+                            record: None,
+                            window: Some(w),
+                        } => {
+                            assert_eq!(*got, resource);
+                            assert!(w.start <= start && end < w.end, "{resource}: {w:?}");
+                        }
+                        other => panic!("{resource}: {other:?}"),
+                    }
+                }
+            }
+            let gone = FixtureChange {
+                user: USER,
+                resource: Resource::Workouts,
+                kind: FixtureChangeKind::Deauthorized,
+                item: None,
+                record: None,
+                at: now,
+            };
+            assert!(GoogleHealthFixtures
+                .push_for(&gone, std::slice::from_ref(&sub), &s, now)
+                .is_empty());
         }
     }
 }

@@ -894,4 +894,49 @@ mod tests {
             }
         }
     }
+    #[test]
+    fn every_push_section_names_only_the_manifests_resources() {
+        let mut pushing = vec![];
+        for p in registry() {
+            let Some(push) = &p.manifest.push else {
+                continue;
+            };
+            pushing.push(p.id());
+            assert!(
+                push.safety_poll_secs >= p.manifest.poll_interval_secs,
+                "{}: the safety poll is rarer than the ordinary one",
+                p.id()
+            );
+            assert!(
+                push.quiet_secs > 0 && !push.notifications.is_empty(),
+                "{}",
+                p.id()
+            );
+            for n in &push.notifications {
+                for r in &n.resources {
+                    assert!(p.resource(*r).is_some(), "{} {}: no {r}", p.id(), n.kind);
+                }
+            }
+            let kinds: std::collections::HashSet<&str> =
+                push.notifications.iter().map(|n| n.kind.as_str()).collect();
+            assert_eq!(
+                kinds.len(),
+                push.notifications.len(),
+                "{}: a kind twice",
+                p.id()
+            );
+        }
+        pushing.sort_unstable();
+        assert_eq!(
+            pushing,
+            [
+                "google_health",
+                "oura",
+                "polar",
+                "strava",
+                "whoop",
+                "withings"
+            ]
+        );
+    }
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, RateReport, RateScope, Record,
     Removal, ResourceSpec, Window, WindowCount, WindowUsage,
@@ -131,6 +132,252 @@ impl Adapter for Oura {
         page.next = opt_str(&v, "next_token")?.map(str::to_string);
         Ok(page)
     }
+
+    /// OAS "Personal Info Routes": `GET /v2/usercollection/personal_info` answers the
+    /// user's `id` "with any access token (no scopes are required)"; the token reply
+    /// names no user, and webhooks name users by `user_id`.
+    fn identity_request(&self) -> Option<PageRequest> {
+        Some(PageRequest::get("/v2/usercollection/personal_info", vec![]))
+    }
+
+    fn identity_user_id(&self, body: &[u8]) -> Result<String, ProviderError> {
+        let v = parse_json(body)?;
+        match v.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => Err(ProviderError::malformed("id", "expected the user's id")),
+        }
+    }
+
+    /// OAS single-document routes, `GET /v2/usercollection/<name>/{document_id}`, for
+    /// sleep periods, daily activity and workouts: what a webhook's `object_id` names.
+    /// Heart rate samples have no document id.
+    fn record_request(
+        &self,
+        resource: &ResourceSpec,
+        provider_record_id: &str,
+    ) -> Option<PageRequest> {
+        if !WEBHOOK_DATA_TYPES.iter().any(|(_, r)| *r == resource.name)
+            || !path_safe(provider_record_id)
+        {
+            return None;
+        }
+        Some(PageRequest::get(
+            format!("{}/{provider_record_id}", resource.path),
+            vec![],
+        ))
+    }
+
+    /// One document, read as a list item: a sleep period Oura marks as not sleep is a
+    /// removal.
+    fn parse_record(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
+        let v = parse_json(body)?;
+        if !v.is_object() {
+            return Err(ProviderError::malformed("$", "expected one document"));
+        }
+        let item = match resource {
+            Resource::Sleep => sleep(&v)?,
+            Resource::Activity => Item::Record(activity(&v)?),
+            Resource::Workouts => Item::Record(workout(&v)?),
+            other => {
+                return Err(ProviderError::malformed(
+                    "resource",
+                    format!("no single-document read for Oura {other}"),
+                ))
+            }
+        };
+        Ok(match item {
+            Item::Record(r) => Page {
+                records: vec![r],
+                ..Page::default()
+            },
+            Item::Removed(r) => Page {
+                removals: vec![r],
+                ..Page::default()
+            },
+        })
+    }
+
+    /// WEBHOOKS "Verification Process": `GET <callback>?verification_token=…&challenge=…`;
+    /// the token must be ours and the reply `{"challenge": "<challenge>"}` (the OAS example
+    /// answers a wrong token with 401).
+    fn push_handshake(
+        &self,
+        req: &PushRequest<'_>,
+        secrets: &PushSecrets,
+    ) -> Option<Result<PushReply, PushError>> {
+        let challenge = req.query.get("challenge")?;
+        let token = req
+            .query
+            .get("verification_token")
+            .map_or("", String::as_str);
+        Some(
+            if secrets.verify_token.is_empty()
+                || !same_secret(token.as_bytes(), secrets.verify_token.as_bytes())
+            {
+                Err(PushError::Unverified(
+                    "verification_token is not ours".into(),
+                ))
+            } else if challenge.is_empty() {
+                Err(PushError::Unverified("no challenge to echo".into()))
+            } else {
+                Ok(PushReply::json(&json!({ "challenge": challenge })))
+            },
+        )
+    }
+
+    /// WEBHOOKS "Verify Webhook Signatures": `x-oura-signature` is the upper-case hex
+    /// HMAC-SHA256, keyed by the client secret, of `x-oura-timestamp` followed by the JSON
+    /// body. The timestamp is epoch seconds (the OAS example `1234567890`); milliseconds
+    /// are read too. Refused beyond [`TIMESTAMP_TOLERANCE_SECS`] either way.
+    fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+        let unverified = |m: &str| PushError::Unverified(m.to_string());
+        let ts =
+            header(req, "x-oura-timestamp").ok_or_else(|| unverified("no x-oura-timestamp"))?;
+        let sig =
+            header(req, "x-oura-signature").ok_or_else(|| unverified("no x-oura-signature"))?;
+        let n: i64 = ts
+            .trim()
+            .parse()
+            .map_err(|_| unverified("x-oura-timestamp is not epoch time"))?;
+        let sent = if n.abs() >= 100_000_000_000 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        }
+        .ok_or_else(|| unverified("x-oura-timestamp is out of range"))?;
+        check_fresh(req.now, sent)?;
+        let tag = unhex(sig).ok_or_else(|| unverified("x-oura-signature is not hex"))?;
+        if secrets.client_secret.is_empty()
+            || !hmac_sha256_matches(
+                secrets.client_secret.as_bytes(),
+                &[ts.as_bytes(), req.body],
+                &tag,
+            )
+        {
+            return Err(unverified("x-oura-signature does not match"));
+        }
+        Ok(())
+    }
+
+    /// WEBHOOKS "Receiving and Processing Events": `{event_type, data_type, object_id,
+    /// event_time, user_id}`. `object_id` is the document id, our `provider_id`, read back
+    /// by its single-document route; a delete removes it. Data types we do not store are
+    /// ignored. No id of its own: the key digests all five fields.
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let v = json_body(req)?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| PushError::Malformed(format!("no {k}")))
+        };
+        let (event, data_type, object_id, event_time, user) = (
+            field("event_type")?,
+            field("data_type")?,
+            field("object_id")?,
+            field("event_time")?,
+            field("user_id")?,
+        );
+        let at = DateTime::parse_from_rfc3339(event_time)
+            .map_err(|e| PushError::Malformed(format!("event_time: {e}")))?
+            .with_timezone(&Utc);
+        let resource = WEBHOOK_DATA_TYPES
+            .iter()
+            .find(|(t, _)| *t == data_type)
+            .map(|(_, r)| *r);
+        let action = match (resource, event) {
+            (Some(r), "create" | "update") => NoticeAction::Changed {
+                resource: r,
+                record: Some(object_id.to_string()),
+                window: None,
+            },
+            (Some(r), "delete") => NoticeAction::Deleted {
+                resource: r,
+                record: object_id.to_string(),
+            },
+            _ => NoticeAction::Ignored(format!("{event} {data_type}")),
+        };
+        Ok(vec![Notice {
+            user: user.to_string(),
+            key: digest_key(&[ID, event, data_type, object_id, event_time, user]),
+            action,
+            at: Some(at),
+        }])
+    }
+
+    /// WEBHOOKS "Create a Webhook Subscription": `POST /v2/webhook/subscription` with the
+    /// app's `x-client-id`/`x-client-secret` headers, one subscription "for each
+    /// combination" of `event_type` and `data_type`: create, update and delete of every
+    /// data type we store.
+    fn subscribe_calls(&self, callback_url: &str, secrets: &PushSecrets) -> Vec<SubscriptionCall> {
+        let mut calls = vec![];
+        for (data_type, _) in WEBHOOK_DATA_TYPES {
+            for event in ["create", "update", "delete"] {
+                calls.push(SubscriptionCall {
+                    method: "POST",
+                    url: "/v2/webhook/subscription".into(),
+                    query: vec![],
+                    form: vec![],
+                    json: Some(json!({
+                        "callback_url": callback_url,
+                        "verification_token": secrets.verify_token,
+                        "event_type": event,
+                        "data_type": data_type,
+                    })),
+                    headers: client_headers(secrets),
+                    basic_auth: false,
+                    user_token: false,
+                });
+            }
+        }
+        calls
+    }
+
+    /// OAS `PUT /v2/webhook/subscription/renew/{id}`, same headers, no body.
+    fn renew_call(&self, remote_id: &str, secrets: &PushSecrets) -> Option<SubscriptionCall> {
+        path_safe(remote_id).then(|| SubscriptionCall {
+            method: "PUT",
+            url: format!("/v2/webhook/subscription/renew/{remote_id}"),
+            query: vec![],
+            form: vec![],
+            json: None,
+            headers: client_headers(secrets),
+            basic_auth: false,
+            user_token: false,
+        })
+    }
+
+    /// OAS `WebhookSubscriptionModel` (create: 201, renew: 200): `id` and the required
+    /// `expiration_time`.
+    fn subscription_reply(&self, status: u16, body: &[u8]) -> Result<Subscribed, ProviderError> {
+        if !(200..300).contains(&status) {
+            return Err(self.classify_error(status, None, body));
+        }
+        let v = parse_json(body)?;
+        let id = req_str(&v, "id")?.to_string();
+        let (expires, _) = utc_instant(req_str(&v, "expiration_time")?, "expiration_time")?;
+        Ok(Subscribed {
+            remote_id: Some(id),
+            expires_at: Some(expires),
+            signing_secret: None,
+        })
+    }
+}
+
+/// The webhook `data_type`s (OAS `ExtApiV2DataType`) of the resources we store. Heart
+/// rate has none: it is polled only.
+const WEBHOOK_DATA_TYPES: [(&str, Resource); 3] = [
+    ("sleep", Resource::Sleep),
+    ("daily_activity", Resource::Activity),
+    ("workout", Resource::Workouts),
+];
+
+/// OAS `ClientIdAuth`/`ClientSecretAuth`: the subscription routes' credentials.
+fn client_headers(secrets: &PushSecrets) -> Vec<(String, String)> {
+    vec![
+        ("x-client-id".into(), secrets.client_id.clone()),
+        ("x-client-secret".into(), secrets.client_secret.clone()),
+    ]
 }
 
 /// What one list item is: a record, or a period Oura says is not sleep.
@@ -317,6 +564,9 @@ impl Impersonation for OuraFixtures {
     fn fixture(&self, path: &str) -> Option<&'static str> {
         Some(match path {
             "oauth/token.json" => include_str!("../../fixtures/oura/oauth/token.json"),
+            "oauth/personal_info.json" => {
+                include_str!("../../fixtures/oura/oauth/personal_info.json")
+            }
             "oauth/refresh.json" => include_str!("../../fixtures/oura/oauth/refresh.json"),
             "oauth/invalid_grant.json" => {
                 include_str!("../../fixtures/oura/oauth/invalid_grant.json")
@@ -407,6 +657,246 @@ impl Impersonation for OuraFixtures {
         let after = offset.saturating_add(PAGE);
         let next = (after < selected.len()).then(|| format!("{after}|{start}|{end}"));
         Ok(json!({"data": page, "next_token": next}))
+    }
+
+    /// `GET /v2/usercollection/personal_info`, the identity read after the code exchange.
+    fn static_reply(&self, path: &str) -> Option<&'static str> {
+        (path == "/v2/usercollection/personal_info")
+            .then(|| self.fixture("oauth/personal_info.json"))?
+    }
+
+    /// `/v2/usercollection/{sleep,daily_activity,workout}/{document_id}`.
+    fn record_path(&self, path: &str) -> Option<(Resource, String)> {
+        let rest = path.strip_prefix("/v2/usercollection/")?;
+        let (name, id) = rest.split_once('/')?;
+        let (_, resource) = WEBHOOK_DATA_TYPES.iter().find(|(t, _)| *t == name)?;
+        path_safe(id).then(|| (*resource, id.to_string()))
+    }
+
+    /// The document with that `id` from the resource's data set, or a 404.
+    fn serve_record(&self, resource: Resource, key: &str, items: &[Value]) -> Option<Value> {
+        if !WEBHOOK_DATA_TYPES.iter().any(|(_, r)| *r == resource) {
+            return None;
+        }
+        items
+            .iter()
+            .find(|i| i.get("id").and_then(Value::as_str) == Some(key))
+            .cloned()
+    }
+
+    /// WEBHOOKS' event body for every subscription to that (event, data type), signed
+    /// with the client secret: `x-oura-timestamp` is `now` in epoch seconds,
+    /// `x-oura-signature` the upper-case hex HMAC-SHA256 of it and the body. Oura sends
+    /// no deauthorization webhook and has none for heart rate.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        secrets: &PushSecrets,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        let event = match change.kind {
+            FixtureChangeKind::Created => "create",
+            FixtureChangeKind::Updated => "update",
+            FixtureChangeKind::Deleted => "delete",
+            FixtureChangeKind::Deauthorized => return vec![],
+        };
+        let (Some((data_type, _)), Some(record)) = (
+            WEBHOOK_DATA_TYPES
+                .iter()
+                .find(|(_, r)| *r == change.resource),
+            change.record,
+        ) else {
+            return vec![];
+        };
+        let kind = format!("{event}:{data_type}");
+        let body = json!({
+            "event_type": event,
+            "data_type": data_type,
+            "object_id": record,
+            "event_time": format_utc(change.at),
+            "user_id": change.user,
+        })
+        .to_string()
+        .into_bytes();
+        let ts = now.timestamp().to_string();
+        let sig = hex(&hmac_sha256(
+            secrets.client_secret.as_bytes(),
+            &[ts.as_bytes(), &body],
+        ))
+        .to_uppercase();
+        subscriptions
+            .iter()
+            .filter(|s| s.kinds.contains(&kind))
+            .map(|s| {
+                (
+                    s.callback_url.clone(),
+                    OutboundPush {
+                        headers: vec![
+                            ("x-oura-signature".into(), sig.clone()),
+                            ("x-oura-timestamp".into(), ts.clone()),
+                        ],
+                        query: vec![],
+                        content_type: "application/json",
+                        body: body.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn handshake_query(
+        &self,
+        subscription: &FixtureSubscription,
+        challenge: &str,
+    ) -> Option<Vec<(String, String)>> {
+        Some(vec![
+            (
+                "verification_token".into(),
+                subscription.verify_token.clone().unwrap_or_default(),
+            ),
+            ("challenge".into(), challenge.into()),
+        ])
+    }
+
+    /// WEBHOOKS: the endpoint "must verify the token and respond with the challenge",
+    /// `{"challenge": "<challenge>"}`.
+    fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
+        status == 200
+            && serde_json::from_slice::<Value>(body)
+                .ok()
+                .is_some_and(|v| v.get("challenge").and_then(Value::as_str) == Some(challenge))
+    }
+
+    /// The OAS "Webhook Subscription Routes", all with `x-client-id`/`x-client-secret`:
+    /// `POST /v2/webhook/subscription` (201 `WebhookSubscriptionModel`, active once the
+    /// callback passed verification), `GET` the list or `/{id}`, `PUT
+    /// /v2/webhook/subscription/renew/{id}` (200, a new `expiration_time`), `DELETE /{id}`
+    /// (204); an unknown id is 403 ("Webhook with specified id does not exist").
+    fn serve_subscription(
+        &self,
+        req: &SubscriptionRequest<'_>,
+        subscriptions: &mut Vec<FixtureSubscription>,
+        secrets: &PushSecrets,
+    ) -> Option<SubscriptionServed> {
+        let rest = req.path.strip_prefix("/v2/webhook/subscription")?;
+        let served = |status: u16, body: String| SubscriptionServed {
+            status,
+            body,
+            created: None,
+            if_unverified: None,
+        };
+        let h = |k: &str| {
+            req.headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        if h("x-client-id") != secrets.client_id || h("x-client-secret") != secrets.client_secret {
+            return Some(served(401, json!({"detail": "Unauthorized"}).to_string()));
+        }
+        let model = |s: &FixtureSubscription| {
+            let (event, data_type) = s
+                .kinds
+                .first()
+                .and_then(|k| k.split_once(':'))
+                .unwrap_or(("", ""));
+            json!({
+                "id": s.remote_id,
+                "callback_url": s.callback_url,
+                "event_type": event,
+                "data_type": data_type,
+                "expiration_time": s.expires_at.map(format_utc),
+            })
+        };
+        let missing = || {
+            served(
+                403,
+                json!({"detail": "Webhook with specified id does not exist."}).to_string(),
+            )
+        };
+        // The fixture's subscriptions live a week; Oura documents no length.
+        let expiry = req.now + chrono::Duration::days(7);
+        Some(match (req.method, rest) {
+            ("POST", "") => {
+                let v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
+                let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+                let invalid = |k: &str, msg: &str| {
+                    served(
+                        422,
+                        json!({"detail": [{"loc": ["body", k], "msg": msg, "type": "value_error"}]})
+                            .to_string(),
+                    )
+                };
+                for k in [
+                    "callback_url",
+                    "verification_token",
+                    "event_type",
+                    "data_type",
+                ] {
+                    if field(k).is_empty() {
+                        return Some(invalid(k, "field required"));
+                    }
+                }
+                if !["create", "update", "delete"].contains(&field("event_type")) {
+                    return Some(invalid(
+                        "event_type",
+                        "value is not a valid enumeration member",
+                    ));
+                }
+                let kind = format!("{}:{}", field("event_type"), field("data_type"));
+                let id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_URL,
+                    format!("{}|{kind}|{}", field("callback_url"), subscriptions.len()).as_bytes(),
+                )
+                .to_string();
+                let sub = FixtureSubscription {
+                    callback_url: field("callback_url").to_string(),
+                    remote_id: Some(id),
+                    kinds: vec![kind],
+                    verify_token: Some(field("verification_token").to_string()),
+                    expires_at: Some(expiry),
+                    ..FixtureSubscription::default()
+                };
+                SubscriptionServed {
+                    status: 201,
+                    body: model(&sub).to_string(),
+                    created: Some(sub),
+                    if_unverified: Some((
+                        400,
+                        json!({"detail": "Callback verification failed."}).to_string(),
+                    )),
+                }
+            }
+            ("GET", "") => served(
+                200,
+                Value::Array(subscriptions.iter().map(model).collect()).to_string(),
+            ),
+            (method, rest) => {
+                let (renew, id) = match rest.strip_prefix("/renew/") {
+                    Some(id) => (true, id),
+                    None => (false, rest.strip_prefix('/')?),
+                };
+                let Some(i) = subscriptions
+                    .iter()
+                    .position(|s| s.remote_id.as_deref() == Some(id))
+                else {
+                    return Some(missing());
+                };
+                match (method, renew) {
+                    ("PUT", true) => {
+                        subscriptions[i].expires_at = Some(expiry);
+                        served(200, model(&subscriptions[i]).to_string())
+                    }
+                    ("GET", false) => served(200, model(&subscriptions[i]).to_string()),
+                    ("DELETE", false) => {
+                        subscriptions.remove(i);
+                        served(204, String::new())
+                    }
+                    _ => return None,
+                }
+            }
+        })
     }
 }
 
@@ -598,5 +1088,510 @@ mod tests {
             page.records.iter().any(|r| r.fields["calories"].is_null()),
             "a missing calorie count stays null"
         );
+    }
+
+    mod push {
+        use super::super::*;
+        use crate::providers::push::testing::{at, Owned};
+        use std::collections::BTreeMap;
+
+        const SECRET: &str = "0ura-client-s3cret";
+        /// 2026-11-27T12:00:00Z.
+        const TS: &str = "1795780800";
+        const USER: &str = "a3e1c2b4-5d6f-4a7b-8c9d-0e1f2a3b4c5d";
+
+        fn secrets() -> PushSecrets {
+            PushSecrets {
+                client_id: "MZ7QK3V2NQ4XW5TB".into(),
+                client_secret: SECRET.into(),
+                verify_token: "our-verification-token".into(),
+                ..PushSecrets::default()
+            }
+        }
+
+        fn spec(r: Resource) -> ResourceSpec {
+            crate::providers::find("oura")
+                .unwrap()
+                .resource(r)
+                .unwrap()
+                .clone()
+        }
+
+        fn signed(body: &[u8], ts: &str, sig: &str, now: &str) -> Owned {
+            Owned::new(
+                &[
+                    ("content-type", "application/json"),
+                    ("x-oura-signature", sig),
+                    ("x-oura-timestamp", ts),
+                ],
+                &[],
+                body,
+                at(now),
+            )
+        }
+
+        /// Computed independently: `hmac.new(b"0ura-client-s3cret", b"1795780800" +
+        /// open("fixtures/oura/push/sleep_update.json","rb").read(),
+        /// hashlib.sha256).hexdigest().upper()` in Python.
+        #[test]
+        fn the_signature_is_upper_case_hex_hmac_of_timestamp_and_body() {
+            let body = include_bytes!("../../fixtures/oura/push/sleep_update.json");
+            let sig = "A0BBC6A3AE57DEF960CD97F376B51B88F1F27AFFB8BA88BA7CA01BB2D6C027EC";
+            let now = "2026-11-27T12:00:30Z";
+            assert!(Oura
+                .verify_push(&signed(body, TS, sig, now).req(), &secrets())
+                .is_ok());
+            let refused = |r: Owned| {
+                matches!(
+                    Oura.verify_push(&r.req(), &secrets()),
+                    Err(PushError::Unverified(_))
+                )
+            };
+            let forged = "A0BBC6A3AE57DEF960CD97F376B51B88F1F27AFFB8BA88BA7CA01BB2D6C027ED";
+            assert!(refused(signed(body, TS, forged, now)));
+            assert!(refused(signed(body, "1795780801", sig, now)));
+            let other = include_bytes!("../../fixtures/oura/push/workout_create.json");
+            assert!(refused(signed(other, TS, sig, now)));
+            assert!(refused(signed(body, TS, "not-hex", now)));
+            assert!(
+                refused(signed(body, TS, sig, "2026-11-27T12:05:01Z")),
+                "stale"
+            );
+            assert!(
+                refused(signed(body, TS, sig, "2026-11-27T11:54:59Z")),
+                "from the future"
+            );
+            assert!(refused(Owned::new(&[], &[], body, at(now))), "unsigned");
+            assert!(matches!(
+                Oura.verify_push(&signed(body, TS, sig, now).req(), &PushSecrets::default()),
+                Err(PushError::Unverified(_))
+            ));
+        }
+
+        #[test]
+        fn the_verification_get_echoes_the_challenge_only_for_our_token() {
+            let q = |token: &str| {
+                Owned::new(
+                    &[],
+                    &[
+                        ("verification_token", token),
+                        ("challenge", "random-string"),
+                    ],
+                    b"",
+                    at("2026-11-27T12:00:00Z"),
+                )
+            };
+            let ok = Oura
+                .push_handshake(&q("our-verification-token").req(), &secrets())
+                .unwrap()
+                .unwrap();
+            assert_eq!(ok.status, 200);
+            assert_eq!(
+                serde_json::from_slice::<Value>(&ok.body).unwrap(),
+                json!({"challenge": "random-string"})
+            );
+            for bad in ["another", ""] {
+                assert!(matches!(
+                    Oura.push_handshake(&q(bad).req(), &secrets()),
+                    Some(Err(PushError::Unverified(_)))
+                ));
+            }
+            assert!(matches!(
+                Oura.push_handshake(&q("").req(), &PushSecrets::default()),
+                Some(Err(_))
+            ));
+            let event = signed(
+                include_bytes!("../../fixtures/oura/push/sleep_update.json"),
+                TS,
+                "x",
+                "2026-11-27T12:00:00Z",
+            );
+            assert!(Oura.push_handshake(&event.req(), &secrets()).is_none());
+        }
+
+        fn parsed(body: &[u8]) -> Notice {
+            let r = Owned::new(&[], &[], body, at("2026-11-27T12:00:00Z"));
+            let mut n = Oura.parse_push(&r.req()).unwrap();
+            assert_eq!(n.len(), 1);
+            n.remove(0)
+        }
+
+        #[test]
+        fn each_documented_event_becomes_its_notice() {
+            let s = parsed(include_bytes!("../../fixtures/oura/push/sleep_update.json"));
+            assert_eq!(s.user, USER);
+            assert_eq!(s.at, Some(at("2026-11-20T07:41:09Z")));
+            assert_eq!(
+                s.action,
+                NoticeAction::Changed {
+                    resource: Resource::Sleep,
+                    record: Some("1acef5ce-3782-4bc9-854a-cf65d57cd32e".into()),
+                    window: None
+                }
+            );
+            let w = parsed(include_bytes!(
+                "../../fixtures/oura/push/workout_create.json"
+            ));
+            assert!(matches!(
+                w.action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: Some(_),
+                    ..
+                }
+            ));
+            let a = parsed(include_bytes!(
+                "../../fixtures/oura/push/activity_delete.json"
+            ));
+            assert_eq!(
+                a.action,
+                NoticeAction::Deleted {
+                    resource: Resource::Activity,
+                    record: "66c94063-ed8b-49fd-b658-de6722d78515".into()
+                }
+            );
+            assert_ne!(s.key, w.key);
+            assert_eq!(
+                s.key,
+                parsed(include_bytes!("../../fixtures/oura/push/sleep_update.json")).key
+            );
+            // Data types we do not store (the OAS example's tag) are nothing to pull.
+            let tag = br#"{"event_type":"delete","data_type":"tag","object_id":"x","event_time":"2026-11-20T07:41:09+00:00","user_id":"u"}"#;
+            assert!(matches!(parsed(tag).action, NoticeAction::Ignored(_)));
+            for bad in [
+                &b"{"[..],
+                br#"{"event_type":"update","data_type":"sleep","event_time":"2026-11-20T07:41:09+00:00","user_id":"u"}"#,
+                br#"{"event_type":"update","data_type":"sleep","object_id":"x","event_time":"yesterday","user_id":"u"}"#,
+                br#"{"event_type":"update","data_type":"sleep","object_id":"x","event_time":"2026-11-20T07:41:09+00:00"}"#,
+            ] {
+                let r = Owned::new(&[], &[], bad, at("2026-11-27T12:00:00Z"));
+                assert!(matches!(Oura.parse_push(&r.req()), Err(PushError::Malformed(_))));
+            }
+        }
+
+        #[test]
+        fn the_user_is_named_by_personal_info_and_documents_are_read_by_id() {
+            let req = Oura.identity_request().unwrap();
+            assert_eq!(req.path, "/v2/usercollection/personal_info");
+            let body = OuraFixtures
+                .static_reply("/v2/usercollection/personal_info")
+                .unwrap();
+            assert_eq!(Oura.identity_user_id(body.as_bytes()).unwrap(), USER);
+            assert!(Oura.identity_user_id(br#"{"id": ""}"#).is_err());
+            assert!(Oura.identity_user_id(br#"{"age": 30}"#).is_err());
+
+            for (resource, path, key) in [
+                (
+                    Resource::Sleep,
+                    "/v2/usercollection/sleep/",
+                    "1acef5ce-3782-4bc9-854a-cf65d57cd32e",
+                ),
+                (
+                    Resource::Activity,
+                    "/v2/usercollection/daily_activity/",
+                    "66c94063-ed8b-49fd-b658-de6722d78515",
+                ),
+                (
+                    Resource::Workouts,
+                    "/v2/usercollection/workout/",
+                    "72e2ee5e-9af8-46ba-8d4b-3e4e47dd891d",
+                ),
+            ] {
+                let req = Oura.record_request(&spec(resource), key).unwrap();
+                assert_eq!(req.path, format!("{path}{key}"));
+                assert!(req.query.is_empty());
+                assert_eq!(
+                    OuraFixtures.record_path(&req.path),
+                    Some((resource, key.to_string()))
+                );
+                let items: Vec<Value> = serde_json::from_str(
+                    OuraFixtures
+                        .fixture(&format!("data/{}.json", resource.as_str()))
+                        .unwrap(),
+                )
+                .unwrap();
+                let served = OuraFixtures.serve_record(resource, key, &items).unwrap();
+                let page = Oura
+                    .parse_record(resource, served.to_string().as_bytes())
+                    .unwrap();
+                assert_eq!(page.records.len(), 1);
+                assert_eq!(
+                    page.records[0].provider_id, key,
+                    "the id parse_page gives it"
+                );
+                assert!(OuraFixtures
+                    .serve_record(resource, "nope", &items)
+                    .is_none());
+            }
+            assert_eq!(Oura.record_request(&spec(Resource::Heartrate), "x"), None);
+            assert_eq!(
+                Oura.record_request(&spec(Resource::Sleep), "../personal_info"),
+                None
+            );
+            // A period rejected as not sleep reads as a removal of that id.
+            let rest = Oura
+                .parse_record(
+                    Resource::Sleep,
+                    include_bytes!("../../fixtures/oura/records/sleep/fd661012-0dd2-4983-9f5f-227002e4d58b.json"),
+                )
+                .unwrap();
+            assert!(rest.records.is_empty());
+            assert_eq!(
+                rest.removals[0].provider_id,
+                "fd661012-0dd2-4983-9f5f-227002e4d58b"
+            );
+            assert!(Oura.parse_record(Resource::Sleep, b"[]").is_err());
+            assert!(Oura.parse_record(Resource::Heartrate, b"{}").is_err());
+        }
+
+        #[test]
+        fn subscriptions_are_one_per_event_and_data_type_and_renew_by_id() {
+            let calls = Oura.subscribe_calls("https://gw.example/cb", &secrets());
+            assert_eq!(
+                calls.len(),
+                9,
+                "create, update, delete × sleep, daily_activity, workout"
+            );
+            for c in &calls {
+                assert_eq!(
+                    (c.method, c.url.as_str()),
+                    ("POST", "/v2/webhook/subscription")
+                );
+                assert_eq!(
+                    c.headers,
+                    vec![
+                        ("x-client-id".to_string(), "MZ7QK3V2NQ4XW5TB".to_string()),
+                        ("x-client-secret".into(), SECRET.into())
+                    ]
+                );
+                let body = c.json.as_ref().unwrap();
+                assert_eq!(body["callback_url"], "https://gw.example/cb");
+                assert_eq!(body["verification_token"], "our-verification-token");
+            }
+            let pairs: std::collections::HashSet<(String, String)> = calls
+                .iter()
+                .map(|c| {
+                    let b = c.json.as_ref().unwrap();
+                    (
+                        b["event_type"].as_str().unwrap().into(),
+                        b["data_type"].as_str().unwrap().into(),
+                    )
+                })
+                .collect();
+            assert_eq!(pairs.len(), 9);
+            let renew = Oura
+                .renew_call("5d3fe17b-f880-4d93-b9b6-afbfb76c1e78", &secrets())
+                .unwrap();
+            assert_eq!(
+                (renew.method, renew.url.as_str()),
+                (
+                    "PUT",
+                    "/v2/webhook/subscription/renew/5d3fe17b-f880-4d93-b9b6-afbfb76c1e78"
+                )
+            );
+            assert!(Oura.renew_call("../x", &secrets()).is_none());
+            let sub = Oura
+                .subscription_reply(
+                    201,
+                    br#"{"id":"5d3fe17b-f880-4d93-b9b6-afbfb76c1e78","callback_url":"https://gw.example/cb","event_type":"update","data_type":"sleep","expiration_time":"2026-12-04T12:00:00+00:00"}"#,
+                )
+                .unwrap();
+            assert_eq!(
+                sub.remote_id.as_deref(),
+                Some("5d3fe17b-f880-4d93-b9b6-afbfb76c1e78")
+            );
+            assert_eq!(sub.expires_at, Some(at("2026-12-04T12:00:00Z")));
+            assert!(Oura.subscription_reply(201, br#"{"id":"x"}"#).is_err());
+            assert!(Oura.subscription_reply(422, br#"{"detail":[]}"#).is_err());
+        }
+
+        #[test]
+        fn the_fixture_server_subscribes_verifies_renews_and_pushes_like_oura() {
+            let now = at("2026-11-27T12:00:00Z");
+            let secrets = secrets();
+            let mut subs: Vec<FixtureSubscription> = vec![];
+            let params = BTreeMap::new();
+            for call in Oura.subscribe_calls("https://gw.example/cb", &secrets) {
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (k, v) in &call.headers {
+                    headers.insert(
+                        reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        v.parse().unwrap(),
+                    );
+                }
+                let body = call.json.unwrap().to_string();
+                let req = SubscriptionRequest {
+                    method: call.method,
+                    path: &call.url,
+                    headers: &headers,
+                    params: &params,
+                    body: body.as_bytes(),
+                    now,
+                };
+                let served = OuraFixtures
+                    .serve_subscription(&req, &mut subs, &secrets)
+                    .unwrap();
+                assert_eq!(served.status, 201);
+                let got = Oura
+                    .subscription_reply(served.status, served.body.as_bytes())
+                    .unwrap();
+                let created = served.created.unwrap();
+                assert_eq!(got.remote_id, created.remote_id);
+                assert_eq!(got.expires_at, created.expires_at);
+                // The verification request, answered by the adapter, passes.
+                let q = OuraFixtures.handshake_query(&created, "7c1d").unwrap();
+                let q: Vec<(&str, &str)> =
+                    q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let reply = Oura
+                    .push_handshake(&Owned::new(&[], &q, b"", now).req(), &secrets)
+                    .unwrap()
+                    .unwrap();
+                assert!(OuraFixtures.handshake_accepted("7c1d", reply.status, &reply.body));
+                assert!(!OuraFixtures.handshake_accepted("other", reply.status, &reply.body));
+                subs.push(created);
+            }
+            assert_eq!(subs.len(), 9);
+
+            // Without the client headers: refused.
+            let no_headers = reqwest::header::HeaderMap::new();
+            let list = SubscriptionRequest {
+                method: "GET",
+                path: "/v2/webhook/subscription",
+                headers: &no_headers,
+                params: &params,
+                body: b"",
+                now,
+            };
+            assert_eq!(
+                OuraFixtures
+                    .serve_subscription(&list, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                401
+            );
+
+            // Renewal moves the expiry.
+            let id = subs[0].remote_id.clone().unwrap();
+            let call = Oura.renew_call(&id, &secrets).unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (k, v) in &call.headers {
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let later = now + chrono::Duration::days(5);
+            let renew = SubscriptionRequest {
+                method: "PUT",
+                path: &call.url,
+                headers: &headers,
+                params: &params,
+                body: b"",
+                now: later,
+            };
+            let served = OuraFixtures
+                .serve_subscription(&renew, &mut subs, &secrets)
+                .unwrap();
+            assert_eq!(served.status, 200);
+            assert_eq!(
+                Oura.subscription_reply(200, served.body.as_bytes())
+                    .unwrap()
+                    .expires_at,
+                Some(later + chrono::Duration::days(7))
+            );
+            let unknown = SubscriptionRequest {
+                path: "/v2/webhook/subscription/renew/nope",
+                ..renew
+            };
+            assert_eq!(
+                OuraFixtures
+                    .serve_subscription(&unknown, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                403
+            );
+
+            // Every change kind of every data type arrives signed and reads back.
+            for (resource, record) in [
+                (Resource::Sleep, "1acef5ce-3782-4bc9-854a-cf65d57cd32e"),
+                (Resource::Activity, "66c94063-ed8b-49fd-b658-de6722d78515"),
+                (Resource::Workouts, "72e2ee5e-9af8-46ba-8d4b-3e4e47dd891d"),
+            ] {
+                for kind in [
+                    FixtureChangeKind::Created,
+                    FixtureChangeKind::Updated,
+                    FixtureChangeKind::Deleted,
+                ] {
+                    let change = FixtureChange {
+                        user: USER,
+                        resource,
+                        kind,
+                        item: None,
+                        record: Some(record),
+                        at: at("2026-11-27T11:58:00Z"),
+                    };
+                    let pushes = OuraFixtures.push_for(&change, &subs, &secrets, now);
+                    assert_eq!(pushes.len(), 1, "one subscription per (event, data type)");
+                    let r = Owned::of(&pushes[0].1, now + chrono::Duration::seconds(30));
+                    Oura.verify_push(&r.req(), &secrets).unwrap();
+                    let n = Oura.parse_push(&r.req()).unwrap();
+                    assert_eq!((n[0].user.as_str(), n[0].at), (USER, Some(change.at)));
+                    let want = match kind {
+                        FixtureChangeKind::Deleted => NoticeAction::Deleted {
+                            resource,
+                            record: record.into(),
+                        },
+                        _ => NoticeAction::Changed {
+                            resource,
+                            record: Some(record.into()),
+                            window: None,
+                        },
+                    };
+                    assert_eq!(n[0].action, want);
+                }
+            }
+            // Only subscribed pairs are pushed; heart rate and deauthorization never.
+            subs.retain(|s| s.kinds != ["delete:workout"]);
+            let change = FixtureChange {
+                user: USER,
+                resource: Resource::Workouts,
+                kind: FixtureChangeKind::Deleted,
+                item: None,
+                record: Some("72e2ee5e-9af8-46ba-8d4b-3e4e47dd891d"),
+                at: now,
+            };
+            assert!(OuraFixtures
+                .push_for(&change, &subs, &secrets, now)
+                .is_empty());
+            let hr = FixtureChange {
+                resource: Resource::Heartrate,
+                kind: FixtureChangeKind::Created,
+                ..change.clone()
+            };
+            assert!(OuraFixtures.push_for(&hr, &subs, &secrets, now).is_empty());
+            let gone = FixtureChange {
+                kind: FixtureChangeKind::Deauthorized,
+                ..change
+            };
+            assert!(OuraFixtures
+                .push_for(&gone, &subs, &secrets, now)
+                .is_empty());
+            // Deleting removes it.
+            let del = SubscriptionRequest {
+                method: "DELETE",
+                path: &format!("/v2/webhook/subscription/{id}"),
+                ..renew
+            };
+            assert_eq!(
+                OuraFixtures
+                    .serve_subscription(&del, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                204
+            );
+            assert!(subs
+                .iter()
+                .all(|s| s.remote_id.as_deref() != Some(id.as_str())));
+        }
     }
 }

@@ -13,12 +13,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use base64::Engine as _;
 use chrono::{
     DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc,
 };
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderCall, ProviderError, RateReport, RateWindow,
     Record, ResourceSpec, Window, WindowCount,
@@ -39,6 +41,10 @@ fn ymd(d: NaiveDate) -> String {
 
 /// Polar's windows in the order its headers give them: short term, then long term.
 const WINDOWS: [u64; 2] = [900, 86_400];
+
+/// The webhook events we subscribe to (DOCS `webhookType`): the ones whose data we
+/// store. CONTINUOUS_HEART_RATE and the SleepWise events name data we do not read.
+const WEBHOOK_EVENTS: [&str; 3] = ["EXERCISE", "SLEEP", "ACTIVITY_SUMMARY"];
 
 impl Adapter for Polar {
     /// DOCS "Rate limiting": `RateLimit-Usage`, `RateLimit-Limit` and `RateLimit-Reset`,
@@ -203,6 +209,185 @@ impl Adapter for Polar {
             method: "DELETE",
             path: format!("/v3/users/{id}"),
             json: None,
+        })
+    }
+
+    /// DOCS "Get exercise": `GET /v3/exercises/{exerciseId}`, the hashed id an EXERCISE
+    /// webhook's `entity_id` names; one `exerciseHashId`, like a list item.
+    fn record_request(
+        &self,
+        resource: &ResourceSpec,
+        provider_record_id: &str,
+    ) -> Option<PageRequest> {
+        (resource.name == Resource::Workouts && path_safe(provider_record_id))
+            .then(|| PageRequest::get(format!("/v3/exercises/{provider_record_id}"), vec![]))
+    }
+
+    fn parse_record(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
+        if resource != Resource::Workouts {
+            return Err(ProviderError::malformed(
+                "resource",
+                format!("no single-record read for Polar {resource}"),
+            ));
+        }
+        let v = parse_json(body)?;
+        if !v.is_object() {
+            return Err(ProviderError::malformed("$", "expected one exercise"));
+        }
+        Ok(Page {
+            records: vec![exercise(&v)?],
+            ..Page::default()
+        })
+    }
+
+    /// DOCS "Creating webhook": creating (or re-pointing) the webhook sends a PING, `POST`
+    /// with `Polar-Webhook-Event: PING` and body `{"timestamp", "event": "PING"}`, which
+    /// must get 200 "or otherwise the webhook is not created". It is signed with the key
+    /// the create reply will only then return, so it cannot be verified: it is answered
+    /// and does nothing.
+    fn push_handshake(
+        &self,
+        req: &PushRequest<'_>,
+        _secrets: &PushSecrets,
+    ) -> Option<Result<PushReply, PushError>> {
+        let by_header =
+            header(req, "polar-webhook-event").is_some_and(|e| e.eq_ignore_ascii_case("PING"));
+        let by_body = serde_json::from_slice::<Value>(req.body)
+            .ok()
+            .is_some_and(|v| v.get("event").and_then(Value::as_str) == Some("PING"));
+        (by_header || by_body).then(|| Ok(PushReply::empty(200)))
+    }
+
+    /// DOCS "Verifying payload signature": `Polar-Webhook-Signature` is the hex
+    /// HMAC-SHA256 of the payload keyed by the `signature_secret_key` the create reply
+    /// returned (DOCS' Java: `hex(HMAC(key.getBytes(), data.getBytes()))`); compared in
+    /// constant time, hex of either case. No timestamp is signed apart from the body's own.
+    fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
+        let unverified = |m: &str| PushError::Unverified(m.to_string());
+        let key = secrets
+            .signing_secret
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unverified("no signature_secret_key is held for the webhook"))?;
+        let sig = header(req, "polar-webhook-signature")
+            .ok_or_else(|| unverified("no Polar-Webhook-Signature"))?;
+        let tag = unhex(sig).ok_or_else(|| unverified("Polar-Webhook-Signature is not hex"))?;
+        if !hmac_sha256_matches(key.as_bytes(), &[req.body], &tag) {
+            return Err(unverified("Polar-Webhook-Signature does not match"));
+        }
+        Ok(())
+    }
+
+    /// DOCS schemas `webhookPayload*`: `event`, `user_id` (the Polar user, our
+    /// `x_user_id`), `timestamp` ("Time when webhook notification is sent"), `url`, and
+    /// `entity_id` (EXERCISE: the hashed exercise id, read by id) or `date` (SLEEP,
+    /// ACTIVITY_SUMMARY: the day, read as a window a day either side). Nightly Recharge has
+    /// no event of its own; it is measured in the same night as the sleep, so a SLEEP
+    /// event re-reads it too. The key digests event, user, entity or date, and
+    /// `timestamp` (daily activity is notified again as the day grows).
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let v = json_body(req)?;
+        let bad = |m: &str| PushError::Malformed(m.to_string());
+        let event = v
+            .get("event")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no event"))?;
+        let at = v
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .map(|t| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)))
+            .transpose()
+            .map_err(|e| bad(&format!("timestamp: {e}")))?;
+        let stamp = v.get("timestamp").and_then(Value::as_str).unwrap_or("");
+        let user = match v.get("user_id") {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|u| u > 0) => n.to_string(),
+            _ if event == "PING" => String::new(),
+            _ => return Err(bad("user_id is not the Polar user id")),
+        };
+        let day = || -> Result<Window, PushError> {
+            let d = v
+                .get("date")
+                .and_then(Value::as_str)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                .ok_or_else(|| bad("date is not YYYY-MM-DD"))?;
+            let midnight = d.and_hms_opt(0, 0, 0).ok_or_else(|| bad("date"))?.and_utc();
+            Ok(Window {
+                start: midnight - ChronoDuration::days(1),
+                end: midnight + ChronoDuration::days(2),
+            })
+        };
+        let subject = v
+            .get("entity_id")
+            .or(v.get("date"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let key = digest_key(&[ID, event, &user, subject, stamp]);
+        let changed = |resource, record: Option<String>, window| NoticeAction::Changed {
+            resource,
+            record,
+            window,
+        };
+        let actions = match event {
+            "EXERCISE" => {
+                let id = v
+                    .get("entity_id")
+                    .and_then(Value::as_str)
+                    .filter(|i| !i.is_empty())
+                    .ok_or_else(|| bad("EXERCISE without entity_id"))?;
+                vec![changed(Resource::Workouts, Some(id.to_string()), None)]
+            }
+            "SLEEP" => {
+                let w = day()?;
+                vec![
+                    changed(Resource::Sleep, None, Some(w)),
+                    changed(Resource::Recovery, None, Some(w)),
+                ]
+            }
+            "ACTIVITY_SUMMARY" => vec![changed(Resource::Activity, None, Some(day()?))],
+            other => vec![NoticeAction::Ignored(other.to_string())],
+        };
+        let many = actions.len() > 1;
+        Ok(actions
+            .into_iter()
+            .map(|action| Notice {
+                user: user.clone(),
+                key: match (&action, many) {
+                    (NoticeAction::Changed { resource, .. }, true) => format!("{key}:{resource}"),
+                    _ => key.clone(),
+                },
+                action,
+                at,
+            })
+            .collect())
+    }
+
+    /// DOCS "Create webhook": `POST /v3/webhooks` with HTTP Basic client credentials and
+    /// `{"events": [...], "url": ...}`; one webhook per client; no expiry (it is only
+    /// deactivated after seven days of failed deliveries).
+    fn subscribe_calls(&self, callback_url: &str, _secrets: &PushSecrets) -> Vec<SubscriptionCall> {
+        vec![SubscriptionCall {
+            method: "POST",
+            url: "/v3/webhooks".into(),
+            query: vec![],
+            form: vec![],
+            json: Some(json!({ "events": WEBHOOK_EVENTS, "url": callback_url })),
+            headers: vec![],
+            basic_auth: true,
+            user_token: false,
+        }]
+    }
+
+    /// 201 `createdWebhook`: `{"data": {"id", "events", "url", "signature_secret_key"}}`,
+    /// the key shown this once ("the only chance to get it"). 409: one exists already.
+    fn subscription_reply(&self, status: u16, body: &[u8]) -> Result<Subscribed, ProviderError> {
+        if !(200..300).contains(&status) {
+            return Err(self.classify_error(status, None, body));
+        }
+        let v = parse_json(body)?;
+        Ok(Subscribed {
+            remote_id: Some(req_str(&v, "data.id")?.to_string()),
+            expires_at: None,
+            signing_secret: Some(req_str(&v, "data.signature_secret_key")?.to_string()),
         })
     }
 }
@@ -541,6 +726,30 @@ fn params_date(params: &HashMap<String, String>, k: &str) -> Result<Option<Naive
         .transpose()
 }
 
+/// Instants as Polar's webhook payloads write them (`2018-05-15T14:22:24Z`).
+fn polar_instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A webhook request as Polar sends it: JSON, `Polar-Webhook-Event` and the hex
+/// HMAC-SHA256 of the body under the webhook's key in `Polar-Webhook-Signature`.
+fn signed_push(subscription: &FixtureSubscription, event: &str, body: &Value) -> OutboundPush {
+    let body = body.to_string().into_bytes();
+    let key = subscription.signing_secret.as_deref().unwrap_or("");
+    OutboundPush {
+        headers: vec![
+            ("Polar-Webhook-Event".into(), event.to_string()),
+            (
+                "Polar-Webhook-Signature".into(),
+                hex(&hmac_sha256(key.as_bytes(), &[&body])),
+            ),
+        ],
+        query: vec![],
+        content_type: "application/json",
+        body,
+    }
+}
+
 impl Impersonation for PolarFixtures {
     /// Every reply (DOCS "Rate limiting"): `RateLimit-Usage`, `RateLimit-Limit` and
     /// `RateLimit-Reset` (seconds), each "short term, long term".
@@ -665,6 +874,202 @@ impl Impersonation for PolarFixtures {
     /// Polar's token endpoint follows RFC 6749: 400 `{"error": "invalid_grant"}`.
     fn invalid_grant_status(&self) -> u16 {
         400
+    }
+
+    /// `/v3/exercises/{exerciseId}`.
+    fn record_path(&self, path: &str) -> Option<(Resource, String)> {
+        let id = path.strip_prefix("/v3/exercises/")?;
+        path_safe(id).then(|| (Resource::Workouts, id.to_string()))
+    }
+
+    /// The listed exercise with that hashed id, or a 404.
+    fn serve_record(&self, resource: Resource, key: &str, items: &[Value]) -> Option<Value> {
+        (resource == Resource::Workouts)
+            .then(|| {
+                items
+                    .iter()
+                    .find(|i| i.get("id").and_then(Value::as_str) == Some(key))
+                    .cloned()
+            })
+            .flatten()
+    }
+
+    /// The PING a new webhook gets (DOCS "Creating webhook", `webhookPing`), signed with
+    /// its new key; it must be answered 200.
+    fn verification_pushes(
+        &self,
+        subscription: &FixtureSubscription,
+        _secrets: &PushSecrets,
+        now: DateTime<Utc>,
+    ) -> Vec<VerificationPush> {
+        let body = json!({"timestamp": polar_instant(now), "event": "PING"});
+        vec![VerificationPush {
+            push: signed_push(subscription, "PING", &body),
+            accepted: vec![200],
+        }]
+    }
+
+    /// DOCS' webhook payloads for every webhook subscribed to the event: EXERCISE
+    /// (`entity_id`, the exercise's `url`), SLEEP and ACTIVITY_SUMMARY (`date`, the day's
+    /// `url`), `timestamp` the send time, signed with the webhook's key. Polar has no event
+    /// for Nightly Recharge, deletions or deauthorizations.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        _secrets: &PushSecrets,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        if !matches!(
+            change.kind,
+            FixtureChangeKind::Created | FixtureChangeKind::Updated
+        ) {
+            return vec![];
+        }
+        let (Some(record), Ok(user)) = (change.record, change.user.parse::<i64>()) else {
+            return vec![];
+        };
+        let base = "https://www.polaraccesslink.com/v3";
+        let (event, body) = match change.resource {
+            Resource::Workouts => (
+                "EXERCISE",
+                json!({"event": "EXERCISE", "user_id": user, "entity_id": record,
+                       "timestamp": polar_instant(now), "url": format!("{base}/exercises/{record}")}),
+            ),
+            Resource::Sleep => (
+                "SLEEP",
+                json!({"event": "SLEEP", "user_id": user, "date": record,
+                       "timestamp": polar_instant(now), "url": format!("{base}/users/sleep/{record}")}),
+            ),
+            Resource::Activity => (
+                "ACTIVITY_SUMMARY",
+                json!({"event": "ACTIVITY_SUMMARY", "user_id": user, "date": record,
+                       "timestamp": polar_instant(now), "url": format!("{base}/users/activities/{record}")}),
+            ),
+            _ => return vec![],
+        };
+        subscriptions
+            .iter()
+            .filter(|s| s.kinds.iter().any(|k| k == event))
+            .map(|s| (s.callback_url.clone(), signed_push(s, event, &body)))
+            .collect()
+    }
+
+    /// DOCS "Webhooks" with HTTP Basic client credentials: `POST /v3/webhooks` (201
+    /// `createdWebhook` with a fresh `signature_secret_key`, once the PING got 200; 409
+    /// when the client has one; 400 when it cannot be created), `GET /v3/webhooks`
+    /// (`webhookInfo`), `DELETE /v3/webhooks/{id}` (204).
+    fn serve_subscription(
+        &self,
+        req: &SubscriptionRequest<'_>,
+        subscriptions: &mut Vec<FixtureSubscription>,
+        secrets: &PushSecrets,
+    ) -> Option<SubscriptionServed> {
+        let rest = req.path.strip_prefix("/v3/webhooks")?;
+        let error = |status: u16, message: &str| {
+            SubscriptionServed {
+            status,
+            body: json!({
+                "timestamp": polar_instant(req.now),
+                "status": status,
+                "errorType": match status { 401 => "UNAUTHORIZED", 404 => "NOT_FOUND", 409 => "CONFLICT", _ => "BAD_REQUEST" },
+                "message": message,
+                "corrId": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, message.as_bytes()).to_string(),
+            })
+            .to_string(),
+            created: None,
+            if_unverified: None,
+        }
+        };
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", secrets.client_id, secrets.client_secret))
+        );
+        let auth = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if auth != Some(basic.as_str()) {
+            return Some(error(401, "Unauthorized"));
+        }
+        let info = |s: &FixtureSubscription| json!({"id": s.remote_id, "events": s.kinds, "url": s.callback_url, "active": true});
+        Some(match (req.method, rest) {
+            ("POST", "") => {
+                let v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
+                let url = v.get("url").and_then(Value::as_str).unwrap_or("");
+                let events: Vec<String> = v
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                const KNOWN: [&str; 6] = [
+                    "EXERCISE",
+                    "SLEEP",
+                    "CONTINUOUS_HEART_RATE",
+                    "SLEEP_WISE_CIRCADIAN_BEDTIME",
+                    "SLEEP_WISE_ALERTNESS",
+                    "ACTIVITY_SUMMARY",
+                ];
+                if url.is_empty()
+                    || events.is_empty()
+                    || events.iter().any(|e| !KNOWN.contains(&e.as_str()))
+                {
+                    return Some(error(400, "Webhook cannot be created."));
+                }
+                if !subscriptions.is_empty() {
+                    return Some(error(409, "Webhook already exists."));
+                }
+                let n = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, url.as_bytes());
+                let id = n.simple().to_string()[..6].to_string();
+                let key = uuid::Uuid::new_v5(&n, b"signature_secret_key").to_string();
+                let sub = FixtureSubscription {
+                    callback_url: url.to_string(),
+                    remote_id: Some(id.clone()),
+                    kinds: events.clone(),
+                    signing_secret: Some(key.clone()),
+                    ..FixtureSubscription::default()
+                };
+                SubscriptionServed {
+                    status: 201,
+                    body: json!({"data": {"id": id, "events": events, "url": url, "signature_secret_key": key}})
+                        .to_string(),
+                    created: Some(sub),
+                    if_unverified: Some({
+                        let e = error(400, "Webhook cannot be created: the ping was not answered with 200 OK.");
+                        (e.status, e.body)
+                    }),
+                }
+            }
+            ("GET", "") => SubscriptionServed {
+                status: 200,
+                body: json!({"data": subscriptions.iter().map(info).collect::<Vec<_>>()})
+                    .to_string(),
+                created: None,
+                if_unverified: None,
+            },
+            ("DELETE", id) => {
+                let id = id.trim_start_matches('/');
+                let before = subscriptions.len();
+                subscriptions.retain(|s| s.remote_id.as_deref() != Some(id));
+                if subscriptions.len() == before {
+                    error(404, "Webhook not found.")
+                } else {
+                    SubscriptionServed {
+                        status: 204,
+                        body: String::new(),
+                        created: None,
+                        if_unverified: None,
+                    }
+                }
+            }
+            _ => return None,
+        })
     }
 
     fn serve_call(
@@ -1392,6 +1797,428 @@ mod tests {
                     "{r}: {d} is inside every poll's lookback"
                 );
             }
+        }
+    }
+
+    mod push {
+        use super::super::*;
+        use crate::providers::push::testing::{at, Owned};
+        use std::collections::BTreeMap;
+
+        const KEY: &str = "abe1f3ae-fd33-11e8-8eb2-f2801f1b9fd1";
+
+        fn secrets() -> PushSecrets {
+            PushSecrets {
+                client_id: "d52d533a-3c71-4141-aea6-3402519678aa".into(),
+                client_secret: "polar-client-s3cret".into(),
+                signing_secret: Some(KEY.into()),
+                ..PushSecrets::default()
+            }
+        }
+
+        fn signed(body: &[u8], sig: &str) -> Owned {
+            Owned::new(
+                &[
+                    ("content-type", "application/json"),
+                    ("polar-webhook-signature", sig),
+                ],
+                &[],
+                body,
+                at("2026-11-21T18:42:11Z"),
+            )
+        }
+
+        /// Computed independently: `hmac.new(b"abe1f3ae-fd33-11e8-8eb2-f2801f1b9fd1",
+        /// open("fixtures/polar/push/exercise.json","rb").read(), hashlib.sha256)
+        /// .hexdigest()` in Python (the key is DOCS' example `signature_secret_key`).
+        #[test]
+        fn the_signature_is_hex_hmac_of_the_body_with_the_webhook_key() {
+            let body = include_bytes!("../../fixtures/polar/push/exercise.json");
+            let sig = "e592b5cb9873e60a8d882444335c2a863697a49bf655d001ff211bd072cad409";
+            assert!(Polar
+                .verify_push(&signed(body, sig).req(), &secrets())
+                .is_ok());
+            assert!(Polar
+                .verify_push(&signed(body, &sig.to_uppercase()).req(), &secrets())
+                .is_ok());
+            let refused = |r: Owned, s: &PushSecrets| {
+                matches!(
+                    Polar.verify_push(&r.req(), s),
+                    Err(PushError::Unverified(_))
+                )
+            };
+            assert!(refused(
+                signed(
+                    body,
+                    "e592b5cb9873e60a8d882444335c2a863697a49bf655d001ff211bd072cad408"
+                ),
+                &secrets()
+            ));
+            assert!(refused(
+                signed(include_bytes!("../../fixtures/polar/push/sleep.json"), sig),
+                &secrets()
+            ));
+            assert!(refused(signed(body, "zz"), &secrets()));
+            assert!(refused(
+                Owned::new(&[], &[], body, at("2026-11-21T18:42:11Z")),
+                &secrets()
+            ));
+            let mut no_key = secrets();
+            no_key.signing_secret = None;
+            assert!(
+                refused(signed(body, sig), &no_key),
+                "without the key nothing verifies"
+            );
+        }
+
+        #[test]
+        fn the_ping_is_answered_without_verification() {
+            let ping = Owned::new(
+                &[
+                    ("polar-webhook-event", "PING"),
+                    ("polar-webhook-signature", "00"),
+                ],
+                &[],
+                include_bytes!("../../fixtures/polar/push/ping.json"),
+                at("2026-11-20T09:00:01Z"),
+            );
+            let reply = Polar
+                .push_handshake(&ping.req(), &PushSecrets::default())
+                .unwrap()
+                .unwrap();
+            assert_eq!(reply.status, 200);
+            let body_only = Owned::new(
+                &[],
+                &[],
+                include_bytes!("../../fixtures/polar/push/ping.json"),
+                at("2026-11-20T09:00:01Z"),
+            );
+            assert!(Polar
+                .push_handshake(&body_only.req(), &PushSecrets::default())
+                .is_some());
+            let event = signed(
+                include_bytes!("../../fixtures/polar/push/exercise.json"),
+                "00",
+            );
+            assert!(Polar.push_handshake(&event.req(), &secrets()).is_none());
+            assert!(matches!(
+                Polar.parse_push(&body_only.req()).unwrap()[0].action,
+                NoticeAction::Ignored(_)
+            ));
+        }
+
+        fn parsed(body: &[u8]) -> Vec<Notice> {
+            Polar.parse_push(&signed(body, "").req()).unwrap()
+        }
+
+        #[test]
+        fn each_documented_payload_becomes_its_notices() {
+            let e = parsed(include_bytes!("../../fixtures/polar/push/exercise.json"));
+            assert_eq!(e.len(), 1);
+            assert_eq!(
+                e[0].user, "10579",
+                "x_user_id, as external_user_id gives it"
+            );
+            assert_eq!(e[0].at, Some(at("2026-11-21T18:42:10Z")));
+            assert_eq!(
+                e[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Workouts,
+                    record: Some("L0pK9sE".into()),
+                    window: None
+                }
+            );
+            let night = Some(Window {
+                start: at("2026-11-20T00:00:00Z"),
+                end: at("2026-11-23T00:00:00Z"),
+            });
+            let s = parsed(include_bytes!("../../fixtures/polar/push/sleep.json"));
+            assert_eq!(
+                s.iter().map(|n| n.action.clone()).collect::<Vec<_>>(),
+                vec![
+                    NoticeAction::Changed {
+                        resource: Resource::Sleep,
+                        record: None,
+                        window: night
+                    },
+                    NoticeAction::Changed {
+                        resource: Resource::Recovery,
+                        record: None,
+                        window: night
+                    },
+                ]
+            );
+            assert_ne!(s[0].key, s[1].key);
+            let a = parsed(include_bytes!(
+                "../../fixtures/polar/push/activity_summary.json"
+            ));
+            assert_eq!(
+                a[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Activity,
+                    record: None,
+                    window: night
+                }
+            );
+            // The same day notified again later is another notice.
+            let later = include_str!("../../fixtures/polar/push/activity_summary.json")
+                .replace("20:05:00", "22:15:00");
+            assert_ne!(parsed(later.as_bytes())[0].key, a[0].key);
+            assert_eq!(
+                parsed(include_bytes!(
+                    "../../fixtures/polar/push/activity_summary.json"
+                ))[0]
+                    .key,
+                a[0].key
+            );
+            let chr = br#"{"event":"CONTINUOUS_HEART_RATE","user_id":10579,"date":"2026-11-21","timestamp":"2026-11-21T20:05:00Z"}"#;
+            assert!(matches!(parsed(chr)[0].action, NoticeAction::Ignored(_)));
+            for bad in [
+                &b"nope"[..],
+                br#"{"user_id":10579,"entity_id":"x"}"#,
+                br#"{"event":"EXERCISE","entity_id":"x"}"#,
+                br#"{"event":"EXERCISE","user_id":10579}"#,
+                br#"{"event":"SLEEP","user_id":10579,"date":"21.11.2026"}"#,
+                br#"{"event":"SLEEP","user_id":10579,"date":"2026-11-21","timestamp":"later"}"#,
+            ] {
+                assert!(
+                    matches!(
+                        Polar.parse_push(&signed(bad, "").req()),
+                        Err(PushError::Malformed(_))
+                    ),
+                    "{}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+
+        #[test]
+        fn one_exercise_is_read_by_its_hashed_id() {
+            let spec = crate::providers::find("polar")
+                .unwrap()
+                .resource(Resource::Workouts)
+                .unwrap()
+                .clone();
+            let req = Polar.record_request(&spec, "L0pK9sE").unwrap();
+            assert_eq!(req.path, "/v3/exercises/L0pK9sE");
+            assert_eq!(Polar.record_request(&spec, "../users"), None);
+            let sleep = crate::providers::find("polar")
+                .unwrap()
+                .resource(Resource::Sleep)
+                .unwrap()
+                .clone();
+            assert_eq!(Polar.record_request(&sleep, "2026-11-21"), None);
+            assert_eq!(
+                PolarFixtures.record_path(&req.path),
+                Some((Resource::Workouts, "L0pK9sE".into()))
+            );
+            let items: Vec<Value> =
+                serde_json::from_str(PolarFixtures.fixture("data/workouts.json").unwrap()).unwrap();
+            let served = PolarFixtures
+                .serve_record(Resource::Workouts, "L0pK9sE", &items)
+                .unwrap();
+            let page = Polar
+                .parse_record(Resource::Workouts, served.to_string().as_bytes())
+                .unwrap();
+            assert_eq!(page.records[0].provider_id, "L0pK9sE");
+            assert!(PolarFixtures
+                .serve_record(Resource::Workouts, "nope", &items)
+                .is_none());
+            assert!(Polar.parse_record(Resource::Workouts, b"[]").is_err());
+        }
+
+        #[test]
+        fn the_webhook_is_created_with_basic_auth_and_returns_its_signing_key() {
+            let calls = Polar.subscribe_calls(
+                "https://gw.example/v1/providers/polar/notifications",
+                &secrets(),
+            );
+            assert_eq!(calls.len(), 1);
+            let c = &calls[0];
+            assert_eq!(
+                (c.method, c.url.as_str(), c.basic_auth, c.user_token),
+                ("POST", "/v3/webhooks", true, false)
+            );
+            assert_eq!(
+                c.json,
+                Some(
+                    json!({"events": ["EXERCISE", "SLEEP", "ACTIVITY_SUMMARY"], "url": "https://gw.example/v1/providers/polar/notifications"})
+                )
+            );
+            let sub = Polar
+                .subscription_reply(
+                    201,
+                    include_bytes!("../../fixtures/polar/push/webhook_created.json"),
+                )
+                .unwrap();
+            assert_eq!(sub.remote_id.as_deref(), Some("abdf33"));
+            assert_eq!(sub.signing_secret.as_deref(), Some(KEY));
+            assert_eq!(sub.expires_at, None);
+            assert!(Polar
+                .subscription_reply(409, include_bytes!("../../fixtures/polar/errors/409.json"))
+                .is_err());
+            assert!(Polar
+                .subscription_reply(201, br#"{"data":{"id":"x"}}"#)
+                .is_err());
+            assert_eq!(Polar.renew_call("abdf33", &secrets()), None);
+        }
+
+        #[test]
+        fn the_fixture_server_pings_creates_and_pushes_signed_payloads_that_read_back() {
+            let now = at("2026-11-21T18:00:00Z");
+            let secrets = secrets();
+            let call = &Polar.subscribe_calls("https://gw.example/cb", &secrets)[0];
+            let mut headers = reqwest::header::HeaderMap::new();
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", secrets.client_id, secrets.client_secret))
+            );
+            headers.insert("authorization", basic.parse().unwrap());
+            let body = call.json.as_ref().unwrap().to_string();
+            let params = BTreeMap::new();
+            let req = SubscriptionRequest {
+                method: "POST",
+                path: "/v3/webhooks",
+                headers: &headers,
+                params: &params,
+                body: body.as_bytes(),
+                now,
+            };
+            let mut subs = vec![];
+            let served = PolarFixtures
+                .serve_subscription(&req, &mut subs, &secrets)
+                .unwrap();
+            assert_eq!(served.status, 201);
+            let created = served.created.clone().unwrap();
+            let got = Polar
+                .subscription_reply(served.status, served.body.as_bytes())
+                .unwrap();
+            assert_eq!(got.signing_secret, created.signing_secret);
+            // The PING is answered by the adapter with the 200 Polar wants.
+            let pings = PolarFixtures.verification_pushes(&created, &secrets, now);
+            assert_eq!(pings.len(), 1);
+            let r = Owned::of(&pings[0].push, now);
+            let reply = Polar
+                .push_handshake(&r.req(), &PushSecrets::default())
+                .unwrap()
+                .unwrap();
+            assert!(pings[0].accepted.contains(&reply.status));
+            subs.push(created);
+            assert_eq!(
+                PolarFixtures
+                    .serve_subscription(&req, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                409
+            );
+            let unauthorized = reqwest::header::HeaderMap::new();
+            let no_auth = SubscriptionRequest {
+                headers: &unauthorized,
+                ..req
+            };
+            assert_eq!(
+                PolarFixtures
+                    .serve_subscription(&no_auth, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                401
+            );
+
+            let mut ours = secrets.clone();
+            ours.signing_secret = got.signing_secret.clone();
+            for (resource, record, want) in [
+                (Resource::Workouts, "L0pK9sE", vec![Resource::Workouts]),
+                (
+                    Resource::Sleep,
+                    "2026-11-21",
+                    vec![Resource::Sleep, Resource::Recovery],
+                ),
+                (Resource::Activity, "2026-11-21", vec![Resource::Activity]),
+            ] {
+                for kind in [FixtureChangeKind::Created, FixtureChangeKind::Updated] {
+                    let change = FixtureChange {
+                        user: "10579",
+                        resource,
+                        kind,
+                        item: None,
+                        record: Some(record),
+                        at: now,
+                    };
+                    let pushes = PolarFixtures.push_for(&change, &subs, &secrets, now);
+                    assert_eq!(pushes.len(), 1, "{resource}");
+                    let r = Owned::of(&pushes[0].1, now);
+                    assert!(Polar.push_handshake(&r.req(), &ours).is_none());
+                    Polar.verify_push(&r.req(), &ours).unwrap();
+                    let n = Polar.parse_push(&r.req()).unwrap();
+                    assert_eq!(
+                        n.iter().map(|x| x.user.as_str()).collect::<Vec<_>>(),
+                        vec!["10579"; want.len()]
+                    );
+                    let got: Vec<Resource> = n
+                        .iter()
+                        .map(|x| match &x.action {
+                            NoticeAction::Changed {
+                                resource, record, ..
+                            } => {
+                                if *resource == Resource::Workouts {
+                                    assert_eq!(record.as_deref(), Some("L0pK9sE"));
+                                }
+                                *resource
+                            }
+                            other => panic!("{other:?}"),
+                        })
+                        .collect();
+                    assert_eq!(got, want);
+                }
+            }
+            for (resource, kind) in [
+                (Resource::Workouts, FixtureChangeKind::Deleted),
+                (Resource::Recovery, FixtureChangeKind::Created),
+                (Resource::Workouts, FixtureChangeKind::Deauthorized),
+            ] {
+                let change = FixtureChange {
+                    user: "10579",
+                    resource,
+                    kind,
+                    item: None,
+                    record: Some("L0pK9sE"),
+                    at: now,
+                };
+                assert!(
+                    PolarFixtures
+                        .push_for(&change, &subs, &secrets, now)
+                        .is_empty(),
+                    "{resource} {kind:?}: no such event"
+                );
+            }
+            let get = SubscriptionRequest {
+                method: "GET",
+                ..req
+            };
+            let info: Value = serde_json::from_str(
+                &PolarFixtures
+                    .serve_subscription(&get, &mut subs, &secrets)
+                    .unwrap()
+                    .body,
+            )
+            .unwrap();
+            assert_eq!(info["data"][0]["url"], "https://gw.example/cb");
+            let id = subs[0].remote_id.clone().unwrap();
+            let path = format!("/v3/webhooks/{id}");
+            let del = SubscriptionRequest {
+                method: "DELETE",
+                path: &path,
+                ..req
+            };
+            assert_eq!(
+                PolarFixtures
+                    .serve_subscription(&del, &mut subs, &secrets)
+                    .unwrap()
+                    .status,
+                204
+            );
+            assert!(subs.is_empty());
         }
     }
 }

@@ -179,10 +179,10 @@ impl Adapter for Whoop {
         })
     }
 
-    /// WEBHOOKS: `X-WHOOP-Signature` is base64(HMAC-SHA256(`X-WHOOP-Signature-Timestamp`
-    /// + raw body, client secret)); the timestamp is epoch milliseconds (`1748241241000`
-    /// in the example delivery of `api-evangelist/whoop-co`; seconds are read too). Refused beyond
-    /// [`TIMESTAMP_TOLERANCE_SECS`] either way.
+    /// `X-WHOOP-Signature` is base64(HMAC-SHA256(timestamp header followed by the raw
+    /// body, keyed by the client secret)), `X-WHOOP-Signature-Timestamp` epoch
+    /// milliseconds (`1748241241000` in the example delivery of `api-evangelist/whoop-co`;
+    /// seconds are read too). Refused beyond [`TIMESTAMP_TOLERANCE_SECS`] either way.
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
         let unverified = |m: &str| PushError::Unverified(m.to_string());
         let ts = header(req, "x-whoop-signature-timestamp")

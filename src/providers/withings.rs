@@ -8,14 +8,15 @@
 //! offset in force at each instant with `chrono-tz`. Quirks, with sources, are in
 //! `fixtures/withings/README.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use chrono::{Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Offset, TimeZone, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::normalize::*;
+use super::push::*;
 use super::{
     Adapter, Impersonation, Page, PageRequest, ProviderError, Record, Removal, ResourceSpec, Window,
 };
@@ -80,6 +81,46 @@ fn status_error(status: i64, message: String) -> ProviderError {
         // 522 timeout, 2554/2555 "an unknown error occurred", everything else: retry.
         _ => ProviderError::Transient(format!("status {status}: {message}")),
     }
+}
+
+/// The notification categories we subscribe every user to, with the resources each
+/// one's data lands in (NOTIFY-CONTENT): 1 weight and body composition, 16 activity
+/// (daily activity and workouts), 44 sleep; 46 is the user's own actions (unlinking).
+const SUBSCRIBED_APPLI: [(i64, &[Resource]); 4] = [
+    (1, &[Resource::Body]),
+    (16, &[Resource::Activity, Resource::Workouts]),
+    (44, &[Resource::Sleep]),
+    (USER_APPLI, &[]),
+];
+const USER_APPLI: i64 = 46;
+
+/// A notification's fields: the form body (NOTIFY-OVERVIEW: "Parameters are therefore
+/// not passed in the URL"), over any query fields.
+fn notification_fields(req: &PushRequest<'_>) -> BTreeMap<String, String> {
+    let mut f = req.query.clone();
+    f.extend(form_fields(req.body));
+    f
+}
+
+/// One `/notify` call per category we subscribe to.
+fn notify_calls(action: &str, callback_url: &str) -> Vec<SubscriptionCall> {
+    SUBSCRIBED_APPLI
+        .iter()
+        .map(|(appli, _)| SubscriptionCall {
+            method: "POST",
+            url: "/notify".into(),
+            query: vec![],
+            form: vec![
+                ("action".into(), action.into()),
+                ("callbackurl".into(), callback_url.into()),
+                ("appli".into(), appli.to_string()),
+            ],
+            json: None,
+            headers: vec![],
+            basic_auth: false,
+            user_token: true,
+        })
+        .collect()
 }
 
 impl Adapter for Withings {
@@ -280,6 +321,167 @@ impl Adapter for Withings {
 
     fn token_params(&self) -> &'static [(&'static str, &'static str)] {
         &[("action", "requesttoken")]
+    }
+
+    /// Withings checks a callback with a `HEAD` request before registering it and wants a
+    /// 2xx (NOTIFY-SUBSCRIBE: "Must respond to HTTP HEAD requests"). A request carrying
+    /// nothing (no body, no `userid`) is that check, answered 200 with no body.
+    fn push_handshake(
+        &self,
+        req: &PushRequest<'_>,
+        _secrets: &PushSecrets,
+    ) -> Option<Result<PushReply, PushError>> {
+        (req.body.iter().all(u8::is_ascii_whitespace) && !req.query.contains_key("userid"))
+            .then(|| Ok(PushReply::empty(200)))
+    }
+
+    /// Withings signs nothing: a notification is ours when it names a user (`userid`, a
+    /// positive integer) and a category we subscribe to (`appli`); that the user has a
+    /// live subscription at our callback is the gateway's check.
+    fn verify_push(&self, req: &PushRequest<'_>, _secrets: &PushSecrets) -> Result<(), PushError> {
+        let f = notification_fields(req);
+        match f.get("userid").and_then(|u| u.parse::<i64>().ok()) {
+            Some(u) if u > 0 => {}
+            _ => return Err(PushError::Unverified("no userid".into())),
+        }
+        let appli = f.get("appli").map(String::as_str).unwrap_or("");
+        if !SUBSCRIBED_APPLI.iter().any(|(a, _)| a.to_string() == appli) {
+            return Err(PushError::Unverified(format!(
+                "appli `{appli}` is no category we subscribe to"
+            )));
+        }
+        Ok(())
+    }
+
+    /// NOTIFY-CONTENT: a form-encoded `POST` of `userid`, `appli`, and per category
+    /// `startdate`/`enddate` (epoch seconds, "the data range") or `date` (one day), and for
+    /// appli 46 `action` (`delete` if the user is deleted, `unlink` if they unlink the
+    /// app, `update`). Each data category becomes a change of its resource(s) over that
+    /// range (Withings names no record); 46 `unlink`/`delete` ends the connection. No id:
+    /// the key digests every field.
+    fn parse_push(&self, req: &PushRequest<'_>) -> Result<Vec<Notice>, PushError> {
+        let f = notification_fields(req);
+        let user = f
+            .get("userid")
+            .filter(|u| u.parse::<i64>().is_ok_and(|u| u > 0))
+            .ok_or_else(|| PushError::Malformed("no userid".into()))?
+            .clone();
+        let appli: i64 = f
+            .get("appli")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| PushError::Malformed("no appli".into()))?;
+        let epoch = |k: &str| -> Result<Option<DateTime<Utc>>, PushError> {
+            f.get(k)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .ok()
+                        .and_then(|s| DateTime::from_timestamp(s, 0))
+                        .ok_or_else(|| PushError::Malformed(format!("{k} is not epoch seconds")))
+                })
+                .transpose()
+        };
+        let (start, end) = (epoch("startdate")?, epoch("enddate")?);
+        // `date`: "string (YYYY-MM-DD) or int (unix epoch)" (NOTIFY-CONTENT).
+        let day = match f.get("date") {
+            None => None,
+            Some(d) => Some(match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                Ok(day) => day,
+                Err(_) => d
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|s| DateTime::from_timestamp(s, 0))
+                    .ok_or_else(|| PushError::Malformed("date is no date".into()))?
+                    .date_naive(),
+            }),
+        };
+        let window = match (start, end, day) {
+            (Some(s), Some(e), _) if s <= e => Some(Window {
+                start: s,
+                end: e + chrono::Duration::seconds(1),
+            }),
+            (Some(_), Some(_), _) => {
+                return Err(PushError::Malformed("startdate is after enddate".into()))
+            }
+            // A local day of an unknown zone: a day either side.
+            (_, _, Some(d)) => {
+                let midnight = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+                midnight.map(|m| Window {
+                    start: m - chrono::Duration::days(1),
+                    end: m + chrono::Duration::days(2),
+                })
+            }
+            _ => None,
+        };
+        let base = digest_key(
+            &f.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let at = end.or(start);
+        if appli == USER_APPLI {
+            let action = match f.get("action").map(String::as_str) {
+                Some("unlink" | "delete") => NoticeAction::Deauthorized,
+                other => NoticeAction::Ignored(format!("appli 46 action {other:?}")),
+            };
+            return Ok(vec![Notice {
+                user,
+                key: base,
+                action,
+                at,
+            }]);
+        }
+        let Some((_, resources)) = SUBSCRIBED_APPLI.iter().find(|(a, _)| *a == appli) else {
+            return Ok(vec![Notice {
+                user,
+                key: base,
+                action: NoticeAction::Ignored(format!("appli {appli}")),
+                at,
+            }]);
+        };
+        Ok(resources
+            .iter()
+            .map(|r| Notice {
+                user: user.clone(),
+                key: format!("{base}:{r}"),
+                action: NoticeAction::Changed {
+                    resource: *r,
+                    record: None,
+                    window,
+                },
+                at,
+            })
+            .collect())
+    }
+
+    /// NOTIFY-SUBSCRIBE: per user and category, `POST /notify` with `action=subscribe`,
+    /// `callbackurl` and `appli`, and the user's access token.
+    fn user_subscribe_calls(&self, callback_url: &str) -> Vec<SubscriptionCall> {
+        notify_calls("subscribe", callback_url)
+    }
+
+    /// WITHINGS-OAS notify-revoke: `action=revoke` with the same `callbackurl` and `appli`.
+    fn user_unsubscribe_calls(&self, callback_url: &str) -> Vec<SubscriptionCall> {
+        notify_calls("revoke", callback_url)
+    }
+
+    /// `/notify` answers like every service: HTTP 200 and `{"status": 0, "body": {}}`, or
+    /// the error's status inside.
+    fn subscription_reply(&self, status: u16, body: &[u8]) -> Result<Subscribed, ProviderError> {
+        if !(200..300).contains(&status) {
+            return Err(self.classify_error(status, None, body));
+        }
+        if let Some(e) = self.in_band_error(None, body) {
+            return Err(e);
+        }
+        match serde_json::from_slice::<Envelope>(body) {
+            Ok(Envelope {
+                status: Some(0), ..
+            }) => Ok(Subscribed::default()),
+            _ => Err(ProviderError::malformed("status", "expected status 0")),
+        }
     }
 
     /// `userid`: an integer in the OpenAPI, a string in published replies; accept both.
@@ -669,6 +871,33 @@ fn workout(s: &Value) -> Result<Record, ProviderError> {
     })
 }
 
+/// The fixture's one user (`oauth/token.json`'s `userid`), whose token every fixture
+/// `/notify` call carries.
+const FIXTURE_USER: &str = "37921640";
+
+/// The data range a notification about `change` names: the item's `startdate`/`enddate`
+/// (sleep, workouts), its `date` as epoch (a measure group) or as a day (daily activity,
+/// the whole UTC day), else the change's instant.
+fn data_range(change: &FixtureChange<'_>) -> (i64, i64) {
+    let item = change.item;
+    let int = |k: &str| item.and_then(|i| i.get(k)).and_then(Value::as_i64);
+    if let (Some(s), Some(e)) = (int("startdate"), int("enddate")) {
+        return (s, e);
+    }
+    if let Some(d) = int("date") {
+        return (d, d);
+    }
+    let day = item
+        .and_then(|i| i.get("date"))
+        .and_then(Value::as_str)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.and_hms_opt(0, 0, 0));
+    match day {
+        Some(m) => (m.and_utc().timestamp(), m.and_utc().timestamp() + 86_399),
+        None => (change.at.timestamp(), change.at.timestamp()),
+    }
+}
+
 /// The fixture server's Withings: POST form fields, `action` checked against the
 /// path, window filtering and `offset` paging as the services do, every reply (errors
 /// too) an HTTP 200 envelope.
@@ -732,6 +961,138 @@ impl Impersonation for WithingsFixtures {
     /// A refused code or refresh token: HTTP 200, `status: 503`.
     fn invalid_grant_status(&self) -> u16 {
         200
+    }
+
+    /// NOTIFY-CONTENT's form-encoded `POST` for every subscription of that user to that
+    /// category: `userid`, `appli` and the data range `startdate`/`enddate` (the item's
+    /// own bounds, or its day), or appli 46 with `action=unlink` for a deauthorization.
+    /// Withings signs nothing.
+    fn push_for(
+        &self,
+        change: &FixtureChange<'_>,
+        subscriptions: &[FixtureSubscription],
+        _secrets: &PushSecrets,
+        _now: DateTime<Utc>,
+    ) -> Vec<(String, OutboundPush)> {
+        let appli = match (change.kind, change.resource) {
+            (FixtureChangeKind::Deauthorized, _) => USER_APPLI,
+            (_, r) => match SUBSCRIBED_APPLI.iter().find(|(_, rs)| rs.contains(&r)) {
+                Some((a, _)) => *a,
+                None => return vec![],
+            },
+        };
+        let mut fields = vec![
+            ("userid", change.user.to_string()),
+            ("appli", appli.to_string()),
+        ];
+        if appli == USER_APPLI {
+            fields.push(("action", "unlink".into()));
+        } else {
+            let (start, end) = data_range(change);
+            fields.push(("startdate", start.to_string()));
+            fields.push(("enddate", end.to_string()));
+        }
+        let body = form_body(&fields);
+        subscriptions
+            .iter()
+            .filter(|s| {
+                s.user.as_deref() == Some(change.user) && s.kinds.contains(&appli.to_string())
+            })
+            .map(|s| {
+                (
+                    s.callback_url.clone(),
+                    OutboundPush {
+                        headers: vec![],
+                        query: vec![],
+                        content_type: "application/x-www-form-urlencoded",
+                        body: body.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// `POST /notify` with the user's token (the fixture's one user, `oauth/token.json`'s
+    /// `userid`): `subscribe` (per `callbackurl` and `appli`), `revoke`, `list` and `get`,
+    /// answered in the `{status, body}` envelope; a subscribe without `callbackurl` or
+    /// `appli` is status 503 (invalid params), as every service answers.
+    fn serve_subscription(
+        &self,
+        req: &SubscriptionRequest<'_>,
+        subscriptions: &mut Vec<FixtureSubscription>,
+        _secrets: &PushSecrets,
+    ) -> Option<SubscriptionServed> {
+        if req.path != "/notify" {
+            return None;
+        }
+        let user = FIXTURE_USER.to_string();
+        let p = |k: &str| req.params.get(k).map(String::as_str).unwrap_or("");
+        let ok = |body: Value| SubscriptionServed {
+            status: 200,
+            body: json!({"status": 0, "body": body}).to_string(),
+            created: None,
+            if_unverified: None,
+        };
+        let invalid = SubscriptionServed {
+            status: 200,
+            body: json!({"status": 503, "body": {}, "error": "Invalid Params"}).to_string(),
+            created: None,
+            if_unverified: None,
+        };
+        let mine = |s: &FixtureSubscription, appli: &str| {
+            s.user.as_deref() == Some(FIXTURE_USER)
+                && (appli.is_empty() || s.kinds.iter().any(|k| k == appli))
+        };
+        let profile = |s: &FixtureSubscription| {
+            json!({
+                "appli": s.kinds.first().and_then(|k| k.parse::<i64>().ok()),
+                "callbackurl": s.callback_url,
+                "comment": "",
+            })
+        };
+        Some(match p("action") {
+            "subscribe" => {
+                if p("callbackurl").is_empty() || p("appli").parse::<i64>().is_err() {
+                    return Some(invalid);
+                }
+                SubscriptionServed {
+                    created: Some(FixtureSubscription {
+                        callback_url: p("callbackurl").to_string(),
+                        user: Some(user),
+                        kinds: vec![p("appli").to_string()],
+                        ..FixtureSubscription::default()
+                    }),
+                    ..ok(json!({}))
+                }
+            }
+            "revoke" => {
+                subscriptions
+                    .retain(|s| !(mine(s, p("appli")) && s.callback_url == p("callbackurl")));
+                ok(json!({}))
+            }
+            "list" => ok(json!({
+                "profiles": subscriptions
+                    .iter()
+                    .filter(|s| mine(s, p("appli")))
+                    .map(profile)
+                    .collect::<Vec<_>>()
+            })),
+            "get" => {
+                let appli = if p("appli").is_empty() {
+                    "1"
+                } else {
+                    p("appli")
+                };
+                match subscriptions
+                    .iter()
+                    .find(|s| mine(s, appli) && s.callback_url == p("callbackurl"))
+                {
+                    Some(s) => ok(profile(s)),
+                    None => invalid,
+                }
+            }
+            _ => invalid,
+        })
     }
 
     fn epoch_fields(&self) -> &'static [&'static str] {
@@ -1245,5 +1606,396 @@ mod tests {
         );
         p.insert("action".into(), "getworkouts".into());
         assert!(WithingsFixtures.serve(spec, &p, &days).is_err());
+    }
+
+    mod push {
+        use super::super::*;
+        use crate::providers::push::testing::{at, Owned};
+
+        fn form(body: &[u8]) -> Owned {
+            Owned::new(
+                &[("content-type", "application/x-www-form-urlencoded")],
+                &[],
+                body,
+                at("2026-11-21T08:00:00Z"),
+            )
+        }
+
+        fn notices(body: &[u8]) -> Vec<Notice> {
+            let r = form(body);
+            Withings
+                .verify_push(&r.req(), &PushSecrets::default())
+                .unwrap();
+            Withings.parse_push(&r.req()).unwrap()
+        }
+
+        #[test]
+        fn the_manifest_subscribes_to_the_categories_the_adapter_reads() {
+            let m = &crate::providers::find("withings").unwrap().manifest;
+            let push = m.push.as_ref().unwrap();
+            let kinds: Vec<&str> = push.notifications.iter().map(|n| n.kind.as_str()).collect();
+            let ours: Vec<String> = SUBSCRIBED_APPLI
+                .iter()
+                .map(|(a, _)| a.to_string())
+                .collect();
+            assert_eq!(kinds, ours);
+            for (n, (_, resources)) in push.notifications.iter().zip(SUBSCRIBED_APPLI) {
+                assert_eq!(n.resources, resources.to_vec(), "appli {}", n.kind);
+            }
+        }
+
+        #[test]
+        fn the_reachability_check_is_answered_and_nothing_else_is_one() {
+            let head = Owned::new(&[], &[], b"", at("2026-11-21T08:00:00Z"));
+            let reply = Withings
+                .push_handshake(&head.req(), &PushSecrets::default())
+                .unwrap()
+                .unwrap();
+            assert_eq!((reply.status, reply.body.len()), (200, 0));
+            let note = form(include_bytes!("../../fixtures/withings/push/body.form"));
+            assert!(Withings
+                .push_handshake(&note.req(), &PushSecrets::default())
+                .is_none());
+        }
+
+        #[test]
+        fn a_notification_must_name_a_user_and_a_category_we_subscribe_to() {
+            let refused = |b: &[u8]| {
+                matches!(
+                    Withings.verify_push(&form(b).req(), &PushSecrets::default()),
+                    Err(PushError::Unverified(_))
+                )
+            };
+            assert!(!refused(include_bytes!(
+                "../../fixtures/withings/push/body.form"
+            )));
+            assert!(refused(b"appli=1&startdate=1&enddate=2"), "no user");
+            assert!(refused(b"userid=abc&appli=1"), "not a user id");
+            assert!(
+                refused(b"userid=37921640&appli=4&startdate=1&enddate=2"),
+                "blood pressure: not subscribed"
+            );
+            assert!(refused(b"userid=37921640"), "no category");
+        }
+
+        #[test]
+        fn each_category_becomes_changes_over_its_range_and_unlinking_ends_the_connection() {
+            let body = notices(include_bytes!("../../fixtures/withings/push/body.form"));
+            assert_eq!(body.len(), 1);
+            assert_eq!(
+                body[0].user, "37921640",
+                "the userid external_user_id gives"
+            );
+            assert_eq!(
+                body[0].action,
+                NoticeAction::Changed {
+                    resource: Resource::Body,
+                    record: None,
+                    window: Some(Window {
+                        start: at("2026-11-19T06:06:12Z"),
+                        end: at("2026-11-19T06:06:13Z"),
+                    })
+                }
+            );
+            assert_eq!(body[0].at, Some(at("2026-11-19T06:06:12Z")));
+            let sleep = notices(include_bytes!("../../fixtures/withings/push/sleep.form"));
+            assert!(matches!(
+                sleep[0].action,
+                NoticeAction::Changed { resource: Resource::Sleep, window: Some(w), .. }
+                    if w.start.timestamp() == 1795126200 && w.end.timestamp() == 1795153921
+            ));
+            // Activity (appli 16) holds daily activity and workouts; a `date` is a local
+            // day of an unknown zone, read with a day either side.
+            let activity = notices(include_bytes!("../../fixtures/withings/push/activity.form"));
+            let day = Some(Window {
+                start: at("2026-11-19T00:00:00Z"),
+                end: at("2026-11-22T00:00:00Z"),
+            });
+            assert_eq!(
+                activity
+                    .iter()
+                    .map(|n| n.action.clone())
+                    .collect::<Vec<_>>(),
+                vec![
+                    NoticeAction::Changed {
+                        resource: Resource::Activity,
+                        record: None,
+                        window: day
+                    },
+                    NoticeAction::Changed {
+                        resource: Resource::Workouts,
+                        record: None,
+                        window: day
+                    },
+                ]
+            );
+            assert_ne!(
+                activity[0].key, activity[1].key,
+                "one notification, two notices"
+            );
+            assert_eq!(
+                activity[0].key,
+                notices(include_bytes!("../../fixtures/withings/push/activity.form"))[0].key
+            );
+            let unlink = notices(include_bytes!(
+                "../../fixtures/withings/push/user_unlink.form"
+            ));
+            assert_eq!(unlink[0].action, NoticeAction::Deauthorized);
+            assert!(matches!(
+                notices(b"userid=37921640&appli=46&action=delete")[0].action,
+                NoticeAction::Deauthorized
+            ));
+            assert!(matches!(
+                notices(b"userid=37921640&appli=46&action=update")[0].action,
+                NoticeAction::Ignored(_)
+            ));
+            // Without a range, the resource's poll window.
+            assert!(matches!(
+                notices(b"userid=37921640&appli=44")[0].action,
+                NoticeAction::Changed { window: None, .. }
+            ));
+            for bad in [
+                &b"userid=37921640&appli=1&startdate=x&enddate=2"[..],
+                b"userid=37921640&appli=1&startdate=9&enddate=2",
+                b"userid=37921640&appli=16&date=soon",
+            ] {
+                assert!(matches!(
+                    Withings.parse_push(&form(bad).req()),
+                    Err(PushError::Malformed(_))
+                ));
+            }
+        }
+
+        #[test]
+        fn every_user_is_subscribed_per_category_with_their_token_and_revoked_alike() {
+            let cb = "https://gw.example/v1/providers/withings/notifications";
+            let calls = Withings.user_subscribe_calls(cb);
+            assert_eq!(calls.len(), 4);
+            for (c, appli) in calls.iter().zip(["1", "16", "44", "46"]) {
+                assert_eq!((c.method, c.url.as_str()), ("POST", "/notify"));
+                assert!(c.user_token && !c.basic_auth);
+                assert_eq!(
+                    c.form,
+                    vec![
+                        ("action".to_string(), "subscribe".to_string()),
+                        ("callbackurl".into(), cb.into()),
+                        ("appli".into(), appli.into())
+                    ]
+                );
+            }
+            assert!(Withings
+                .user_unsubscribe_calls(cb)
+                .iter()
+                .all(|c| c.form[0].1 == "revoke" && c.user_token));
+            assert!(
+                Withings
+                    .subscribe_calls(cb, &PushSecrets::default())
+                    .is_empty(),
+                "no app-level subscription"
+            );
+            assert_eq!(
+                Withings
+                    .subscription_reply(
+                        200,
+                        include_bytes!("../../fixtures/withings/push/subscribed.json")
+                    )
+                    .unwrap(),
+                Subscribed::default()
+            );
+            assert!(matches!(
+                Withings.subscription_reply(
+                    200,
+                    include_bytes!("../../fixtures/withings/errors/401.json")
+                ),
+                Err(ProviderError::Unauthorized(_))
+            ));
+        }
+
+        #[test]
+        fn the_fixture_server_keeps_subscriptions_per_user_and_category_and_notifies_them() {
+            let now = at("2026-11-21T08:00:00Z");
+            let cb = "https://gw.example/v1/providers/withings/notifications";
+            let headers = reqwest::header::HeaderMap::new();
+            let mut subs = vec![];
+            for call in Withings.user_subscribe_calls(cb) {
+                let params = call.form.iter().cloned().collect();
+                let req = SubscriptionRequest {
+                    method: "POST",
+                    path: "/notify",
+                    headers: &headers,
+                    params: &params,
+                    body: b"",
+                    now,
+                };
+                let served = WithingsFixtures
+                    .serve_subscription(&req, &mut subs, &PushSecrets::default())
+                    .unwrap();
+                assert!(Withings
+                    .subscription_reply(served.status, served.body.as_bytes())
+                    .is_ok());
+                subs.push(served.created.unwrap());
+            }
+            assert_eq!(subs.len(), 4);
+            let list: std::collections::BTreeMap<String, String> =
+                [("action".to_string(), "list".to_string())]
+                    .into_iter()
+                    .collect();
+            let req = SubscriptionRequest {
+                method: "POST",
+                path: "/notify",
+                headers: &headers,
+                params: &list,
+                body: b"",
+                now,
+            };
+            let listed: Value = serde_json::from_str(
+                &WithingsFixtures
+                    .serve_subscription(&req, &mut subs, &PushSecrets::default())
+                    .unwrap()
+                    .body,
+            )
+            .unwrap();
+            assert_eq!(listed["body"]["profiles"].as_array().unwrap().len(), 4);
+            let bad: std::collections::BTreeMap<String, String> =
+                [("action".to_string(), "subscribe".to_string())]
+                    .into_iter()
+                    .collect();
+            let req_bad = SubscriptionRequest {
+                params: &bad,
+                ..req
+            };
+            let refused = WithingsFixtures
+                .serve_subscription(&req_bad, &mut subs, &PushSecrets::default())
+                .unwrap();
+            assert!(Withings
+                .subscription_reply(refused.status, refused.body.as_bytes())
+                .is_err());
+
+            let data = |f: &str| -> Vec<Value> {
+                serde_json::from_str(WithingsFixtures.fixture(f).unwrap()).unwrap()
+            };
+            let (body, sleep, workouts, activity) = (
+                data("data/body.json"),
+                data("data/sleep.json"),
+                data("data/workouts.json"),
+                data("data/activity.json"),
+            );
+            for (resource, item, wants) in [
+                (Resource::Body, body.last().unwrap(), vec![Resource::Body]),
+                (
+                    Resource::Sleep,
+                    sleep.last().unwrap(),
+                    vec![Resource::Sleep],
+                ),
+                (
+                    Resource::Workouts,
+                    workouts.last().unwrap(),
+                    vec![Resource::Activity, Resource::Workouts],
+                ),
+                (
+                    Resource::Activity,
+                    activity.last().unwrap(),
+                    vec![Resource::Activity, Resource::Workouts],
+                ),
+            ] {
+                for kind in [
+                    FixtureChangeKind::Created,
+                    FixtureChangeKind::Updated,
+                    FixtureChangeKind::Deleted,
+                ] {
+                    let change = FixtureChange {
+                        user: "37921640",
+                        resource,
+                        kind,
+                        item: Some(item),
+                        record: None,
+                        at: now,
+                    };
+                    let pushes =
+                        WithingsFixtures.push_for(&change, &subs, &PushSecrets::default(), now);
+                    assert_eq!(pushes.len(), 1, "{resource} {kind:?}");
+                    assert_eq!(pushes[0].0, cb);
+                    assert_eq!(
+                        pushes[0].1.content_type,
+                        "application/x-www-form-urlencoded"
+                    );
+                    let r = Owned::of(&pushes[0].1, now);
+                    Withings
+                        .verify_push(&r.req(), &PushSecrets::default())
+                        .unwrap();
+                    let n = Withings.parse_push(&r.req()).unwrap();
+                    let got: Vec<Resource> = n
+                        .iter()
+                        .map(|x| match &x.action {
+                            NoticeAction::Changed {
+                                resource,
+                                window: Some(_),
+                                ..
+                            } => *resource,
+                            other => panic!("{other:?}"),
+                        })
+                        .collect();
+                    assert_eq!(got, wants);
+                    // The window holds the item: the page request for it reads it back.
+                    let NoticeAction::Changed {
+                        window: Some(w), ..
+                    } = &n[0].action
+                    else {
+                        unreachable!()
+                    };
+                    let t = item.get("startdate").or(item.get("date")).unwrap();
+                    if let Some(t) = t.as_i64() {
+                        assert!(
+                            w.start.timestamp() <= t && t < w.end.timestamp(),
+                            "{resource}"
+                        );
+                    }
+                }
+            }
+            let gone = FixtureChange {
+                user: "37921640",
+                resource: Resource::Body,
+                kind: FixtureChangeKind::Deauthorized,
+                item: None,
+                record: None,
+                at: now,
+            };
+            let pushes = WithingsFixtures.push_for(&gone, &subs, &PushSecrets::default(), now);
+            let n = Withings
+                .parse_push(&Owned::of(&pushes[0].1, now).req())
+                .unwrap();
+            assert_eq!(n[0].action, NoticeAction::Deauthorized);
+            // Another user's change reaches no one; a revoked category is not notified.
+            let other = FixtureChange {
+                user: "1",
+                ..gone.clone()
+            };
+            assert!(WithingsFixtures
+                .push_for(&other, &subs, &PushSecrets::default(), now)
+                .is_empty());
+            let revoke: std::collections::BTreeMap<String, String> = Withings
+                .user_unsubscribe_calls(cb)[2]
+                .form
+                .iter()
+                .cloned()
+                .collect();
+            let req_revoke = SubscriptionRequest {
+                params: &revoke,
+                ..req
+            };
+            WithingsFixtures
+                .serve_subscription(&req_revoke, &mut subs, &PushSecrets::default())
+                .unwrap();
+            assert_eq!(subs.len(), 3);
+            let night = FixtureChange {
+                resource: Resource::Sleep,
+                kind: FixtureChangeKind::Created,
+                item: sleep.last(),
+                ..gone
+            };
+            assert!(WithingsFixtures
+                .push_for(&night, &subs, &PushSecrets::default(), now)
+                .is_empty());
+        }
     }
 }
