@@ -181,8 +181,9 @@ impl TestApp {
         assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
     }
 
-    /// The events the endpoint at `/hooks` received, each once (delivery is at least
-    /// once), in arrival order.
+    /// The events the endpoint at `/hooks` received, each once, in the order they first
+    /// arrived: delivery is at least once, and a slow machine can see a resend of one
+    /// whose reply was late.
     pub fn events(&self) -> Vec<Value> {
         let mut seen = std::collections::HashSet::new();
         self.receiver

@@ -300,9 +300,6 @@ async fn a_panicking_job_fails_with_its_message_and_the_history_goes_on(db: Test
     );
 }
 
-/// The events the receiver got, each once, in the order they first arrived: delivery is
-/// at least once, and a slow machine can see a resend of one whose reply was late.
-
 async fn a_job_that_keeps_failing_stops_after_its_tries(db: TestDb) {
     let fx = FixtureServer::start().await.unwrap();
     let root = fx.root();
