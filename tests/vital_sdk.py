@@ -185,14 +185,16 @@ def webhook_model(event_type):
     import vital.types as types
 
     parts = event_type.split(".")
+    # `blood_oxygen` is `BloodOxygen` in the models' names.
+    camel = "".join(w.capitalize() for w in parts[2].split("_")) if len(parts) == 4 else ""
     if event_type == "provider.connection.created":
         name = "ClientFacingProviderConnectionCreatedEvent"
     elif event_type == "provider.connection.error":
         name = "ClientFacingProviderConnectionErrorEvent"
     elif len(parts) == 4 and parts[:2] == ["historical", "data"] and parts[3] == "created":
-        name = f"ClientFacing{parts[2].capitalize()}HistoricalPullCompleted"
+        name = f"ClientFacing{camel}HistoricalPullCompleted"
     elif len(parts) == 4 and parts[:2] == ["daily", "data"] and parts[3] in ("created", "updated"):
-        name = f"ClientFacing{parts[2].capitalize()}Changed"
+        name = f"ClientFacing{camel}Changed"
     else:
         return None
     return getattr(types, name, None)
