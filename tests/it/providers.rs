@@ -428,8 +428,9 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
         "userid read from inside the wrapped token reply"
     );
 
-    // 13 windows for each of body, sleep, workouts and activity.
-    let windows: usize = 13 * 4;
+    // 13 windows for each of body, sleep, workouts, activity, blood oxygen and body
+    // temperature.
+    let windows: usize = 13 * 6;
     // The 601's pause and the 2555's back-off pass by moving the clock on, a second at a
     // time (far short of the three-hourly poll).
     let done = app
