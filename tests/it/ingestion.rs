@@ -545,7 +545,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app) >= 4 * 13
+            historical(&app) >= 5 * 13
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());

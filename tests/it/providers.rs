@@ -82,7 +82,7 @@ async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
                     .starts_with("historical.")
             })
             .count()
-            >= 4 * 13
+            >= 5 * 13
     })
     .await;
     assert!(
@@ -132,7 +132,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
                         .starts_with("historical.")
                 })
                 .count()
-                >= 4 * 13
+                >= 5 * 13
         })
         .await;
     assert!(
@@ -147,7 +147,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
             .count(),
         1
     );
-    for r in ["sleep", "activity", "workouts", "heartrate"] {
+    for r in ["sleep", "activity", "workouts", "heartrate", "blood_oxygen"] {
         let hist: Vec<&Value> = evs
             .iter()
             .filter(|e| e["event_type"] == format!("historical.data.{r}.created"))
@@ -202,6 +202,20 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         ))
         .await;
     assert_eq!(hr["data"].as_array().unwrap().len(), 100);
+    // 14 nights' SpO2 documents; the low-battery night has no average: no sample.
+    let (_, spo2) = app
+        .api
+        .get(&format!(
+            "/v1/timeseries/{uid}/blood_oxygen?start_date=2026-01-01"
+        ))
+        .await;
+    let spo2 = spo2["data"].as_array().unwrap();
+    assert_eq!(spo2.len(), 13);
+    assert!(spo2.iter().all(|s| s["unit"] == "%"
+        && s["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+00:00")));
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     let c = &conns["data"][0];
     assert_eq!(c["status"], "connected");
@@ -237,6 +251,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         assert_eq!(count(&format!("daily.data.{r}.updated")), 1, "{r} updated");
     }
     assert_eq!(count("daily.data.heartrate.created"), 1);
+    assert_eq!(count("daily.data.blood_oxygen.created"), 1);
     let upd = daily
         .iter()
         .find(|e| e["event_type"] == "daily.data.workouts.updated")
@@ -263,7 +278,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         .poll_now(app.team_id, uid.parse().unwrap())
         .await
         .unwrap();
-    assert_eq!(polls, 4, "one poll per resource");
+    assert_eq!(polls, 5, "one poll per resource");
     assert!(
         eventually(Duration::from_secs(20), || async {
             // Every poll has run: the next is an interval away, not a lease.
