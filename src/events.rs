@@ -43,10 +43,12 @@ pub enum Resource {
     BodyTemperature,
     CaloriesActive,
     Distance,
+    Carbohydrates,
+    InsulinInjection,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 15] = [
+    pub const ALL: [Resource; 17] = [
         Resource::Workouts,
         Resource::Sleep,
         Resource::Activity,
@@ -62,6 +64,8 @@ impl Resource {
         Resource::BodyTemperature,
         Resource::CaloriesActive,
         Resource::Distance,
+        Resource::Carbohydrates,
+        Resource::InsulinInjection,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +85,8 @@ impl Resource {
             Resource::BodyTemperature => "body_temperature",
             Resource::CaloriesActive => "calories_active",
             Resource::Distance => "distance",
+            Resource::Carbohydrates => "carbohydrates",
+            Resource::InsulinInjection => "insulin_injection",
         }
     }
 
@@ -96,13 +102,16 @@ impl Resource {
                 | Resource::BodyTemperature
                 | Resource::CaloriesActive
                 | Resource::Distance
+                | Resource::Carbohydrates
+                | Resource::InsulinInjection
         )
     }
 
     /// A timeseries whose samples cover an interval: Junction's model of it requires
     /// `start` and `end` (inclusive, exclusive) beside the deprecated `timestamp`
     /// (`ClientFacingStepsTimeseries`, `ClientFacingCaloriesActiveTimeseries`,
-    /// `ClientFacingDistanceTimeseries`, `ClientFacingBodyTemperatureSample` of its SDK).
+    /// `ClientFacingDistanceTimeseries`, `ClientFacingBodyTemperatureSample`,
+    /// `ClientFacingCarbohydratesSample`, `ClientFacingInsulinInjectionSample` of its SDK).
     /// The others are instants (`ClientFacingHeartRateTimeseries`,
     /// `ClientFacingBloodOxygenTimeseries`, `ClientFacingRespiratoryRateTimeseries`, …).
     pub fn is_interval(self) -> bool {
@@ -112,6 +121,8 @@ impl Resource {
                 | Resource::BodyTemperature
                 | Resource::CaloriesActive
                 | Resource::Distance
+                | Resource::Carbohydrates
+                | Resource::InsulinInjection
         )
     }
 }
@@ -706,6 +717,19 @@ fn example_record(
             &[310.0, 520.5, 1040.2, 95.0],
             json!({}),
         ),
+        Resource::Carbohydrates => samples(
+            json!({"provider": "dexcom", "type": "cgm"}),
+            "g",
+            &[45.0, 12.0, 60.0, 30.0],
+            json!({}),
+        ),
+        // Junction's insulin sample types its `type` as the insulin's action.
+        Resource::InsulinInjection => samples(
+            json!({"provider": "dexcom", "type": "cgm"}),
+            "unit",
+            &[4.0, 1.5, 6.0, 2.0],
+            json!({"type": "rapid_acting"}),
+        ),
     }
 }
 
@@ -776,6 +800,8 @@ mod tests {
             ("body_temperature", "°C", true),
             ("calories_active", "kcal", true),
             ("distance", "m", true),
+            ("carbohydrates", "g", true),
+            ("insulin_injection", "unit", true),
         ] {
             let r: Resource = name.parse().unwrap();
             assert!(r.is_timeseries(), "{name}");
@@ -793,7 +819,12 @@ mod tests {
             assert_eq!(data.len(), 4, "{name}");
             for d in data {
                 assert_eq!(d["unit"], unit, "{name}");
-                assert_eq!(d["type"], name, "{name}");
+                let kind = if r == Resource::InsulinInjection {
+                    "rapid_acting"
+                } else {
+                    name
+                };
+                assert_eq!(d["type"], kind, "{name}");
                 assert!(d["value"].is_f64(), "{name}");
                 assert_eq!(d.get("start").is_some(), interval, "{name}: {d}");
                 assert_eq!(d.get("end").is_some(), interval, "{name}: {d}");
@@ -802,7 +833,12 @@ mod tests {
                 assert_eq!(data[0]["start"], data[0]["timestamp"]);
                 assert_eq!(data[0]["end"], data[1]["start"], "{name}: intervals tile");
             }
-            assert_eq!(ex["source"]["provider"], "google_health", "{name}");
+            let provider = if name == "carbohydrates" || name == "insulin_injection" {
+                "dexcom"
+            } else {
+                "google_health"
+            };
+            assert_eq!(ex["source"]["provider"], provider, "{name}");
         }
         let t = example_data(EventType::DailyCreated(Resource::BodyTemperature), u);
         assert_eq!(t["data"][0]["sensor_location"], "mouth");
