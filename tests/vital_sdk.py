@@ -124,6 +124,22 @@ def main():
         for slug, groups in grouped.groups.items()
     }
 
+    # The series Junction names beyond heart rate: blood oxygen (Oura, Withings) and body
+    # temperature (Withings), grouped by provider.
+    for name, call in (
+        ("blood_oxygen", client.vitals.blood_oxygen_grouped),
+        ("body_temperature", client.vitals.body_temperature_grouped),
+    ):
+        grouped = call(connected, start_date=start, end_date=end)
+        out[name + "_grouped"] = {
+            slug: sorted(
+                [d.timestamp.isoformat(), d.value, d.unit, getattr(d, "start", None) is not None]
+                for g in groups
+                for d in g.data
+            )
+            for slug, groups in grouped.groups.items()
+        }
+
     # Introspection.
     resources = client.introspect.get_user_resources(user_id=connected)
     out["resources"] = {
