@@ -38,10 +38,17 @@ pub enum Resource {
     Glucose,
     Steps,
     Hrv,
+    BloodOxygen,
+    RespiratoryRate,
+    BodyTemperature,
+    CaloriesActive,
+    Distance,
+    Carbohydrates,
+    InsulinInjection,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 10] = [
+    pub const ALL: [Resource; 17] = [
         Resource::Workouts,
         Resource::Sleep,
         Resource::Activity,
@@ -52,6 +59,13 @@ impl Resource {
         Resource::Glucose,
         Resource::Steps,
         Resource::Hrv,
+        Resource::BloodOxygen,
+        Resource::RespiratoryRate,
+        Resource::BodyTemperature,
+        Resource::CaloriesActive,
+        Resource::Distance,
+        Resource::Carbohydrates,
+        Resource::InsulinInjection,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,13 +80,49 @@ impl Resource {
             Resource::Glucose => "glucose",
             Resource::Steps => "steps",
             Resource::Hrv => "hrv",
+            Resource::BloodOxygen => "blood_oxygen",
+            Resource::RespiratoryRate => "respiratory_rate",
+            Resource::BodyTemperature => "body_temperature",
+            Resource::CaloriesActive => "calories_active",
+            Resource::Distance => "distance",
+            Resource::Carbohydrates => "carbohydrates",
+            Resource::InsulinInjection => "insulin_injection",
         }
     }
 
     pub fn is_timeseries(self) -> bool {
         matches!(
             self,
-            Resource::Heartrate | Resource::Glucose | Resource::Steps | Resource::Hrv
+            Resource::Heartrate
+                | Resource::Glucose
+                | Resource::Steps
+                | Resource::Hrv
+                | Resource::BloodOxygen
+                | Resource::RespiratoryRate
+                | Resource::BodyTemperature
+                | Resource::CaloriesActive
+                | Resource::Distance
+                | Resource::Carbohydrates
+                | Resource::InsulinInjection
+        )
+    }
+
+    /// A timeseries whose samples cover an interval: Junction's model of it requires
+    /// `start` and `end` (inclusive, exclusive) beside the deprecated `timestamp`
+    /// (`ClientFacingStepsTimeseries`, `ClientFacingCaloriesActiveTimeseries`,
+    /// `ClientFacingDistanceTimeseries`, `ClientFacingBodyTemperatureSample`,
+    /// `ClientFacingCarbohydratesSample`, `ClientFacingInsulinInjectionSample` of its SDK).
+    /// The others are instants (`ClientFacingHeartRateTimeseries`,
+    /// `ClientFacingBloodOxygenTimeseries`, `ClientFacingRespiratoryRateTimeseries`, …).
+    pub fn is_interval(self) -> bool {
+        matches!(
+            self,
+            Resource::Steps
+                | Resource::BodyTemperature
+                | Resource::CaloriesActive
+                | Resource::Distance
+                | Resource::Carbohydrates
+                | Resource::InsulinInjection
         )
     }
 }
@@ -632,18 +682,31 @@ fn example_record(
     source: &dyn Fn(&str) -> Value,
     rec: &dyn Fn(Resource, &str) -> String,
 ) -> Value {
-    let sample = |kind: &str, unit: &str, values: &[f64]| {
+    // Samples five minutes apart from `source`; an interval resource's each cover their
+    // five minutes.
+    let samples = |source: Value, unit: &str, values: &[f64], extra: Value| {
         let data: Vec<Value> = values
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let at = format!("2026-11-20T07:{:02}:00+00:00", i * 5);
-                json!({"id": rec(r, &at), "version": version, "timestamp": at, "timezone_offset": 3600,
-                       "type": kind, "unit": unit, "value": v})
+                let mut d = json!({"id": rec(r, &at), "version": version, "timestamp": at, "timezone_offset": 3600,
+                                   "type": r.as_str(), "unit": unit, "value": v});
+                if r.is_interval() {
+                    d["start"] = json!(at);
+                    d["end"] = json!(format!("2026-11-20T07:{:02}:00+00:00", i * 5 + 5));
+                }
+                if let (Value::Object(d), Value::Object(extra)) = (&mut d, &extra) {
+                    d.extend(extra.clone());
+                }
+                d
             })
             .collect();
-        json!({"user_id": uid, "source": source("ring"), "data": data})
+        json!({"user_id": uid, "source": source, "data": data})
     };
+    let sample =
+        |_kind: &str, unit: &str, values: &[f64]| samples(source("ring"), unit, values, json!({}));
+    let google = |device: &str| json!({"provider": "google_health", "type": device});
     match r {
         Resource::Workouts => json!({
             "id": rec(r, "e1f2a3b4-workout"), "provider_id": "e1f2a3b4-workout", "user_id": uid,
@@ -689,6 +752,40 @@ fn example_record(
         Resource::Glucose => sample("glucose", "mmol/L", &[5.4, 5.9, 6.8, 6.1]),
         Resource::Steps => sample("steps", "count", &[120.0, 340.0, 0.0, 56.0]),
         Resource::Hrv => sample("hrv", "ms", &[62.0, 58.0, 71.0, 66.0]),
+        Resource::BloodOxygen => {
+            samples(google("watch"), "%", &[96.0, 97.0, 95.0, 98.0], json!({}))
+        }
+        Resource::RespiratoryRate => {
+            samples(google("watch"), "bpm", &[14.6, 15.1, 14.2, 14.8], json!({}))
+        }
+        Resource::BodyTemperature => samples(
+            google("unknown"),
+            "°C",
+            &[36.6, 36.8, 37.1, 36.9],
+            json!({"sensor_location": "mouth"}),
+        ),
+        Resource::CaloriesActive => {
+            samples(google("watch"), "kcal", &[4.2, 6.8, 12.5, 3.1], json!({}))
+        }
+        Resource::Distance => samples(
+            google("watch"),
+            "m",
+            &[310.0, 520.5, 1040.2, 95.0],
+            json!({}),
+        ),
+        Resource::Carbohydrates => samples(
+            json!({"provider": "dexcom", "type": "cgm"}),
+            "g",
+            &[45.0, 12.0, 60.0, 30.0],
+            json!({}),
+        ),
+        // Junction's insulin sample types its `type` as the insulin's action.
+        Resource::InsulinInjection => samples(
+            json!({"provider": "dexcom", "type": "cgm"}),
+            "unit",
+            &[4.0, 1.5, 6.0, 2.0],
+            json!({"type": "rapid_acting"}),
+        ),
     }
 }
 
@@ -745,6 +842,70 @@ mod tests {
         assert_eq!(body["source"]["provider"], "withings");
         assert_eq!(body["calendar_date"], "2026-11-20");
         assert_eq!(h["provider"], "oura");
+    }
+
+    /// The resources Junction names beyond the first ones: each has its three event
+    /// types, and its example carries Junction's unit and, for an interval resource,
+    /// both ends of each sample.
+    #[test]
+    fn the_vital_named_series_have_their_events_units_and_intervals() {
+        let u = Uuid::from_u128(7);
+        for (name, unit, interval) in [
+            ("blood_oxygen", "%", false),
+            ("respiratory_rate", "bpm", false),
+            ("body_temperature", "°C", true),
+            ("calories_active", "kcal", true),
+            ("distance", "m", true),
+            ("carbohydrates", "g", true),
+            ("insulin_injection", "unit", true),
+        ] {
+            let r: Resource = name.parse().unwrap();
+            assert!(r.is_timeseries(), "{name}");
+            assert_eq!(r.is_interval(), interval, "{name}");
+            for t in [
+                format!("daily.data.{name}.created"),
+                format!("daily.data.{name}.updated"),
+                format!("historical.data.{name}.created"),
+            ] {
+                let parsed: EventType = t.parse().unwrap();
+                assert!(EventType::all().contains(&parsed), "{t} is catalogued");
+            }
+            let ex = example_data(EventType::DailyCreated(r), u);
+            let data = ex["data"].as_array().unwrap();
+            assert_eq!(data.len(), 4, "{name}");
+            for d in data {
+                assert_eq!(d["unit"], unit, "{name}");
+                let kind = if r == Resource::InsulinInjection {
+                    "rapid_acting"
+                } else {
+                    name
+                };
+                assert_eq!(d["type"], kind, "{name}");
+                assert!(d["value"].is_f64(), "{name}");
+                assert_eq!(d.get("start").is_some(), interval, "{name}: {d}");
+                assert_eq!(d.get("end").is_some(), interval, "{name}: {d}");
+            }
+            if interval {
+                assert_eq!(data[0]["start"], data[0]["timestamp"]);
+                assert_eq!(data[0]["end"], data[1]["start"], "{name}: intervals tile");
+            }
+            let provider = if name == "carbohydrates" || name == "insulin_injection" {
+                "dexcom"
+            } else {
+                "google_health"
+            };
+            assert_eq!(ex["source"]["provider"], provider, "{name}");
+        }
+        let t = example_data(EventType::DailyCreated(Resource::BodyTemperature), u);
+        assert_eq!(t["data"][0]["sensor_location"], "mouth");
+        let o = example_data(EventType::DailyCreated(Resource::BloodOxygen), u);
+        assert!(o["data"][0].get("sensor_location").is_none());
+        assert!(
+            example_data(EventType::DailyCreated(Resource::Heartrate), u)["data"][0]
+                .get("start")
+                .is_none(),
+            "heart rate samples are instants"
+        );
     }
 
     fn conn() -> ConnectionRef {

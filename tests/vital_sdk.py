@@ -124,6 +124,22 @@ def main():
         for slug, groups in grouped.groups.items()
     }
 
+    # The series Junction names beyond heart rate: blood oxygen (Oura, Withings) and body
+    # temperature (Withings), grouped by provider.
+    for name, call in (
+        ("blood_oxygen", client.vitals.blood_oxygen_grouped),
+        ("body_temperature", client.vitals.body_temperature_grouped),
+    ):
+        grouped = call(connected, start_date=start, end_date=end)
+        out[name + "_grouped"] = {
+            slug: sorted(
+                [d.timestamp.isoformat(), d.value, d.unit, getattr(d, "start", None) is not None]
+                for g in groups
+                for d in g.data
+            )
+            for slug, groups in grouped.groups.items()
+        }
+
     # Introspection.
     resources = client.introspect.get_user_resources(user_id=connected)
     out["resources"] = {
@@ -185,14 +201,16 @@ def webhook_model(event_type):
     import vital.types as types
 
     parts = event_type.split(".")
+    # `blood_oxygen` is `BloodOxygen` in the models' names.
+    camel = "".join(w.capitalize() for w in parts[2].split("_")) if len(parts) == 4 else ""
     if event_type == "provider.connection.created":
         name = "ClientFacingProviderConnectionCreatedEvent"
     elif event_type == "provider.connection.error":
         name = "ClientFacingProviderConnectionErrorEvent"
     elif len(parts) == 4 and parts[:2] == ["historical", "data"] and parts[3] == "created":
-        name = f"ClientFacing{parts[2].capitalize()}HistoricalPullCompleted"
+        name = f"ClientFacing{camel}HistoricalPullCompleted"
     elif len(parts) == 4 and parts[:2] == ["daily", "data"] and parts[3] in ("created", "updated"):
-        name = f"ClientFacing{parts[2].capitalize()}Changed"
+        name = f"ClientFacing{camel}Changed"
     else:
         return None
     return getattr(types, name, None)

@@ -63,6 +63,7 @@ fn resources(p: &Provider) -> String {
         .map(|r| match r.name.as_str() {
             "heartrate" => "heart rate".to_string(),
             "hrv" => "HRV".to_string(),
+            "calories_active" => "active calories".to_string(),
             other => other.replace('_', " "),
         })
         .collect();

@@ -37,6 +37,9 @@ pub struct DemoArgs {
     keep: bool,
 }
 
+/// How much faster than the providers' real windows the demo's budgets run.
+const DEMO_TIME_SCALE: f64 = 60.0;
+
 pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let dir =
@@ -48,6 +51,13 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let receiver = Receiver::start(true).await?;
     let fixtures = FixtureServer::start().await?;
     config.providers_base_url = Some(fixtures.root());
+    // The fixture providers answer at once: the gateway's budgets still pace every
+    // request, on windows a minute to the second (unless set otherwise), so a year of
+    // every resource (Google Health's alone is more than its 300 requests a user-minute)
+    // backfills in seconds.
+    if config.rate_limit_time_scale == 1.0 {
+        config.rate_limit_time_scale = DEMO_TIME_SCALE;
+    }
     let gateway = Gateway::start(config, sealer).await?;
     println!("Wearbridge demo");
     println!("  database  {}", dir.join("wearbridge.db").display());

@@ -499,13 +499,15 @@ pub fn profile_of(f: &Fields) -> Mapped<ClientFacingProfile> {
 }
 
 /// One sample: the fields Junction's `ClientFacing…Timeseries` models share (`start`
-/// and `end`, which its interval resources such as steps have, only when stored).
+/// and `end`, which its interval resources such as steps have, only for those), and
+/// `sensor_location`, which only its `ClientFacingBodyTemperatureSample` has, only when
+/// known.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientFacingTimeseriesSample {
     timezone_offset: Option<i64>,
     #[serde(rename = "type")]
     kind: Option<String>,
-    /// `bpm`, `mmol/L`, `count`, `ms`, …
+    /// `bpm`, `mmol/L`, `count`, `ms`, `%`, `°C`, `kcal`, `m`, …
     unit: String,
     #[schema(format = DateTime)]
     timestamp: String,
@@ -516,10 +518,15 @@ pub struct ClientFacingTimeseriesSample {
     #[schema(format = DateTime)]
     end: Option<String>,
     value: f64,
+    /// Where a body temperature was taken: one of Junction's
+    /// `ClientFacingBodyTemperatureSampleSensorLocation` values (`armpit`, `mouth`,
+    /// `wrist`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor_location: Option<String>,
 }
 
 pub fn sample_of(f: &Fields) -> Mapped<ClientFacingTimeseriesSample> {
-    let interval = f.resource == Resource::Steps;
+    let interval = f.resource.is_interval();
     let timestamp = f.required_string("timestamp")?;
     Ok(ClientFacingTimeseriesSample {
         timezone_offset: f.int("timezone_offset"),
@@ -531,6 +538,9 @@ pub fn sample_of(f: &Fields) -> Mapped<ClientFacingTimeseriesSample> {
         end: interval.then(|| f.string("end").unwrap_or_else(|| timestamp.clone())),
         timestamp,
         value: f.float("value").ok_or_else(|| f.missing("value"))?,
+        sensor_location: (f.resource == Resource::BodyTemperature)
+            .then(|| f.string("sensor_location"))
+            .flatten(),
     })
 }
 
@@ -546,11 +556,8 @@ pub fn summary(resource: Resource, rec: Stamped<'_>) -> Option<Mapped<Value>> {
         Resource::Workouts => workout_of(&f).map(to_value),
         Resource::Body => body_of(&f).map(to_value),
         Resource::Profile => profile_of(&f).map(to_value),
-        Resource::Recovery
-        | Resource::Heartrate
-        | Resource::Glucose
-        | Resource::Steps
-        | Resource::Hrv => return None,
+        // Recovery has no Junction model; timeseries travel as samples.
+        _ => return None,
     };
     Some(mapped.map(|mut v| {
         if let Value::Object(m) = &mut v {
@@ -646,6 +653,81 @@ mod tests {
         assert_eq!(w.average_hr, Some(140));
         assert_eq!(w.source.provider, "whoop_v2");
         assert_eq!(w.sport.unwrap().slug, "running");
+    }
+
+    fn sample_json(resource: Resource, data: Value) -> Value {
+        sample(resource, rec("google_health", data)).unwrap()
+    }
+
+    #[test]
+    fn interval_samples_carry_both_ends_and_instants_neither() {
+        let at = "2026-11-20T07:00:00+00:00";
+        let base = |unit: &str| json!({"id": "s", "version": 1, "timestamp": at, "timezone_offset": 3600, "unit": unit, "value": 12.5});
+        let mut d = base("m");
+        d["start"] = json!(at);
+        d["end"] = json!("2026-11-20T07:05:00+00:00");
+        let v = sample_json(Resource::Distance, d);
+        assert_eq!(
+            (v["start"].clone(), v["end"].clone(), v["unit"].clone()),
+            (json!(at), json!("2026-11-20T07:05:00+00:00"), json!("m"))
+        );
+        assert_eq!(v["record_id"], "s");
+        // An interval sample stored without its ends is an instant: both ends are its
+        // timestamp, as Junction's model requires them.
+        let v = sample_json(Resource::CaloriesActive, base("kcal"));
+        assert_eq!(
+            (v["start"].clone(), v["end"].clone()),
+            (json!(at), json!(at))
+        );
+        for r in [Resource::BloodOxygen, Resource::RespiratoryRate] {
+            let v = sample_json(r, base("%"));
+            assert!(v.get("start").is_none() && v.get("end").is_none(), "{r}");
+            assert_eq!(v["value"], 12.5);
+        }
+    }
+
+    #[test]
+    fn only_a_body_temperature_names_its_sensor_location_and_only_when_known() {
+        let at = "2026-11-20T07:00:00+00:00";
+        let mut t = json!({"id": "t", "timestamp": at, "unit": "°C", "value": 36.7, "sensor_location": "mouth"});
+        let v = sample_json(Resource::BodyTemperature, t.clone());
+        assert_eq!(v["sensor_location"], "mouth");
+        assert_eq!(v["unit"], "°C");
+        t["sensor_location"] = Value::Null;
+        let v = sample_json(Resource::BodyTemperature, t.clone());
+        assert!(v.get("sensor_location").is_none(), "unknown: left out");
+        t["sensor_location"] = json!("wrist");
+        let v = sample_json(Resource::BloodOxygen, t);
+        assert!(
+            v.get("sensor_location").is_none(),
+            "not a field of blood oxygen"
+        );
+        // A sample with no value is not a zero: Junction's model cannot hold it.
+        let e = sample(
+            Resource::BloodOxygen,
+            rec(
+                "google_health",
+                json!({"id": "x", "timestamp": at, "unit": "%"}),
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "value");
+    }
+
+    #[test]
+    fn timeseries_and_recovery_have_no_summary_model() {
+        let r = rec(
+            "oura",
+            json!({"id": "a", "user_id": "u", "calendar_date": "2026-11-01"}),
+        );
+        for resource in Resource::ALL {
+            let none = summary(resource, r).is_none();
+            assert_eq!(
+                none,
+                resource.is_timeseries() || resource == Resource::Recovery,
+                "{resource}"
+            );
+        }
     }
 
     #[test]

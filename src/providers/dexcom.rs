@@ -1,5 +1,7 @@
 //! Dexcom API v3 (<https://developer.dexcom.com/docs/dexcomv3/endpoint-overview>). Estimated
-//! glucose values (EGVs) become the `glucose` timeseries. A data route is one `GET` with
+//! glucose values (EGVs) become the `glucose` timeseries; user-entered carbs and insulin
+//! events (`/events`) the `carbohydrates` and `insulin_injection` timeseries, each resource
+//! reading the one route and keeping its own event type. A data route is one `GET` with
 //! `startDate`/`endDate` written `YYYY-MM-DDThh:mm:ss` (no offset, no milliseconds) and
 //! answers the whole window at once as `{"recordType", "recordVersion", "userId",
 //! "records": [...]}`: there is no paging. Each record has two clocks: `systemTime`, UTC by
@@ -58,30 +60,37 @@ impl Adapter for Dexcom {
         body: &[u8],
         _cursor: Option<&str>,
     ) -> Result<Page, ProviderError> {
-        if resource != Resource::Glucose {
-            return Err(ProviderError::malformed(
-                "resource",
-                format!("Dexcom has no {resource}"),
-            ));
-        }
+        let read: fn(&Value, Resource) -> Result<Item, ProviderError> = match resource {
+            Resource::Glucose => |v, _| Ok(egv(v)?.map_or(Item::Skipped, Item::Record)),
+            Resource::Carbohydrates | Resource::InsulinInjection => event,
+            other => {
+                return Err(ProviderError::malformed(
+                    "resource",
+                    format!("Dexcom has no {other}"),
+                ))
+            }
+        };
         let v = parse_json(body)?;
         let items = req_array(&v, "records")?;
-        let mut records = Vec::with_capacity(items.len());
+        let mut page = Page {
+            records: Vec::with_capacity(items.len()),
+            ..Page::default()
+        };
         for (i, item) in items.iter().enumerate() {
-            let rec = egv(item).map_err(|e| match e {
+            let read = read(item, resource).map_err(|e| match e {
                 ProviderError::Malformed { field, message } => {
                     ProviderError::malformed(format!("records[{i}].{field}"), message)
                 }
                 e => e,
             })?;
-            records.extend(rec);
+            match read {
+                Item::Record(r) => page.records.push(r),
+                Item::Removed(r) => page.removals.push(r),
+                Item::Skipped => {}
+            }
         }
         // The whole window comes back in one reply.
-        Ok(Page {
-            records,
-            next: None,
-            ..Page::default()
-        })
+        Ok(page)
     }
 
     fn range_request(&self, _resource: &ResourceSpec, _window: &Window) -> Option<PageRequest> {
@@ -98,6 +107,8 @@ impl Adapter for Dexcom {
     ) -> Result<Option<Window>, ProviderError> {
         let key = match resource {
             Resource::Glucose => "egvs",
+            // Both are read from `/events`, whose range is the `events` data set.
+            Resource::Carbohydrates | Resource::InsulinInjection => "events",
             other => {
                 return Err(ProviderError::malformed(
                     "resource",
@@ -199,6 +210,114 @@ fn egv(v: &Value) -> Result<Option<Record>, ProviderError> {
     }))
 }
 
+/// What one record of a reply is: a sample, an event the user deleted, or neither.
+enum Item {
+    Record(Record),
+    Removed(super::Removal),
+    Skipped,
+}
+
+/// One user-entered event (getEventsV3 `Event`: `recordId`, `systemTime`, `displayTime`,
+/// `eventStatus`, `eventType`, `eventSubType`, `value`, `unit`, …) as a sample of
+/// `resource`: `carbs` → `carbohydrates` in grams, `insulin` → `insulin_injection` in
+/// units, typed `rapid_acting` (`fastActing`) or `long_acting` (`longActing`). Events of
+/// other types belong to neither and are skipped. An event the user deleted
+/// (`eventStatus` `deleted`; "The eventId will remain the same", getEventsV2) is a
+/// removal; one without a value is no sample. An event is an instant: Junction's sample
+/// is an interval, so it starts and ends at `systemTime`.
+fn event(v: &Value, resource: Resource) -> Result<Item, ProviderError> {
+    let wanted = match resource {
+        Resource::Carbohydrates => "carbs",
+        _ => "insulin",
+    };
+    if req_str(v, "eventType")? != wanted {
+        return Ok(Item::Skipped);
+    }
+    let id = req_id(v, "recordId")?;
+    match req_str(v, "eventStatus")? {
+        "deleted" => {
+            return Ok(Item::Removed(super::Removal {
+                resource,
+                provider_id: id,
+            }))
+        }
+        "created" | "updated" => {}
+        other => {
+            return Err(ProviderError::malformed(
+                "eventStatus",
+                format!("`{other}` is not created, updated or deleted"),
+            ))
+        }
+    }
+    // The operation page types `value` as a string; its own example sends a number.
+    let value = match v.get("value") {
+        None | Some(Value::Null) => return Ok(Item::Skipped),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(Item::Skipped),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        Some(_) => None,
+    }
+    .ok_or_else(|| ProviderError::malformed("value", "not a number"))?;
+    if value < 0.0 {
+        return Err(ProviderError::malformed(
+            "value",
+            format!("{value} is negative"),
+        ));
+    }
+    // Units for events: unknown, grams, mg/dL, minutes, units. Carbs are counted in grams
+    // and insulin in units; another named unit is not that quantity.
+    let (expected, unit) = match resource {
+        Resource::Carbohydrates => ("grams", "g"),
+        _ => ("units", "unit"),
+    };
+    match opt_str(v, "unit")? {
+        None | Some("unknown") => {}
+        Some(u) if u == expected => {}
+        Some(u) => {
+            return Err(ProviderError::malformed(
+                "unit",
+                format!("`{u}` is not {expected}"),
+            ))
+        }
+    }
+    let kind = match resource {
+        Resource::Carbohydrates => Value::Null,
+        _ => json!(match opt_str(v, "eventSubType")? {
+            Some("fastActing") => "rapid_acting",
+            Some("longActing") => "long_acting",
+            // Junction's insulin types are "non-exhaustive": an insulin of no stated
+            // action is `unknown` rather than guessed.
+            _ => "unknown",
+        }),
+    };
+    let at = json!(format_utc(utc_instant(
+        req_str(v, "systemTime")?,
+        "systemTime"
+    )?));
+    let offset = display_offset(v)?;
+    Ok(Item::Record(Record {
+        resource,
+        provider_id: id,
+        fields: fields(vec![
+            ("source", source(ID, "cgm")),
+            ("timestamp", at.clone()),
+            ("start", at.clone()),
+            ("end", at),
+            ("timezone_offset", int(offset.map(i64::from))),
+            (
+                "type",
+                if kind.is_null() {
+                    json!(resource.as_str())
+                } else {
+                    kind
+                },
+            ),
+            ("unit", json!(unit)),
+            ("value", num(Some(value))),
+        ]),
+    }))
+}
+
 /// The fixture server's Dexcom: `startDate`/`endDate` both required, in the one accepted
 /// format, at most 30 days apart; records whose `systemTime` falls in
 /// `[startDate, endDate)` (the alerts route documents the bounds as inclusive / exclusive),
@@ -215,22 +334,35 @@ impl Impersonation for DexcomFixtures {
         if path != DATA_RANGE_PATH {
             return None;
         }
+        let moment = |i: Value| {
+            let raw = i["systemTime"].as_str()?;
+            let t = utc_instant(raw, "systemTime").ok()?;
+            Some((
+                t,
+                json!({"systemTime": raw, "displayTime": i["displayTime"]}),
+            ))
+        };
+        // A data set's first and last moments, or null without records.
+        let range = |times: &mut Vec<(DateTime<Utc>, Value)>| {
+            times.sort_by_key(|(t, _)| *t);
+            match (times.first(), times.last()) {
+                (Some((_, first)), Some((_, last))) => json!({"start": first, "end": last}),
+                _ => Value::Null,
+            }
+        };
         let mut times: Vec<(DateTime<Utc>, Value)> = items(Resource::Glucose)
             .into_iter()
-            .filter_map(|i| {
-                let raw = i["systemTime"].as_str()?;
-                let t = utc_instant(raw, "systemTime").ok()?;
-                let moment = json!({"systemTime": raw, "displayTime": i["displayTime"]});
-                Some((t, moment))
-            })
+            .filter_map(moment)
             .collect();
-        times.sort_by_key(|(t, _)| *t);
-        let egvs = match (times.first(), times.last()) {
-            (Some((_, first)), Some((_, last))) => json!({"start": first, "end": last}),
-            _ => Value::Null,
-        };
+        let egvs = range(&mut times);
+        // Carbohydrates and insulin are both the `/events` data set.
+        let mut events: Vec<(DateTime<Utc>, Value)> = items(Resource::Carbohydrates)
+            .into_iter()
+            .filter_map(moment)
+            .collect();
         let mut reply: Value = serde_json::from_str(self.fixture("range/data_range.json")?).ok()?;
         reply["egvs"] = egvs;
+        reply["events"] = range(&mut events);
         Some(reply)
     }
 
@@ -250,6 +382,13 @@ impl Impersonation for DexcomFixtures {
             "data/glucose.json" => include_str!("../../fixtures/dexcom/data/glucose.json"),
             "data/glucose.changed.json" => {
                 include_str!("../../fixtures/dexcom/data/glucose.changed.json")
+            }
+            // Carbohydrates and insulin are both read from `/events`: one data set.
+            "data/carbohydrates.json" | "data/insulin_injection.json" => {
+                include_str!("../../fixtures/dexcom/data/events.json")
+            }
+            "data/carbohydrates.changed.json" | "data/insulin_injection.changed.json" => {
+                include_str!("../../fixtures/dexcom/data/events.changed.json")
             }
             "range/data_range.json" => {
                 include_str!("../../fixtures/dexcom/range/data_range.json")
@@ -287,6 +426,7 @@ impl Impersonation for DexcomFixtures {
             .collect();
         let record_type = match resource.name {
             Resource::Glucose => "egv",
+            Resource::Carbohydrates | Resource::InsulinInjection => "event",
             other => return Err(format!("Dexcom has no {other}")),
         };
         Ok(json!({
@@ -723,5 +863,276 @@ mod tests {
             );
             assert!(!r["value"].is_null());
         }
+    }
+
+    fn event_page(records: Value) -> Vec<u8> {
+        json!({"recordType": "event", "recordVersion": "3.0", "userId": "u", "records": records})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn app_event(kind: &str, sub: Value, value: Value, unit: Value, status: &str) -> Value {
+        json!({"systemTime": "2026-11-22T02:05:00+00:00", "displayTime": "2026-11-21T18:05:00-08:00",
+               "recordId": format!("{kind}-{status}"), "eventStatus": status, "eventType": kind,
+               "eventSubType": sub, "value": value, "unit": unit, "transmitterId": "t",
+               "transmitterGeneration": "g7", "displayDevice": "iOS"})
+    }
+
+    /// Carbs and insulin events become carbohydrates (g) and insulin_injection (units,
+    /// typed by their action); the other event types belong to neither, a deleted event
+    /// is a removal and one without a value no sample.
+    #[test]
+    fn carbs_and_insulin_events_are_samples_of_their_own_resources() {
+        let records = json!([
+            app_event("carbs", Value::Null, json!("45"), json!("grams"), "created"),
+            app_event(
+                "insulin",
+                json!("fastActing"),
+                json!(4.5),
+                json!("units"),
+                "created"
+            ),
+            app_event(
+                "insulin",
+                json!("longActing"),
+                json!("18"),
+                json!("units"),
+                "updated"
+            ),
+            app_event(
+                "insulin",
+                json!("fastActing"),
+                json!("2"),
+                json!("units"),
+                "deleted"
+            ),
+            app_event(
+                "exercise",
+                json!("medium"),
+                json!("30"),
+                json!("minutes"),
+                "created"
+            ),
+            app_event(
+                "health",
+                json!("illness"),
+                json!(""),
+                Value::Null,
+                "created"
+            ),
+            app_event("carbs", Value::Null, json!(""), json!("grams"), "updated")
+        ]);
+        let carbs = Dexcom
+            .parse_page(Resource::Carbohydrates, &event_page(records.clone()), None)
+            .unwrap();
+        let c: Vec<Value> = carbs.records.iter().map(Record::to_json).collect();
+        assert_eq!(c.len(), 1, "an empty value is no sample: {c:?}");
+        assert_eq!(
+            (
+                c[0]["value"].clone(),
+                c[0]["unit"].clone(),
+                c[0]["type"].clone()
+            ),
+            (json!(45.0), json!("g"), json!("carbohydrates"))
+        );
+        assert_eq!(
+            (
+                c[0]["start"].clone(),
+                c[0]["end"].clone(),
+                c[0]["timestamp"].clone()
+            ),
+            (
+                json!("2026-11-22T02:05:00+00:00"),
+                json!("2026-11-22T02:05:00+00:00"),
+                json!("2026-11-22T02:05:00+00:00")
+            )
+        );
+        assert_eq!(c[0]["timezone_offset"], -28800);
+        assert!(carbs.removals.is_empty());
+
+        let insulin = Dexcom
+            .parse_page(Resource::InsulinInjection, &event_page(records), None)
+            .unwrap();
+        let i: Vec<Value> = insulin.records.iter().map(Record::to_json).collect();
+        assert_eq!(i.len(), 2);
+        assert_eq!(
+            (
+                i[0]["value"].clone(),
+                i[0]["unit"].clone(),
+                i[0]["type"].clone()
+            ),
+            (json!(4.5), json!("unit"), json!("rapid_acting"))
+        );
+        assert_eq!(
+            (i[1]["type"].clone(), i[1]["value"].clone()),
+            (json!("long_acting"), json!(18.0))
+        );
+        let removed: Vec<&str> = insulin
+            .removals
+            .iter()
+            .map(|r| r.provider_id.as_str())
+            .collect();
+        assert_eq!(removed, ["insulin-deleted"], "deleted by the user: removed");
+        assert_eq!(insulin.removals[0].resource, Resource::InsulinInjection);
+
+        // No stated action: unknown, not guessed; a receiver event has no offset.
+        let mut plain = app_event(
+            "insulin",
+            Value::Null,
+            json!("1.5"),
+            json!("units"),
+            "created",
+        );
+        plain["systemTime"] = json!("2026-11-21T20:42:00");
+        plain["displayTime"] = json!("2026-11-21T12:41:23");
+        let r = Dexcom
+            .parse_page(
+                Resource::InsulinInjection,
+                &event_page(json!([plain])),
+                None,
+            )
+            .unwrap()
+            .records[0]
+            .to_json();
+        assert_eq!(
+            (r["type"].clone(), r["timezone_offset"].clone()),
+            (json!("unknown"), Value::Null)
+        );
+        assert_eq!(r["timestamp"], "2026-11-21T20:42:00+00:00");
+        // An unknown unit reads as the documented one; another quantity's unit is an error.
+        let unknown = app_event(
+            "carbs",
+            Value::Null,
+            json!("12"),
+            json!("unknown"),
+            "created",
+        );
+        assert_eq!(
+            Dexcom
+                .parse_page(Resource::Carbohydrates, &event_page(json!([unknown])), None)
+                .unwrap()
+                .records[0]
+                .fields["unit"],
+            "g"
+        );
+        for (bad, field) in [
+            (
+                app_event("carbs", Value::Null, json!("12"), json!("mg/dL"), "created"),
+                "records[0].unit",
+            ),
+            (
+                app_event(
+                    "carbs",
+                    Value::Null,
+                    json!("a lot"),
+                    json!("grams"),
+                    "created",
+                ),
+                "records[0].value",
+            ),
+            (
+                app_event("carbs", Value::Null, json!("-3"), json!("grams"), "created"),
+                "records[0].value",
+            ),
+            (
+                app_event("carbs", Value::Null, json!("3"), json!("grams"), "archived"),
+                "records[0].eventStatus",
+            ),
+        ] {
+            assert!(
+                matches!(Dexcom.parse_page(Resource::Carbohydrates, &event_page(json!([bad.clone()])), None),
+                         Err(ProviderError::Malformed { field: f, .. }) if f == field),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Both event resources read `/events` and narrow by the `events` data set of
+    /// dataRange, which the fixture server computes from the events it serves.
+    #[test]
+    fn events_are_read_from_one_route_and_narrowed_by_their_own_range() {
+        let p = crate::providers::find(ID).unwrap();
+        let (carbs, insulin) = (
+            p.resource(Resource::Carbohydrates).unwrap(),
+            p.resource(Resource::InsulinInjection).unwrap(),
+        );
+        assert_eq!(carbs.path, "/v3/users/self/events");
+        assert_eq!(insulin.path, carbs.path);
+        let events = data("carbohydrates.json");
+        let glucose = data("glucose.json");
+        let items = |r: Resource| match r {
+            Resource::Glucose => glucose.clone(),
+            _ => events.clone(),
+        };
+        let range = DexcomFixtures
+            .derived_reply(DATA_RANGE_PATH, &items)
+            .unwrap();
+        assert_eq!(
+            range["events"]["start"]["systemTime"],
+            "2026-11-21T20:40:00"
+        );
+        assert_eq!(
+            range["events"]["end"]["systemTime"],
+            "2026-11-22T21:00:00+00:00"
+        );
+        let w = Window {
+            start: at("2026-11-01T00:00:00Z"),
+            end: at("2026-11-23T00:00:00Z"),
+        };
+        let narrowed = Dexcom
+            .narrow_window(Resource::InsulinInjection, &w, range.to_string().as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (narrowed.start, narrowed.end),
+            (at("2026-11-21T20:40:00Z"), at("2026-11-22T21:00:01Z"))
+        );
+        let none = Dexcom
+            .narrow_window(
+                Resource::Carbohydrates,
+                &w,
+                DexcomFixtures
+                    .fixture("range/data_range.json")
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(none, None, "`events: null`: nothing to fetch");
+        // The whole data set through the fixture server: every carbs and insulin event
+        // once, in its own resource.
+        let req = Dexcom.page_request(insulin, &narrowed, None);
+        let params: HashMap<String, String> = req.query.into_iter().collect();
+        let body = DexcomFixtures.serve(insulin, &params, &events).unwrap();
+        assert_eq!(body["recordType"], "event");
+        let count = |r: Resource, kind: &str| {
+            let page = Dexcom
+                .parse_page(r, body.to_string().as_bytes(), None)
+                .unwrap();
+            let valued = events
+                .iter()
+                .filter(|e| {
+                    e["eventType"] == kind
+                        && e["eventStatus"] != "deleted"
+                        && e["value"].as_str().is_none_or(|v| !v.is_empty())
+                })
+                .count();
+            (page.records.len(), valued, page.removals.len())
+        };
+        let (got, want, removed) = count(Resource::Carbohydrates, "carbs");
+        assert_eq!((got, removed), (want, 0));
+        let (got, want, removed) = count(Resource::InsulinInjection, "insulin");
+        assert_eq!((got, removed), (want, 1));
+        // Changed data only appends, inside the two-day lookback.
+        let after = data("carbohydrates.changed.json");
+        assert_eq!(&after[..events.len()], &events[..]);
+        for e in &after[events.len()..] {
+            let t = utc_instant(e["systemTime"].as_str().unwrap(), "systemTime").unwrap();
+            assert!((at("2026-11-21T00:00:00Z")..at("2026-11-23T00:00:00Z")).contains(&t));
+        }
+        let kinds: Vec<&str> = after[events.len()..]
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["carbs", "insulin"], "one new of each");
     }
 }

@@ -54,9 +54,20 @@ fn phases(r: Resource) -> &'static [&'static str] {
             "total-calories",
             "active-energy-burned",
         ],
+        Resource::BloodOxygen => &["oxygen-saturation"],
+        Resource::RespiratoryRate => &["respiratory-rate-sleep-summary"],
+        Resource::BodyTemperature => &["core-body-temperature"],
+        Resource::Distance => &["distance"],
+        Resource::CaloriesActive => &["active-energy-burned"],
         _ => &[],
     }
 }
+
+/// The interval data types read as lists (DISCOVERY DataPoint: "the `distance` interval
+/// data type collection", …): filtered on `{type}.interval.start_time`, each point an
+/// `ObservationTimeInterval`. The other listed types are samples (`sampleTime`), sessions
+/// or rollups.
+const INTERVAL_TYPES: &[&str] = &["steps", "distance", "active-energy-burned"];
 
 /// The list path of a data type (kebab case in URLs, DISCOVERY `parent`).
 fn list_path(data_type: &str) -> String {
@@ -209,6 +220,16 @@ impl Adapter for GoogleHealth {
                     SESSION_PAGE,
                 )
             }
+            // Interval types: "Interval start time", so an interval belongs to the
+            // window it starts in.
+            _ if INTERVAL_TYPES.contains(data_type) => (
+                format!(
+                    "{f}.interval.start_time >= \"{}\" AND {f}.interval.start_time < \"{}\"",
+                    rfc3339_z(window.start),
+                    rfc3339_z(window.end)
+                ),
+                LIST_PAGE,
+            ),
             // Samples: "Sample observation physical time".
             _ => (
                 format!(
@@ -295,6 +316,14 @@ impl Adapter for GoogleHealth {
                     "sleep" => sleep(data, required()?, device).map_err(in_data)?,
                     "heart-rate" => Some(heart_rate(data, device).map_err(in_data)?),
                     "heart-rate-variability" => hrv(data, device).map_err(in_data)?,
+                    "oxygen-saturation" => Some(oxygen(data, device).map_err(in_data)?),
+                    "respiratory-rate-sleep-summary" => {
+                        respiration(data, device).map_err(in_data)?
+                    }
+                    "core-body-temperature" => Some(temperature(data, device).map_err(in_data)?),
+                    "distance" | "active-energy-burned" => {
+                        Some(interval_point(data, device, data_type).map_err(in_data)?)
+                    }
                     _ => Some(body_point(data, id.clone(), device, data_type).map_err(in_data)?),
                 };
                 records.extend(rec);
@@ -1107,6 +1136,121 @@ fn hrv(v: &Value, device: &str) -> Result<Option<Record>, ProviderError> {
     )
 }
 
+/// A percentage in [0, 100], as DISCOVERY bounds SpO2 and body fat.
+fn req_percentage(v: &Value, path: &str) -> Result<f64, ProviderError> {
+    let p = req_f64(v, path)?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err(ProviderError::malformed(
+            path,
+            format!("{p} is not in [0, 100]"),
+        ));
+    }
+    Ok(p)
+}
+
+/// OxygenSaturation: "the user's instantaneous oxygen saturation percentage (SpO2)",
+/// `percentage` a double from 0 to 100: Vital's `blood_oxygen` in `%`, as given.
+fn oxygen(v: &Value, device: &str) -> Result<Record, ProviderError> {
+    let time = sample_time(v)?;
+    let p = req_percentage(v, "percentage")?;
+    Ok(sample(
+        Resource::BloodOxygen,
+        time,
+        device,
+        "%",
+        num(Some(p)),
+    ))
+}
+
+/// RespiratoryRateSleepSummary: one sample a sleep, `fullSleepStats.breathsPerMinute`
+/// the average over the whole sleep (the deep, light and REM figures are per stage):
+/// Vital's `respiratory_rate` in breaths per minute (`bpm`, its unit). A summary without
+/// the full-sleep average is no reading, not a zero: no sample.
+fn respiration(v: &Value, device: &str) -> Result<Option<Record>, ProviderError> {
+    let time = sample_time(v)?;
+    Ok(opt_f64(v, "fullSleepStats.breathsPerMinute")?.map(|bpm| {
+        sample(
+            Resource::RespiratoryRate,
+            time,
+            device,
+            "bpm",
+            num(Some(bpm)),
+        )
+    }))
+}
+
+/// CoreBodyTemperature's `measurementLocation` as Junction's
+/// `ClientFacingBodyTemperatureSampleSensorLocation`; locations Junction does not list
+/// (`OTHER`, `URINARY_BLADDER`, `NASAL`, `NASOPHARYNGEAL`, `VAGINA`) and the unspecified
+/// one are unknown (null), not guessed.
+fn sensor_location(raw: Option<&str>) -> Option<&'static str> {
+    Some(match raw? {
+        "ARMPIT" => "armpit",
+        "BODY" => "body",
+        "EAR" => "ear",
+        "FINGER" => "finger",
+        "GASTRO_INTESTINAL" => "gastrointestinal",
+        "MOUTH" => "mouth",
+        "RECTUM" => "rectum",
+        "TOE" => "toe",
+        "EAR_DRUM" => "eardrum",
+        "TEMPORAL_ARTERY" => "temporal_artery",
+        "FOREHEAD" => "forehead",
+        "WRIST" => "wrist",
+        _ => return None,
+    })
+}
+
+/// CoreBodyTemperature: `temperatureCelsius` at `sampleTime` → Vital's
+/// `body_temperature` in °C. Junction's sample is an interval; a reading is an instant,
+/// so it starts and ends at its time.
+fn temperature(v: &Value, device: &str) -> Result<Record, ProviderError> {
+    let time = sample_time(v)?;
+    let c = req_f64(v, "temperatureCelsius")?;
+    let mut rec = sample(Resource::BodyTemperature, time, device, "°C", num(Some(c)));
+    let at = rec.fields["timestamp"].clone();
+    rec.fields.insert("start".into(), at.clone());
+    rec.fields.insert("end".into(), at);
+    rec.fields.insert(
+        "sensor_location".into(),
+        text(sensor_location(opt_str(v, "measurementLocation")?)),
+    );
+    Ok(rec)
+}
+
+/// Distance (`millimeters`, an int64) or ActiveEnergyBurned (`kcal`, a double) over an
+/// `ObservationTimeInterval`: one interval sample of Vital's `distance` in metres or
+/// `calories_active` in kcal, keyed by the interval's start (points have no name), its
+/// offset the start's.
+fn interval_point(v: &Value, device: &str, data_type: &str) -> Result<Record, ProviderError> {
+    let start = req_instant(v, "interval.startTime")?;
+    let end = req_instant(v, "interval.endTime")?;
+    let offset = req_offset(v, "interval.startUtcOffset")?;
+    if end < start {
+        return Err(ProviderError::malformed(
+            "interval.endTime",
+            "ends before it starts",
+        ));
+    }
+    let (resource, unit, value) = if data_type == "distance" {
+        let mm = req_int64(v, "millimeters")?;
+        if mm < 0 {
+            return Err(ProviderError::malformed(
+                "millimeters",
+                "a negative distance",
+            ));
+        }
+        (Resource::Distance, "m", mm_to_m(Some(mm as f64)))
+    } else {
+        let kcal = req_f64(v, "kcal")?;
+        (Resource::CaloriesActive, "kcal", num(Some(kcal)))
+    };
+    let mut rec = sample(resource, (start, offset), device, unit, value);
+    rec.fields.insert("start".into(), json!(format_utc(start)));
+    rec.fields.insert("end".into(), json!(format_utc(end)));
+    Ok(rec)
+}
+
 /// Weight (`weightGrams`) or body fat (`percentage`): one body record each. They are
 /// separate data points even when one scale reading made both, so neither record may
 /// overwrite the other: keys are their own ids (or, without a name, type and time).
@@ -1287,6 +1431,32 @@ impl Impersonation for GoogleHealthFixtures {
             "data/hrv.json" => include_str!("../../fixtures/google_health/data/hrv.json"),
             "data/hrv.changed.json" => {
                 include_str!("../../fixtures/google_health/data/hrv.changed.json")
+            }
+            "data/blood_oxygen.json" => {
+                include_str!("../../fixtures/google_health/data/blood_oxygen.json")
+            }
+            "data/blood_oxygen.changed.json" => {
+                include_str!("../../fixtures/google_health/data/blood_oxygen.changed.json")
+            }
+            "data/respiratory_rate.json" => {
+                include_str!("../../fixtures/google_health/data/respiratory_rate.json")
+            }
+            "data/respiratory_rate.changed.json" => {
+                include_str!("../../fixtures/google_health/data/respiratory_rate.changed.json")
+            }
+            "data/body_temperature.json" => {
+                include_str!("../../fixtures/google_health/data/body_temperature.json")
+            }
+            "data/body_temperature.changed.json" => {
+                include_str!("../../fixtures/google_health/data/body_temperature.changed.json")
+            }
+            // Distance and active energy are the interval points the activity rollups
+            // sum: one data set, listed here and rolled up there.
+            "data/distance.json" | "data/calories_active.json" => {
+                include_str!("../../fixtures/google_health/data/activity.json")
+            }
+            "data/distance.changed.json" | "data/calories_active.changed.json" => {
+                include_str!("../../fixtures/google_health/data/activity.changed.json")
             }
             _ => return None,
         })
@@ -1517,6 +1687,10 @@ fn filter_key(data_type: &str, data: &Value) -> Option<(NaiveDateTime, NaiveDate
             let civil = start.naive_utc() + Duration::seconds(offset("interval.startUtcOffset")?);
             Some((civil, start.naive_utc()))
         }
+        t if INTERVAL_TYPES.contains(&t) => {
+            let t = instant("interval.startTime")?.naive_utc();
+            Some((t, t))
+        }
         _ => {
             let t = instant("sampleTime.physicalTime")?.naive_utc();
             Some((t, t))
@@ -1528,6 +1702,7 @@ fn filter_field(data_type: &str) -> String {
     match data_type {
         "sleep" => "sleep.interval.end_time".into(),
         "exercise" => "exercise.interval.civil_start_time".into(),
+        t if INTERVAL_TYPES.contains(&t) => format!("{}.interval.start_time", filter_name(t)),
         other => format!("{}.sample_time.physical_time", filter_name(other)),
     }
 }
@@ -2133,6 +2308,225 @@ mod tests {
     }
 
     #[test]
+    fn oxygen_respiration_and_temperature_keep_their_units_and_skip_no_readings() {
+        let t = json!({"physicalTime": "2026-11-20T02:30:00Z", "utcOffset": "3600s"});
+        let o = one(
+            Resource::BloodOxygen,
+            json!({"dataSource": {"device": {"formFactor": "WATCH"}},
+            "oxygenSaturation": {"sampleTime": t, "percentage": 96.4}}),
+        )
+        .unwrap()
+        .records[0]
+            .to_json();
+        assert_eq!(
+            (o["value"].clone(), o["unit"].clone(), o["type"].clone()),
+            (json!(96.4), json!("%"), json!("blood_oxygen"))
+        );
+        assert_eq!(
+            (o["timezone_offset"].clone(), o["source"]["type"].clone()),
+            (json!(3600), json!("watch"))
+        );
+        assert!(o.get("start").is_none(), "an instant");
+        assert_eq!(
+            malformed_field(one(
+                Resource::BloodOxygen,
+                json!({"oxygenSaturation": {"sampleTime": t, "percentage": 104.0}})
+            )),
+            "dataPoints[0].oxygenSaturation.percentage"
+        );
+        assert_eq!(
+            malformed_field(one(
+                Resource::BloodOxygen,
+                json!({"oxygenSaturation": {"sampleTime": t}})
+            )),
+            "dataPoints[0].oxygenSaturation.percentage",
+            "no percentage is no reading of the documented shape, not a zero"
+        );
+
+        let full = json!({"respiratoryRateSleepSummary": {"sampleTime": t,
+            "deepSleepStats": {"breathsPerMinute": 13.1}, "fullSleepStats": {"breathsPerMinute": 14.6, "signalToNoise": 12.0}}});
+        let r = one(Resource::RespiratoryRate, full).unwrap().records[0].to_json();
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone(), r["type"].clone()),
+            (json!(14.6), json!("bpm"), json!("respiratory_rate")),
+            "the whole sleep's average, not a stage's"
+        );
+        let stages_only = json!({"respiratoryRateSleepSummary": {"sampleTime": t,
+            "deepSleepStats": {"breathsPerMinute": 13.1}}});
+        assert!(
+            one(Resource::RespiratoryRate, stages_only)
+                .unwrap()
+                .records
+                .is_empty(),
+            "no full-sleep average: no sample, not a zero"
+        );
+
+        let temp = |loc: Value| {
+            let mut d = json!({"sampleTime": t, "temperatureCelsius": 38.25});
+            if !loc.is_null() {
+                d["measurementLocation"] = loc;
+            }
+            one(Resource::BodyTemperature, json!({"coreBodyTemperature": d}))
+                .unwrap()
+                .records[0]
+                .to_json()
+        };
+        let c = temp(json!("EAR_DRUM"));
+        assert_eq!(
+            (
+                c["value"].clone(),
+                c["unit"].clone(),
+                c["sensor_location"].clone()
+            ),
+            (json!(38.25), json!("°C"), json!("eardrum"))
+        );
+        assert_eq!(
+            (c["start"].clone(), c["end"].clone()),
+            (c["timestamp"].clone(), c["timestamp"].clone()),
+            "a reading is an instant: its interval starts and ends at it"
+        );
+        assert_eq!(
+            c["source"]["type"], "unknown",
+            "a manual reading names no device"
+        );
+        for unknown in [
+            json!("OTHER"),
+            json!("NASAL"),
+            json!("MEASUREMENT_LOCATION_UNSPECIFIED"),
+            Value::Null,
+        ] {
+            assert!(
+                temp(unknown.clone())["sensor_location"].is_null(),
+                "{unknown}"
+            );
+        }
+        assert_eq!(
+            temp(json!("GASTRO_INTESTINAL"))["sensor_location"],
+            "gastrointestinal"
+        );
+    }
+
+    #[test]
+    fn distance_and_active_energy_are_interval_samples_filtered_by_their_start() {
+        let w = Window {
+            start: at_("2026-11-01T00:00:00Z"),
+            end: at_("2026-11-15T00:00:00Z"),
+        };
+        let d = GoogleHealth.page_request(&spec(Resource::Distance), &w, None);
+        assert_eq!(d.path, "/v4/users/me/dataTypes/distance/dataPoints");
+        assert_eq!(
+            q(&d, "filter").unwrap(),
+            r#"distance.interval.start_time >= "2026-11-01T00:00:00Z" AND distance.interval.start_time < "2026-11-15T00:00:00Z""#
+        );
+        let e = GoogleHealth.page_request(&spec(Resource::CaloriesActive), &w, Some("tok"));
+        assert!(q(&e, "filter")
+            .unwrap()
+            .starts_with("active_energy_burned.interval.start_time >= "));
+        assert_eq!(q(&e, "pageToken").as_deref(), Some("tok"));
+        let o = GoogleHealth.page_request(&spec(Resource::BloodOxygen), &w, None);
+        assert!(q(&o, "filter")
+            .unwrap()
+            .starts_with("oxygen_saturation.sample_time.physical_time >= "));
+
+        let iv = json!({"startTime": "2026-11-10T05:00:00Z", "startUtcOffset": "3600s",
+                        "endTime": "2026-11-10T11:00:00Z", "endUtcOffset": "3600s"});
+        let r = one(
+            Resource::Distance,
+            json!({"distance": {"interval": iv, "millimeters": "5186580"}}),
+        )
+        .unwrap()
+        .records[0]
+            .to_json();
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone(), r["type"].clone()),
+            (json!(5186.58), json!("m"), json!("distance"))
+        );
+        assert_eq!(
+            (r["start"].clone(), r["end"].clone(), r["timestamp"].clone()),
+            (
+                json!("2026-11-10T05:00:00+00:00"),
+                json!("2026-11-10T11:00:00+00:00"),
+                json!("2026-11-10T05:00:00+00:00")
+            )
+        );
+        assert_eq!(r["provider_id"], "2026-11-10T05:00:00+00:00");
+        let k = one(
+            Resource::CaloriesActive,
+            json!({"activeEnergyBurned": {"interval": iv, "kcal": 286.6}}),
+        )
+        .unwrap()
+        .records[0]
+            .to_json();
+        assert_eq!(
+            (k["value"].clone(), k["unit"].clone(), k["type"].clone()),
+            (json!(286.6), json!("kcal"), json!("calories_active"))
+        );
+        let zero = one(
+            Resource::Distance,
+            json!({"distance": {"interval": iv, "millimeters": "0"}}),
+        )
+        .unwrap()
+        .records[0]
+            .to_json();
+        assert_eq!(zero["value"], 0.0, "a measured zero stays a zero");
+        let backwards = json!({"startTime": "2026-11-10T11:00:00Z", "startUtcOffset": "3600s",
+                               "endTime": "2026-11-10T05:00:00Z", "endUtcOffset": "3600s"});
+        assert_eq!(
+            malformed_field(one(
+                Resource::Distance,
+                json!({"distance": {"interval": backwards, "millimeters": "1"}})
+            )),
+            "dataPoints[0].distance.interval.endTime"
+        );
+        assert_eq!(
+            malformed_field(one(
+                Resource::Distance,
+                json!({"distance": {"interval": iv}})
+            )),
+            "dataPoints[0].distance.millimeters"
+        );
+        // A distance page read as active energy is malformed, not silently empty.
+        assert_eq!(
+            malformed_field(one(
+                Resource::CaloriesActive,
+                json!({"distance": {"interval": iv, "millimeters": "1"}})
+            )),
+            "dataPoints[0].activeEnergyBurned"
+        );
+        // The fixture server filters interval types by their start, as DISCOVERY does.
+        let f = &GoogleHealthFixtures;
+        let acts = data("activity.json");
+        let s = spec(Resource::Distance);
+        let path = list_path("distance");
+        assert!(f
+            .serve_at(
+                &path,
+                &s,
+                &params(&[(
+                    "filter",
+                    r#"distance.sample_time.physical_time >= "2026-11-01T00:00:00Z""#
+                )]),
+                &acts
+            )
+            .unwrap_err()
+            .contains("distance.interval.start_time"));
+        let v = f
+            .serve_at(
+                &path,
+                &s,
+                &params(&[(
+                    "filter",
+                    r#"distance.interval.start_time >= "2026-11-21T00:00:00Z""#,
+                )]),
+                &acts,
+            )
+            .unwrap();
+        let points = v["dataPoints"].as_array().unwrap();
+        assert!(!points.is_empty() && points.iter().all(|p| p.get("distance").is_some()));
+        assert!(points[0]["distance"]["interval"]["civilStartTime"].is_object());
+    }
+
+    #[test]
     fn malformed_values_name_their_field() {
         let hr = |bpm: Value, off: &str| json!({"heartRate": {"sampleTime": {"physicalTime": "2026-11-20T06:03:11Z", "utcOffset": off}, "beatsPerMinute": bpm}});
         assert_eq!(
@@ -2415,8 +2809,21 @@ mod tests {
             (Resource::Body, "body.json"),
             (Resource::Heartrate, "heartrate.json"),
             (Resource::Hrv, "hrv.json"),
+            (Resource::BloodOxygen, "blood_oxygen.json"),
+            (Resource::RespiratoryRate, "respiratory_rate.json"),
+            (Resource::BodyTemperature, "body_temperature.json"),
+            (Resource::Distance, "distance.json"),
+            (Resource::CaloriesActive, "calories_active.json"),
         ] {
-            let items = data(file);
+            // The whole data set is served; the points of the resource's own types count.
+            let served = data(file);
+            let members: Vec<String> = phases(r).iter().map(|t| member(t)).collect();
+            let items: Vec<Value> = served
+                .iter()
+                .filter(|i| members.iter().any(|m| i.get(m).is_some()))
+                .cloned()
+                .collect();
+            assert!(!items.is_empty(), "{r}");
             let (mut cursor, mut seen, mut pages) = (None::<String>, Vec::new(), 0);
             loop {
                 let req = GoogleHealth.page_request(&spec(r), &w, cursor.as_deref());
@@ -2425,12 +2832,13 @@ mod tests {
                         &req.path,
                         &spec(r),
                         &req.query.into_iter().collect(),
-                        &items,
+                        &served,
                     )
                     .unwrap();
                 let page = GoogleHealth
                     .parse_page(r, body.to_string().as_bytes(), cursor.as_deref())
                     .unwrap();
+                assert!(page.records.iter().all(|rec| rec.resource == r), "{r}");
                 seen.extend(page.records.into_iter().map(|rec| rec.provider_id));
                 pages += 1;
                 match page.next {
@@ -2444,6 +2852,8 @@ mod tests {
                     at(i, "sleep.metadata.nap") == Some(&json!(true))
                         || (i.get("heartRateVariability").is_some()
                             && at(i, "heartRateVariability.rootMeanSquareOfSuccessiveDifferencesMilliseconds").is_none())
+                        || (i.get("respiratoryRateSleepSummary").is_some()
+                            && at(i, "respiratoryRateSleepSummary.fullSleepStats.breathsPerMinute").is_none())
                 })
                 .count();
             let mut unique = seen.clone();
@@ -2528,6 +2938,9 @@ mod tests {
                 "bodyFat.sampleTime.physicalTime",
                 "heartRate.sampleTime.physicalTime",
                 "heartRateVariability.sampleTime.physicalTime",
+                "oxygenSaturation.sampleTime.physicalTime",
+                "respiratoryRateSleepSummary.sampleTime.physicalTime",
+                "coreBodyTemperature.sampleTime.physicalTime",
             ]
             .iter()
             .find_map(|p| at(i, p))
@@ -2541,6 +2954,9 @@ mod tests {
             ("body", 1),
             ("heartrate", 0),
             ("hrv", 0),
+            ("blood_oxygen", 0),
+            ("respiratory_rate", 0),
+            ("body_temperature", 0),
         ] {
             let (before, after) = (
                 data(&format!("{r}.json")),
@@ -2554,7 +2970,13 @@ mod tests {
                 .collect();
             assert_eq!(edited.len(), edits, "{r}");
             let added = &after[before.len()..];
-            assert_eq!(added.len(), if r == "heartrate" { 2 } else { 1 }, "{r}");
+            let appended = match r {
+                "heartrate" | "respiratory_rate" => 2,
+                // Two nights of four samples each: 11-21's, processed now, and 11-22's.
+                "blood_oxygen" => 8,
+                _ => 1,
+            };
+            assert_eq!(added.len(), appended, "{r}");
             for rec in edited.iter().copied().chain(added) {
                 assert!(lookback.contains(&when(rec)), "{r}: {}", when(rec));
             }

@@ -111,6 +111,7 @@ impl Adapter for Oura {
                 Resource::Activity => activity(item).map(Item::Record),
                 Resource::Workouts => workout(item).map(Item::Record),
                 Resource::Heartrate => heartrate(item).map(Item::Record),
+                Resource::BloodOxygen => spo2(item).map(|r| r.map_or(Item::Skipped, Item::Record)),
                 other => {
                     return Err(ProviderError::malformed(
                         "resource",
@@ -127,6 +128,7 @@ impl Adapter for Oura {
             match item {
                 Item::Record(r) => page.records.push(r),
                 Item::Removed(r) => page.removals.push(r),
+                Item::Skipped => {}
             }
         }
         page.next = opt_str(&v, "next_token")?.map(str::to_string);
@@ -194,6 +196,7 @@ impl Adapter for Oura {
                 removals: vec![r],
                 ..Page::default()
             },
+            Item::Skipped => Page::default(),
         })
     }
 
@@ -380,10 +383,12 @@ fn client_headers(secrets: &PushSecrets) -> Vec<(String, String)> {
     ]
 }
 
-/// What one list item is: a record, or a period Oura says is not sleep.
+/// What one list item is: a record, a period Oura says is not sleep, or a document
+/// that holds no reading.
 enum Item {
     Record(Record),
     Removed(Removal),
+    Skipped,
 }
 
 /// Every sleep period is a record, main sleep or nap, with Vital's `type`, except the
@@ -525,6 +530,46 @@ fn heartrate(v: &Value) -> Result<Record, ProviderError> {
     })
 }
 
+/// One `DailySpO2Model` (OAS: `id`, `day`, `spo2_percentage` a
+/// `DailySpO2AggregatedValuesModel` or null, `breathing_disturbance_index`): the night's
+/// "Average oxygen saturation (SpO2) throughout the night" as one blood oxygen sample in
+/// `%`, keyed by the document's id. The document names a day, not a time: the sample's
+/// `timestamp` is that day's start in UTC and its offset unknown (null). A day without
+/// an average (`spo2_percentage` null: no Gen 3 ring, or no reading that night) is no
+/// sample, not a zero.
+fn spo2(v: &Value) -> Result<Option<Record>, ProviderError> {
+    let day = req_str(v, "day")?;
+    let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| ProviderError::malformed("day", format!("`{day}` is not a date")))?;
+    let Some(avg) = opt_f64(v, "spo2_percentage.average")? else {
+        return Ok(None);
+    };
+    if !(0.0..=100.0).contains(&avg) {
+        return Err(ProviderError::malformed(
+            "spo2_percentage.average",
+            format!("{avg} is not a percentage"),
+        ));
+    }
+    let at = format_utc(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    Ok(Some(Record {
+        resource: Resource::BloodOxygen,
+        provider_id: req_id(v, "id")?,
+        fields: fields(vec![
+            ("source", source(ID, "ring")),
+            ("timestamp", json!(at)),
+            ("timezone_offset", Value::Null),
+            ("type", json!("blood_oxygen")),
+            ("unit", json!("%")),
+            ("value", num(Some(avg))),
+            // Oura's Breathing Disturbance Index (0–100), kept beside the reading.
+            (
+                "breathing_disturbance_index",
+                number(v, "breathing_disturbance_index")?,
+            ),
+        ]),
+    }))
+}
+
 /// The fixture server's Oura: 25 items a page (Oura's own size is undocumented),
 /// `next_token` an opaque offset.
 pub struct OuraFixtures;
@@ -593,6 +638,10 @@ impl Impersonation for OuraFixtures {
             "data/heartrate.json" => include_str!("../../fixtures/oura/data/heartrate.json"),
             "data/heartrate.changed.json" => {
                 include_str!("../../fixtures/oura/data/heartrate.changed.json")
+            }
+            "data/blood_oxygen.json" => include_str!("../../fixtures/oura/data/blood_oxygen.json"),
+            "data/blood_oxygen.changed.json" => {
+                include_str!("../../fixtures/oura/data/blood_oxygen.changed.json")
             }
             _ => return None,
         })
@@ -1593,5 +1642,71 @@ mod tests {
                 .iter()
                 .all(|s| s.remote_id.as_deref() != Some(id.as_str())));
         }
+    }
+
+    /// A day's SpO2 document is one blood oxygen sample in `%` at the day's start (the
+    /// document names no time); a day without an average is none, not a zero.
+    #[test]
+    fn daily_spo2_is_a_blood_oxygen_sample_and_a_missing_average_is_none() {
+        let body = r#"{"data": [
+            {"id": "a", "day": "2026-11-20", "spo2_percentage": {"average": 96.875}, "breathing_disturbance_index": 7},
+            {"id": "b", "day": "2026-11-21", "spo2_percentage": null, "breathing_disturbance_index": null},
+            {"id": "c", "day": "2026-11-22", "spo2_percentage": {"average": 97.5}, "breathing_disturbance_index": null}
+        ], "next_token": null}"#;
+        let page = Oura
+            .parse_page(Resource::BloodOxygen, body.as_bytes(), None)
+            .unwrap();
+        let recs: Vec<Value> = page.records.iter().map(Record::to_json).collect();
+        assert_eq!(recs.len(), 2, "no average on 11-21: no sample");
+        assert_eq!(
+            (
+                recs[0]["value"].clone(),
+                recs[0]["unit"].clone(),
+                recs[0]["type"].clone()
+            ),
+            (json!(96.875), json!("%"), json!("blood_oxygen"))
+        );
+        assert_eq!(
+            (recs[0]["provider_id"].clone(), recs[0]["timestamp"].clone()),
+            (json!("a"), json!("2026-11-20T00:00:00+00:00"))
+        );
+        assert!(
+            recs[0]["timezone_offset"].is_null(),
+            "a day names no offset"
+        );
+        assert_eq!(recs[0]["breathing_disturbance_index"], 7);
+        assert!(recs[1]["breathing_disturbance_index"].is_null());
+        for (bad, field) in [
+            (
+                r#"{"id": "x", "day": "20/11/2026", "spo2_percentage": {"average": 96.0}}"#,
+                "data[0].day",
+            ),
+            (
+                r#"{"id": "x", "day": "2026-11-20", "spo2_percentage": {"average": 140.0}}"#,
+                "data[0].spo2_percentage.average",
+            ),
+        ] {
+            let body = format!(r#"{{"data": [{bad}], "next_token": null}}"#);
+            assert!(
+                matches!(Oura.parse_page(Resource::BloodOxygen, body.as_bytes(), None),
+                         Err(ProviderError::Malformed { field: f, .. }) if f == field),
+                "{bad}"
+            );
+        }
+        // Asked for by day, like the other daily collections.
+        let p = crate::providers::find(ID).unwrap();
+        let spec = p.resource(Resource::BloodOxygen).unwrap();
+        let w = Window {
+            start: DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            end: DateTime::parse_from_rfc3339("2026-11-15T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        let req = Oura.page_request(spec, &w, None);
+        assert_eq!(req.path, "/v2/usercollection/daily_spo2");
+        assert!(req.query.iter().any(|(k, _)| k == "start_date"));
+        assert!(p.manifest.scopes.iter().any(|s| s == "spo2"));
     }
 }

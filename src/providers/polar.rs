@@ -1,5 +1,7 @@
-//! Polar AccessLink API v3 (<https://www.polar.com/accesslink-api>). Four
-//! non-transactional lists, none paged: `GET /v3/exercises` (a JSON array, exercises
+//! Polar AccessLink API v3 (<https://www.polar.com/accesslink-api>). Six
+//! non-transactional lists, none paged: the Elixir biosensing SpO2 tests and body
+//! temperature periods (`GET /v3/users/biosensing/spo2` and `…/bodytemperature`, each
+//! `from`/`to`, at most 28 days), and `GET /v3/exercises` (a JSON array, exercises
 //! uploaded in the last 30 days), `GET /v3/users/sleep` (`{"nights": [...]}`) and
 //! `GET /v3/users/nightly-recharge` (`{"recharges": [...]}`), both the last 28 days
 //! whatever is asked, and `GET /v3/users/activities?from&to` (a JSON array, at most 28
@@ -73,9 +75,14 @@ impl Adapter for Polar {
         window: &Window,
         _cursor: Option<&str>,
     ) -> PageRequest {
-        let query = if resource.name == Resource::Activity {
+        let dated = matches!(
+            resource.name,
+            Resource::Activity | Resource::BloodOxygen | Resource::BodyTemperature
+        );
+        let query = if dated {
             // Whole days, both ends inclusive: the window [start, end) ends on the day
-            // before `end` when `end` is midnight, else on `end`'s day.
+            // before `end` when `end` is midnight, else on `end`'s day. (Daily activity
+            // and the Elixir biosensing lists take the same `from`/`to`.)
             let last = window.end - ChronoDuration::milliseconds(1);
             vec![
                 ("from".to_string(), ymd(window.start.date_naive())),
@@ -104,7 +111,10 @@ impl Adapter for Polar {
         }
         let v = parse_json(body)?;
         let (items, prefix) = match resource {
-            Resource::Workouts | Resource::Activity => (top_level_array(&v)?, String::new()),
+            Resource::Workouts
+            | Resource::Activity
+            | Resource::BloodOxygen
+            | Resource::BodyTemperature => (top_level_array(&v)?, String::new()),
             Resource::Sleep => (listed(&v, "nights")?, "nights".to_string()),
             Resource::Recovery => (listed(&v, "recharges")?, "recharges".to_string()),
             other => {
@@ -116,11 +126,13 @@ impl Adapter for Polar {
         };
         let mut records = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let rec = match resource {
-                Resource::Workouts => exercise(item),
-                Resource::Sleep => sleep(item),
-                Resource::Recovery => recharge(item),
-                _ => activity(item),
+            let recs = match resource {
+                Resource::Workouts => exercise(item).map(|r| vec![r]),
+                Resource::Sleep => sleep(item).map(|r| vec![r]),
+                Resource::Recovery => recharge(item).map(|r| vec![r]),
+                Resource::BloodOxygen => spo2_test(item).map(|r| r.into_iter().collect()),
+                Resource::BodyTemperature => temperature_period(item),
+                _ => activity(item).map(|r| vec![r]),
             }
             .map_err(|e| match e {
                 ProviderError::Malformed { field, message } => {
@@ -128,7 +140,7 @@ impl Adapter for Polar {
                 }
                 e => e,
             })?;
-            records.push(rec);
+            records.extend(recs);
         }
         // No list is paged.
         Ok(Page {
@@ -707,6 +719,116 @@ fn activity(v: &Value) -> Result<Record, ProviderError> {
     })
 }
 
+/// One `spo2-test-result` (DOCS "SpO2 test result data", Elixir biosensing): a spot
+/// test at `test_time` (Unix seconds, as DOCS' example `1697787256` reads) with the
+/// user's `time_zone_offset` in minutes (DOCS' example `180`, the unit every Polar offset
+/// has). A passed test is one blood oxygen sample of `blood_oxygen_percent` in `%`,
+/// keyed by its instant; an inconclusive test (`SPO2_TEST_INCONCLUSIVE_…`) or one without
+/// a percentage measured nothing: no sample.
+fn spo2_test(v: &Value) -> Result<Option<Record>, ProviderError> {
+    if opt_str(v, "test_status")? != Some("SPO2_TEST_PASSED") {
+        return Ok(None);
+    }
+    let Some(pct) = opt_f64(v, "blood_oxygen_percent")? else {
+        return Ok(None);
+    };
+    if !(0.0..=100.0).contains(&pct) {
+        return Err(ProviderError::malformed(
+            "blood_oxygen_percent",
+            format!("{pct} is not a percentage"),
+        ));
+    }
+    let secs =
+        opt_i64(v, "test_time")?.ok_or_else(|| ProviderError::malformed("test_time", "missing"))?;
+    let at = from_unix(secs, "test_time")?;
+    let offset = opt_i64(v, "time_zone_offset")?
+        .map(|m| offset_in_range(m.saturating_mul(60), "time_zone_offset"))
+        .transpose()?;
+    Ok(Some(Record {
+        resource: Resource::BloodOxygen,
+        provider_id: at.clone(),
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            ("timestamp", json!(at)),
+            ("timezone_offset", int(offset.map(i64::from))),
+            ("type", json!("blood_oxygen")),
+            ("unit", json!("%")),
+            ("value", num(Some(pct))),
+        ]),
+    }))
+}
+
+/// One `body-temperature-period` (DOCS "Body temperature data"): `start_time` ("Measurement
+/// period start time (UTC)", written without an offset) and `samples` of
+/// `temperature_celsius` each `recording_time_delta_milliseconds` after it. A
+/// `TM_CORE_TEMPERATURE` period is body temperature: one sample per reading, at its
+/// instant, keyed by it. `TM_SKIN_TEMPERATURE` (peripheral, degrees below core) and
+/// `TM_UNKNOWN` periods are not body temperature and make none; nor does a reading
+/// without a value. Polar's `sensor_location` (`SL_DISTAL`, `SL_PROXIMAL`) has no
+/// counterpart among Junction's sites: null.
+fn temperature_period(v: &Value) -> Result<Vec<Record>, ProviderError> {
+    if opt_str(v, "measurement_type")? != Some("TM_CORE_TEMPERATURE") {
+        return Ok(vec![]);
+    }
+    let raw = req_str(v, "start_time")?;
+    let start = match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
+            .map(|t| t.and_utc())
+            .map_err(|e| {
+                ProviderError::malformed(
+                    "start_time",
+                    format!("`{raw}` is not an ISO 8601 date-time: {e}"),
+                )
+            })?,
+    };
+    let mut out = Vec::new();
+    let empty = vec![];
+    let samples = match v.get("samples") {
+        None | Some(Value::Null) => &empty,
+        Some(_) => req_array(v, "samples")?,
+    };
+    for (i, s) in samples.iter().enumerate() {
+        let field = |k: &str| format!("samples[{i}].{k}");
+        let Some(c) = opt_f64(s, "temperature_celsius")
+            .map_err(|_| ProviderError::malformed(field("temperature_celsius"), "not a number"))?
+        else {
+            continue;
+        };
+        let delta = opt_i64(s, "recording_time_delta_milliseconds")
+            .map_err(|_| {
+                ProviderError::malformed(
+                    field("recording_time_delta_milliseconds"),
+                    "not an integer",
+                )
+            })?
+            .unwrap_or(0);
+        let t = ChronoDuration::try_milliseconds(delta)
+            .and_then(|d| start.checked_add_signed(d))
+            .ok_or_else(|| {
+                ProviderError::malformed(field("recording_time_delta_milliseconds"), "out of range")
+            })?;
+        let at = json!(format_utc(in_rfc3339_range(t, "start_time")?));
+        out.push(Record {
+            resource: Resource::BodyTemperature,
+            provider_id: at.as_str().unwrap_or_default().to_string(),
+            fields: fields(vec![
+                ("source", source(ID, "watch")),
+                ("timestamp", at.clone()),
+                ("start", at.clone()),
+                ("end", at),
+                // "(UTC)", and no offset is given.
+                ("timezone_offset", Value::Null),
+                ("type", json!("body_temperature")),
+                ("unit", json!("°C")),
+                ("value", num(Some(c))),
+                ("sensor_location", Value::Null),
+            ]),
+        });
+    }
+    Ok(out)
+}
+
 /// The fixture server's Polar: the lists' documented reach (exercises uploaded in the
 /// last 30 days, sleep and Nightly Recharge of the last 28), daily activity's `from`/`to`
 /// rules, and user registration (`POST /v3/users`, 409 on a repeated `member-id`) and
@@ -803,6 +925,16 @@ impl Impersonation for PolarFixtures {
             "data/activity.changed.json" => {
                 include_str!("../../fixtures/polar/data/activity.changed.json")
             }
+            "data/blood_oxygen.json" => include_str!("../../fixtures/polar/data/blood_oxygen.json"),
+            "data/blood_oxygen.changed.json" => {
+                include_str!("../../fixtures/polar/data/blood_oxygen.changed.json")
+            }
+            "data/body_temperature.json" => {
+                include_str!("../../fixtures/polar/data/body_temperature.json")
+            }
+            "data/body_temperature.changed.json" => {
+                include_str!("../../fixtures/polar/data/body_temperature.changed.json")
+            }
             _ => return None,
         })
     }
@@ -867,8 +999,42 @@ impl Impersonation for PolarFixtures {
                     .collect();
                 Ok(json!(list))
             }
+            // "… for last 28 days or for given date range. Maximum date range between
+            // from and to cannot be more than 28 days."
+            Resource::BloodOxygen | Resource::BodyTemperature => {
+                let from = params_date(params, "from")?;
+                let to = params_date(params, "to")?;
+                let (from, to) = match (from, to) {
+                    (Some(f), Some(t)) => (f, t),
+                    (None, None) => (since(28), today),
+                    _ => return Err("from and to go together".into()),
+                };
+                if to < from || (to - from).num_days() > MAX_RANGE_DAYS {
+                    return Err(format!(
+                        "from {from} to {to}: the range must be 0 to {MAX_RANGE_DAYS} days"
+                    ));
+                }
+                let day = |i: &&Value| -> Option<NaiveDate> {
+                    if resource.name == Resource::BloodOxygen {
+                        let secs = i["test_time"].as_i64()?;
+                        Some(Utc.timestamp_opt(secs, 0).single()?.date_naive())
+                    } else {
+                        dated(i, "start_time")
+                    }
+                };
+                let list: Vec<&Value> = items
+                    .iter()
+                    .filter(|i| day(i).is_some_and(|d| d >= from && d <= to))
+                    .collect();
+                Ok(json!(list))
+            }
             other => Err(format!("Polar has no {other}")),
         }
+    }
+
+    /// `test_time` of SpO2 tests is Unix seconds: moved with the other dates.
+    fn epoch_fields(&self) -> &'static [&'static str] {
+        &["test_time"]
     }
 
     /// Polar's token endpoint follows RFC 6749: 400 `{"error": "invalid_grant"}`.
@@ -1734,6 +1900,124 @@ mod tests {
             ids.sort();
             ids.dedup();
             assert_eq!((n, ids.len()), (items.len(), items.len()), "{r}");
+        }
+    }
+
+    /// Elixir biosensing: a passed SpO2 spot test is a blood oxygen sample (its offset in
+    /// minutes), an inconclusive one is none; a core-temperature period's readings are body
+    /// temperature samples at their instants, a skin-temperature period's are none.
+    #[test]
+    fn spo2_tests_and_core_temperature_periods_become_samples() {
+        let tests = json!([
+            {"source_device_id": "A", "test_time": 1_697_787_256, "time_zone_offset": 180,
+             "test_status": "SPO2_TEST_PASSED", "blood_oxygen_percent": 95},
+            {"source_device_id": "A", "test_time": 1_697_787_400, "time_zone_offset": 180,
+             "test_status": "SPO2_TEST_INCONCLUSIVE_TOO_LOW_OVERALL_QUALITY"},
+            {"source_device_id": "A", "test_time": 1_697_787_500, "test_status": "SPO2_TEST_PASSED"}
+        ]);
+        let page = Polar
+            .parse_page(Resource::BloodOxygen, tests.to_string().as_bytes(), None)
+            .unwrap();
+        assert_eq!(
+            page.records.len(),
+            1,
+            "inconclusive or valueless: no sample"
+        );
+        let r = page.records[0].to_json();
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone(), r["type"].clone()),
+            (json!(95.0), json!("%"), json!("blood_oxygen"))
+        );
+        assert_eq!(
+            (r["timestamp"].clone(), r["timezone_offset"].clone()),
+            (json!("2023-10-20T07:34:16+00:00"), json!(10_800)),
+            "DOCS' own example: Unix seconds, the offset in minutes"
+        );
+        let bad = json!([{"test_time": 1, "test_status": "SPO2_TEST_PASSED", "blood_oxygen_percent": 120}]);
+        assert!(matches!(
+            Polar.parse_page(Resource::BloodOxygen, bad.to_string().as_bytes(), None),
+            Err(ProviderError::Malformed { field, .. }) if field == "[0].blood_oxygen_percent"
+        ));
+
+        let periods = json!([
+            {"source_device_id": "A", "measurement_type": "TM_CORE_TEMPERATURE", "sensor_location": "SL_PROXIMAL",
+             "start_time": "2023-10-20T04:00:00", "end_time": "2023-10-20T05:00:00",
+             "samples": [{"temperature_celsius": 36.5, "recording_time_delta_milliseconds": 123},
+                         {"temperature_celsius": 36.7, "recording_time_delta_milliseconds": 900_000},
+                         {"recording_time_delta_milliseconds": 1_800_000}]},
+            {"source_device_id": "A", "measurement_type": "TM_SKIN_TEMPERATURE", "sensor_location": "SL_DISTAL",
+             "start_time": "2023-10-20T01:00:00", "samples": [{"temperature_celsius": 33.6, "recording_time_delta_milliseconds": 0}]},
+            {"measurement_type": "TM_UNKNOWN", "start_time": "2023-10-20T01:00:00",
+             "samples": [{"temperature_celsius": 35.0, "recording_time_delta_milliseconds": 0}]}
+        ]);
+        let page = Polar
+            .parse_page(
+                Resource::BodyTemperature,
+                periods.to_string().as_bytes(),
+                None,
+            )
+            .unwrap();
+        let t: Vec<Value> = page.records.iter().map(Record::to_json).collect();
+        assert_eq!(t.len(), 2, "core readings with a value only: {t:?}");
+        assert_eq!(
+            t[0]["timestamp"], "2023-10-20T04:00:00+00:00",
+            "123 ms in, to the second"
+        );
+        assert_eq!(t[1]["timestamp"], "2023-10-20T04:15:00+00:00");
+        assert_eq!(
+            (
+                t[1]["value"].clone(),
+                t[1]["unit"].clone(),
+                t[1]["start"].clone()
+            ),
+            (json!(36.7), json!("°C"), t[1]["timestamp"].clone())
+        );
+        assert!(t[0]["sensor_location"].is_null() && t[0]["timezone_offset"].is_null());
+        // An empty reply (204) or list is nothing.
+        assert!(Polar
+            .parse_page(Resource::BodyTemperature, b"", None)
+            .unwrap()
+            .records
+            .is_empty());
+
+        // Both take the window's days, at most 28, as daily activity does.
+        let w = Window {
+            start: at("2026-10-26T00:00:00Z"),
+            end: at("2026-11-23T00:00:00Z"),
+        };
+        for (r, file) in [
+            (Resource::BloodOxygen, "blood_oxygen.json"),
+            (Resource::BodyTemperature, "body_temperature.json"),
+        ] {
+            let req = Polar.page_request(&spec(r), &w, None);
+            let params: HashMap<String, String> = req.query.into_iter().collect();
+            assert_eq!(
+                (params["from"].as_str(), params["to"].as_str()),
+                ("2026-10-26", "2026-11-22")
+            );
+            let items = data(file);
+            let body = PolarFixtures.serve(&spec(r), &params, &items).unwrap();
+            assert_eq!(body.as_array().unwrap().len(), items.len(), "{r}");
+            let page = Polar
+                .parse_page(r, body.to_string().as_bytes(), None)
+                .unwrap();
+            let expected = if r == Resource::BloodOxygen {
+                items
+                    .iter()
+                    .filter(|t| t["test_status"] == "SPO2_TEST_PASSED")
+                    .count()
+            } else {
+                items
+                    .iter()
+                    .filter(|p| p["measurement_type"] == "TM_CORE_TEMPERATURE")
+                    .flat_map(|p| p["samples"].as_array().unwrap())
+                    .filter(|s| s["temperature_celsius"].is_number())
+                    .count()
+            };
+            assert_eq!(page.records.len(), expected, "{r}");
+            let mut too_long = params.clone();
+            too_long.insert("from".into(), "2026-10-01".into());
+            assert!(PolarFixtures.serve(&spec(r), &too_long, &items).is_err());
         }
     }
 

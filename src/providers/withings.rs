@@ -25,9 +25,30 @@ use crate::events::Resource;
 pub struct Withings;
 
 const ID: &str = "withings";
-/// getmeas measure types: 1 weight (kg), 6 fat ratio (%).
+/// getmeas measure types (WITHINGS-OAS measure-getmeas `meastype`): 1 weight (kg),
+/// 6 fat ratio (%), 54 SpO2 (%), 71 body temperature (°C).
 const WEIGHT: i64 = 1;
 const FAT_RATIO: i64 = 6;
+const SPO2: i64 = 54;
+const BODY_TEMPERATURE: i64 = 71;
+
+/// The getmeas measure types a resource asks for; None for the other services.
+fn meastypes(resource: Resource) -> Option<&'static [i64]> {
+    match resource {
+        Resource::Body => Some(&[WEIGHT, FAT_RATIO]),
+        Resource::BloodOxygen => Some(&[SPO2]),
+        Resource::BodyTemperature => Some(&[BODY_TEMPERATURE]),
+        _ => None,
+    }
+}
+
+fn meastypes_param(types: &[i64]) -> String {
+    types
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
 /// getmeas `category` 1: real measures (2 would be the user's objectives).
 const REAL_MEASURES: &str = "1";
 const SLEEP_FIELDS: &str = "total_timeinbed,total_sleep_time,asleepduration,lightsleepduration,remsleepduration,deepsleepduration,wakeupduration,sleep_efficiency,hr_average,hr_min,rr_average";
@@ -41,7 +62,7 @@ const OBJECTIVE: i64 = 2;
 
 fn action(resource: Resource) -> Option<&'static str> {
     match resource {
-        Resource::Body => Some("getmeas"),
+        Resource::Body | Resource::BloodOxygen | Resource::BodyTemperature => Some("getmeas"),
         Resource::Sleep => Some("getsummary"),
         Resource::Workouts => Some("getworkouts"),
         Resource::Activity => Some("getactivity"),
@@ -134,10 +155,10 @@ impl Adapter for Withings {
             "action".into(),
             action(resource.name).unwrap_or("unknown").into(),
         )];
-        if resource.name == Resource::Body {
+        if let Some(types) = meastypes(resource.name) {
             // Unix-second bounds, both inclusive (WITHINGS-OAS measure-getmeas); the window
             // is half-open, so stop a second before its end.
-            form.push(("meastypes".into(), format!("{WEIGHT},{FAT_RATIO}")));
+            form.push(("meastypes".into(), meastypes_param(types)));
             form.push(("category".into(), REAL_MEASURES.into()));
             form.push(("startdate".into(), window.start.timestamp().to_string()));
             form.push(("enddate".into(), (window.end.timestamp() - 1).to_string()));
@@ -203,7 +224,7 @@ impl Adapter for Withings {
         };
         let mut page = Page::default();
         match resource {
-            Resource::Body => {
+            Resource::Body | Resource::BloodOxygen | Resource::BodyTemperature => {
                 // The zone is the user's, given once per reply.
                 let zone = opt_str(b, "timezone").map_err(|e| prefix(e, "body."))?;
                 for (i, g) in req_array(b, "measuregrps")
@@ -211,7 +232,7 @@ impl Adapter for Withings {
                     .iter()
                     .enumerate()
                 {
-                    match measure_group(g, zone).map_err(at_index("measuregrps", i))? {
+                    match measure_group(resource, g, zone).map_err(at_index("measuregrps", i))? {
                         Group::Record(r) => page.records.push(r),
                         Group::Objective(r) => page.removals.push(r),
                         Group::Skipped => {}
@@ -530,25 +551,30 @@ fn scaled(value: i64, unit: i64) -> Option<f64> {
 
 /// What one measure group is to us.
 enum Group {
-    /// A weighing.
+    /// A weighing, or a reading of the resource's measure type.
     Record(Record),
     /// A goal the user set (`category` 2): never a record, and one stored before (when a
     /// reply carried it unasked) must go.
     Objective(Removal),
-    /// Not a weighing (blood pressure, …), or possibly someone else's.
+    /// Not a measure of this resource (blood pressure, …), or possibly someone else's.
     Skipped,
 }
 
-/// One measure group → a body record; objectives (`category` 2, "user objectives" in
-/// WITHINGS-OAS measure-getmeas; the group's `category` is "the category for the
+/// One measure group → a record of `resource`: a body record (weight, fat ratio), or a
+/// blood oxygen or body temperature sample. Objectives (`category` 2, "user objectives"
+/// in WITHINGS-OAS measure-getmeas; the group's `category` is "the category for the
 /// measures in the group (see category input parameter)", schema `measuregrp_object`)
-/// are removals even though the request asks for `category=1`; groups that are not a
-/// weighing or that Withings flags as possibly someone else's (`attrib` 1: "captured by
-/// a device but may belong to other users") are skipped.
-fn measure_group(g: &Value, zone: Option<&str>) -> Result<Group, ProviderError> {
+/// are removals even though the request asks for `category=1`; groups without a measure
+/// of the resource's types, or that Withings flags as possibly someone else's (`attrib`
+/// 1: "captured by a device but may belong to other users"), are skipped.
+fn measure_group(
+    resource: Resource,
+    g: &Value,
+    zone: Option<&str>,
+) -> Result<Group, ProviderError> {
     if opt_i64(g, "category")? == Some(OBJECTIVE) {
         return Ok(Group::Objective(Removal {
-            resource: Resource::Body,
+            resource,
             provider_id: req_id(g, "grpid")?,
         }));
     }
@@ -556,7 +582,7 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Group, ProviderError> 
     if attrib == Some(1) {
         return Ok(Group::Skipped);
     }
-    let (mut weight, mut fat) = (None, None);
+    let mut values: HashMap<i64, f64> = HashMap::new();
     for (i, m) in req_array(g, "measures")?.iter().enumerate() {
         let field = |k: &str| format!("measures[{i}].{k}");
         let get = |k: &str| -> Result<i64, ProviderError> {
@@ -571,27 +597,62 @@ fn measure_group(g: &Value, zone: Option<&str>) -> Result<Group, ProviderError> 
                 format!("{unit} is not a power of ten we can apply"),
             )
         })?;
-        match ty {
-            WEIGHT => weight = Some(x),
-            FAT_RATIO => fat = Some(x),
-            _ => {}
-        }
+        values.insert(ty, x);
     }
+    let date = || opt_i64(g, "date")?.ok_or_else(|| ProviderError::malformed("date", "missing"));
+    // attrib 2 and 4 are entered by hand in the app; 0 (and 8, 15…) come from a device.
+    let manual = matches!(attrib, Some(2) | Some(4));
+    if resource != Resource::Body {
+        let (ty, unit) = match resource {
+            Resource::BloodOxygen => (SPO2, "%"),
+            _ => (BODY_TEMPERATURE, "°C"),
+        };
+        let Some(x) = values.get(&ty).copied() else {
+            return Ok(Group::Skipped);
+        };
+        let date = date()?;
+        let at = from_unix(date, "date")?;
+        let mut f = vec![
+            // The device is not named by a type: a watch or a thermometer, whose `model`
+            // the group gives as free text.
+            (
+                "source",
+                source(ID, if manual { "manual" } else { "unknown" }),
+            ),
+            ("timestamp", json!(at)),
+            ("timezone_offset", int(zone_offset(zone, date, "timezone")?)),
+            ("type", json!(resource.as_str())),
+            ("unit", json!(unit)),
+            ("value", num(Some(x))),
+        ];
+        if resource == Resource::BodyTemperature {
+            // A reading is an instant; Withings names no site for type 71.
+            f.push(("start", json!(at)));
+            f.push(("end", json!(at)));
+            f.push(("sensor_location", Value::Null));
+        }
+        return Ok(Group::Record(Record {
+            resource,
+            provider_id: req_id(g, "grpid")?,
+            fields: fields(f),
+        }));
+    }
+    let (weight, fat) = (
+        values.get(&WEIGHT).copied(),
+        values.get(&FAT_RATIO).copied(),
+    );
     if weight.is_none() && fat.is_none() {
         return Ok(Group::Skipped);
     }
-    let date = opt_i64(g, "date")?.ok_or_else(|| ProviderError::malformed("date", "missing"))?;
-    // attrib 2 and 4 are entered by hand in the app; 0 (and 8, 15…) come from a device.
-    let kind = if matches!(attrib, Some(2) | Some(4)) {
-        "manual"
-    } else {
-        "scale"
-    };
+    let date = date()?;
     Ok(Group::Record(Record {
         resource: Resource::Body,
         provider_id: req_id(g, "grpid")?,
         fields: fields(vec![
-            ("source", source(ID, kind)),
+            (
+                "source",
+                source(ID, if manual { "manual" } else { "scale" }),
+            ),
             ("measured_at", json!(from_unix(date, "date")?)),
             ("timezone_offset", int(zone_offset(zone, date, "timezone")?)),
             ("weight", num(weight)),
@@ -936,6 +997,18 @@ impl Impersonation for WithingsFixtures {
             "data/activity.changed.json" => {
                 include_str!("../../fixtures/withings/data/activity.changed.json")
             }
+            "data/blood_oxygen.json" => {
+                include_str!("../../fixtures/withings/data/blood_oxygen.json")
+            }
+            "data/blood_oxygen.changed.json" => {
+                include_str!("../../fixtures/withings/data/blood_oxygen.changed.json")
+            }
+            "data/body_temperature.json" => {
+                include_str!("../../fixtures/withings/data/body_temperature.json")
+            }
+            "data/body_temperature.changed.json" => {
+                include_str!("../../fixtures/withings/data/body_temperature.changed.json")
+            }
             _ => return None,
         })
     }
@@ -1131,7 +1204,8 @@ impl Impersonation for WithingsFixtures {
         let lastupdate = int("lastupdate")?;
         let modified_since =
             |i: &Value| lastupdate.is_none_or(|l| i["modified"].as_i64().is_some_and(|m| m >= l));
-        let mut selected: Vec<&Value> = if resource.name == Resource::Body {
+        let getmeas = meastypes(resource.name);
+        let mut selected: Vec<&Value> = if let Some(own) = getmeas {
             let (start, end) = (int("startdate")?, int("enddate")?);
             if lastupdate.is_none() && (start.is_none() || end.is_none()) {
                 return Err("startdate and enddate, or lastupdate, are required".into());
@@ -1139,6 +1213,15 @@ impl Impersonation for WithingsFixtures {
             let types: Option<Vec<i64>> = params
                 .get("meastypes")
                 .map(|t| t.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+            // One getmeas path, several resources: each is served the measure types its
+            // adapter asks for (which is how the server tells them apart).
+            if types.as_deref().is_some_and(|t| t != own) {
+                return Err(format!(
+                    "{} is read with meastypes={}",
+                    resource.name,
+                    meastypes_param(own)
+                ));
+            }
             let category: Option<i64> = int("category")?;
             items
                 .iter()
@@ -1173,7 +1256,7 @@ impl Impersonation for WithingsFixtures {
         };
         let page: Vec<&Value>;
         let more = offset + FIXTURE_PAGE < selected.len();
-        if resource.name == Resource::Body {
+        if getmeas.is_some() {
             // getmeas lists the newest group first.
             selected.sort_by_key(|i| std::cmp::Reverse(i["date"].as_i64().unwrap_or(0)));
             page = selected
@@ -1222,6 +1305,8 @@ mod tests {
             Resource::Sleep,
             Resource::Workouts,
             Resource::Activity,
+            Resource::BloodOxygen,
+            Resource::BodyTemperature,
         ] {
             let p1 = Withings.parse_page(r, &page(r.as_str(), 1), None).unwrap();
             assert_eq!(p1.next.as_deref(), Some("4"), "{r}");
@@ -1290,6 +1375,161 @@ mod tests {
         );
         assert_eq!(got[1]["source"]["type"], "manual");
         assert_eq!(got[1]["fat"], Value::Null);
+    }
+
+    /// SpO2 (54) and body temperature (71) are read from getmeas like weight, each asked
+    /// for alone: a sample per group, scaled by its unit, in Junction's units; a group
+    /// without the type, or possibly someone else's, is none; skin temperature (73) is not
+    /// body temperature.
+    #[test]
+    fn spo2_and_body_temperature_are_samples_of_their_own_measure_type() {
+        let reply = |grps: Value| {
+            json!({"status": 0, "body": {"timezone": "Europe/Berlin", "measuregrps": grps}})
+                .to_string()
+                .into_bytes()
+        };
+        let grps = json!([
+            {"grpid": 11, "attrib": 0, "date": 1_790_000_000, "category": 1,
+             "measures": [{"value": 965, "type": 54, "unit": -1}, {"value": 61, "type": 11, "unit": 0}]},
+            {"grpid": 12, "attrib": 2, "date": 1_790_000_100, "category": 1,
+             "measures": [{"value": 3838, "type": 71, "unit": -2}]},
+            {"grpid": 13, "attrib": 0, "date": 1_790_000_200, "category": 1,
+             "measures": [{"value": 3342, "type": 73, "unit": -2}]},
+            {"grpid": 14, "attrib": 1, "date": 1_790_000_300, "category": 1,
+             "measures": [{"value": 92, "type": 54, "unit": 0}, {"value": 3650, "type": 71, "unit": -2}]}
+        ]);
+        let o = Withings
+            .parse_page(Resource::BloodOxygen, &reply(grps.clone()), None)
+            .unwrap();
+        assert_eq!(
+            o.records.len(),
+            1,
+            "only group 11 has an SpO2 of this user's"
+        );
+        let r = o.records[0].to_json();
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone(), r["type"].clone()),
+            (json!(96.5), json!("%"), json!("blood_oxygen"))
+        );
+        assert_eq!(
+            (
+                r["provider_id"].clone(),
+                r["timestamp"].clone(),
+                r["timezone_offset"].clone()
+            ),
+            (json!("11"), json!("2026-09-21T14:13:20+00:00"), json!(7200))
+        );
+        assert_eq!(
+            r["source"],
+            json!({"provider": "withings", "type": "unknown"})
+        );
+        assert!(r.get("start").is_none(), "an instant");
+
+        let t = Withings
+            .parse_page(Resource::BodyTemperature, &reply(grps.clone()), None)
+            .unwrap();
+        assert_eq!(t.records.len(), 1, "71 only: not 73's skin temperature");
+        let r = t.records[0].to_json();
+        assert_eq!(
+            (
+                r["value"].clone(),
+                r["unit"].clone(),
+                r["provider_id"].clone()
+            ),
+            (json!(38.38), json!("°C"), json!("12"))
+        );
+        assert_eq!(r["source"]["type"], "manual", "attrib 2: entered by hand");
+        assert_eq!(
+            (r["start"].clone(), r["end"].clone()),
+            (r["timestamp"].clone(), r["timestamp"].clone())
+        );
+        assert!(r["sensor_location"].is_null(), "Withings names no site");
+        // Neither is a weighing, and a weighing is neither.
+        assert!(Withings
+            .parse_page(Resource::Body, &reply(grps), None)
+            .unwrap()
+            .records
+            .is_empty());
+        let weighing = json!([{"grpid": 15, "attrib": 0, "date": 1_790_000_000, "category": 1,
+                                "measures": [{"value": 72450, "type": 1, "unit": -3}]}]);
+        assert!(Withings
+            .parse_page(Resource::BloodOxygen, &reply(weighing), None)
+            .unwrap()
+            .records
+            .is_empty());
+        // Each asks for its own type alone, on the same path and service as body.
+        let p = crate::providers::find("withings").unwrap();
+        let w = Window {
+            start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
+            end: Utc.timestamp_opt(1_790_086_400, 0).unwrap(),
+        };
+        for (r, types) in [
+            (Resource::BloodOxygen, "54"),
+            (Resource::BodyTemperature, "71"),
+        ] {
+            let spec = p.resource(r).unwrap();
+            assert_eq!(spec.path, "/measure");
+            let req = Withings.page_request(spec, &w, None);
+            for kv in [
+                ("action", "getmeas"),
+                ("meastypes", types),
+                ("category", "1"),
+            ] {
+                assert!(
+                    req.form.contains(&(kv.0.to_string(), kv.1.to_string())),
+                    "{r}: {kv:?} in {:?}",
+                    req.form
+                );
+            }
+        }
+    }
+
+    /// The fixture server tells the three getmeas resources apart by their measure types
+    /// and serves each its own data set.
+    #[test]
+    fn the_fixture_server_serves_each_getmeas_resource_its_measure_types() {
+        let p = crate::providers::find("withings").unwrap();
+        let items: Vec<Value> = serde_json::from_str(include_str!(
+            "../../fixtures/withings/data/blood_oxygen.json"
+        ))
+        .unwrap();
+        let params = |types: &str| -> HashMap<String, String> {
+            [
+                ("action", "getmeas"),
+                ("meastypes", types),
+                ("category", "1"),
+                ("startdate", "1780000000"),
+                ("enddate", "1800000000"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let oxygen = p.resource(Resource::BloodOxygen).unwrap();
+        let body = p.resource(Resource::Body).unwrap();
+        assert!(WithingsFixtures
+            .serve(oxygen, &params("1,6"), &items)
+            .is_err());
+        assert!(WithingsFixtures.serve(body, &params("54"), &items).is_err());
+        let (mut offset, mut seen) = (None::<String>, 0);
+        loop {
+            let mut q = params("54");
+            if let Some(o) = &offset {
+                q.insert("offset".into(), o.clone());
+            }
+            let reply = WithingsFixtures.serve(oxygen, &q, &items).unwrap();
+            let page = Withings
+                .parse_page(Resource::BloodOxygen, reply.to_string().as_bytes(), None)
+                .unwrap();
+            seen += page.records.len();
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        let others = items.iter().filter(|g| g["attrib"] == 1).count();
+        assert!(others > 0, "the data set has a reading of someone else's");
+        assert_eq!(seen, items.len() - others);
     }
 
     #[test]

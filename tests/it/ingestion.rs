@@ -520,7 +520,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app) >= 4 * 13
+            historical(&app) >= 5 * 13
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
@@ -576,9 +576,21 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
             })
             .collect()
     };
+    // Glucose, carbohydrates and insulin: 13 windows each.
+    let historical = |app: &TestApp| {
+        app.events()
+            .iter()
+            .filter(|e| {
+                e["event_type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("historical.")
+            })
+            .count()
+    };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            chunks(&app).len() >= 13
+            historical(&app) >= 3 * 13
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
@@ -591,10 +603,19 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
     let requests = fx.requests();
     let ranges = requests.iter().filter(|r| r.contains("/dataRange")).count();
     let pages = requests.iter().filter(|r| r.contains("/egvs")).count();
-    assert_eq!(ranges, 13, "one dataRange per window: {requests:#?}");
+    let event_pages = requests.iter().filter(|r| r.contains("/events")).count();
+    assert_eq!(
+        ranges,
+        3 * 13,
+        "one dataRange per window and resource: {requests:#?}"
+    );
     assert!(
         (1..13).contains(&pages),
         "only the windows with readings are fetched: {pages} of 13"
+    );
+    assert!(
+        (2..26).contains(&event_pages),
+        "only the windows with events are fetched, by each of the two: {event_pages} of 26"
     );
     let (s, v) = app
         .api

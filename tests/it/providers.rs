@@ -17,6 +17,7 @@ crate::backend_tests!(
     the_link_page_lists_providers_and_comes_back_with_the_outcome,
     a_stopped_poller_hands_back_the_jobs_it_had_not_started,
     google_health_names_the_user_through_its_identity_request,
+    google_healths_vital_named_series_are_served_by_both_data_apis,
     polar_registers_the_user_after_consent_and_deregisters_them,
 );
 
@@ -81,7 +82,7 @@ async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
                     .starts_with("historical.")
             })
             .count()
-            >= 4 * 13
+            >= 5 * 13
     })
     .await;
     assert!(
@@ -131,7 +132,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
                         .starts_with("historical.")
                 })
                 .count()
-                >= 4 * 13
+                >= 5 * 13
         })
         .await;
     assert!(
@@ -146,7 +147,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
             .count(),
         1
     );
-    for r in ["sleep", "activity", "workouts", "heartrate"] {
+    for r in ["sleep", "activity", "workouts", "heartrate", "blood_oxygen"] {
         let hist: Vec<&Value> = evs
             .iter()
             .filter(|e| e["event_type"] == format!("historical.data.{r}.created"))
@@ -201,6 +202,20 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         ))
         .await;
     assert_eq!(hr["data"].as_array().unwrap().len(), 100);
+    // 14 nights' SpO2 documents; the low-battery night has no average: no sample.
+    let (_, spo2) = app
+        .api
+        .get(&format!(
+            "/v1/timeseries/{uid}/blood_oxygen?start_date=2026-01-01"
+        ))
+        .await;
+    let spo2 = spo2["data"].as_array().unwrap();
+    assert_eq!(spo2.len(), 13);
+    assert!(spo2.iter().all(|s| s["unit"] == "%"
+        && s["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+00:00")));
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     let c = &conns["data"][0];
     assert_eq!(c["status"], "connected");
@@ -236,6 +251,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         assert_eq!(count(&format!("daily.data.{r}.updated")), 1, "{r} updated");
     }
     assert_eq!(count("daily.data.heartrate.created"), 1);
+    assert_eq!(count("daily.data.blood_oxygen.created"), 1);
     let upd = daily
         .iter()
         .find(|e| e["event_type"] == "daily.data.workouts.updated")
@@ -262,7 +278,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         .poll_now(app.team_id, uid.parse().unwrap())
         .await
         .unwrap();
-    assert_eq!(polls, 4, "one poll per resource");
+    assert_eq!(polls, 5, "one poll per resource");
     assert!(
         eventually(Duration::from_secs(20), || async {
             // Every poll has run: the next is an interval away, not a lease.
@@ -427,8 +443,9 @@ async fn withings_errors_inside_a_200_are_read_as_errors(db: TestDb) {
         "userid read from inside the wrapped token reply"
     );
 
-    // 13 windows for each of body, sleep, workouts and activity.
-    let windows: usize = 13 * 4;
+    // 13 windows for each of body, sleep, workouts, activity, blood oxygen and body
+    // temperature.
+    let windows: usize = 13 * 6;
     // The 601's pause and the 2555's back-off pass by moving the clock on, a second at a
     // time (far short of the three-hourly poll).
     let done = app
@@ -804,6 +821,185 @@ async fn google_health_names_the_user_through_its_identity_request(db: TestDb) {
         .filter(|r| r.starts_with("google_health /v4/users/me/identity"))
         .count();
     assert_eq!(identity_requests, 2, "one per code exchange");
+}
+
+/// The fixture data set of one of a provider's resources, as recorded.
+fn fixture_items(provider: &str, file: &str) -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(provider)
+        .join("data")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Blood oxygen, respiratory rate, body temperature, distance and active energy, read
+/// from Google Health and served by `/v1` as stored and by `/v2` in Junction's models:
+/// every documented reading once, in Junction's units, interval samples with both ends,
+/// a body temperature's location only where Junction has a name for it, and a reading
+/// without a value left out rather than made a zero.
+async fn google_healths_vital_named_series_are_served_by_both_data_apis(db: TestDb) {
+    // A year of twelve resources is more than Google's 300 requests a user-minute:
+    // budgets on windows a minute to the second.
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| {
+        c.providers_base_url = Some(root);
+        c.rate_limit_time_scale = 60.0;
+    })
+    .await;
+    let user = app.user("pixel-sensors").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    let q = connect(&app, &uid, "google_health").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    let backfilled = eventually(Duration::from_secs(90), || async {
+        let counts = app.store().job_counts().await.unwrap();
+        !counts.keys().any(|(kind, status)| {
+            *kind == wearbridge::states::JobKind::Backfill
+                && matches!(
+                    status,
+                    wearbridge::states::JobStatus::Pending | wearbridge::states::JobStatus::Failed
+                )
+        })
+    })
+    .await;
+    assert!(backfilled, "{:?}", app.store().job_counts().await.unwrap());
+    let range = "start_date=2000-01-01";
+    let v1 = |r: &str| format!("/v1/timeseries/{uid}/{r}?{range}");
+    let v2 = |r: &str| format!("/v2/timeseries/{uid}/{r}?{range}");
+
+    let (s, oxygen) = app.api.get(&v1("blood_oxygen")).await;
+    assert_eq!(s, StatusCode::OK, "{oxygen}");
+    let oxygen = oxygen["data"].as_array().unwrap();
+    assert_eq!(
+        oxygen.len(),
+        fixture_items("google_health", "blood_oxygen.json").len()
+    );
+    assert!(oxygen.iter().all(|o| o["unit"] == "%"
+        && (0.0..=100.0).contains(&o["value"].as_f64().unwrap())
+        && o["source"]["type"] == "watch"));
+
+    let recorded = fixture_items("google_health", "respiratory_rate.json");
+    let averages = recorded
+        .iter()
+        .filter(|r| {
+            r["respiratoryRateSleepSummary"]["fullSleepStats"]["breathsPerMinute"].is_number()
+        })
+        .count();
+    assert!(
+        averages < recorded.len(),
+        "the fixtures have a summary without one"
+    );
+    let (_, breaths) = app.api.get(&v2("respiratory_rate")).await;
+    let breaths = breaths.as_array().unwrap();
+    assert_eq!(breaths.len(), averages, "no average: no sample, not a zero");
+    assert!(breaths.iter().all(|b| b["unit"] == "bpm"
+        && b["value"].as_f64().unwrap() > 10.0
+        && b.get("start").is_none()));
+
+    let readings = fixture_items("google_health", "body_temperature.json");
+    let (s, temps) = app.api.get(&v2("body_temperature")).await;
+    assert_eq!(s, StatusCode::OK, "{temps}");
+    let temps = temps.as_array().unwrap();
+    assert_eq!(temps.len(), readings.len());
+    for t in temps {
+        assert_eq!(t["unit"], "°C");
+        assert_eq!((&t["start"], &t["end"]), (&t["timestamp"], &t["timestamp"]));
+        assert!(t.get("record_id").is_none() && t.get("id").is_none());
+    }
+    let located = |loc: &str| temps.iter().filter(|t| t["sensor_location"] == loc).count();
+    assert_eq!(located("mouth"), 6);
+    assert_eq!(
+        (located("armpit"), located("eardrum"), located("forehead")),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        temps
+            .iter()
+            .filter(|t| t.get("sensor_location").is_none())
+            .count(),
+        3,
+        "unspecified, absent and OTHER: unknown"
+    );
+
+    let intervals = |member: &str| {
+        fixture_items("google_health", "activity.json")
+            .into_iter()
+            .filter(|i| i.get(member).is_some())
+            .collect::<Vec<_>>()
+    };
+    let (s, grouped) = app
+        .api
+        .get(&format!("/v2/timeseries/{uid}/distance/grouped?{range}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{grouped}");
+    let group = &grouped["groups"]["google_health"][0];
+    assert_eq!(
+        group["source"],
+        json!({"provider": "google_health", "type": "watch"})
+    );
+    let metres: Vec<&Value> = group["data"].as_array().unwrap().iter().collect();
+    let points = intervals("distance");
+    assert_eq!(metres.len(), points.len());
+    let total_mm: i64 = points
+        .iter()
+        .map(|p| {
+            p["distance"]["millimeters"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    let total_m: f64 = metres.iter().map(|m| m["value"].as_f64().unwrap()).sum();
+    assert!(
+        (total_m - total_mm as f64 / 1000.0).abs() < 1e-6,
+        "{total_m} m"
+    );
+    assert!(metres
+        .iter()
+        .all(|m| m["unit"] == "m" && m["start"].as_str() < m["end"].as_str()));
+    let (_, kcal) = app.api.get(&v2("calories_active")).await;
+    let kcal = kcal.as_array().unwrap();
+    assert_eq!(kcal.len(), intervals("activeEnergyBurned").len());
+    assert!(kcal
+        .iter()
+        .all(|k| k["unit"] == "kcal" && k["end"].is_string()));
+
+    // They are timeseries: a summary route names the right one.
+    let (s, e) = app
+        .api
+        .get(&format!("/v1/summary/blood_oxygen/{uid}?{range}"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e.to_string()
+            .contains("/v1/timeseries/{user_id}/{resource}"),
+        "{e}"
+    );
+    // The provider says it shares them.
+    let (_, providers) = app.api.get("/v2/providers").await;
+    let google = providers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["slug"] == "google_health")
+        .unwrap();
+    for r in [
+        "blood_oxygen",
+        "respiratory_rate",
+        "body_temperature",
+        "distance",
+        "calories_active",
+    ] {
+        assert!(
+            google["supported_resources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(r)),
+            "{r}"
+        );
+    }
 }
 
 /// Polar serves no data until the app registers the user (`POST /v3/users` with a

@@ -154,12 +154,18 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
     let workouts = v1(format!("/v1/summary/workouts/{uid}?{range}")).await["workouts"].clone();
     let body = v1(format!("/v1/summary/body/{uid}?{range}")).await["body"].clone();
     let heartrate = v1(format!("/v1/timeseries/{uid}/heartrate?{range}")).await["data"].clone();
+    let blood_oxygen =
+        v1(format!("/v1/timeseries/{uid}/blood_oxygen?{range}")).await["data"].clone();
+    let body_temperature =
+        v1(format!("/v1/timeseries/{uid}/body_temperature?{range}")).await["data"].clone();
     for (what, v) in [
         ("sleep", &sleep),
         ("activity", &activity),
         ("workouts", &workouts),
         ("body", &body),
         ("heartrate", &heartrate),
+        ("blood_oxygen", &blood_oxygen),
+        ("body_temperature", &body_temperature),
     ] {
         assert!(
             v.as_array().is_some_and(|a| !a.is_empty()),
@@ -321,6 +327,51 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
     assert_eq!(
         out["heartrate_grouped"],
         json!({"oura": [{"type": "ring", "n": sdk_hr.len()}]})
+    );
+
+    // Blood oxygen and body temperature, read by the SDK's grouped models, are the stored
+    // samples of each provider, in Junction's units; a body temperature carries its
+    // interval, a blood oxygen sample none.
+    for (name, stored, interval) in [
+        ("blood_oxygen", &blood_oxygen, false),
+        ("body_temperature", &body_temperature, true),
+    ] {
+        let grouped = out[format!("{name}_grouped")].as_object().unwrap();
+        let mut want: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for s in stored.as_array().unwrap() {
+            let at = chrono::DateTime::parse_from_rfc3339(s["timestamp"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            want.entry(junction(s["source"]["provider"].as_str().unwrap()).to_string())
+                .or_default()
+                .push(json!([
+                    at.to_rfc3339(),
+                    s["value"].as_f64(),
+                    s["unit"],
+                    interval
+                ]));
+        }
+        assert_eq!(
+            grouped.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (slug, mut rows) in want {
+            rows.sort_by_key(|r| r.to_string());
+            let mut got: Vec<Value> = grouped[&slug].as_array().unwrap().clone();
+            for g in &mut got {
+                let at = chrono::DateTime::parse_from_rfc3339(g[0].as_str().unwrap())
+                    .unwrap()
+                    .with_timezone(&chrono::Utc);
+                g[0] = json!(at.to_rfc3339());
+            }
+            got.sort_by_key(|r| r.to_string());
+            assert_eq!(got, rows, "{name} {slug}");
+        }
+    }
+    assert!(
+        out["blood_oxygen_grouped"]["oura"].is_array()
+            && out["blood_oxygen_grouped"]["withings"].is_array()
     );
 
     // Introspection, from the real backfill and records.
