@@ -295,6 +295,18 @@ pub struct SubscriptionServed {
     pub if_unverified: Option<(u16, String)>,
 }
 
+impl SubscriptionServed {
+    /// A reply that creates nothing.
+    pub fn reply(status: u16, body: impl Into<String>) -> SubscriptionServed {
+        SubscriptionServed {
+            status,
+            body: body.into(),
+            created: None,
+            if_unverified: None,
+        }
+    }
+}
+
 /// A subscription-management call as the fixture server received it.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionRequest<'a> {
@@ -377,6 +389,42 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// The scheme WHOOP and Oura share ([`SignatureScheme::HmacSha256TimestampBody`]): the
+/// `sig_header`, read by `decode`, is the HMAC-SHA256 of the `ts_header` text followed by
+/// the raw body, keyed by the client secret; the timestamp, epoch seconds or milliseconds
+/// (a value of 10^11 or more is milliseconds), must lie within
+/// [`TIMESTAMP_TOLERANCE_SECS`] of the request's arrival.
+pub fn verify_timestamped_hmac(
+    req: &PushRequest<'_>,
+    client_secret: &str,
+    ts_header: &str,
+    sig_header: &str,
+    decode: fn(&str) -> Option<Vec<u8>>,
+) -> Result<(), PushError> {
+    let unverified = |m: String| PushError::Unverified(m);
+    let ts = header(req, ts_header).ok_or_else(|| unverified(format!("no {ts_header}")))?;
+    let sig = header(req, sig_header).ok_or_else(|| unverified(format!("no {sig_header}")))?;
+    let n: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| unverified(format!("{ts_header} is not epoch time")))?;
+    let sent = if n.abs() >= 100_000_000_000 {
+        DateTime::from_timestamp_millis(n)
+    } else {
+        DateTime::from_timestamp(n, 0)
+    }
+    .ok_or_else(|| unverified(format!("{ts_header} is out of range")))?;
+    check_fresh(req.now, sent)?;
+    let tag =
+        decode(sig.trim()).ok_or_else(|| unverified(format!("{sig_header} is unreadable")))?;
+    if client_secret.is_empty()
+        || !hmac_sha256_matches(client_secret.as_bytes(), &[ts.as_bytes(), req.body], &tag)
+    {
+        return Err(unverified(format!("{sig_header} does not match")));
+    }
+    Ok(())
 }
 
 /// A request header as text.

@@ -688,14 +688,13 @@ impl Impersonation for StravaFixtures {
     ) -> Option<SubscriptionServed> {
         let path = req.path.strip_prefix("/api/v3").unwrap_or(req.path);
         let rest = path.strip_prefix("/push_subscriptions")?;
+        // The Fault shape of every Strava error (fixtures/strava/README.md "Errors").
         let fault = |status: u16, message: &str, resource: &str, field: &str, code: &str| {
-            SubscriptionServed {
+            let error = json!({"resource": resource, "field": field, "code": code});
+            SubscriptionServed::reply(
                 status,
-                body: json!({"message": message, "errors": [{"resource": resource, "field": field, "code": code}]})
-                    .to_string(),
-                created: None,
-                if_unverified: None,
-            }
+                json!({"message": message, "errors": [error]}).to_string(),
+            )
         };
         let p = |k: &str| req.params.get(k).map(String::as_str).unwrap_or("");
         if p("client_id") != secrets.client_id || p("client_secret") != secrets.client_secret {
@@ -707,12 +706,6 @@ impl Impersonation for StravaFixtures {
                 "invalid",
             ));
         }
-        let served = |status: u16, body: String| SubscriptionServed {
-            status,
-            body,
-            created: None,
-            if_unverified: None,
-        };
         Some(match (req.method, rest) {
             ("POST", "") => {
                 for field in ["callback_url", "verify_token"] {
@@ -744,14 +737,19 @@ impl Impersonation for StravaFixtures {
                         verify_token: Some(p("verify_token").to_string()),
                         ..FixtureSubscription::default()
                     }),
-                    if_unverified: Some((
-                        400,
-                        json!({"message": "Bad Request", "errors": [{"resource": "PushSubscription", "field": "callback url", "code": "GET to callback URL does not return 200"}]})
-                            .to_string(),
-                    )),
+                    if_unverified: {
+                        let refused = fault(
+                            400,
+                            "Bad Request",
+                            "PushSubscription",
+                            "callback url",
+                            "GET to callback URL does not return 200",
+                        );
+                        Some((refused.status, refused.body))
+                    },
                 }
             }
-            ("GET", "") => served(
+            ("GET", "") => SubscriptionServed::reply(
                 200,
                 Value::Array(
                     subscriptions
@@ -781,7 +779,7 @@ impl Impersonation for StravaFixtures {
                         "invalid",
                     )
                 } else {
-                    served(204, String::new())
+                    SubscriptionServed::reply(204, String::new())
                 }
             }
             _ => return None,
