@@ -394,7 +394,7 @@ impl Adapter for GoogleHealth {
     /// Authorization header for all subsequent webhook notifications"), and
     /// `X-HEALTHAPI-SIGNATURE` is "an ECDSA (NIST P256) signature of the JSON payload"
     /// by Google Health API's public key, which must be in `secrets.public_keys` (see
-    /// [`public_keys`] for the forms accepted).
+    /// `public_keys` below for the forms accepted).
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
         authorized(req, secrets)?;
         let unverified = |m: &str| PushError::Unverified(m.to_string());

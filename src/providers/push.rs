@@ -4,6 +4,30 @@
 //! and building the calls that manage subscriptions never does I/O. The gateway's
 //! `POST/GET /v1/providers/{provider}/notifications` route, the notification log and
 //! the targeted pulls a notification causes live in `api` and `poller`.
+//!
+//! # The route, step by step
+//!
+//! 1. [`super::Adapter::push_handshake`]: the provider checking the callback (a `GET`
+//!    challenge, Google's verification `POST`s, Withings' reachability check, Polar's
+//!    PING) is answered here with the [`PushReply`] it wants, or refused (401); `None`
+//!    means the request is a notification.
+//! 2. [`super::Adapter::verify_push`] with the provider's [`PushSecrets`]: 401 on `Err`.
+//! 3. [`super::Adapter::parse_push`]: 400 on `Malformed`; else the [`Notice`]s, deduped by
+//!    `key`, and [`super::Adapter::push_ack`] as the reply.
+//!
+//! Subscribing: app-level calls from [`super::Adapter::subscribe_calls`] (renewed with
+//! [`super::Adapter::renew_call`] before [`Subscribed::expires_at`]), user-level ones from
+//! [`super::Adapter::user_subscribe_calls`] on connect and
+//! [`super::Adapter::user_unsubscribe_calls`] before disconnect; every reply goes to
+//! [`super::Adapter::subscription_reply`]. What it returns feeds the secrets later
+//! verification needs: `remote_id` into [`PushSecrets::subscription_ids`] (Strava),
+//! `signing_secret` into [`PushSecrets::signing_secret`] (Polar, shown once).
+//!
+//! The fixture provider's side ([`super::Impersonation`]): `serve_subscription` answers
+//! those calls and names the [`FixtureSubscription`] a create makes, which the fixture
+//! server keeps once its callback passes `handshake_query`/`handshake_accepted` or
+//! `verification_pushes`; `push_for` then builds each notification about a
+//! [`FixtureChange`] for the subscriptions that cover it, signed as the provider signs.
 
 use std::collections::BTreeMap;
 
