@@ -743,10 +743,7 @@ impl Impersonation for OuraFixtures {
     /// WEBHOOKS: the endpoint "must verify the token and respond with the challenge",
     /// `{"challenge": "<challenge>"}`.
     fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
-        status == 200
-            && serde_json::from_slice::<Value>(body)
-                .ok()
-                .is_some_and(|v| v.get("challenge").and_then(Value::as_str) == Some(challenge))
+        echoes(status, body, "challenge", challenge)
     }
 
     /// The OAS "Webhook Subscription Routes", all with `x-client-id`/`x-client-secret`:

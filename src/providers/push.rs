@@ -451,6 +451,14 @@ pub fn verify_timestamped_hmac(
     Ok(())
 }
 
+/// Whether a handshake reply is a 200 whose JSON `field` is `challenge` (Strava's
+/// `hub.challenge`, Oura's `challenge`).
+pub fn echoes(status: u16, body: &[u8], field: &str, challenge: &str) -> bool {
+    status == 200
+        && serde_json::from_slice::<Value>(body)
+            .is_ok_and(|v| v.get(field).and_then(Value::as_str) == Some(challenge))
+}
+
 /// A request header as text.
 pub fn header<'a>(req: &PushRequest<'a>, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())

@@ -215,9 +215,10 @@ impl Adapter for Strava {
                 other => other.to_string(),
             })
     }
-    /// WEBHOOKS "Subscription Validation Request": a `GET` to the callback with
-    /// `hub.mode=subscribe`, `hub.challenge` and the `hub.verify_token` we chose; the
-    /// reply must be 200 with `{"hub.challenge": <challenge>}`, within two seconds.
+
+    /// Creating the subscription makes Strava validate the callback (NOTES §4): a `GET`
+    /// with `hub.mode=subscribe`, `hub.challenge` and the `hub.verify_token` we chose,
+    /// answered 200 with `{"hub.challenge": <challenge>}`.
     fn push_handshake(
         &self,
         req: &PushRequest<'_>,
@@ -330,9 +331,10 @@ impl Adapter for Strava {
         }])
     }
 
-    /// WEBHOOKS "Create a subscription": `POST https://www.strava.com/api/v3/push_subscriptions`
-    /// with `client_id`, `client_secret`, `callback_url` and `verify_token` as form
-    /// fields. One subscription per application; it does not expire.
+    /// `POST https://www.strava.com/api/v3/push_subscriptions` with `client_id`,
+    /// `client_secret`, `callback_url` and `verify_token` as form fields (NOTES §4; the
+    /// old reference: "request parameters must be sent in URL format"). One subscription
+    /// per application; it does not expire.
     fn subscribe_calls(&self, callback_url: &str, secrets: &PushSecrets) -> Vec<SubscriptionCall> {
         vec![SubscriptionCall {
             method: "POST",
@@ -667,13 +669,10 @@ impl Impersonation for StravaFixtures {
         ])
     }
 
-    /// WEBHOOKS: "respond with a status code of 200 OK and echo the hub.challenge field
-    /// ... in the response body as application/json".
+    /// The validation request passes with a 200 echoing `{"hub.challenge": …}` as JSON
+    /// (NOTES §4).
     fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
-        status == 200
-            && serde_json::from_slice::<Value>(body)
-                .ok()
-                .is_some_and(|v| v.get("hub.challenge").and_then(Value::as_str) == Some(challenge))
+        echoes(status, body, "hub.challenge", challenge)
     }
 
     /// `/push_subscriptions` as WEBHOOKS describes it, with the app's `client_id` and
