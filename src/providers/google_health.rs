@@ -706,6 +706,7 @@ fn ecdsa_public_point(proto: &[u8]) -> Option<Vec<u8>> {
         }
         None
     }
+
     /// A field's value: a varint, or length-delimited bytes.
     type Field<'a> = (u64, Result<u64, &'a [u8]>);
     /// Each field of a message: (number, value).

@@ -591,6 +591,7 @@ impl Impersonation for StravaFixtures {
             .collect();
         Ok(json!(out))
     }
+
     /// The event WEBHOOKS describes, for every subscription (Strava has one per app):
     /// activity create/update/delete with the activity id, or the athlete's
     /// `"authorized": "false"` update on a deauthorization. An update names the title
