@@ -423,7 +423,7 @@ impl Adapter for GoogleHealth {
     /// Authorization header for all subsequent webhook notifications"), and
     /// `X-HEALTHAPI-SIGNATURE` is "an ECDSA (NIST P256) signature of the JSON payload"
     /// by Google Health API's public key, which must be in `secrets.public_keys` (see
-    /// [`public_keys`] for the forms accepted).
+    /// `public_keys` below for the forms accepted).
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
         authorized(req, secrets)?;
         let unverified = |m: &str| PushError::Unverified(m.to_string());
@@ -735,6 +735,7 @@ fn ecdsa_public_point(proto: &[u8]) -> Option<Vec<u8>> {
         }
         None
     }
+
     /// A field's value: a varint, or length-delimited bytes.
     type Field<'a> = (u64, Result<u64, &'a [u8]>);
     /// Each field of a message: (number, value).

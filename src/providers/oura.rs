@@ -233,33 +233,14 @@ impl Adapter for Oura {
     /// body. The timestamp is epoch seconds (the OAS example `1234567890`); milliseconds
     /// are read too. Refused beyond [`TIMESTAMP_TOLERANCE_SECS`] either way.
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
-        let unverified = |m: &str| PushError::Unverified(m.to_string());
-        let ts =
-            header(req, "x-oura-timestamp").ok_or_else(|| unverified("no x-oura-timestamp"))?;
-        let sig =
-            header(req, "x-oura-signature").ok_or_else(|| unverified("no x-oura-signature"))?;
-        let n: i64 = ts
-            .trim()
-            .parse()
-            .map_err(|_| unverified("x-oura-timestamp is not epoch time"))?;
-        let sent = if n.abs() >= 100_000_000_000 {
-            DateTime::from_timestamp_millis(n)
-        } else {
-            DateTime::from_timestamp(n, 0)
-        }
-        .ok_or_else(|| unverified("x-oura-timestamp is out of range"))?;
-        check_fresh(req.now, sent)?;
-        let tag = unhex(sig).ok_or_else(|| unverified("x-oura-signature is not hex"))?;
-        if secrets.client_secret.is_empty()
-            || !hmac_sha256_matches(
-                secrets.client_secret.as_bytes(),
-                &[ts.as_bytes(), req.body],
-                &tag,
-            )
-        {
-            return Err(unverified("x-oura-signature does not match"));
-        }
-        Ok(())
+        // Hex of either case is accepted.
+        verify_timestamped_hmac(
+            req,
+            &secrets.client_secret,
+            "x-oura-timestamp",
+            "x-oura-signature",
+            unhex,
+        )
     }
 
     /// WEBHOOKS "Receiving and Processing Events": `{event_type, data_type, object_id,
@@ -811,10 +792,7 @@ impl Impersonation for OuraFixtures {
     /// WEBHOOKS: the endpoint "must verify the token and respond with the challenge",
     /// `{"challenge": "<challenge>"}`.
     fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
-        status == 200
-            && serde_json::from_slice::<Value>(body)
-                .ok()
-                .is_some_and(|v| v.get("challenge").and_then(Value::as_str) == Some(challenge))
+        echoes(status, body, "challenge", challenge)
     }
 
     /// The OAS "Webhook Subscription Routes", all with `x-client-id`/`x-client-secret`:
@@ -829,12 +807,6 @@ impl Impersonation for OuraFixtures {
         secrets: &PushSecrets,
     ) -> Option<SubscriptionServed> {
         let rest = req.path.strip_prefix("/v2/webhook/subscription")?;
-        let served = |status: u16, body: String| SubscriptionServed {
-            status,
-            body,
-            created: None,
-            if_unverified: None,
-        };
         let h = |k: &str| {
             req.headers
                 .get(k)
@@ -842,7 +814,10 @@ impl Impersonation for OuraFixtures {
                 .unwrap_or("")
         };
         if h("x-client-id") != secrets.client_id || h("x-client-secret") != secrets.client_secret {
-            return Some(served(401, json!({"detail": "Unauthorized"}).to_string()));
+            return Some(SubscriptionServed::reply(
+                401,
+                json!({"detail": "Unauthorized"}).to_string(),
+            ));
         }
         let model = |s: &FixtureSubscription| {
             let (event, data_type) = s
@@ -859,7 +834,7 @@ impl Impersonation for OuraFixtures {
             })
         };
         let missing = || {
-            served(
+            SubscriptionServed::reply(
                 403,
                 json!({"detail": "Webhook with specified id does not exist."}).to_string(),
             )
@@ -871,7 +846,7 @@ impl Impersonation for OuraFixtures {
                 let v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
                 let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
                 let invalid = |k: &str, msg: &str| {
-                    served(
+                    SubscriptionServed::reply(
                         422,
                         json!({"detail": [{"loc": ["body", k], "msg": msg, "type": "value_error"}]})
                             .to_string(),
@@ -917,7 +892,7 @@ impl Impersonation for OuraFixtures {
                     )),
                 }
             }
-            ("GET", "") => served(
+            ("GET", "") => SubscriptionServed::reply(
                 200,
                 Value::Array(subscriptions.iter().map(model).collect()).to_string(),
             ),
@@ -935,12 +910,14 @@ impl Impersonation for OuraFixtures {
                 match (method, renew) {
                     ("PUT", true) => {
                         subscriptions[i].expires_at = Some(expiry);
-                        served(200, model(&subscriptions[i]).to_string())
+                        SubscriptionServed::reply(200, model(&subscriptions[i]).to_string())
                     }
-                    ("GET", false) => served(200, model(&subscriptions[i]).to_string()),
+                    ("GET", false) => {
+                        SubscriptionServed::reply(200, model(&subscriptions[i]).to_string())
+                    }
                     ("DELETE", false) => {
                         subscriptions.remove(i);
-                        served(204, String::new())
+                        SubscriptionServed::reply(204, String::new())
                     }
                     _ => return None,
                 }

@@ -1133,19 +1133,24 @@ impl Impersonation for PolarFixtures {
     ) -> Option<SubscriptionServed> {
         let rest = req.path.strip_prefix("/v3/webhooks")?;
         let error = |status: u16, message: &str| {
-            SubscriptionServed {
-            status,
-            body: json!({
-                "timestamp": polar_instant(req.now),
-                "status": status,
-                "errorType": match status { 401 => "UNAUTHORIZED", 404 => "NOT_FOUND", 409 => "CONFLICT", _ => "BAD_REQUEST" },
-                "message": message,
-                "corrId": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, message.as_bytes()).to_string(),
-            })
-            .to_string(),
-            created: None,
-            if_unverified: None,
-        }
+            let kind = match status {
+                401 => "UNAUTHORIZED",
+                404 => "NOT_FOUND",
+                409 => "CONFLICT",
+                _ => "BAD_REQUEST",
+            };
+            let corr = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, message.as_bytes());
+            SubscriptionServed::reply(
+                status,
+                json!({
+                    "timestamp": polar_instant(req.now),
+                    "status": status,
+                    "errorType": kind,
+                    "message": message,
+                    "corrId": corr.to_string(),
+                })
+                .to_string(),
+            )
         };
         let basic = format!(
             "Basic {}",
@@ -1212,13 +1217,10 @@ impl Impersonation for PolarFixtures {
                     }),
                 }
             }
-            ("GET", "") => SubscriptionServed {
-                status: 200,
-                body: json!({"data": subscriptions.iter().map(info).collect::<Vec<_>>()})
-                    .to_string(),
-                created: None,
-                if_unverified: None,
-            },
+            ("GET", "") => SubscriptionServed::reply(
+                200,
+                json!({"data": subscriptions.iter().map(info).collect::<Vec<_>>()}).to_string(),
+            ),
             ("DELETE", id) => {
                 let id = id.trim_start_matches('/');
                 let before = subscriptions.len();
@@ -1226,12 +1228,7 @@ impl Impersonation for PolarFixtures {
                 if subscriptions.len() == before {
                     error(404, "Webhook not found.")
                 } else {
-                    SubscriptionServed {
-                        status: 204,
-                        body: String::new(),
-                        created: None,
-                        if_unverified: None,
-                    }
+                    SubscriptionServed::reply(204, "")
                 }
             }
             _ => return None,

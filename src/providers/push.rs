@@ -4,6 +4,30 @@
 //! and building the calls that manage subscriptions never does I/O. The gateway's
 //! `POST/GET /v1/providers/{provider}/notifications` route, the notification log and
 //! the targeted pulls a notification causes live in `api` and `poller`.
+//!
+//! # The route, step by step
+//!
+//! 1. [`super::Adapter::push_handshake`]: the provider checking the callback (a `GET`
+//!    challenge, Google's verification `POST`s, Withings' reachability check, Polar's
+//!    PING) is answered here with the [`PushReply`] it wants, or refused (401); `None`
+//!    means the request is a notification.
+//! 2. [`super::Adapter::verify_push`] with the provider's [`PushSecrets`]: 401 on `Err`.
+//! 3. [`super::Adapter::parse_push`]: 400 on `Malformed`; else the [`Notice`]s, deduped by
+//!    `key`, and [`super::Adapter::push_ack`] as the reply.
+//!
+//! Subscribing: app-level calls from [`super::Adapter::subscribe_calls`] (renewed with
+//! [`super::Adapter::renew_call`] before [`Subscribed::expires_at`]), user-level ones from
+//! [`super::Adapter::user_subscribe_calls`] on connect and
+//! [`super::Adapter::user_unsubscribe_calls`] before disconnect; every reply goes to
+//! [`super::Adapter::subscription_reply`]. What it returns feeds the secrets later
+//! verification needs: `remote_id` into [`PushSecrets::subscription_ids`] (Strava),
+//! `signing_secret` into [`PushSecrets::signing_secret`] (Polar, shown once).
+//!
+//! The fixture provider's side ([`super::Impersonation`]): `serve_subscription` answers
+//! those calls and names the [`FixtureSubscription`] a create makes, which the fixture
+//! server keeps once its callback passes `handshake_query`/`handshake_accepted` or
+//! `verification_pushes`; `push_for` then builds each notification about a
+//! [`FixtureChange`] for the subscriptions that cover it, signed as the provider signs.
 
 use std::collections::BTreeMap;
 
@@ -295,6 +319,18 @@ pub struct SubscriptionServed {
     pub if_unverified: Option<(u16, String)>,
 }
 
+impl SubscriptionServed {
+    /// A reply that creates nothing.
+    pub fn reply(status: u16, body: impl Into<String>) -> SubscriptionServed {
+        SubscriptionServed {
+            status,
+            body: body.into(),
+            created: None,
+            if_unverified: None,
+        }
+    }
+}
+
 /// A subscription-management call as the fixture server received it.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionRequest<'a> {
@@ -377,6 +413,50 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// The scheme WHOOP and Oura share ([`SignatureScheme::HmacSha256TimestampBody`]): the
+/// `sig_header`, read by `decode`, is the HMAC-SHA256 of the `ts_header` text followed by
+/// the raw body, keyed by the client secret; the timestamp, epoch seconds or milliseconds
+/// (a value of 10^11 or more is milliseconds), must lie within
+/// [`TIMESTAMP_TOLERANCE_SECS`] of the request's arrival.
+pub fn verify_timestamped_hmac(
+    req: &PushRequest<'_>,
+    client_secret: &str,
+    ts_header: &str,
+    sig_header: &str,
+    decode: fn(&str) -> Option<Vec<u8>>,
+) -> Result<(), PushError> {
+    let unverified = |m: String| PushError::Unverified(m);
+    let ts = header(req, ts_header).ok_or_else(|| unverified(format!("no {ts_header}")))?;
+    let sig = header(req, sig_header).ok_or_else(|| unverified(format!("no {sig_header}")))?;
+    let n: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| unverified(format!("{ts_header} is not epoch time")))?;
+    let sent = if n.abs() >= 100_000_000_000 {
+        DateTime::from_timestamp_millis(n)
+    } else {
+        DateTime::from_timestamp(n, 0)
+    }
+    .ok_or_else(|| unverified(format!("{ts_header} is out of range")))?;
+    check_fresh(req.now, sent)?;
+    let tag =
+        decode(sig.trim()).ok_or_else(|| unverified(format!("{sig_header} is unreadable")))?;
+    if client_secret.is_empty()
+        || !hmac_sha256_matches(client_secret.as_bytes(), &[ts.as_bytes(), req.body], &tag)
+    {
+        return Err(unverified(format!("{sig_header} does not match")));
+    }
+    Ok(())
+}
+
+/// Whether a handshake reply is a 200 whose JSON `field` is `challenge` (Strava's
+/// `hub.challenge`, Oura's `challenge`).
+pub fn echoes(status: u16, body: &[u8], field: &str, challenge: &str) -> bool {
+    status == 200
+        && serde_json::from_slice::<Value>(body)
+            .is_ok_and(|v| v.get(field).and_then(Value::as_str) == Some(challenge))
 }
 
 /// A request header as text.

@@ -215,9 +215,10 @@ impl Adapter for Strava {
                 other => other.to_string(),
             })
     }
-    /// WEBHOOKS "Subscription Validation Request": a `GET` to the callback with
-    /// `hub.mode=subscribe`, `hub.challenge` and the `hub.verify_token` we chose; the
-    /// reply must be 200 with `{"hub.challenge": <challenge>}`, within two seconds.
+
+    /// Creating the subscription makes Strava validate the callback (NOTES §4): a `GET`
+    /// with `hub.mode=subscribe`, `hub.challenge` and the `hub.verify_token` we chose,
+    /// answered 200 with `{"hub.challenge": <challenge>}`.
     fn push_handshake(
         &self,
         req: &PushRequest<'_>,
@@ -330,9 +331,10 @@ impl Adapter for Strava {
         }])
     }
 
-    /// WEBHOOKS "Create a subscription": `POST https://www.strava.com/api/v3/push_subscriptions`
-    /// with `client_id`, `client_secret`, `callback_url` and `verify_token` as form
-    /// fields. One subscription per application; it does not expire.
+    /// `POST https://www.strava.com/api/v3/push_subscriptions` with `client_id`,
+    /// `client_secret`, `callback_url` and `verify_token` as form fields (NOTES §4; the
+    /// old reference: "request parameters must be sent in URL format"). One subscription
+    /// per application; it does not expire.
     fn subscribe_calls(&self, callback_url: &str, secrets: &PushSecrets) -> Vec<SubscriptionCall> {
         vec![SubscriptionCall {
             method: "POST",
@@ -589,6 +591,7 @@ impl Impersonation for StravaFixtures {
             .collect();
         Ok(json!(out))
     }
+
     /// The event WEBHOOKS describes, for every subscription (Strava has one per app):
     /// activity create/update/delete with the activity id, or the athlete's
     /// `"authorized": "false"` update on a deauthorization. An update names the title
@@ -667,13 +670,10 @@ impl Impersonation for StravaFixtures {
         ])
     }
 
-    /// WEBHOOKS: "respond with a status code of 200 OK and echo the hub.challenge field
-    /// ... in the response body as application/json".
+    /// The validation request passes with a 200 echoing `{"hub.challenge": …}` as JSON
+    /// (NOTES §4).
     fn handshake_accepted(&self, challenge: &str, status: u16, body: &[u8]) -> bool {
-        status == 200
-            && serde_json::from_slice::<Value>(body)
-                .ok()
-                .is_some_and(|v| v.get("hub.challenge").and_then(Value::as_str) == Some(challenge))
+        echoes(status, body, "hub.challenge", challenge)
     }
 
     /// `/push_subscriptions` as WEBHOOKS describes it, with the app's `client_id` and
@@ -688,14 +688,13 @@ impl Impersonation for StravaFixtures {
     ) -> Option<SubscriptionServed> {
         let path = req.path.strip_prefix("/api/v3").unwrap_or(req.path);
         let rest = path.strip_prefix("/push_subscriptions")?;
+        // The Fault shape of every Strava error (fixtures/strava/README.md "Errors").
         let fault = |status: u16, message: &str, resource: &str, field: &str, code: &str| {
-            SubscriptionServed {
+            let error = json!({"resource": resource, "field": field, "code": code});
+            SubscriptionServed::reply(
                 status,
-                body: json!({"message": message, "errors": [{"resource": resource, "field": field, "code": code}]})
-                    .to_string(),
-                created: None,
-                if_unverified: None,
-            }
+                json!({"message": message, "errors": [error]}).to_string(),
+            )
         };
         let p = |k: &str| req.params.get(k).map(String::as_str).unwrap_or("");
         if p("client_id") != secrets.client_id || p("client_secret") != secrets.client_secret {
@@ -707,12 +706,6 @@ impl Impersonation for StravaFixtures {
                 "invalid",
             ));
         }
-        let served = |status: u16, body: String| SubscriptionServed {
-            status,
-            body,
-            created: None,
-            if_unverified: None,
-        };
         Some(match (req.method, rest) {
             ("POST", "") => {
                 for field in ["callback_url", "verify_token"] {
@@ -744,14 +737,19 @@ impl Impersonation for StravaFixtures {
                         verify_token: Some(p("verify_token").to_string()),
                         ..FixtureSubscription::default()
                     }),
-                    if_unverified: Some((
-                        400,
-                        json!({"message": "Bad Request", "errors": [{"resource": "PushSubscription", "field": "callback url", "code": "GET to callback URL does not return 200"}]})
-                            .to_string(),
-                    )),
+                    if_unverified: {
+                        let refused = fault(
+                            400,
+                            "Bad Request",
+                            "PushSubscription",
+                            "callback url",
+                            "GET to callback URL does not return 200",
+                        );
+                        Some((refused.status, refused.body))
+                    },
                 }
             }
-            ("GET", "") => served(
+            ("GET", "") => SubscriptionServed::reply(
                 200,
                 Value::Array(
                     subscriptions
@@ -781,7 +779,7 @@ impl Impersonation for StravaFixtures {
                         "invalid",
                     )
                 } else {
-                    served(204, String::new())
+                    SubscriptionServed::reply(204, String::new())
                 }
             }
             _ => return None,

@@ -184,35 +184,13 @@ impl Adapter for Whoop {
     /// milliseconds (`1748241241000` in the example delivery of `api-evangelist/whoop-co`;
     /// seconds are read too). Refused beyond [`TIMESTAMP_TOLERANCE_SECS`] either way.
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
-        let unverified = |m: &str| PushError::Unverified(m.to_string());
-        let ts = header(req, "x-whoop-signature-timestamp")
-            .ok_or_else(|| unverified("no X-WHOOP-Signature-Timestamp"))?;
-        let sig =
-            header(req, "x-whoop-signature").ok_or_else(|| unverified("no X-WHOOP-Signature"))?;
-        let n: i64 = ts
-            .trim()
-            .parse()
-            .map_err(|_| unverified("X-WHOOP-Signature-Timestamp is not epoch time"))?;
-        let sent = if n.abs() >= 100_000_000_000 {
-            DateTime::from_timestamp_millis(n)
-        } else {
-            DateTime::from_timestamp(n, 0)
-        }
-        .ok_or_else(|| unverified("X-WHOOP-Signature-Timestamp is out of range"))?;
-        check_fresh(req.now, sent)?;
-        let tag = base64::engine::general_purpose::STANDARD
-            .decode(sig.trim())
-            .map_err(|_| unverified("X-WHOOP-Signature is not base64"))?;
-        if secrets.client_secret.is_empty()
-            || !hmac_sha256_matches(
-                secrets.client_secret.as_bytes(),
-                &[ts.as_bytes(), req.body],
-                &tag,
-            )
-        {
-            return Err(unverified("X-WHOOP-Signature does not match"));
-        }
-        Ok(())
+        verify_timestamped_hmac(
+            req,
+            &secrets.client_secret,
+            "x-whoop-signature-timestamp",
+            "x-whoop-signature",
+            |s| base64::engine::general_purpose::STANDARD.decode(s).ok(),
+        )
     }
 
     /// WEBHOOKS "Webhook Specifications": `{user_id, id, type, trace_id}`, `type` one of

@@ -433,14 +433,9 @@ impl Adapter for Withings {
             }
             _ => None,
         };
-        let base = digest_key(
-            &f.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        // Every field, in name order (a BTreeMap's), as `name=value`.
+        let fields: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let base = digest_key(&fields.iter().map(String::as_str).collect::<Vec<_>>());
         let at = end.or(start);
         if appli == USER_APPLI {
             let action = match f.get("action").map(String::as_str) {
@@ -1100,18 +1095,13 @@ impl Impersonation for WithingsFixtures {
         }
         let user = FIXTURE_USER.to_string();
         let p = |k: &str| req.params.get(k).map(String::as_str).unwrap_or("");
-        let ok = |body: Value| SubscriptionServed {
-            status: 200,
-            body: json!({"status": 0, "body": body}).to_string(),
-            created: None,
-            if_unverified: None,
+        let ok = |body: Value| {
+            SubscriptionServed::reply(200, json!({"status": 0, "body": body}).to_string())
         };
-        let invalid = SubscriptionServed {
-            status: 200,
-            body: json!({"status": 503, "body": {}, "error": "Invalid Params"}).to_string(),
-            created: None,
-            if_unverified: None,
-        };
+        let invalid = SubscriptionServed::reply(
+            200,
+            json!({"status": 503, "body": {}, "error": "Invalid Params"}).to_string(),
+        );
         let mine = |s: &FixtureSubscription, appli: &str| {
             s.user.as_deref() == Some(FIXTURE_USER)
                 && (appli.is_empty() || s.kinds.iter().any(|k| k == appli))

@@ -116,14 +116,14 @@ async fn a_provider_url_set_per_provider_wins_over_the_fixture_root() {
     );
     let db = TestDb::sqlite();
     let store = db.store().await;
-    let oura_base = format!("{}/oura", data.root());
+    let dexcom_base = format!("{}/dexcom", data.root());
     let serve = Serve::start(
         &db,
         &random_token(32),
         &[
             ("WEARBRIDGE_PROVIDERS_BASE_URL", root.root().as_str()),
-            ("WEARBRIDGE_OURA_BASE_URL", oura_base.as_str()),
-            ("WEARBRIDGE_OURA_TOKEN_URL", ""),
+            ("WEARBRIDGE_DEXCOM_BASE_URL", dexcom_base.as_str()),
+            ("WEARBRIDGE_DEXCOM_TOKEN_URL", ""),
             (
                 "WEARBRIDGE_WHOOP_AUTHORIZE_URL",
                 "https://whoop-sandbox.example/authorize",
@@ -149,11 +149,11 @@ async fn a_provider_url_set_per_provider_wins_over_the_fixture_root() {
         "a provider with nothing set is on the root: {polar}"
     );
 
-    // Oura: consent and token exchange on the root (its empty token URL counts as
+    // Dexcom: consent and token exchange on the root (its empty token URL counts as
     // unset), data from its own base URL.
-    let mut url = consent_screen(&api, &user, "oura").await;
+    let mut url = consent_screen(&api, &user, "dexcom").await;
     assert!(
-        url.starts_with(&format!("{}/oura/oauth/authorize?", root.root())),
+        url.starts_with(&format!("{}/dexcom/oauth/authorize?", root.root())),
         "{url}"
     );
     let browser = reqwest::Client::builder()
@@ -172,29 +172,29 @@ async fn a_provider_url_set_per_provider_wins_over_the_fixture_root() {
             .unwrap_or_else(|| panic!("the connect flow stopped at {url}"))
             .to_string();
     }
-    assert!(url.contains("state=success"), "oura connected: {url}");
+    assert!(url.contains("state=success"), "dexcom connected: {url}");
     assert_eq!(root.token_grants(), 1, "the code was exchanged at the root");
     // The backfill starts at once; its first request is the evidence (a separate
     // process: real time, bounded).
-    let oura_data = |fx: &FixtureServer| {
+    let dexcom_data = |fx: &FixtureServer| {
         fx.requests()
             .into_iter()
-            .filter(|r| r.starts_with("oura /v2/"))
+            .filter(|r| r.starts_with("dexcom /v3/"))
             .count()
     };
     for _ in 0..200 {
-        if oura_data(&data) > 0 {
+        if dexcom_data(&data) > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        oura_data(&data) > 0,
-        "Oura's data requests go to WEARBRIDGE_OURA_BASE_URL: {:?}",
+        dexcom_data(&data) > 0,
+        "Dexcom's data requests go to WEARBRIDGE_DEXCOM_BASE_URL: {:?}",
         data.requests()
     );
     assert_eq!(
-        oura_data(&root),
+        dexcom_data(&root),
         0,
         "and none to the root: {:?}",
         root.requests()

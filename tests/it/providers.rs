@@ -66,7 +66,10 @@ async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
     let app = TestApp::spawn_with(db, tweak.clone()).await;
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("deployed-mid-backfill").await;
-    // The first job waits on a slow reply while the poller holds a second, claimed.
+    // The first job waits on a slow reply while the poller holds a second, claimed. The
+    // connect flow's identity request (personal_info) is Oura's first request: it takes a
+    // harmless fault first.
+    fx.inject("oura", Fault::Slow(Duration::ZERO));
     fx.inject("oura", Fault::Slow(Duration::from_secs(2)));
     let q = connect(&app, user["user_id"].as_str().unwrap(), "oura").await;
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
@@ -106,7 +109,10 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("ring-owner").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    // A 429 and a 500 on the way: retried, never an error.
+    // A 429 and a 500 on the way: retried, never an error. The connect flow's identity
+    // request (personal_info) comes first and gets a harmless fault: a failed identity
+    // fails the connection, by design.
+    fx.inject("oura", Fault::Slow(Duration::ZERO));
     fx.inject(
         "oura",
         Fault::RateLimited {
