@@ -278,19 +278,21 @@ fn resolve(url: &str, manifest_base: &str, base: &str) -> String {
 }
 
 /// The keys `p` signs notifications with, as the operator configures them
-/// (`WEARBRIDGE_<ID>_PUSH_PUBLIC_KEYS`, PEM blocks).
+/// (`WEARBRIDGE_<ID>_PUSH_PUBLIC_KEYS`): PEM blocks, or one key in the form the
+/// provider publishes it (Google's Tink keyset JSON, a base64 DER key), which its
+/// adapter reads.
 fn public_keys(p: &Provider) -> Vec<String> {
     let name = format!("WEARBRIDGE_{}_PUSH_PUBLIC_KEYS", p.id().to_uppercase());
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| {
-            v.split("-----END PUBLIC KEY-----")
-                .filter(|k| k.contains("-----BEGIN"))
-                .map(|k| format!("{}-----END PUBLIC KEY-----", k.trim()))
-                .collect()
-        })
-        .unwrap_or_default()
+    let Some(v) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
+        return vec![];
+    };
+    if !v.contains("-----BEGIN") {
+        return vec![v.trim().to_string()];
+    }
+    v.split("-----END PUBLIC KEY-----")
+        .filter(|k| k.contains("-----BEGIN"))
+        .map(|k| format!("{}-----END PUBLIC KEY-----", k.trim()))
+        .collect()
 }
 
 #[cfg(test)]
