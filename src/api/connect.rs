@@ -487,12 +487,24 @@ pub async fn callback(
     let Some(code) = q.code.as_deref() else {
         return Ok(fail("provider_error"));
     };
-    let tokens = match s
+    // The identity request a code exchange makes (Oura, WHOOP, Google) is a data
+    // request: paid for from the provider's shared budget like any other.
+    let reservation = match (p.adapter.identity_request(), s.poller.budgets()) {
+        (Some(_), Some(b)) => {
+            b.take_waiting(p, link.user_id, std::time::Duration::from_secs(30))
+                .await
+        }
+        _ => None,
+    };
+    let exchanged = s
         .oauth
         .for_provider(p)
         .exchange_code(code, state.pkce_verifier.clone())
-        .await
-    {
+        .await;
+    if let (Some(b), Some(r)) = (s.poller.budgets(), reservation) {
+        b.settle(p, r).await;
+    }
+    let tokens = match exchanged {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(provider, error = %e, "code exchange failed");

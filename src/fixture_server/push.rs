@@ -211,7 +211,8 @@ impl FixtureServer {
 }
 
 /// The notification with its proof spoilt: a signature header's value changed, or
-/// (Strava, which signs nothing) the subscription id it names.
+/// where the provider signs nothing, the subscription (Strava) or user (Withings) it
+/// names.
 fn forged(mut push: OutboundPush) -> OutboundPush {
     let mut spoilt = false;
     for (name, value) in push.headers.iter_mut() {
@@ -224,13 +225,32 @@ fn forged(mut push: OutboundPush) -> OutboundPush {
             spoilt = true;
         }
     }
-    if !spoilt {
-        if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&push.body) {
-            if m.contains_key("subscription_id") {
-                m.insert("subscription_id".into(), Value::from(999_999_999u64));
-                push.body = Value::Object(m).to_string().into_bytes();
-            }
+    if spoilt {
+        return push;
+    }
+    if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(&push.body) {
+        if m.contains_key("subscription_id") {
+            m.insert("subscription_id".into(), Value::from(999_999_999u64));
+            push.body = Value::Object(m).to_string().into_bytes();
         }
+    } else if push
+        .content_type
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(&push.body)
+            .into_owned()
+            .map(|(k, v)| {
+                if k == "userid" {
+                    (k, "999999999".into())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        push.body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+            .into_bytes();
     }
     push
 }

@@ -177,6 +177,35 @@ impl Budgets {
         }
     }
 
+    /// [`Budgets::take`] for a request someone waits on (the identity request of a
+    /// connect flow): waits for room, for at most `max_wait`; `None` when none came in
+    /// time (the request goes anyway, and a refusal is the provider's to give).
+    pub async fn take_waiting(
+        &self,
+        p: &'static Provider,
+        user: Uuid,
+        max_wait: Duration,
+    ) -> Option<Reservation> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            match self.take(p, user, Priority::Poll).await {
+                Ok(Ok(r)) => return Some(r),
+                Ok(Err(until)) => {
+                    let wait = Duration::from_millis((until - self.clock.now_ms()).max(1) as u64);
+                    let at = (tokio::time::Instant::now() + wait).min(deadline);
+                    if at >= deadline {
+                        return None;
+                    }
+                    tokio::time::sleep_until(at).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, provider = p.id(), "taking budget failed");
+                    return None;
+                }
+            }
+        }
+    }
+
     /// The reply to a reserved request is in: a request slow to reach the provider is
     /// counted by when it surely had (see `store::BudgetState::settle`).
     pub async fn settle(&self, p: &'static Provider, r: Reservation) {

@@ -99,6 +99,12 @@ impl Poller {
         }
     }
 
+    /// The provider budgets this process spends (`None` when rate limits are off), for
+    /// provider requests made outside a job (a connect flow's identity request).
+    pub fn budgets(&self) -> Option<&Budgets> {
+        self.budgets.as_ref()
+    }
+
     /// Claims due jobs and runs up to `concurrency` of them at once, until `shutdown`.
     ///
     /// Jobs are claimed ahead, a batch at a time (up to twice the concurrency, topped up

@@ -84,6 +84,14 @@ impl TestDb {
         })
     }
 
+    /// Another database of the same kind, empty (for a test that needs one per case).
+    pub async fn fresh(&self) -> TestDb {
+        match &self.admin {
+            None => TestDb::sqlite(),
+            Some(_) => TestDb::postgres().await.expect("PostgreSQL is configured"),
+        }
+    }
+
     pub async fn store(&self) -> Store {
         let s = Store::connect(&self.url).await.unwrap();
         s.migrate().await.unwrap();

@@ -19,6 +19,7 @@ use crate::helpers::{eventually, TestApp, TestDb};
 crate::backend_tests!(
     strava_pushes_become_single_activity_pulls_and_polling_is_the_safety_net,
     whoop_signed_pushes_are_verified_and_deletions_published,
+    every_pushing_provider_subscribes_verifies_and_pulls_once,
 );
 
 fn of_type(app: &TestApp, t: &str) -> Vec<Value> {
@@ -356,4 +357,104 @@ async fn whoop_signed_pushes_are_verified_and_deletions_published(db: TestDb) {
     assert_eq!(deleted[0]["data"]["id"], sleep_id);
     assert_eq!(metric(&app, "whoop", "deleted").await, 1);
     assert_eq!(metric(&app, "whoop", "duplicate").await, 1);
+}
+
+/// Every provider that pushes, as it pushes: its subscription made the way it is made
+/// (its API, with the provider's check of our callback; its console; per user on
+/// connect), a change to a stored record notified and pulled with no poll due, the same
+/// notification forged refused with nothing pulled, and a retried one done once.
+/// (Google Health's notifications are signed with a key the operator configures; its
+/// adapter's tests sign and verify them.)
+async fn every_pushing_provider_subscribes_verifies_and_pulls_once(db: TestDb) {
+    use wearbridge::providers::push::{SubscriptionManagement, SubscriptionScope};
+    for (id, resource) in [
+        ("strava", Resource::Workouts),
+        ("whoop", Resource::Workouts),
+        ("oura", Resource::Sleep),
+        ("withings", Resource::Sleep),
+        ("polar", Resource::Workouts),
+    ] {
+        let (app, fx, uid, external) = connected(db.fresh().await, id).await;
+        let p = wearbridge::providers::find(id).unwrap();
+        let push = p.manifest.push.as_ref().unwrap();
+        let subscriber = &app.gateway.state.subscriber;
+        match (push.subscription.scope, push.subscription.managed) {
+            (SubscriptionScope::App, SubscriptionManagement::Api) => {
+                let made = subscriber.subscribe_app(p).await.unwrap();
+                assert!(!made.is_empty(), "{id}");
+                assert!(made.iter().all(|s| s.status == "active"), "{id}: {made:?}");
+            }
+            (SubscriptionScope::App, SubscriptionManagement::Console) => {
+                fx.register_console_subscription(id, &subscriber.callback_url(p));
+            }
+            (SubscriptionScope::User, _) => {
+                let (_, providers) = app.api.get("/v1/providers").await;
+                assert!(providers.to_string().contains(id));
+            }
+        }
+        assert!(
+            !fx.subscriptions(id).is_empty(),
+            "{id}: the provider holds our subscription"
+        );
+        let stored = app
+            .store()
+            .list_records(
+                app.team_id,
+                uid.parse().unwrap(),
+                resource,
+                0,
+                i64::MAX,
+                None,
+            )
+            .await
+            .unwrap();
+        let record = stored
+            .last()
+            .unwrap_or_else(|| panic!("{id}: no {resource} stored"))["provider_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let change = || Change {
+            user: external.clone(),
+            resource,
+            kind: FixtureChangeKind::Updated,
+            item: None,
+            record: Some(record.clone()),
+        };
+        // Forged: refused, nothing pulled.
+        fx.push_fault(id, PushFault::BadSignature);
+        let sent = fx.change(id, change()).await;
+        assert!(!sent.is_empty(), "{id}: the provider notifies");
+        assert!(
+            sent.iter().all(|s| s.status == Some(401)),
+            "{id}: forged {sent:?}"
+        );
+        assert_eq!(pulls(&app).await, 0, "{id}");
+        // The real one, sent twice: one pull, run with no poll due.
+        fx.push_fault(id, PushFault::Duplicate);
+        let before = fx.data_requests(id);
+        let sent = fx.change(id, change()).await;
+        assert!(
+            sent.iter()
+                .all(|s| s.status.is_some_and(|c| (200..300).contains(&c))),
+            "{id}: {sent:?}"
+        );
+        let pulled = pulls(&app).await;
+        assert!(pulled >= 1, "{id}: a pull was queued");
+        assert_eq!(metric(&app, id, "duplicate").await, 1, "{id}");
+        let done = eventually(Duration::from_secs(20), || async {
+            let counts = app.store().job_counts().await.unwrap();
+            counts
+                .get(&(JobKind::Pull, JobStatus::Done))
+                .copied()
+                .unwrap_or(0)
+                == pulled
+        })
+        .await;
+        assert!(done, "{id}: {:?}", app.store().job_counts().await.unwrap());
+        assert!(
+            fx.data_requests(id) > before,
+            "{id}: the pull read the provider"
+        );
+    }
 }
