@@ -456,5 +456,52 @@ async fn every_pushing_provider_subscribes_verifies_and_pulls_once(db: TestDb) {
             fx.data_requests(id) > before,
             "{id}: the pull read the provider"
         );
+
+        // Where the provider reports deletions (Strava, WHOOP and Oura name the deleted
+        // record; Withings and Polar only a changed range), the record goes, with its
+        // event.
+        let reports_deletions = matches!(id, "strava" | "whoop" | "oura");
+        let record_id = stored.last().unwrap()["id"].clone();
+        let sent = fx
+            .change(
+                id,
+                Change {
+                    kind: FixtureChangeKind::Deleted,
+                    ..change()
+                },
+            )
+            .await;
+        if reports_deletions {
+            assert!(!sent.is_empty(), "{id}: the deletion is notified");
+            assert!(sent.iter().all(|s| s.status == Some(200)), "{id}: {sent:?}");
+            let t = format!("daily.data.{resource}.deleted");
+            let published = eventually(Duration::from_secs(20), || async {
+                of_type(&app, &t)
+                    .iter()
+                    .any(|e| e["data"]["id"] == record_id)
+            })
+            .await;
+            assert!(published, "{id}: {t} for {record_id}");
+        }
+        // Where the provider reports a revocation, the connection ends.
+        let sent = fx
+            .change(
+                id,
+                Change {
+                    kind: FixtureChangeKind::Deauthorized,
+                    record: None,
+                    ..change()
+                },
+            )
+            .await;
+        if !sent.is_empty() {
+            assert!(sent.iter().all(|s| s.status == Some(200)), "{id}: {sent:?}");
+            let conns = app
+                .store()
+                .user_connections(app.team_id, uid.parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(conns[0].status, ConnectionStatus::Error, "{id}");
+        }
     }
 }
