@@ -79,6 +79,15 @@ pub enum ProvidersCommand {
     },
     /// Print every push subscription held, with its state and last error.
     Subscriptions,
+    /// Print the latest notifications a provider sent, with what each caused.
+    Notifications {
+        /// The provider, e.g. `strava`.
+        #[arg(long)]
+        provider: String,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +211,21 @@ async fn providers_command(
         )
     };
     match command {
+        ProvidersCommand::Notifications { provider, limit } => {
+            for n in store.recent_notifications(&provider, limit.max(1)).await? {
+                println!(
+                    "{} {:<12} {:<10} {:<8} user={} connections={} key={}",
+                    crate::events::format_ms(n.received_at),
+                    n.outcome,
+                    n.action,
+                    n.resource.as_deref().unwrap_or("-"),
+                    n.user,
+                    n.connections,
+                    n.key
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ProvidersCommand::Subscriptions => {
             for s in store.push_subscriptions(None).await? {
                 show(&s);
