@@ -505,3 +505,59 @@ async fn every_pushing_provider_subscribes_verifies_and_pulls_once(db: TestDb) {
         }
     }
 }
+
+/// `wearbridge providers subscribe` against a serving gateway: the provider checks the
+/// callback (its handshake answered by the other process, which derives the same verify
+/// token from the same master key) and the subscription is listed; a provider whose
+/// webhooks are set in its console is refused with the reason.
+#[tokio::test]
+async fn the_subscribe_command_makes_the_apps_subscription() {
+    let fx = FixtureServer::start().await.unwrap();
+    let db = TestDb::sqlite();
+    let key = wearbridge::seal::random_token(32);
+    let serve =
+        crate::helpers::Serve::start(&db, &key, &[("WEARBRIDGE_PROVIDERS_BASE_URL", &fx.root())])
+            .await;
+    let run = |args: &'static [&'static str]| {
+        let (db_url, key, public, root) =
+            (db.url.clone(), key.clone(), serve.url.clone(), fx.root());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_wearbridge"))
+                    .args(args)
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("WEARBRIDGE_DATABASE_URL", db_url)
+                    .env("WEARBRIDGE_SECRET_KEY", key)
+                    .env("WEARBRIDGE_PUBLIC_URL", public)
+                    .env("WEARBRIDGE_PROVIDERS_BASE_URL", root)
+                    .env("WEARBRIDGE_LOG", "warn")
+                    .output()
+                    .expect("wearbridge runs")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(&["providers", "subscribe", "--provider", "strava"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("strava") && stdout.contains("active"),
+        "{stdout}"
+    );
+    assert_eq!(fx.subscriptions("strava").len(), 1);
+    let out = run(&["providers", "subscriptions"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("strava"));
+    let out = run(&["providers", "subscribe", "--provider", "whoop"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("developer console"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
