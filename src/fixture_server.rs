@@ -82,6 +82,8 @@ struct FixtureState {
     kept: Mutex<Option<Vec<PageAsked>>>,
     /// Subscriptions, faults and sent notifications (see `push`).
     push: Mutex<push::PushState>,
+    /// Held while a change is applied to a data set (see `push`).
+    push_apply: Mutex<()>,
     /// Sends notifications and handshakes to callbacks.
     http: reqwest::Client,
 }
@@ -296,6 +298,16 @@ impl FixtureServer {
             .lock()
             .unwrap()
             .insert((provider.to_string(), resource), Arc::new(items));
+    }
+
+    /// The items `provider`'s `resource` serves now, in its reply shape: the data set
+    /// given with [`FixtureServer::set_items`] (or changed by
+    /// [`FixtureServer::change`]), else its fixture file moved to today's dates.
+    pub fn served_items(&self, provider: &str, resource: Resource) -> Vec<Value> {
+        let Some(p) = providers::find(provider) else {
+            return vec![];
+        };
+        served_items(&self.state, p.id(), p.impersonation.as_ref(), resource).to_vec()
     }
 
     /// The clock the server keeps time by (the wall clock until set): a test's manual
@@ -729,6 +741,13 @@ fn days_since_recording() -> i64 {
     (chrono::Utc::now().date_naive() - recorded)
         .num_days()
         .max(0)
+}
+
+/// Moves every date and instant in `item`, one of `provider`'s items, forward by
+/// `days`, as the fixture server moves its recorded data (its epoch fields included).
+pub fn shift_item_dates(provider: &str, item: &mut Value, days: i64) {
+    let epoch = providers::find(provider).map_or(&[][..], |p| p.impersonation.epoch_fields());
+    shift_dates(item, days, epoch);
 }
 
 /// Moves every date (`YYYY-MM-DD`), RFC 3339 instant, date-time without offset

@@ -92,6 +92,35 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Provider push: the fixture provider sends R notifications a second, each about a
+    /// new record, round-robin over N users connected through the real flow and
+    /// backfilled; p50/p99/max from a notification leaving the provider to the webhook
+    /// about that record arriving, provider data requests per notification and 429s
+    /// (the provider's documented limits enforced). Uses a fresh SQLite file unless
+    /// --database-url names a server (PostgreSQL gets a fresh scratch database on it,
+    /// dropped afterwards).
+    Push {
+        /// Users to connect; notifications go to them in turn.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Notifications a second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds of notifications (rate x seconds in all).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The provider that pushes (default: of those that push, the one whose
+        /// documented limits carry the most notifications).
+        #[arg(long, default_value = super::push_bench::DEFAULT_PROVIDER)]
+        provider: String,
+        /// Every rate-limit window, in the fixture provider and the gateway alike, is
+        /// this many times shorter (1: the provider's documented limits).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Print one JSON object with the figures.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -110,16 +139,37 @@ pub async fn run(config: Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> 
             time_scale,
             json,
         } => super::budget_bench::run(config, provider, users, processes, time_scale, json).await,
+        BenchCommand::Push {
+            users,
+            rate,
+            seconds,
+            provider,
+            time_scale,
+            json,
+        } => {
+            super::push_bench::run(
+                config,
+                super::push_bench::PushBench {
+                    provider,
+                    users,
+                    rate,
+                    seconds,
+                    time_scale,
+                    json,
+                },
+            )
+            .await
+        }
     }
 }
 
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub(super) struct Percentiles {
+    pub(super) p50: f64,
+    pub(super) p99: f64,
+    pub(super) max: f64,
 }
 
-fn percentiles(mut v: Vec<f64>) -> Percentiles {
+pub(super) fn percentiles(mut v: Vec<f64>) -> Percentiles {
     if v.is_empty() {
         return Percentiles {
             p50: 0.0,

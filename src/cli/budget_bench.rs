@@ -85,12 +85,12 @@ async fn spawn_serve(
 
 /// Connects one new user to `provider` through the real flow (link token, the
 /// provider's authorize page, the callback), following redirects by hand up to the
-/// app's redirect URL, where nothing listens.
+/// app's redirect URL, where nothing listens. Returns the new user's id.
 pub(super) async fn connect_user(
     api: &ApiClient,
     client_user_id: &str,
     provider: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let u = api
         .post("/v1/user", json!({"client_user_id": client_user_id}))
         .await?;
@@ -104,7 +104,7 @@ pub(super) async fn connect_user(
         match resp.headers().get("location").and_then(|l| l.to_str().ok()) {
             Some(next) if next.starts_with("http://127.0.0.1:9/") => {
                 anyhow::ensure!(next.contains("state=success"), "connect failed: {next}");
-                return Ok(());
+                return Ok(u["user_id"].as_str().context("user_id")?.to_string());
             }
             Some(next) => url = next.to_string(),
             None => anyhow::bail!("the connect flow stopped at {url}"),
@@ -159,7 +159,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let r = connect_user(&api, &format!("budget-{i}"), &provider).await;
             drop(permit);
-            r
+            r.map(drop)
         }));
     }
     for t in tasks {

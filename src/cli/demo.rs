@@ -168,6 +168,21 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         if polled { "complete" } else { "TIMED OUT" }
     );
 
+    // Push: a change at a provider that pushes reaches the receiver with no poll due.
+    let pushed = push_step(
+        &gateway,
+        &fixtures,
+        &receiver,
+        path,
+        team.id,
+        &provider_users,
+    )
+    .await;
+    match &pushed {
+        Ok(line) => println!("  push      {line}"),
+        Err(e) => println!("  push      FAILED: {e:#}"),
+    }
+
     let types = EventType::all();
     for t in &types {
         api.post(
@@ -250,6 +265,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verified = received.iter().filter(|r| r.verified).count() as u64;
     let ok = backfilled
         && polled
+        && pushed.is_ok()
         && arrived
         && received.len() as u64 == expected
         && verified == expected;
@@ -269,6 +285,98 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Subscribes to the notifications of one provider that pushes, creates one record at
+/// the fixture provider (which notifies), and waits for its `daily.data.<r>.created`
+/// webhook at the receiver: what it took, with no poll due.
+async fn push_step(
+    gateway: &Gateway,
+    fixtures: &FixtureServer,
+    receiver: &Receiver,
+    path: &str,
+    team: uuid::Uuid,
+    provider_users: &[(&'static providers::Provider, String)],
+) -> anyhow::Result<String> {
+    use super::push_bench::{subscribe, Template, DEFAULT_PROVIDER};
+    let (p, uid) = provider_users
+        .iter()
+        .find(|(p, _)| p.id() == DEFAULT_PROVIDER && p.manifest.push.is_some())
+        .or_else(|| {
+            provider_users
+                .iter()
+                .find(|(p, _)| p.manifest.push.is_some())
+        })
+        .context("no provider here pushes")?;
+    let uid: uuid::Uuid = uid.parse()?;
+    let store = &gateway.state.store;
+    let external = store
+        .user_connections(team, uid)
+        .await?
+        .into_iter()
+        .find(|c| c.provider == p.id())
+        .and_then(|c| c.external_user_id)
+        .context("the connection names no provider user")?;
+    subscribe(p, gateway, fixtures).await?;
+    let template = Template::find(p, fixtures)?;
+    let new = template.record(p, 0)?;
+    let resource = template.resource;
+    let id =
+        crate::ids::record_id(team, uid, p.id(), resource.as_str(), &new.provider_id).to_string();
+    let event_type = format!("daily.data.{}.created", resource.as_str());
+    let next_poll = store.next_due_poll().await?;
+    let sent = fixtures
+        .change(
+            p.id(),
+            crate::fixture_server::Change {
+                user: external,
+                resource,
+                kind: crate::providers::push::FixtureChangeKind::Created,
+                item: Some(new.item),
+                record: Some(new.provider_id.clone()),
+            },
+        )
+        .await;
+    let first = sent.first().context("the provider sent no notification")?;
+    anyhow::ensure!(
+        first.status.is_some_and(|s| (200..300).contains(&s)),
+        "the notification was answered {:?}",
+        first.status
+    );
+    // The send time on the receiver's clock.
+    let sent_us = crate::receiver::now_us() - first.sent_at.elapsed().as_micros() as i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let arrived = receiver.received().into_iter().find(|r| {
+            r.path == path
+                && serde_json::from_str::<Value>(&r.body).is_ok_and(|e| {
+                    e["event_type"] == event_type.as_str() && e["data"]["id"] == id.as_str()
+                })
+        });
+        if let Some(r) = arrived {
+            let ms = (r.received_at_us - sent_us) as f64 / 1000.0;
+            let poll = next_poll
+                .map(|t| {
+                    format!(
+                        "; the next poll is due in {} min",
+                        (t - crate::now_ms()) / 60_000
+                    )
+                })
+                .unwrap_or_default();
+            return Ok(format!(
+                "{:<9} a new {} record {} at the provider reached the receiver as {event_type} in {ms:.0} ms after its notification{poll}",
+                p.id(),
+                resource.as_str(),
+                new.provider_id
+            ));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no {event_type} for record {} within 20 s of the notification",
+            new.provider_id
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A small client for the gateway's own API.

@@ -4,6 +4,7 @@
 mod bench;
 mod budget_bench;
 mod demo;
+mod push_bench;
 
 use std::process::ExitCode;
 

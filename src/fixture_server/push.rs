@@ -140,7 +140,12 @@ impl FixtureServer {
         let Some(p) = providers::find(provider) else {
             return vec![];
         };
-        apply(&self.state, p, &change);
+        {
+            // Changes made at once must not lose each other: each reads the data set,
+            // changes it and stores it back.
+            let _one_at_a_time = self.state.push_apply.lock().unwrap();
+            apply(&self.state, p, &change);
+        }
         let now = self.state.clock.lock().unwrap().now_ms();
         let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
         let subs = self.subscriptions(provider);

@@ -200,3 +200,53 @@ async fn a_provider_url_set_per_provider_wins_over_the_fixture_root() {
         root.requests()
     );
 }
+
+/// `wearbridge bench push`, small, on a fresh SQLite file: every notification is
+/// acknowledged and matched to the webhook about its record, one provider request
+/// each, none refused, and the latency is that of a push, not of a poll.
+#[test]
+fn bench_push_matches_every_notification_to_its_webhook() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wearbridge"))
+        .args([
+            "bench",
+            "push",
+            "--users",
+            "3",
+            "--rate",
+            "5",
+            "--seconds",
+            "2",
+            "--json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("wearbridge runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["database"], "sqlite", "{v}");
+    assert_eq!(v["users"], 3, "{v}");
+    assert_eq!(v["notifications"], 10, "{v}");
+    assert_eq!(v["sent"], 10, "{v}");
+    assert_eq!(v["acknowledged"], 10, "{v}");
+    assert_eq!(
+        v["matched"], 10,
+        "every notification's webhook arrived: {v}"
+    );
+    assert_eq!(v["refused_429"], 0, "{v}");
+    assert_eq!(v["all_verified"], true, "{v}");
+    let per = v["requests_per_notification"].as_f64().unwrap();
+    assert!((0.9..=2.0).contains(&per), "one pull each: {v}");
+    let (p50, p99, max) = (
+        v["p50_ms"].as_f64().unwrap(),
+        v["p99_ms"].as_f64().unwrap(),
+        v["max_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
+    assert!(
+        p99 < 10_000.0,
+        "a push arrives in seconds, not at a poll: {v}"
+    );
+}
