@@ -12,8 +12,8 @@ With `--webhooks FILE` (a JSON list of webhook bodies the gateway sent) it inste
 parses each body with the SDK's model of its event type (`ClientFacing…Changed`,
 `ClientFacing…HistoricalPullCompleted`, `ClientFacingProviderConnection…Event`) and
 prints `{"validated": {event_type: count}, "unmodelled": {…}, "failures": […]}`;
-event types Junction has no model of (`provider.connection.deleted`, recovery,
-`webhook.test`) are counted as unmodelled.
+event types Junction has no model of (`provider.connection.deleted`, recovery, our
+`daily.data.*.deleted`, `webhook.test`) are counted as unmodelled.
 
 Exit codes: 0 with the JSON on success, 3 when the SDK is not installed, 1 when a call
 failed (the traceback says which).
