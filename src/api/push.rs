@@ -76,7 +76,8 @@ fn refused(state: &AppState, p: &Provider, e: PushError) -> ApiError {
 #[utoipa::path(get, path = "/providers/{provider}/notifications", tag = "push", security(()),
     params(("provider" = String, Path, description = "a provider that pushes (`GET /v1/providers`)")),
     responses(
-        (status = 200, description = "the challenge, echoed as the provider expects", body = Object),
+        (status = 200, description = "the challenge, echoed as the provider expects (JSON), or an empty acknowledgement of a reachability check (Withings)",
+            content((Object = "application/json"), (String = "text/plain"))),
         (status = 401, description = "the verify token is not ours", body = crate::error::ErrorBody),
         (status = 404, description = "no such provider, or it makes no handshake", body = crate::error::ErrorBody),
     ))]
@@ -120,7 +121,10 @@ fn as_response(reply: PushReply) -> Response {
     params(("provider" = String, Path, description = "a provider that pushes (`GET /v1/providers`)")),
     request_body(content = String, description = "the provider's notification, as it sends it", content_type = "application/json"),
     responses(
-        (status = 200, description = "verified and recorded (also for a user not connected here, so the provider stops retrying)", body = NotificationReceipt),
+        (status = 200, description = "verified and recorded (also for a user not connected here, so the provider stops retrying), with what each change caused; or an empty acknowledgement of a provider's check of the callback (Withings)",
+            content((NotificationReceipt = "application/json"), (String = "text/plain"))),
+        (status = 201, description = "a provider's verification of the callback passed (Google Health)"),
+        (status = 204, description = "verified and recorded, acknowledged as the provider expects (Google Health)"),
         (status = 400, description = "verified, but not a notification this provider sends", body = crate::error::ErrorBody),
         (status = 401, description = "not provably from the provider; nothing changed", body = crate::error::ErrorBody),
         (status = 404, description = "no such provider, or it does not push", body = crate::error::ErrorBody),
