@@ -517,6 +517,15 @@ pub struct ClientFacingDevice {
     device_id: Option<String>,
 }
 
+impl ClientFacingDevice {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
 pub fn device_of(f: &Fields) -> Mapped<ClientFacingDevice> {
     Ok(ClientFacingDevice {
         id: f.id()?,
