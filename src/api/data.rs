@@ -75,6 +75,16 @@ pub(super) fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
         })
 }
 
+/// The team's user named in a path (404 when not theirs).
+async fn team_user(s: &AppState, team: Uuid, user: &str) -> ApiResult<Uuid> {
+    let user = parse_id(user, "user")?;
+    s.store
+        .get_user(team, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(user)
+}
+
 async fn records(
     s: &AppState,
     team: Uuid,
@@ -83,11 +93,7 @@ async fn records(
     range: Range,
     timeseries: bool,
 ) -> ApiResult<Vec<Value>> {
-    let user = parse_id(user, "user")?;
-    s.store
-        .get_user(team, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = team_user(s, team, user).await?;
     let r: Resource = resource
         .parse()
         .map_err(|e: String| ApiError::not_found(&e))?;
@@ -144,11 +150,7 @@ pub async fn devices(
     Path(user): Path<String>,
     Query(q): Query<DevicesParams>,
 ) -> ApiResult<Json<Devices>> {
-    let user = parse_id(&user, "user")?;
-    s.store
-        .get_user(team.id, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = team_user(&s, team.id, &user).await?;
     let devices = s
         .store
         .list_records(

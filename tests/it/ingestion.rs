@@ -28,6 +28,19 @@ crate::backend_tests!(
 
 const NOW: i64 = 1_800_000_000_000;
 
+/// A gateway on the fixture server with a `/hooks` endpoint and one user, `u`, connected
+/// to `provider`.
+async fn connected(db: TestDb, provider: &str) -> (FixtureServer, TestApp, String) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    app.connect(&uid, provider).await;
+    (fx, app, uid)
+}
+
 fn spec(key: &str, limit: u64) -> BudgetSpec {
     BudgetSpec {
         key: key.into(),
@@ -501,13 +514,7 @@ async fn two_processes_never_exceed_the_providers_budget() {
 }
 
 async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
-    let fx = FixtureServer::start().await.unwrap();
-    let root = fx.root();
-    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
-    app.endpoint("/hooks", json!({})).await;
-    let user = app.user("u").await;
-    let uid = user["user_id"].as_str().unwrap().to_string();
-    app.connect(&uid, "oura").await;
+    let (fx, app, uid) = connected(db, "oura").await;
     let historical = |app: &TestApp| {
         app.events()
             .iter()
@@ -558,13 +565,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
 /// cost that one request and still publish their chunk, in order; only windows that
 /// hold readings are fetched.
 async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestDb) {
-    let fx = FixtureServer::start().await.unwrap();
-    let root = fx.root();
-    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
-    app.endpoint("/hooks", json!({})).await;
-    let user = app.user("u").await;
-    let uid = user["user_id"].as_str().unwrap().to_string();
-    app.connect(&uid, "dexcom").await;
+    let (fx, app, uid) = connected(db, "dexcom").await;
     let chunks = |app: &TestApp| -> Vec<(i64, bool)> {
         app.events()
             .iter()
@@ -634,13 +635,7 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
 /// `provider.device.updated`, a new one `.created`, and an unchanged one nothing. The data
 /// API lists them whole with the ids their events carried.
 async fn dexcom_devices_are_announced_when_found_and_when_they_change(db: TestDb) {
-    let fx = FixtureServer::start().await.unwrap();
-    let root = fx.root();
-    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
-    app.endpoint("/hooks", json!({})).await;
-    let user = app.user("u").await;
-    let uid = user["user_id"].as_str().unwrap().to_string();
-    app.connect(&uid, "dexcom").await;
+    let (fx, app, uid) = connected(db, "dexcom").await;
     let of_type = |app: &TestApp, t: &str| -> Vec<Value> {
         app.events()
             .into_iter()

@@ -102,6 +102,24 @@ pub struct Range {
     next_cursor: Option<String>,
 }
 
+/// The team's user named in a path (422 when not a UUID, 404 when not theirs).
+async fn team_user(s: &AppState, team: Uuid, user: &str) -> ApiResult<Uuid> {
+    let user = parse_user_id(user)?;
+    s.store
+        .get_user(team, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(user)
+}
+
+/// A `provider` query filter as the store takes it: our id, or empty for all.
+fn provider_filter(raw: Option<&str>) -> ApiResult<&'static str> {
+    Ok(match raw.filter(|p| !p.is_empty()) {
+        Some(p) => field_provider(p, "provider")?.id(),
+        None => "",
+    })
+}
+
 /// The user's stored records of `resource` in the range, with their rows' times.
 async fn stamped(
     s: &AppState,
@@ -110,11 +128,7 @@ async fn stamped(
     resource: Resource,
     q: &Range,
 ) -> ApiResult<(Uuid, Vec<StampedRecord>)> {
-    let user = parse_user_id(user)?;
-    s.store
-        .get_user(team, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = team_user(s, team, user).await?;
     let start = bound(&q.start_date, "start_date", false)?;
     let end = match q.end_date.as_deref() {
         Some(e) => bound(e, "end_date", true)?,
@@ -125,10 +139,7 @@ async fn stamped(
             "`end_date` must be after `start_date`",
         ));
     }
-    let provider = match q.provider.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) => field_provider(p, "provider")?.id(),
-        None => "",
-    };
+    let provider = provider_filter(q.provider.as_deref())?;
     let records = s
         .store
         .list_stamped_records(team, user, resource, start, end, provider)
@@ -389,15 +400,8 @@ async fn stored_devices(
     user: &str,
     provider: Option<&str>,
 ) -> ApiResult<Vec<StampedRecord>> {
-    let user = parse_user_id(user)?;
-    s.store
-        .get_user(team, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let provider = match provider.filter(|p| !p.is_empty()) {
-        Some(p) => field_provider(p, "provider")?.id(),
-        None => "",
-    };
+    let user = team_user(s, team, user).await?;
+    let provider = provider_filter(provider)?;
     Ok(s.store
         .list_stamped_records(team, user, Resource::Devices, i64::MIN, i64::MAX, provider)
         .await?)
