@@ -647,8 +647,11 @@ impl Impersonation for OuraFixtures {
             "errors/422.json" => include_str!("../../fixtures/oura/errors/422.json"),
             "errors/429.json" => include_str!("../../fixtures/oura/errors/429.json"),
             "errors/500.json" => include_str!("../../fixtures/oura/errors/500.json"),
-            "data/sleep.json" => include_str!("../../fixtures/oura/data/sleep.json"),
-            "data/sleep.changed.json" => {
+            // Body temperature deltas are read from the sleep route: one data set.
+            "data/sleep.json" | "data/body_temperature_delta.json" => {
+                include_str!("../../fixtures/oura/data/sleep.json")
+            }
+            "data/sleep.changed.json" | "data/body_temperature_delta.changed.json" => {
                 include_str!("../../fixtures/oura/data/sleep.changed.json")
             }
             "data/activity.json" => include_str!("../../fixtures/oura/data/activity.json"),

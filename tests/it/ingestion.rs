@@ -515,6 +515,11 @@ async fn two_processes_never_exceed_the_providers_budget() {
 
 async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     let (fx, app, uid) = connected(db, "oura").await;
+    let resources = wearbridge::providers::find("oura")
+        .unwrap()
+        .manifest
+        .resources
+        .len();
     let historical = |app: &TestApp| {
         app.events()
             .iter()
@@ -528,7 +533,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app) >= 5 * 13
+            historical(&app) >= resources * 13
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
