@@ -45,10 +45,14 @@ pub enum Resource {
     Distance,
     Carbohydrates,
     InsulinInjection,
+    BodyTemperatureDelta,
+    /// The devices a provider says the user has (Junction's `ClientFacingDevice`): not
+    /// data that happened at a time, but what the user's account holds now.
+    Devices,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 17] = [
+    pub const ALL: [Resource; 19] = [
         Resource::Workouts,
         Resource::Sleep,
         Resource::Activity,
@@ -66,6 +70,8 @@ impl Resource {
         Resource::Distance,
         Resource::Carbohydrates,
         Resource::InsulinInjection,
+        Resource::BodyTemperatureDelta,
+        Resource::Devices,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +93,8 @@ impl Resource {
             Resource::Distance => "distance",
             Resource::Carbohydrates => "carbohydrates",
             Resource::InsulinInjection => "insulin_injection",
+            Resource::BodyTemperatureDelta => "body_temperature_delta",
+            Resource::Devices => "devices",
         }
     }
 
@@ -104,14 +112,24 @@ impl Resource {
                 | Resource::Distance
                 | Resource::Carbohydrates
                 | Resource::InsulinInjection
+                | Resource::BodyTemperatureDelta
         )
+    }
+
+    /// A resource of things that happened at a time: backfilled window by window with a
+    /// `historical.data.<r>.created` per window, announced by `daily.data.<r>.*`, read by
+    /// date range. Devices are not: Junction announces them with `provider.device.created`
+    /// and `.updated` whichever job finds them, and lists them whole.
+    pub fn is_history(self) -> bool {
+        self != Resource::Devices
     }
 
     /// A timeseries whose samples cover an interval: Junction's model of it requires
     /// `start` and `end` (inclusive, exclusive) beside the deprecated `timestamp`
     /// (`ClientFacingStepsTimeseries`, `ClientFacingCaloriesActiveTimeseries`,
     /// `ClientFacingDistanceTimeseries`, `ClientFacingBodyTemperatureSample`,
-    /// `ClientFacingCarbohydratesSample`, `ClientFacingInsulinInjectionSample` of its SDK).
+    /// `ClientFacingCarbohydratesSample`, `ClientFacingInsulinInjectionSample`,
+    /// `ClientFacingBodyTemperatureDeltaSample` of its SDK).
     /// The others are instants (`ClientFacingHeartRateTimeseries`,
     /// `ClientFacingBloodOxygenTimeseries`, `ClientFacingRespiratoryRateTimeseries`, …).
     pub fn is_interval(self) -> bool {
@@ -123,6 +141,7 @@ impl Resource {
                 | Resource::Distance
                 | Resource::Carbohydrates
                 | Resource::InsulinInjection
+                | Resource::BodyTemperatureDelta
         )
     }
 }
@@ -153,6 +172,10 @@ pub enum EventType {
     DailyCreated(Resource),
     DailyUpdated(Resource),
     DailyDeleted(Resource),
+    /// `provider.device.created`: a device seen for the first time.
+    DeviceCreated,
+    /// `provider.device.updated`: a known device changed.
+    DeviceUpdated,
     WebhookTest,
 }
 
@@ -164,14 +187,17 @@ impl EventType {
             EventType::ConnectionError,
             EventType::ConnectionDeleted,
         ];
-        for r in Resource::ALL {
+        let history = Resource::ALL.into_iter().filter(|r| r.is_history());
+        for r in history.clone() {
             v.push(EventType::HistoricalCreated(r));
         }
-        for r in Resource::ALL {
+        for r in history {
             v.push(EventType::DailyCreated(r));
             v.push(EventType::DailyUpdated(r));
             v.push(EventType::DailyDeleted(r));
         }
+        v.push(EventType::DeviceCreated);
+        v.push(EventType::DeviceUpdated);
         v.push(EventType::WebhookTest);
         v
     }
@@ -185,6 +211,8 @@ impl EventType {
             EventType::DailyCreated(r) => format!("daily.data.{r}.created"),
             EventType::DailyUpdated(r) => format!("daily.data.{r}.updated"),
             EventType::DailyDeleted(r) => format!("daily.data.{r}.deleted"),
+            EventType::DeviceCreated => "provider.device.created".into(),
+            EventType::DeviceUpdated => "provider.device.updated".into(),
             EventType::WebhookTest => "webhook.test".into(),
         }
     }
@@ -208,18 +236,26 @@ impl EventType {
             EventType::DailyDeleted(r) => format!(
                 "A stored {r} record is gone: the provider deleted it, or now says it is not {r} (a rejected nap). `data` names the record by its `id` and last `version`; it is no longer served."
             ),
+            EventType::DeviceCreated => {
+                "A device the provider lists for the user, seen for the first time; `data` is Junction's `ClientFacingDevice`.".into()
+            }
+            EventType::DeviceUpdated => {
+                "A known device changed (its app, model or settings); `data` is Junction's `ClientFacingDevice` with a higher `version`.".into()
+            }
             EventType::WebhookTest => "A test event: sent when an endpoint is created, and on demand.".into(),
         }
     }
 }
 
 impl EventType {
-    /// `daily.data.<resource>.created` for a new record, `.updated` for a changed one.
+    /// `daily.data.<resource>.created` for a new record, `.updated` for a changed one;
+    /// `provider.device.created` / `.updated` for a device.
     pub fn daily(resource: Resource, created: bool) -> EventType {
-        if created {
-            EventType::DailyCreated(resource)
-        } else {
-            EventType::DailyUpdated(resource)
+        match (resource, created) {
+            (Resource::Devices, true) => EventType::DeviceCreated,
+            (Resource::Devices, false) => EventType::DeviceUpdated,
+            (r, true) => EventType::DailyCreated(r),
+            (r, false) => EventType::DailyUpdated(r),
         }
     }
 }
@@ -239,22 +275,22 @@ impl FromStr for EventType {
             "provider.connection.error" => return Ok(EventType::ConnectionError),
             "provider.connection.deleted" => return Ok(EventType::ConnectionDeleted),
             "webhook.test" => return Ok(EventType::WebhookTest),
+            "provider.device.created" => return Ok(EventType::DeviceCreated),
+            "provider.device.updated" => return Ok(EventType::DeviceUpdated),
             _ => {}
         }
         let parts: Vec<&str> = s.split('.').collect();
+        let history = |r: &str| {
+            r.parse::<Resource>()
+                .ok()
+                .filter(|r| r.is_history())
+                .ok_or_else(unknown)
+        };
         match parts.as_slice() {
-            ["historical", "data", r, "created"] => Ok(EventType::HistoricalCreated(
-                r.parse().map_err(|_| unknown())?,
-            )),
-            ["daily", "data", r, "created"] => {
-                Ok(EventType::DailyCreated(r.parse().map_err(|_| unknown())?))
-            }
-            ["daily", "data", r, "updated"] => {
-                Ok(EventType::DailyUpdated(r.parse().map_err(|_| unknown())?))
-            }
-            ["daily", "data", r, "deleted"] => {
-                Ok(EventType::DailyDeleted(r.parse().map_err(|_| unknown())?))
-            }
+            ["historical", "data", r, "created"] => Ok(EventType::HistoricalCreated(history(r)?)),
+            ["daily", "data", r, "created"] => Ok(EventType::DailyCreated(history(r)?)),
+            ["daily", "data", r, "updated"] => Ok(EventType::DailyUpdated(history(r)?)),
+            ["daily", "data", r, "deleted"] => Ok(EventType::DailyDeleted(history(r)?)),
             _ => Err(unknown()),
         }
     }
@@ -636,6 +672,11 @@ pub fn example_data(t: EventType, user_id: Uuid) -> Value {
             let stored = example_record(r, &uid, version, &source, &rec);
             as_junction(r, &stored)
         }
+        EventType::DeviceCreated | EventType::DeviceUpdated => {
+            let version = if t == EventType::DeviceUpdated { 2 } else { 1 };
+            let stored = example_record(Resource::Devices, &uid, version, &source, &rec);
+            as_junction(Resource::Devices, &stored)
+        }
         EventType::DailyDeleted(r) => {
             let id: Uuid = rec(r, "example").parse().unwrap_or_default();
             let removal = RecordRemoval {
@@ -786,6 +827,32 @@ fn example_record(
             &[4.0, 1.5, 6.0, 2.0],
             json!({"type": "rapid_acting"}),
         ),
+        // One sample a night, covering it: Oura's sleep period and the deviation of its
+        // readiness from the user's baseline.
+        Resource::BodyTemperatureDelta => {
+            let data: Vec<Value> = [-0.21, 0.08, 0.46, 0.12]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let start = format!("2026-11-{:02}T22:41:12+00:00", 16 + i);
+                    let end = format!("2026-11-{:02}T06:32:40+00:00", 17 + i);
+                    json!({"id": rec(r, &start), "version": version, "timestamp": start,
+                           "start": start, "end": end, "timezone_offset": 3600,
+                           "type": r.as_str(), "unit": "°C", "value": v})
+                })
+                .collect();
+            json!({"user_id": uid, "source": source("ring"), "data": data})
+        }
+        // A Dexcom G7 app; an update is a changed alert setting.
+        Resource::Devices => json!({
+            "id": rec(r, "iOS/G7/g7/6b3f0c1e"), "provider_id": "iOS/G7/g7/6b3f0c1e", "user_id": uid,
+            "source": {"provider": "dexcom", "type": "cgm"}, "version": version,
+            "source_type": "automatic", "device_manufacturer": "Dexcom", "device_model": "g7",
+            "device_version": null, "device_id": "6b3f0c1e", "app_id": "G7", "display_device": "iOS",
+            "alert_schedules": [{"alertScheduleSettings": {"alertScheduleName": "", "isEnabled": true},
+                                 "alertSettings": [{"alertName": "high", "value": if version == 1 { 250 } else { 220 },
+                                                    "unit": "mg/dL", "enabled": true}]}]
+        }),
     }
 }
 
@@ -796,11 +863,31 @@ mod tests {
     #[test]
     fn every_type_round_trips_through_its_name() {
         let all = EventType::all();
-        assert_eq!(all.len(), 3 + Resource::ALL.len() * 4 + 1);
+        // Devices have their two `provider.device.*` types instead of the four of a
+        // resource with history.
+        assert_eq!(all.len(), 3 + (Resource::ALL.len() - 1) * 4 + 2 + 1);
         for t in all {
             assert_eq!(t.name().parse::<EventType>().unwrap(), t);
         }
         assert!("daily.data.naps.created".parse::<EventType>().is_err());
+        assert!("daily.data.devices.created".parse::<EventType>().is_err());
+        assert!("historical.data.devices.created"
+            .parse::<EventType>()
+            .is_err());
+        assert_eq!(
+            EventType::daily(Resource::Devices, true).name(),
+            "provider.device.created"
+        );
+        assert_eq!(
+            EventType::daily(Resource::Devices, false).name(),
+            "provider.device.updated"
+        );
+        let d = example_data(EventType::DeviceUpdated, Uuid::from_u128(7));
+        assert_eq!(
+            (d["provider"].clone(), d["version"].clone()),
+            (json!("dexcom"), json!(2))
+        );
+        assert_eq!(d["source_type"], "automatic");
         assert!("daily.data.sleep.removed".parse::<EventType>().is_err());
         assert!("".parse::<EventType>().is_err());
     }
@@ -905,6 +992,36 @@ mod tests {
                 .get("start")
                 .is_none(),
             "heart rate samples are instants"
+        );
+    }
+
+    /// Junction's body temperature delta: nightly interval samples in °C, each covering
+    /// its night, from Oura in the example.
+    #[test]
+    fn body_temperature_delta_is_a_nightly_interval_series_in_celsius() {
+        let r: Resource = "body_temperature_delta".parse().unwrap();
+        assert!(r.is_timeseries() && r.is_interval());
+        for t in [
+            "daily.data.body_temperature_delta.created",
+            "daily.data.body_temperature_delta.updated",
+            "historical.data.body_temperature_delta.created",
+        ] {
+            let parsed: EventType = t.parse().unwrap();
+            assert!(EventType::all().contains(&parsed), "{t} is catalogued");
+        }
+        let ex = example_data(EventType::DailyCreated(r), Uuid::from_u128(7));
+        assert_eq!(ex["source"]["provider"], "oura");
+        let data = ex["data"].as_array().unwrap();
+        assert_eq!(data.len(), 4);
+        for d in data {
+            assert_eq!(d["unit"], "°C");
+            assert_eq!(d["start"], d["timestamp"]);
+            assert!(d["start"].as_str() < d["end"].as_str(), "{d}");
+        }
+        assert_eq!(data[0]["value"], -0.21, "a delta may be negative");
+        assert!(
+            data[0].get("sensor_location").is_none(),
+            "unknown: left out"
         );
     }
 

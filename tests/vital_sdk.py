@@ -5,12 +5,13 @@ gateway with a backfilled user, runs this and checks the values against what the
 gateway stored.
 
 Environment: WEARBRIDGE_URL (the gateway's base URL), WEARBRIDGE_KEY (a team key),
-CONNECTED_USER_ID (a user connected to Oura, WHOOP and Withings and backfilled),
+CONNECTED_USER_ID (a user connected to Oura, WHOOP, Withings and Dexcom and backfilled),
 START_DATE and END_DATE (a range holding the backfill), APP_URL (a redirect_url).
 
 With `--webhooks FILE` (a JSON list of webhook bodies the gateway sent) it instead
 parses each body with the SDK's model of its event type (`ClientFacing…Changed`,
-`ClientFacing…HistoricalPullCompleted`, `ClientFacingProviderConnection…Event`) and
+`ClientFacing…HistoricalPullCompleted`, `ClientFacingProviderConnection…Event`,
+`ClientFacingDeviceChanged`) and
 prints `{"validated": {event_type: count}, "unmodelled": {…}, "failures": […]}`;
 event types Junction has no model of (`provider.connection.deleted`, recovery, our
 `daily.data.*.deleted`, `webhook.test`) are counted as unmodelled.
@@ -124,11 +125,12 @@ def main():
         for slug, groups in grouped.groups.items()
     }
 
-    # The series Junction names beyond heart rate: blood oxygen (Oura, Withings) and body
-    # temperature (Withings), grouped by provider.
+    # The series Junction names beyond heart rate: blood oxygen (Oura, Withings), body
+    # temperature (Withings) and its nightly delta (Oura), grouped by provider.
     for name, call in (
         ("blood_oxygen", client.vitals.blood_oxygen_grouped),
         ("body_temperature", client.vitals.body_temperature_grouped),
+        ("body_temperature_delta", client.vitals.body_temperature_delta_grouped),
     ):
         grouped = call(connected, start_date=start, end_date=end)
         out[name + "_grouped"] = {
@@ -139,6 +141,35 @@ def main():
             )
             for slug, groups in grouped.groups.items()
         }
+
+    # Devices (Dexcom's), in Junction's `ClientFacingDevice`, one by id, and raw.
+    devices = client.user.get_devices(connected)
+    out["devices"] = sorted(
+        (
+            {
+                "id": d.id,
+                "user_id": d.user_id,
+                "provider": d.provider,
+                "source_type": str(d.source_type),
+                "app_id": d.app_id,
+                "device_manufacturer": d.device_manufacturer,
+                "device_model": d.device_model,
+                "device_id": d.device_id,
+            }
+            for d in devices
+        ),
+        key=lambda d: d["id"],
+    )
+    one = client.user.get_device(connected, devices[0].id) if devices else None
+    out["device"] = one.id if one else None
+    raw = client.devices.get_raw(connected, provider="dexcom")
+    out["devices_raw"] = sorted(
+        (
+            {"id": d.id, "provider_id": d.provider_id, "slug": d.source.slug, "data_id": d.data.get("id")}
+            for d in raw.devices
+        ),
+        key=lambda d: d["id"],
+    )
 
     # Introspection.
     resources = client.introspect.get_user_resources(user_id=connected)
@@ -207,6 +238,8 @@ def webhook_model(event_type):
         name = "ClientFacingProviderConnectionCreatedEvent"
     elif event_type == "provider.connection.error":
         name = "ClientFacingProviderConnectionErrorEvent"
+    elif event_type in ("provider.device.created", "provider.device.updated"):
+        name = "ClientFacingDeviceChanged"
     elif len(parts) == 4 and parts[:2] == ["historical", "data"] and parts[3] == "created":
         name = f"ClientFacing{camel}HistoricalPullCompleted"
     elif len(parts) == 4 and parts[:2] == ["daily", "data"] and parts[3] in ("created", "updated"):

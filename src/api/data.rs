@@ -75,6 +75,16 @@ pub(super) fn bound(raw: &str, field: &str, end: bool) -> ApiResult<i64> {
         })
 }
 
+/// The team's user named in a path (404 when not theirs).
+async fn team_user(s: &AppState, team: Uuid, user: &str) -> ApiResult<Uuid> {
+    let user = parse_id(user, "user")?;
+    s.store
+        .get_user(team, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(user)
+}
+
 async fn records(
     s: &AppState,
     team: Uuid,
@@ -83,14 +93,15 @@ async fn records(
     range: Range,
     timeseries: bool,
 ) -> ApiResult<Vec<Value>> {
-    let user = parse_id(user, "user")?;
-    s.store
-        .get_user(team, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = team_user(s, team, user).await?;
     let r: Resource = resource
         .parse()
         .map_err(|e: String| ApiError::not_found(&e))?;
+    if !r.is_history() {
+        return Err(ApiError::validation(format!(
+            "`{r}` is read from /v1/{r}/{{user_id}}"
+        )));
+    }
     if r.is_timeseries() != timeseries {
         let route = if timeseries {
             "/v1/summary/{resource}/{user_id}"
@@ -112,6 +123,46 @@ async fn records(
     Ok(s.store
         .list_records(team, user, r, start, end, range.provider.as_deref())
         .await?)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DevicesParams {
+    /// Only this provider's devices.
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+/// `{"devices": [records]}`: every device the user's providers list, as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Devices {
+    devices: Vec<Value>,
+}
+
+/// The user's devices: what their providers list now, not a range of history, so the
+/// whole list (each with the id its `provider.device.*` events carried).
+#[utoipa::path(get, path = "/devices/{user_id}", tag = "data", params(("user_id" = Uuid, Path), DevicesParams),
+    responses((status = 200, description = "the stored devices", body = Devices)))]
+pub async fn devices(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(user): Path<String>,
+    Query(q): Query<DevicesParams>,
+) -> ApiResult<Json<Devices>> {
+    let user = team_user(&s, team.id, &user).await?;
+    let devices = s
+        .store
+        .list_records(
+            team.id,
+            user,
+            Resource::Devices,
+            i64::MIN,
+            i64::MAX,
+            q.provider.as_deref(),
+        )
+        .await?;
+    Ok(Json(Devices { devices }))
 }
 
 #[utoipa::path(get, path = "/summary/{resource}/{user_id}", tag = "data", params(("resource" = String, Path, description = "e.g. `sleep`, `activity`, `workouts`"), ("user_id" = Uuid, Path), Range),

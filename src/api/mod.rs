@@ -215,6 +215,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(connect::callback))
         .routes(routes!(data::summary))
         .routes(routes!(data::timeseries))
+        .routes(routes!(data::devices))
         .routes(routes!(events::event_types))
         .routes(routes!(events::publish_example))
         .routes(routes!(endpoints::create, endpoints::list))

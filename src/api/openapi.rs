@@ -130,7 +130,7 @@ pub fn finish(mut spec: OpenApi) -> OpenApi {
     // Path parameters naming a provider or a resource (anything else is a 404).
     let summaries: Vec<String> = crate::events::Resource::ALL
         .iter()
-        .filter(|r| !r.is_timeseries())
+        .filter(|r| !r.is_timeseries() && r.is_history())
         .map(|r| r.to_string())
         .collect();
     let series: Vec<String> = crate::events::Resource::ALL

@@ -211,12 +211,15 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (p, uid) in &provider_users {
         let mut counts = Vec::new();
         for r in &p.manifest.resources {
-            let route = if r.name.is_timeseries() {
-                format!("/v1/timeseries/{uid}/{}", r.name)
+            // Devices are listed whole; the rest are read over all of history.
+            let route = if !r.name.is_history() {
+                format!("/v1/{}/{uid}", r.name)
+            } else if r.name.is_timeseries() {
+                format!("/v1/timeseries/{uid}/{}?start_date=2000-01-01", r.name)
             } else {
-                format!("/v1/summary/{}/{uid}", r.name)
+                format!("/v1/summary/{}/{uid}?start_date=2000-01-01", r.name)
             };
-            let v = api.get(&format!("{route}?start_date=2000-01-01")).await?;
+            let v = api.get(&route).await?;
             let n = v
                 .as_object()
                 .and_then(|o| o.values().next())

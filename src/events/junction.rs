@@ -498,10 +498,54 @@ pub fn profile_of(f: &Fields) -> Mapped<ClientFacingProfile> {
     })
 }
 
+/// Junction's `ClientFacingDevice`: a device a provider lists for the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientFacingDevice {
+    id: String,
+    user_id: String,
+    /// Junction's provider slug.
+    provider: String,
+    /// One of Junction's `ClientFacingDeviceSourceType` values (`automatic` for a
+    /// continuous glucose monitor, `watch`, `ring`, `phone`, …, `unknown`).
+    source_type: String,
+    /// The provider's app the device reports through, where it names one.
+    app_id: Option<String>,
+    device_manufacturer: Option<String>,
+    device_model: Option<String>,
+    device_version: Option<String>,
+    /// The provider's id of the device (Dexcom's is hashed per client).
+    device_id: Option<String>,
+}
+
+impl ClientFacingDevice {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+pub fn device_of(f: &Fields) -> Mapped<ClientFacingDevice> {
+    Ok(ClientFacingDevice {
+        id: f.id()?,
+        user_id: f.user_id()?,
+        provider: junction_slug(f.rec.provider).to_string(),
+        source_type: f
+            .string("source_type")
+            .unwrap_or_else(|| "unknown".to_string()),
+        app_id: f.string("app_id"),
+        device_manufacturer: f.string("device_manufacturer"),
+        device_model: f.string("device_model"),
+        device_version: f.string("device_version"),
+        device_id: f.string("device_id"),
+    })
+}
+
 /// One sample: the fields Junction's `ClientFacing…Timeseries` models share (`start`
 /// and `end`, which its interval resources such as steps have, only for those), and
-/// `sensor_location`, which only its `ClientFacingBodyTemperatureSample` has, only when
-/// known.
+/// `sensor_location`, which only its `ClientFacingBodyTemperatureSample` and
+/// `ClientFacingBodyTemperatureDeltaSample` have, only when known.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientFacingTimeseriesSample {
     timezone_offset: Option<i64>,
@@ -518,8 +562,8 @@ pub struct ClientFacingTimeseriesSample {
     #[schema(format = DateTime)]
     end: Option<String>,
     value: f64,
-    /// Where a body temperature was taken: one of Junction's
-    /// `ClientFacingBodyTemperatureSampleSensorLocation` values (`armpit`, `mouth`,
+    /// Where a body temperature (or its delta) was taken: one of Junction's
+    /// `ClientFacingBodyTemperature(Delta)SampleSensorLocation` values (`armpit`, `mouth`,
     /// `wrist`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     sensor_location: Option<String>,
@@ -538,13 +582,17 @@ pub fn sample_of(f: &Fields) -> Mapped<ClientFacingTimeseriesSample> {
         end: interval.then(|| f.string("end").unwrap_or_else(|| timestamp.clone())),
         timestamp,
         value: f.float("value").ok_or_else(|| f.missing("value"))?,
-        sensor_location: (f.resource == Resource::BodyTemperature)
-            .then(|| f.string("sensor_location"))
-            .flatten(),
+        sensor_location: matches!(
+            f.resource,
+            Resource::BodyTemperature | Resource::BodyTemperatureDelta
+        )
+        .then(|| f.string("sensor_location"))
+        .flatten(),
     })
 }
 
-/// A summary record (sleep, activity, workout, body, profile) as Junction's model,
+/// A summary record (sleep, activity, workout, body, profile) or a device as Junction's
+/// model,
 /// with our `version` and `provider_id` kept beside Junction's fields (its models
 /// allow extra fields); `None` for a resource Junction has no summary model of
 /// (recovery, and the timeseries, which travel as samples).
@@ -556,6 +604,7 @@ pub fn summary(resource: Resource, rec: Stamped<'_>) -> Option<Mapped<Value>> {
         Resource::Workouts => workout_of(&f).map(to_value),
         Resource::Body => body_of(&f).map(to_value),
         Resource::Profile => profile_of(&f).map(to_value),
+        Resource::Devices => device_of(&f).map(to_value),
         // Recovery has no Junction model; timeseries travel as samples.
         _ => return None,
     };
@@ -697,6 +746,8 @@ mod tests {
         let v = sample_json(Resource::BodyTemperature, t.clone());
         assert!(v.get("sensor_location").is_none(), "unknown: left out");
         t["sensor_location"] = json!("wrist");
+        let v = sample_json(Resource::BodyTemperatureDelta, t.clone());
+        assert_eq!(v["sensor_location"], "wrist", "a delta's site, too");
         let v = sample_json(Resource::BloodOxygen, t);
         assert!(
             v.get("sensor_location").is_none(),
@@ -728,6 +779,45 @@ mod tests {
                 "{resource}"
             );
         }
+    }
+
+    #[test]
+    fn a_device_is_junctions_client_facing_device_with_our_id_and_version() {
+        let d = json!({"id": "d1", "user_id": "u", "provider_id": "iOS/G7/g7/ab", "version": 2,
+                       "source": {"provider": "dexcom", "type": "cgm"}, "source_type": "automatic",
+                       "device_manufacturer": "Dexcom", "device_model": "g7", "device_version": null,
+                       "device_id": "ab", "app_id": "G7", "display_device": "iOS"});
+        let v = summary(Resource::Devices, rec("dexcom", d))
+            .unwrap()
+            .unwrap();
+        assert_eq!(v["id"], "d1");
+        assert_eq!(
+            v["provider"], "dexcom",
+            "Junction's device names its provider by slug"
+        );
+        assert_eq!(v["source_type"], "automatic");
+        assert_eq!(v["device_model"], "g7");
+        assert!(v["device_version"].is_null());
+        assert_eq!(
+            (v["version"].clone(), v["provider_id"].clone()),
+            (json!(2), json!("iOS/G7/g7/ab"))
+        );
+        assert!(v.get("display_device").is_none(), "not Junction's field");
+        // A device without a source type is `unknown`, which Junction's enum has.
+        let v = summary(
+            Resource::Devices,
+            rec("whoop", json!({"id": "d2", "user_id": "u"})),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (v["source_type"].clone(), v["provider"].clone()),
+            (json!("unknown"), json!("whoop_v2"))
+        );
+        let e = summary(Resource::Devices, rec("dexcom", json!({"id": "d3"})))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.field, "user_id");
     }
 
     #[test]

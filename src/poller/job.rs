@@ -137,20 +137,27 @@ impl Poller {
                 (None, JobKind::Pull) => (Finish::PullDone, vec![]),
                 (None, JobKind::Backfill) => (
                     Finish::WindowDone,
-                    vec![Envelope::historical_chunk(
-                        &conn.event_ref(p.event_ref()),
-                        job.resource,
-                        (utc(job.window_start), utc(job.window_end)),
-                        job.chunk_index,
-                        job.chunk_count,
-                    )],
+                    job.resource
+                        .is_history()
+                        .then(|| {
+                            Envelope::historical_chunk(
+                                &conn.event_ref(p.event_ref()),
+                                job.resource,
+                                (utc(job.window_start), utc(job.window_end)),
+                                job.chunk_index,
+                                job.chunk_count,
+                            )
+                        })
+                        .into_iter()
+                        .collect(),
                 ),
             };
             // Polls and pulls publish what they find new or changed; backfills store
             // silently. A stored record that turns out not to be data any more (a
             // rejected nap) is removed with its `daily.data.<r>.deleted`, whoever finds it.
+            // Devices have no history: each is announced when first found, by any job.
             let from_changes: Option<EventsFromChanges> =
-                (job.kind != JobKind::Backfill).then(|| {
+                (job.kind != JobKind::Backfill || !job.resource.is_history()).then(|| {
                     let conn = conn.event_ref(p.event_ref());
                     Arc::new(move |changes: &[RecordChange<'_>]| Envelope::daily(&conn, changes))
                         as EventsFromChanges

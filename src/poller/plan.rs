@@ -30,7 +30,17 @@ fn backfill(
     now: i64,
     backfill_id: Option<&str>,
 ) -> Vec<NewJob> {
-    let ws = windows(start, end, p.manifest.window_days);
+    // A route that takes no window is read whole: one window over the range.
+    let ws = match p.resource(resource) {
+        Some(spec) if !spec.windowed => {
+            if end > start {
+                vec![(start, end)]
+            } else {
+                vec![]
+            }
+        }
+        _ => windows(start, end, p.manifest.window_days),
+    };
     let n = ws.len() as i64;
     ws.into_iter()
         .enumerate()

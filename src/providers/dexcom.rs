@@ -43,6 +43,11 @@ impl Adapter for Dexcom {
         window: &Window,
         _cursor: Option<&str>,
     ) -> PageRequest {
+        // getDevicesV3: "There are no query parameters for the devices endpoint. The
+        // response will return all devices associated with a Dexcom account".
+        if !resource.windowed {
+            return PageRequest::get(resource.path.clone(), vec![]);
+        }
         // `systemTime` is UTC, so the UTC window is sent as is, both ends truncated to the
         // second: consecutive windows still tile with no gap and no overlap.
         PageRequest::get(
@@ -60,6 +65,9 @@ impl Adapter for Dexcom {
         body: &[u8],
         _cursor: Option<&str>,
     ) -> Result<Page, ProviderError> {
+        if resource == Resource::Devices {
+            return devices(body);
+        }
         let read: fn(&Value, Resource) -> Result<Item, ProviderError> = match resource {
             Resource::Glucose => |v, _| Ok(egv(v)?.map_or(Item::Skipped, Item::Record)),
             Resource::Carbohydrates | Resource::InsulinInjection => event,
@@ -93,10 +101,13 @@ impl Adapter for Dexcom {
         Ok(page)
     }
 
-    fn range_request(&self, _resource: &ResourceSpec, _window: &Window) -> Option<PageRequest> {
+    fn range_request(&self, resource: &ResourceSpec, _window: &Window) -> Option<PageRequest> {
         // No `lastSyncTime`: its doc ("only return date ranges for new data AFTER that date
-        // time") does not say whether it compares upload or record times.
-        Some(PageRequest::get(DATA_RANGE_PATH, vec![]))
+        // time") does not say whether it compares upload or record times. Devices have no
+        // data set in `dataRange` and no window to narrow.
+        resource
+            .windowed
+            .then(|| PageRequest::get(DATA_RANGE_PATH, vec![]))
     }
 
     fn narrow_window(
@@ -208,6 +219,104 @@ fn egv(v: &Value) -> Result<Option<Record>, ProviderError> {
             ("rate_unit", json!(unit(v, "rateUnit", "mg/dL/min")?)),
         ]),
     }))
+}
+
+/// getDevicesV3: `{recordType: "device", recordVersion, userId, records: [Device]}`, every
+/// receiver and app of the account ("The size of the array will be zero if there are no
+/// devices"). Each `Device` is one record of `devices`, Junction's `ClientFacingDevice`.
+/// Dexcom gives a device no id: its key is what tells devices apart, `displayDevice`,
+/// `displayApp`, `transmitterGeneration` and `transmitterId` (the app or receiver and the
+/// transmitter it reads, hashed per client). Two entries with one key are one device: the
+/// latest `lastUploadDate` wins.
+fn devices(body: &[u8]) -> Result<Page, ProviderError> {
+    let v = parse_json(body)?;
+    let items = req_array(&v, "records")?;
+    let mut latest: Vec<(DateTime<Utc>, Record)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let (uploaded, rec) = device(item).map_err(|e| match e {
+            ProviderError::Malformed { field, message } => {
+                ProviderError::malformed(format!("records[{i}].{field}"), message)
+            }
+            e => e,
+        })?;
+        match latest
+            .iter_mut()
+            .find(|(_, r)| r.provider_id == rec.provider_id)
+        {
+            Some(seen) if seen.0 < uploaded => *seen = (uploaded, rec),
+            Some(_) => {}
+            None => latest.push((uploaded, rec)),
+        }
+    }
+    Ok(Page {
+        records: latest.into_iter().map(|(_, r)| r).collect(),
+        ..Page::default()
+    })
+}
+
+/// One `Device` (getDevicesV3: `lastUploadDate` required date-time, "Server timestamp, in
+/// UTC, of last upload event for the device"; `transmitterId` string or null;
+/// `transmitterGeneration` required, `unknown`, `g4`, `g5`, `g6`, `g6+`, `dexcomPro`, `g7`;
+/// `displayDevice` required (`iOS`, `android`, `receiver`); `displayApp` string or null;
+/// `alertSchedules` required) as a device record, with its last upload. Every Dexcom
+/// device is a continuous glucose monitor's display: Junction's source type `automatic`.
+/// `lastUploadDate` moves with every upload, so it is not part of the record (a device
+/// whose only news is an upload has not changed); nor are the `systemTime` and
+/// `displayTime` of its alert settings, for the same reason. A changed alert setting, app
+/// or transmitter is a change.
+fn device(v: &Value) -> Result<(DateTime<Utc>, Record), ProviderError> {
+    let uploaded = utc_instant(req_str(v, "lastUploadDate")?, "lastUploadDate")?;
+    let display = req_str(v, "displayDevice")?;
+    let generation = req_str(v, "transmitterGeneration")?;
+    let app = opt_str(v, "displayApp")?;
+    let transmitter = opt_str(v, "transmitterId")?;
+    let mut schedules = req_array(v, "alertSchedules")?.clone();
+    for (i, schedule) in schedules.iter_mut().enumerate() {
+        let settings = match schedule.get_mut("alertSettings") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                return Err(ProviderError::malformed(
+                    format!("alertSchedules[{i}].alertSettings"),
+                    "expected an array",
+                ))
+            }
+        };
+        for setting in settings.iter_mut() {
+            if let Value::Object(m) = setting {
+                m.remove("systemTime");
+                m.remove("displayTime");
+            }
+        }
+    }
+    let key = [
+        display,
+        app.unwrap_or("-"),
+        generation,
+        transmitter.unwrap_or("-"),
+    ]
+    .join("/");
+    Ok((
+        uploaded,
+        Record {
+            resource: Resource::Devices,
+            provider_id: key,
+            fields: fields(vec![
+                ("source", source(ID, "cgm")),
+                ("source_type", json!("automatic")),
+                ("device_manufacturer", json!("Dexcom")),
+                (
+                    "device_model",
+                    text(Some(generation).filter(|g| *g != "unknown")),
+                ),
+                ("device_version", Value::Null),
+                ("device_id", text(transmitter)),
+                ("app_id", text(app)),
+                ("display_device", json!(display)),
+                ("alert_schedules", Value::Array(schedules)),
+            ]),
+        },
+    ))
 }
 
 /// What one record of a reply is: a sample, an event the user deleted, or neither.
@@ -393,6 +502,10 @@ impl Impersonation for DexcomFixtures {
             "range/data_range.json" => {
                 include_str!("../../fixtures/dexcom/range/data_range.json")
             }
+            "data/devices.json" => include_str!("../../fixtures/dexcom/data/devices.json"),
+            "data/devices.changed.json" => {
+                include_str!("../../fixtures/dexcom/data/devices.changed.json")
+            }
             _ => return None,
         })
     }
@@ -403,6 +516,15 @@ impl Impersonation for DexcomFixtures {
         params: &HashMap<String, String>,
         items: &[Value],
     ) -> Result<Value, String> {
+        // getDevicesV3 takes no query parameters and answers every device.
+        if resource.name == Resource::Devices {
+            return Ok(json!({
+                "recordType": "device",
+                "recordVersion": "3.0",
+                "userId": FIXTURE_USER,
+                "records": items,
+            }));
+        }
         let bound = |k: &str| {
             let raw = params.get(k).ok_or(format!("{k} is required"))?;
             NaiveDateTime::parse_from_str(raw, REQUEST_FORMAT)
@@ -1134,5 +1256,207 @@ mod tests {
             .map(|e| e["eventType"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["carbs", "insulin"], "one new of each");
+    }
+
+    fn devices_spec() -> ResourceSpec {
+        crate::providers::find(ID)
+            .unwrap()
+            .resource(Resource::Devices)
+            .unwrap()
+            .clone()
+    }
+
+    /// getDevicesV3 takes no query and no dataRange: the whole list, every time.
+    #[test]
+    fn devices_are_read_whole_without_dates_or_a_data_range() {
+        let spec = devices_spec();
+        assert!(!spec.windowed);
+        let w = Window {
+            start: at("2026-10-01T00:00:00Z"),
+            end: at("2026-11-22T00:00:00Z"),
+        };
+        let req = Dexcom.page_request(&spec, &w, None);
+        assert_eq!(
+            (req.path.as_str(), req.query.len()),
+            ("/v3/users/self/devices", 0)
+        );
+        assert_eq!(Dexcom.range_request(&spec, &w), None);
+        assert!(Dexcom
+            .range_request(&spec_of(Resource::Glucose), &w)
+            .is_some());
+        // The whole backfill is one window, hence one request.
+        let p = crate::providers::find(ID).unwrap();
+        let now = at("2026-11-22T00:00:00Z").timestamp_millis();
+        let jobs = crate::poller::plan::connect_jobs(p, now, None);
+        let backfill: Vec<_> = jobs
+            .iter()
+            .filter(|j| {
+                j.resource == Resource::Devices && j.kind == crate::states::JobKind::Backfill
+            })
+            .collect();
+        assert_eq!(backfill.len(), 1);
+        assert_eq!(
+            backfill[0].window_start,
+            crate::poller::plan::history_start(p, now)
+        );
+        let glucose = jobs
+            .iter()
+            .filter(|j| {
+                j.resource == Resource::Glucose && j.kind == crate::states::JobKind::Backfill
+            })
+            .count();
+        assert_eq!(glucose, 13, "windowed resources keep their 30-day windows");
+    }
+
+    fn spec_of(r: Resource) -> ResourceSpec {
+        crate::providers::find(ID)
+            .unwrap()
+            .resource(r)
+            .unwrap()
+            .clone()
+    }
+
+    /// Each device is Junction's device: manufacturer Dexcom, the transmitter generation as
+    /// model, the hashed transmitter id, the app; keyed by what tells devices apart, the
+    /// latest upload winning; the upload time and the alert settings' clocks are not part
+    /// of it, so only a real change changes it.
+    #[test]
+    fn each_device_is_a_record_keyed_by_app_and_transmitter() {
+        let body = DexcomFixtures
+            .serve(&devices_spec(), &HashMap::new(), &data("devices.json"))
+            .unwrap();
+        let page = Dexcom
+            .parse_page(Resource::Devices, body.to_string().as_bytes(), None)
+            .unwrap();
+        let recs: Vec<Value> = page.records.iter().map(Record::to_json).collect();
+        assert_eq!(recs.len(), 2);
+        let app = &recs[1];
+        assert_eq!(
+            app["provider_id"],
+            "iOS/G7/g7/bd737740c1763793cacefe678b9c63c9cef84ce36f712c398dabb2b662fadacd"
+        );
+        assert_eq!(
+            (
+                app["source_type"].clone(),
+                app["device_manufacturer"].clone(),
+                app["device_model"].clone(),
+                app["app_id"].clone()
+            ),
+            (
+                json!("automatic"),
+                json!("Dexcom"),
+                json!("g7"),
+                json!("G7")
+            )
+        );
+        assert!(app.get("last_upload").is_none() && app.get("lastUploadDate").is_none());
+        let setting = &app["alert_schedules"][0]["alertSettings"][0];
+        assert_eq!(
+            (setting["alertName"].clone(), setting["value"].clone()),
+            (json!("high"), json!(250))
+        );
+        assert!(setting.get("systemTime").is_none() && setting.get("displayTime").is_none());
+        assert!(recs[0]["app_id"].is_null(), "a receiver has no app");
+        // A later poll: the same receiver unchanged, the app's high alert lowered, a new
+        // sensor's transmitter on the same app.
+        let body = DexcomFixtures
+            .serve(
+                &devices_spec(),
+                &HashMap::new(),
+                &data("devices.changed.json"),
+            )
+            .unwrap();
+        let after = Dexcom
+            .parse_page(Resource::Devices, body.to_string().as_bytes(), None)
+            .unwrap()
+            .records;
+        assert_eq!(after.len(), 3);
+        assert_eq!(
+            after[0].content_hash(),
+            page.records[0].content_hash(),
+            "only its upload moved"
+        );
+        assert_eq!(after[1].provider_id, page.records[1].provider_id);
+        assert_ne!(
+            after[1].content_hash(),
+            page.records[1].content_hash(),
+            "a setting changed"
+        );
+        assert!(!page
+            .records
+            .iter()
+            .any(|r| r.provider_id == after[2].provider_id));
+        // The operation page's own example and a receiver listed twice: one device each.
+        let recs: Vec<Value> = Dexcom
+            .parse_page(
+                Resource::Devices,
+                include_bytes!("../../fixtures/dexcom/pages/devices/page_1.json"),
+                None,
+            )
+            .unwrap()
+            .records
+            .iter()
+            .map(Record::to_json)
+            .collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0]["app_id"], "G7Android");
+        assert!(
+            recs[0]["device_id"].is_null(),
+            "no transmitterId in the example"
+        );
+        assert_eq!(recs[1]["provider_id"], "receiver/-/g6/-");
+        // No devices: an empty list.
+        let none =
+            json!({"recordType": "device", "recordVersion": "3.0", "userId": "u", "records": []});
+        assert!(Dexcom
+            .parse_page(Resource::Devices, none.to_string().as_bytes(), None)
+            .unwrap()
+            .records
+            .is_empty());
+    }
+
+    #[test]
+    fn a_malformed_device_names_its_field() {
+        let device = |patch: Value| {
+            let mut d = json!({"lastUploadDate": "2026-11-22T21:57:12Z", "transmitterId": null,
+                               "transmitterGeneration": "g7", "displayDevice": "iOS", "displayApp": "G7",
+                               "alertSchedules": []});
+            if let (Value::Object(d), Value::Object(p)) = (&mut d, patch) {
+                d.extend(p);
+            }
+            json!({"records": [d]}).to_string()
+        };
+        for (patch, field) in [
+            (
+                json!({"lastUploadDate": "yesterday"}),
+                "records[0].lastUploadDate",
+            ),
+            (json!({"displayDevice": null}), "records[0].displayDevice"),
+            (
+                json!({"transmitterGeneration": 7}),
+                "records[0].transmitterGeneration",
+            ),
+            (
+                json!({"alertSchedules": "none"}),
+                "records[0].alertSchedules",
+            ),
+            (
+                json!({"alertSchedules": [{"alertSettings": 3}]}),
+                "records[0].alertSchedules[0].alertSettings",
+            ),
+            (json!({"displayApp": 12}), "records[0].displayApp"),
+        ] {
+            assert!(
+                matches!(
+                    Dexcom.parse_page(Resource::Devices, device(patch.clone()).as_bytes(), None),
+                    Err(ProviderError::Malformed { field: f, .. }) if f == field
+                ),
+                "{patch}"
+            );
+        }
+        assert!(Dexcom
+            .parse_page(Resource::Devices, b"{\"records\": 3}", None)
+            .is_err());
+        assert!(Dexcom.parse_page(Resource::Devices, b"[]", None).is_err());
     }
 }

@@ -160,6 +160,19 @@ pub struct ResourceSpec {
     pub path: String,
     #[serde(default)]
     pub method: Option<String>,
+    /// Whether the provider's route takes a time window (the default). `false` for a
+    /// route that answers the whole list whatever the window (Dexcom's devices): its
+    /// backfill is one request over the whole history, and each poll reads the list again.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub windowed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A half-open time range `[start, end)` of one backfill window or poll.

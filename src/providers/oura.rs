@@ -112,6 +112,7 @@ impl Adapter for Oura {
                 Resource::Workouts => workout(item).map(Item::Record),
                 Resource::Heartrate => heartrate(item).map(Item::Record),
                 Resource::BloodOxygen => spo2(item).map(|r| r.map_or(Item::Skipped, Item::Record)),
+                Resource::BodyTemperatureDelta => temperature_delta(item),
                 other => {
                     return Err(ProviderError::malformed(
                         "resource",
@@ -432,6 +433,48 @@ fn sleep(v: &Value) -> Result<Item, ProviderError> {
     }))
 }
 
+/// A sleep period's skin temperature deviation as one body temperature delta sample
+/// covering the period. The OAS `ReadinessSummary` a period carries as `readiness`
+/// (nullable: naps have none) has `temperature_deviation`, "Temperature deviation in
+/// degrees Celsius" (nullable): the night's deviation from the user's baseline, the value
+/// the day's readiness (`PublicDailyReadiness.temperature_deviation`) repeats without the
+/// night's times. Keyed by the period's id; `start`/`end` = `bedtime_start`/`bedtime_end`
+/// in UTC, `timezone_offset` the start's. No readiness or no deviation is no sample; a
+/// period Oura marks as not sleep (`deleted`, `rest`) removes any sample stored for it.
+/// `temperature_trend_deviation` (a trend over several nights, not this night's delta)
+/// is kept beside the value as `trend_deviation`.
+fn temperature_delta(v: &Value) -> Result<Item, ProviderError> {
+    if matches!(opt_str(v, "type")?, Some("deleted") | Some("rest")) {
+        return Ok(Item::Removed(Removal {
+            resource: Resource::BodyTemperatureDelta,
+            provider_id: req_id(v, "id")?,
+        }));
+    }
+    let Some(delta) = opt_f64(v, "readiness.temperature_deviation")? else {
+        return Ok(Item::Skipped);
+    };
+    let (start, offset) = instant(req_str(v, "bedtime_start")?, "bedtime_start")?;
+    let (end, _) = instant(req_str(v, "bedtime_end")?, "bedtime_end")?;
+    Ok(Item::Record(Record {
+        resource: Resource::BodyTemperatureDelta,
+        provider_id: req_id(v, "id")?,
+        fields: fields(vec![
+            ("source", source(ID, "ring")),
+            ("timestamp", json!(start)),
+            ("start", json!(start)),
+            ("end", json!(end)),
+            ("timezone_offset", json!(offset)),
+            ("type", json!("body_temperature_delta")),
+            ("unit", json!("°C")),
+            ("value", num(Some(delta))),
+            (
+                "trend_deviation",
+                number(v, "readiness.temperature_trend_deviation")?,
+            ),
+        ]),
+    }))
+}
+
 /// A day runs from 04:00 local; `timestamp` is that local 04:00 with its offset.
 fn activity(v: &Value) -> Result<Record, ProviderError> {
     let offset = match opt_str(v, "timestamp")? {
@@ -604,8 +647,11 @@ impl Impersonation for OuraFixtures {
             "errors/422.json" => include_str!("../../fixtures/oura/errors/422.json"),
             "errors/429.json" => include_str!("../../fixtures/oura/errors/429.json"),
             "errors/500.json" => include_str!("../../fixtures/oura/errors/500.json"),
-            "data/sleep.json" => include_str!("../../fixtures/oura/data/sleep.json"),
-            "data/sleep.changed.json" => {
+            // Body temperature deltas are read from the sleep route: one data set.
+            "data/sleep.json" | "data/body_temperature_delta.json" => {
+                include_str!("../../fixtures/oura/data/sleep.json")
+            }
+            "data/sleep.changed.json" | "data/body_temperature_delta.changed.json" => {
                 include_str!("../../fixtures/oura/data/sleep.changed.json")
             }
             "data/activity.json" => include_str!("../../fixtures/oura/data/activity.json"),
@@ -1685,5 +1731,70 @@ mod tests {
         assert_eq!(req.path, "/v2/usercollection/daily_spo2");
         assert!(req.query.iter().any(|(k, _)| k == "start_date"));
         assert!(p.manifest.scopes.iter().any(|s| s == "spo2"));
+    }
+
+    /// A sleep period's readiness `temperature_deviation` is one body temperature delta
+    /// sample covering the period, in °C; a nap without readiness, or a night whose
+    /// deviation is null, is none; a rejected period is a removal.
+    #[test]
+    fn a_nights_temperature_deviation_is_a_delta_sample_covering_it() {
+        let body = r#"{"data": [
+            {"id": "n1", "day": "2026-11-20", "type": "long_sleep",
+             "bedtime_start": "2026-11-19T23:27:55+01:00", "bedtime_end": "2026-11-20T07:00:25+01:00",
+             "readiness": {"score": 81, "temperature_deviation": -0.27, "temperature_trend_deviation": 0.05}},
+            {"id": "n2", "day": "2026-11-20", "type": "sleep",
+             "bedtime_start": "2026-11-20T14:10:00+01:00", "bedtime_end": "2026-11-20T14:50:00+01:00",
+             "readiness": null},
+            {"id": "n3", "day": "2026-11-21", "type": "long_sleep",
+             "bedtime_start": "2026-11-20T23:00:00+01:00", "bedtime_end": "2026-11-21T07:00:00+01:00",
+             "readiness": {"score": 70, "temperature_deviation": null, "temperature_trend_deviation": null}},
+            {"id": "n4", "day": "2026-11-21", "type": "rest",
+             "bedtime_start": "2026-11-21T15:00:00+01:00", "bedtime_end": "2026-11-21T15:30:00+01:00"}
+        ], "next_token": null}"#;
+        let page = Oura
+            .parse_page(Resource::BodyTemperatureDelta, body.as_bytes(), None)
+            .unwrap();
+        let recs: Vec<Value> = page.records.iter().map(Record::to_json).collect();
+        assert_eq!(recs.len(), 1, "no readiness, no deviation: no sample");
+        let r = &recs[0];
+        assert_eq!(r["resource"], "body_temperature_delta");
+        assert_eq!(r["provider_id"], "n1");
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone()),
+            (json!(-0.27), json!("°C"))
+        );
+        assert_eq!(r["start"], "2026-11-19T22:27:55+00:00");
+        assert_eq!(r["timestamp"], r["start"]);
+        assert_eq!(r["end"], "2026-11-20T06:00:25+00:00");
+        assert_eq!(r["timezone_offset"], 3600);
+        assert_eq!(r["trend_deviation"], 0.05);
+        assert_eq!(
+            page.removals,
+            vec![Removal {
+                resource: Resource::BodyTemperatureDelta,
+                provider_id: "n4".into()
+            }]
+        );
+        for (bad, field) in [
+            (
+                r#"{"id": "x", "type": "long_sleep", "bedtime_start": "yesterday", "bedtime_end": "2026-11-20T07:00:25+01:00", "readiness": {"temperature_deviation": 0.1}}"#,
+                "data[0].bedtime_start",
+            ),
+            (
+                r#"{"id": "x", "type": "long_sleep", "bedtime_start": "2026-11-19T23:27:55+01:00", "bedtime_end": "2026-11-20T07:00:25+01:00", "readiness": {"temperature_deviation": "warm"}}"#,
+                "data[0].readiness.temperature_deviation",
+            ),
+        ] {
+            let body = format!(r#"{{"data": [{bad}], "next_token": null}}"#);
+            assert!(
+                matches!(Oura.parse_page(Resource::BodyTemperatureDelta, body.as_bytes(), None),
+                         Err(ProviderError::Malformed { field: f, .. }) if f == field),
+                "{bad}"
+            );
+        }
+        // Read from the sleep route, by day like sleep.
+        let p = crate::providers::find(ID).unwrap();
+        let spec = p.resource(Resource::BodyTemperatureDelta).unwrap();
+        assert_eq!(spec.path, p.resource(Resource::Sleep).unwrap().path);
     }
 }

@@ -77,7 +77,10 @@ impl Adapter for Polar {
     ) -> PageRequest {
         let dated = matches!(
             resource.name,
-            Resource::Activity | Resource::BloodOxygen | Resource::BodyTemperature
+            Resource::Activity
+                | Resource::BloodOxygen
+                | Resource::BodyTemperature
+                | Resource::BodyTemperatureDelta
         );
         let query = if dated {
             // Whole days, both ends inclusive: the window [start, end) ends on the day
@@ -114,7 +117,8 @@ impl Adapter for Polar {
             Resource::Workouts
             | Resource::Activity
             | Resource::BloodOxygen
-            | Resource::BodyTemperature => (top_level_array(&v)?, String::new()),
+            | Resource::BodyTemperature
+            | Resource::BodyTemperatureDelta => (top_level_array(&v)?, String::new()),
             Resource::Sleep => (listed(&v, "nights")?, "nights".to_string()),
             Resource::Recovery => (listed(&v, "recharges")?, "recharges".to_string()),
             other => {
@@ -132,6 +136,9 @@ impl Adapter for Polar {
                 Resource::Recovery => recharge(item).map(|r| vec![r]),
                 Resource::BloodOxygen => spo2_test(item).map(|r| r.into_iter().collect()),
                 Resource::BodyTemperature => temperature_period(item),
+                Resource::BodyTemperatureDelta => {
+                    skin_temperature(item).map(|r| r.into_iter().collect())
+                }
                 _ => activity(item).map(|r| vec![r]),
             }
             .map_err(|e| match e {
@@ -758,6 +765,49 @@ fn spo2_test(v: &Value) -> Result<Option<Record>, ProviderError> {
     }))
 }
 
+/// One `skin-temperature` item (DOCS "Sleep skin temperature data", Elixir biosensing):
+/// a night's `sleep_time_skin_temperature_celsius`, its `deviation_from_baseline_celsius`
+/// (floats) and `sleep_date` (a date). Only the deviation is a body temperature delta: one
+/// sample per night keyed by `sleep_date`, in °C. The item names a day, not a time: the
+/// sample covers that day, `[sleep_date, sleep_date + 1 day)` in UTC, offset unknown
+/// (null). No deviation is no sample (the absolute skin temperature is kept beside one as
+/// `skin_temperature`: peripheral, not body temperature).
+fn skin_temperature(v: &Value) -> Result<Option<Record>, ProviderError> {
+    let day = req_str(v, "sleep_date")?;
+    let date = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| ProviderError::malformed("sleep_date", format!("`{day}` is not a date")))?;
+    let Some(delta) = opt_f64(v, "deviation_from_baseline_celsius")? else {
+        return Ok(None);
+    };
+    let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    let end = start
+        .checked_add_signed(ChronoDuration::days(1))
+        .ok_or_else(|| ProviderError::malformed("sleep_date", "out of range"))?;
+    let (start, end) = (
+        json!(format_utc(in_rfc3339_range(start, "sleep_date")?)),
+        json!(format_utc(in_rfc3339_range(end, "sleep_date")?)),
+    );
+    Ok(Some(Record {
+        resource: Resource::BodyTemperatureDelta,
+        provider_id: day.to_string(),
+        fields: fields(vec![
+            ("source", source(ID, "watch")),
+            ("timestamp", start.clone()),
+            ("start", start),
+            ("end", end),
+            ("timezone_offset", Value::Null),
+            ("type", json!("body_temperature_delta")),
+            ("unit", json!("°C")),
+            ("value", num(Some(delta))),
+            ("sensor_location", Value::Null),
+            (
+                "skin_temperature",
+                number(v, "sleep_time_skin_temperature_celsius")?,
+            ),
+        ]),
+    }))
+}
+
 /// One `body-temperature-period` (DOCS "Body temperature data"): `start_time` ("Measurement
 /// period start time (UTC)", written without an offset) and `samples` of
 /// `temperature_celsius` each `recording_time_delta_milliseconds` after it. A
@@ -935,6 +985,12 @@ impl Impersonation for PolarFixtures {
             "data/body_temperature.changed.json" => {
                 include_str!("../../fixtures/polar/data/body_temperature.changed.json")
             }
+            "data/body_temperature_delta.json" => {
+                include_str!("../../fixtures/polar/data/body_temperature_delta.json")
+            }
+            "data/body_temperature_delta.changed.json" => {
+                include_str!("../../fixtures/polar/data/body_temperature_delta.changed.json")
+            }
             _ => return None,
         })
     }
@@ -1001,7 +1057,7 @@ impl Impersonation for PolarFixtures {
             }
             // "… for last 28 days or for given date range. Maximum date range between
             // from and to cannot be more than 28 days."
-            Resource::BloodOxygen | Resource::BodyTemperature => {
+            Resource::BloodOxygen | Resource::BodyTemperature | Resource::BodyTemperatureDelta => {
                 let from = params_date(params, "from")?;
                 let to = params_date(params, "to")?;
                 let (from, to) = match (from, to) {
@@ -1015,11 +1071,13 @@ impl Impersonation for PolarFixtures {
                     ));
                 }
                 let day = |i: &&Value| -> Option<NaiveDate> {
-                    if resource.name == Resource::BloodOxygen {
-                        let secs = i["test_time"].as_i64()?;
-                        Some(Utc.timestamp_opt(secs, 0).single()?.date_naive())
-                    } else {
-                        dated(i, "start_time")
+                    match resource.name {
+                        Resource::BloodOxygen => {
+                            let secs = i["test_time"].as_i64()?;
+                            Some(Utc.timestamp_opt(secs, 0).single()?.date_naive())
+                        }
+                        Resource::BodyTemperatureDelta => dated(i, "sleep_date"),
+                        _ => dated(i, "start_time"),
                     }
                 };
                 let list: Vec<&Value> = items
@@ -2079,6 +2137,94 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// DOCS "Sleep skin temperature data": a night's deviation from baseline is one body
+    /// temperature delta sample covering its `sleep_date`, in °C; the absolute skin
+    /// temperature is not a sample; a night without a deviation is none.
+    #[test]
+    fn a_nights_skin_temperature_deviation_is_a_delta_sample_of_its_day() {
+        // DOCS' own example reply, and a night without a baseline yet.
+        let body = json!([
+            {"sleep_time_skin_temperature_celsius": 36.5, "deviation_from_baseline_celsius": 0.5, "sleep_date": "2023-10-20"},
+            {"sleep_time_skin_temperature_celsius": 33.4, "deviation_from_baseline_celsius": null, "sleep_date": "2023-10-21"},
+            {"sleep_date": "2023-10-22"}
+        ]);
+        let page = Polar
+            .parse_page(
+                Resource::BodyTemperatureDelta,
+                body.to_string().as_bytes(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(page.records.len(), 1, "no deviation: no sample");
+        let r = page.records[0].to_json();
+        assert_eq!(r["provider_id"], "2023-10-20");
+        assert_eq!(
+            (r["value"].clone(), r["unit"].clone()),
+            (json!(0.5), json!("°C"))
+        );
+        assert_eq!(
+            (r["start"].clone(), r["end"].clone()),
+            (
+                json!("2023-10-20T00:00:00+00:00"),
+                json!("2023-10-21T00:00:00+00:00")
+            )
+        );
+        assert_eq!(r["timestamp"], r["start"]);
+        assert!(r["timezone_offset"].is_null(), "a date names no offset");
+        assert_eq!(r["skin_temperature"], 36.5);
+        // 204: nothing.
+        assert!(Polar
+            .parse_page(Resource::BodyTemperatureDelta, b"", None)
+            .unwrap()
+            .records
+            .is_empty());
+        for (bad, field) in [
+            (
+                json!([{"deviation_from_baseline_celsius": 0.1, "sleep_date": "20.10.2023"}]),
+                "[0].sleep_date",
+            ),
+            (
+                json!([{"deviation_from_baseline_celsius": "high", "sleep_date": "2023-10-20"}]),
+                "[0].deviation_from_baseline_celsius",
+            ),
+            (
+                json!([{"deviation_from_baseline_celsius": 0.1}]),
+                "[0].sleep_date",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    Polar.parse_page(Resource::BodyTemperatureDelta, bad.to_string().as_bytes(), None),
+                    Err(ProviderError::Malformed { field: f, .. }) if f == field
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Polar
+            .parse_page(Resource::BodyTemperatureDelta, b"{\"nights\": []}", None)
+            .is_err());
+        // Asked for by day, like the other biosensing lists.
+        let p = crate::providers::find(ID).unwrap();
+        let spec = p.resource(Resource::BodyTemperatureDelta).unwrap();
+        assert_eq!(spec.path, "/v3/users/biosensing/skintemperature");
+        let w = Window {
+            start: DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            end: DateTime::parse_from_rfc3339("2026-11-15T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        let q = Polar.page_request(spec, &w, None).query;
+        assert_eq!(
+            q,
+            vec![
+                ("from".to_string(), "2026-11-01".to_string()),
+                ("to".to_string(), "2026-11-14".to_string())
+            ]
+        );
     }
 
     mod push {

@@ -1311,6 +1311,7 @@ mod tests {
             kind: "summary".into(),
             path: "/measure".into(),
             method: Some("POST".into()),
+            windowed: true,
         };
         let w = Window {
             start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
@@ -1778,6 +1779,7 @@ mod tests {
             kind: "summary".into(),
             path: "/v2/sleep".into(),
             method: Some("POST".into()),
+            windowed: true,
         };
         let items: Vec<Value> =
             serde_json::from_str(include_str!("../../fixtures/withings/data/sleep.json")).unwrap();

@@ -22,10 +22,24 @@ crate::backend_tests!(
     a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do,
     a_connection_back_from_an_error_backfills_only_the_gap,
     dexcom_asks_for_the_data_range_and_skips_windows_without_data,
+    dexcom_devices_are_announced_when_found_and_when_they_change,
     a_users_fresh_data_is_served_while_others_backfill,
 );
 
 const NOW: i64 = 1_800_000_000_000;
+
+/// A gateway on the fixture server with a `/hooks` endpoint and one user, `u`, connected
+/// to `provider`.
+async fn connected(db: TestDb, provider: &str) -> (FixtureServer, TestApp, String) {
+    let fx = FixtureServer::start().await.unwrap();
+    let root = fx.root();
+    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
+    app.endpoint("/hooks", json!({})).await;
+    let user = app.user("u").await;
+    let uid = user["user_id"].as_str().unwrap().to_string();
+    app.connect(&uid, provider).await;
+    (fx, app, uid)
+}
 
 fn spec(key: &str, limit: u64) -> BudgetSpec {
     BudgetSpec {
@@ -500,13 +514,12 @@ async fn two_processes_never_exceed_the_providers_budget() {
 }
 
 async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
-    let fx = FixtureServer::start().await.unwrap();
-    let root = fx.root();
-    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
-    app.endpoint("/hooks", json!({})).await;
-    let user = app.user("u").await;
-    let uid = user["user_id"].as_str().unwrap().to_string();
-    app.connect(&uid, "oura").await;
+    let (fx, app, uid) = connected(db, "oura").await;
+    let resources = wearbridge::providers::find("oura")
+        .unwrap()
+        .manifest
+        .resources
+        .len();
     let historical = |app: &TestApp| {
         app.events()
             .iter()
@@ -520,7 +533,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app) >= 5 * 13
+            historical(&app) >= resources * 13
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
@@ -557,13 +570,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
 /// cost that one request and still publish their chunk, in order; only windows that
 /// hold readings are fetched.
 async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestDb) {
-    let fx = FixtureServer::start().await.unwrap();
-    let root = fx.root();
-    let app = TestApp::spawn_with(db, move |c| c.providers_base_url = Some(root)).await;
-    app.endpoint("/hooks", json!({})).await;
-    let user = app.user("u").await;
-    let uid = user["user_id"].as_str().unwrap().to_string();
-    app.connect(&uid, "dexcom").await;
+    let (fx, app, uid) = connected(db, "dexcom").await;
     let chunks = |app: &TestApp| -> Vec<(i64, bool)> {
         app.events()
             .iter()
@@ -625,6 +632,117 @@ async fn dexcom_asks_for_the_data_range_and_skips_windows_without_data(db: TestD
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(!v["data"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// Dexcom's device list takes no window: the backfill is one request, whose devices are
+/// announced at once with `provider.device.created` (devices have no history, so no
+/// `historical.data.devices.created`); a poll that finds one changed announces
+/// `provider.device.updated`, a new one `.created`, and an unchanged one nothing. The data
+/// API lists them whole with the ids their events carried.
+async fn dexcom_devices_are_announced_when_found_and_when_they_change(db: TestDb) {
+    let (fx, app, uid) = connected(db, "dexcom").await;
+    let of_type = |app: &TestApp, t: &str| -> Vec<Value> {
+        app.events()
+            .into_iter()
+            .filter(|e| e["event_type"] == t)
+            .collect()
+    };
+    let found = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            of_type(&app, "provider.device.created").len() == 2
+        })
+        .await;
+    assert!(found, "{:?}", app.store().job_counts().await.unwrap());
+    let device_requests = |fx: &FixtureServer| -> Vec<String> {
+        fx.requests()
+            .into_iter()
+            .filter(|r| r.contains("/v3/users/self/devices"))
+            .collect()
+    };
+    let asked = device_requests(&fx);
+    assert_eq!(
+        asked.len(),
+        1,
+        "one request for the whole backfill: {asked:?}"
+    );
+    assert!(!asked[0].contains("startDate"), "{}", asked[0]);
+    let created = of_type(&app, "provider.device.created");
+    let mut models: Vec<&str> = created
+        .iter()
+        .map(|e| e["data"]["app_id"].as_str().unwrap_or("receiver"))
+        .collect();
+    models.sort();
+    assert_eq!(models, ["G7", "receiver"]);
+    for e in &created {
+        assert_eq!(e["data"]["provider"], "dexcom");
+        assert_eq!(e["data"]["source_type"], "automatic");
+        assert_eq!(e["data"]["user_id"], uid.as_str());
+        assert_eq!(e["data"]["version"], 1);
+    }
+    assert!(
+        app.events()
+            .iter()
+            .all(|e| e["event_type"] != "historical.data.devices.created"),
+        "devices have no history"
+    );
+    let (s, v) = app.api.get(&format!("/v1/devices/{uid}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let stored = v["devices"].as_array().unwrap();
+    assert_eq!(stored.len(), 2);
+    for d in stored {
+        assert!(created.iter().any(|e| e["data"]["id"] == d["id"]), "{d}");
+        assert!(
+            d["alert_schedules"].is_array(),
+            "the provider's settings are kept"
+        );
+    }
+    let (s, _) = app
+        .api
+        .get(&format!("/v1/devices/{uid}?provider=oura"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        app.api
+            .get(&format!("/v1/devices/{uid}?provider=oura"))
+            .await
+            .1["devices"],
+        json!([])
+    );
+
+    // The app's high alert is lowered and a new sensor appears; the receiver is as it was.
+    fx.advance_to_changed_data();
+    app.store()
+        .poll_now(app.team_id, uid.parse().unwrap())
+        .await
+        .unwrap();
+    let changed = app
+        .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
+            of_type(&app, "provider.device.updated").len() == 1
+                && of_type(&app, "provider.device.created").len() == 3
+        })
+        .await;
+    assert!(changed, "{:#?}", app.events());
+    let updated = &of_type(&app, "provider.device.updated")[0];
+    assert_eq!(updated["data"]["app_id"], "G7");
+    assert_eq!(updated["data"]["version"], 2);
+    let id = updated["data"]["id"].as_str().unwrap();
+    assert!(
+        created.iter().any(|e| e["data"]["id"] == id),
+        "the same device"
+    );
+    let (_, v) = app.api.get(&format!("/v1/devices/{uid}")).await;
+    assert_eq!(v["devices"].as_array().unwrap().len(), 3);
+    let app_device = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap();
+    assert_eq!(
+        app_device["alert_schedules"][0]["alertSettings"][0]["value"],
+        220
+    );
+    assert_eq!(device_requests(&fx).len(), 2, "the poll read the list once");
 }
 
 /// WHOOP allows 100 requests a minute. With one user's history in and five more

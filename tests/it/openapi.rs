@@ -1106,6 +1106,16 @@ async fn real_responses_match_their_documented_schemas(db: TestDb) {
         .await,
         "the backfill stores sleep"
     );
+    // Devices: the whole list, none for an Oura user; not a range of history.
+    let r = c.get(&format!("/v1/devices/{uid}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["devices"], json!([]));
+    assert_eq!(
+        c.get(&format!("/v1/summary/devices/{uid}?start_date=2026-01-01"))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let heartrate = format!("/v1/timeseries/{uid}/heartrate?start_date=2026-01-01");
     assert!(
         eventually(Duration::from_secs(60), || async {
@@ -1461,6 +1471,50 @@ async fn junction_replies_match_their_documented_schemas(db: TestDb) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["detail"][0]["loc"], json!(["query", "start_date"]));
+
+    // Devices: a Dexcom user's, listed, one by id, and raw.
+    let r = c.post("/v2/user", json!({"client_user_id": "cgm"})).await;
+    let cgm = r.body["user_id"].as_str().unwrap().to_string();
+    app.connect(&cgm, "dexcom").await;
+    let devices = format!("/v2/user/{cgm}/device");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            c.get(&devices)
+                .await
+                .body
+                .as_array()
+                .is_some_and(|d| d.len() == 2)
+        })
+        .await,
+        "the backfill stores the devices"
+    );
+    let listed = c.get(&devices).await.body;
+    let id = listed[0]["id"].as_str().unwrap();
+    let r = c.get(&format!("/v2/user/{cgm}/device/{id}")).await;
+    assert_eq!(
+        (r.status, r.body["id"].as_str()),
+        (StatusCode::OK, Some(id))
+    );
+    assert_eq!(
+        c.get(&format!("/v2/user/{cgm}/device/{uid}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = c
+        .get(&format!("/v2/summary/devices/{cgm}/raw?provider=dexcom"))
+        .await;
+    assert_eq!(r.body["devices"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r.body["devices"][0]["source"]["slug"], "dexcom");
+    assert_eq!(
+        c.get(&format!("/v2/summary/devices/{cgm}/raw?provider=nope"))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get(&format!("/v2/user/{uid}/device")).await.body,
+        json!([]),
+        "none for an Oura user"
+    );
 
     // Introspection.
     let r = c

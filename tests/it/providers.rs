@@ -124,7 +124,8 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
     assert_eq!(q.get("provider").map(String::as_str), Some("oura"));
 
-    // Backfill: 13 windows per resource; historical events newest first, one is_final.
+    // Backfill: 13 windows per resource (six of them); historical events newest first,
+    // one is_final.
     // The 429's pause and the 500's back-off pass by moving the clock on, a second at a
     // time (far short of the hourly poll).
     let done = app
@@ -138,7 +139,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
                         .starts_with("historical.")
                 })
                 .count()
-                >= 5 * 13
+                >= 6 * 13
         })
         .await;
     assert!(
@@ -153,7 +154,14 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
             .count(),
         1
     );
-    for r in ["sleep", "activity", "workouts", "heartrate", "blood_oxygen"] {
+    for r in [
+        "sleep",
+        "activity",
+        "workouts",
+        "heartrate",
+        "blood_oxygen",
+        "body_temperature_delta",
+    ] {
         let hist: Vec<&Value> = evs
             .iter()
             .filter(|e| e["event_type"] == format!("historical.data.{r}.created"))
@@ -222,6 +230,19 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
             .as_str()
             .unwrap()
             .ends_with("T00:00:00+00:00")));
+    // 12 nights' temperature deviations, each covering its night; the naps, the rest, the
+    // low-battery night and the night not yet analysed have none.
+    let (_, delta) = app
+        .api
+        .get(&format!(
+            "/v1/timeseries/{uid}/body_temperature_delta?start_date=2026-01-01"
+        ))
+        .await;
+    let delta = delta["data"].as_array().unwrap();
+    assert_eq!(delta.len(), 12);
+    assert!(delta
+        .iter()
+        .all(|d| d["unit"] == "°C" && d["start"].as_str() < d["end"].as_str()));
     let (_, conns) = app.api.get(&format!("/v1/user/{uid}/providers")).await;
     let c = &conns["data"][0];
     assert_eq!(c["status"], "connected");
@@ -258,6 +279,17 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     }
     assert_eq!(count("daily.data.heartrate.created"), 1);
     assert_eq!(count("daily.data.blood_oxygen.created"), 1);
+    // The re-analysed night now has its deviation, and the new night its own: one batch.
+    assert_eq!(count("daily.data.body_temperature_delta.created"), 1);
+    let batch = daily
+        .iter()
+        .find(|e| e["event_type"] == "daily.data.body_temperature_delta.created")
+        .unwrap();
+    assert_eq!(
+        batch["data"]["data"].as_array().unwrap().len(),
+        2,
+        "{batch}"
+    );
     let upd = daily
         .iter()
         .find(|e| e["event_type"] == "daily.data.workouts.updated")
@@ -284,7 +316,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
         .poll_now(app.team_id, uid.parse().unwrap())
         .await
         .unwrap();
-    assert_eq!(polls, 5, "one poll per resource");
+    assert_eq!(polls, 6, "one poll per resource");
     assert!(
         eventually(Duration::from_secs(20), || async {
             // Every poll has run: the next is an interval away, not a lease.

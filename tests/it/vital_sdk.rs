@@ -1,6 +1,6 @@
 //! The Junction-compatible `/v2` API through Junction's own Python SDK (PyPI `vital`,
-//! the version `.ci/run` pins): a gateway with a user connected to Oura, WHOOP and
-//! Withings and backfilled from the fixture server; `tests/vital_sdk.py` makes every
+//! the version `.ci/run` pins): a gateway with a user connected to Oura, WHOOP, Withings
+//! and Dexcom and backfilled from the fixture server; `tests/vital_sdk.py` makes every
 //! call an app makes, and what it got back is checked here against what the gateway
 //! stored (through `/v1` and the store), value by value. The link flow a `/v2` token
 //! starts is walked like a browser and ends at the app with Junction's `state` query.
@@ -114,7 +114,7 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
     app.endpoint("/hooks", json!({})).await;
     let user = app.user("sdk-ring").await;
     let uid = user["user_id"].as_str().unwrap().to_string();
-    for p in ["oura", "whoop", "withings"] {
+    for p in ["oura", "whoop", "withings", "dexcom"] {
         connect(&app, &uid, p).await;
     }
     let done = eventually(Duration::from_secs(180), || async {
@@ -158,6 +158,12 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         v1(format!("/v1/timeseries/{uid}/blood_oxygen?{range}")).await["data"].clone();
     let body_temperature =
         v1(format!("/v1/timeseries/{uid}/body_temperature?{range}")).await["data"].clone();
+    let body_temperature_delta = v1(format!(
+        "/v1/timeseries/{uid}/body_temperature_delta?{range}"
+    ))
+    .await["data"]
+        .clone();
+    let devices = v1(format!("/v1/devices/{uid}")).await["devices"].clone();
     for (what, v) in [
         ("sleep", &sleep),
         ("activity", &activity),
@@ -166,6 +172,8 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         ("heartrate", &heartrate),
         ("blood_oxygen", &blood_oxygen),
         ("body_temperature", &body_temperature),
+        ("body_temperature_delta", &body_temperature_delta),
+        ("devices", &devices),
     ] {
         assert!(
             v.as_array().is_some_and(|a| !a.is_empty()),
@@ -215,9 +223,9 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
     assert_eq!(out["all"]["user_ids"], json!(both));
     assert_eq!(
         out["connected_user"]["sources"],
-        json!(["oura", "whoop_v2", "withings"])
+        json!(["dexcom", "oura", "whoop_v2", "withings"])
     );
-    let expected_connected: Vec<Value> = ["oura", "whoop", "withings"]
+    let expected_connected: Vec<Value> = ["dexcom", "oura", "whoop", "withings"]
         .iter()
         .map(|p| {
             let mut resources: Vec<String> = wearbridge::providers::find(p)
@@ -329,12 +337,13 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         json!({"oura": [{"type": "ring", "n": sdk_hr.len()}]})
     );
 
-    // Blood oxygen and body temperature, read by the SDK's grouped models, are the stored
-    // samples of each provider, in Junction's units; a body temperature carries its
-    // interval, a blood oxygen sample none.
+    // Blood oxygen, body temperature and its delta, read by the SDK's grouped models, are
+    // the stored samples of each provider, in Junction's units; a body temperature (and its
+    // delta) carries its interval, a blood oxygen sample none.
     for (name, stored, interval) in [
         ("blood_oxygen", &blood_oxygen, false),
         ("body_temperature", &body_temperature, true),
+        ("body_temperature_delta", &body_temperature_delta, true),
     ] {
         let grouped = out[format!("{name}_grouped")].as_object().unwrap();
         let mut want: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -373,6 +382,31 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         out["blood_oxygen_grouped"]["oura"].is_array()
             && out["blood_oxygen_grouped"]["withings"].is_array()
     );
+    assert!(out["body_temperature_delta_grouped"]["oura"].is_array());
+
+    // Devices: the stored ones, in Junction's `ClientFacingDevice`, by id and raw.
+    let mut want: Vec<Value> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            json!({"id": d["id"], "user_id": uid, "provider": "dexcom",
+                   "source_type": d["source_type"], "app_id": d["app_id"],
+                   "device_manufacturer": d["device_manufacturer"],
+                   "device_model": d["device_model"], "device_id": d["device_id"]})
+        })
+        .collect();
+    want.sort_by_key(|d| d["id"].as_str().unwrap().to_string());
+    assert_eq!(out["devices"], json!(want));
+    assert_eq!(out["device"], out["devices"][0]["id"]);
+    let raw = out["devices_raw"].as_array().unwrap();
+    assert_eq!(raw.len(), want.len());
+    for (r, d) in raw.iter().zip(&want) {
+        assert_eq!(
+            (&r["id"], &r["data_id"], &r["slug"]),
+            (&d["id"], &d["id"], &json!("dexcom"))
+        );
+    }
 
     // Introspection, from the real backfill and records.
     let stats = &out["resources"][&uid];
@@ -409,10 +443,13 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
     assert_eq!(out["refresh"]["success"], true);
     assert_eq!(
         out["refresh"]["refreshed_sources"],
-        json!(["oura", "whoop_v2", "withings"])
+        json!(["dexcom", "oura", "whoop_v2", "withings"])
     );
     assert_eq!(out["deregister"], true);
-    assert_eq!(out["after_deregister"], json!(["oura", "withings"]));
+    assert_eq!(
+        out["after_deregister"],
+        json!(["dexcom", "oura", "withings"])
+    );
     let whoop = app
         .store()
         .user_connections(app.team_id, uid.parse().unwrap())

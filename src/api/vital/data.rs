@@ -14,14 +14,14 @@ use uuid::Uuid;
 
 use super::super::data::bound;
 use super::super::{Auth, Query};
-use super::{field_provider, junction_slug, parse_user_id};
+use super::{field_provider, junction_slug, parse_user_id, ClientFacingProvider};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::events::junction::{
-    activity_of, body_of, profile_of, recovery_of, sample_of, sleep_of, workout_of,
-    ClientFacingActivity, ClientFacingBody, ClientFacingProfile, ClientFacingRecovery,
-    ClientFacingSleep, ClientFacingSource, ClientFacingTimeseriesSample, ClientFacingWorkout,
-    Fields, Mapped, Stamped, Unexpressible,
+    activity_of, body_of, device_of, profile_of, recovery_of, sample_of, sleep_of, workout_of,
+    ClientFacingActivity, ClientFacingBody, ClientFacingDevice, ClientFacingProfile,
+    ClientFacingRecovery, ClientFacingSleep, ClientFacingSource, ClientFacingTimeseriesSample,
+    ClientFacingWorkout, Fields, Mapped, Stamped, Unexpressible,
 };
 use crate::events::Resource;
 use crate::providers;
@@ -102,6 +102,24 @@ pub struct Range {
     next_cursor: Option<String>,
 }
 
+/// The team's user named in a path (422 when not a UUID, 404 when not theirs).
+async fn team_user(s: &AppState, team: Uuid, user: &str) -> ApiResult<Uuid> {
+    let user = parse_user_id(user)?;
+    s.store
+        .get_user(team, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(user)
+}
+
+/// A `provider` query filter as the store takes it: our id, or empty for all.
+fn provider_filter(raw: Option<&str>) -> ApiResult<&'static str> {
+    Ok(match raw.filter(|p| !p.is_empty()) {
+        Some(p) => field_provider(p, "provider")?.id(),
+        None => "",
+    })
+}
+
 /// The user's stored records of `resource` in the range, with their rows' times.
 async fn stamped(
     s: &AppState,
@@ -110,11 +128,7 @@ async fn stamped(
     resource: Resource,
     q: &Range,
 ) -> ApiResult<(Uuid, Vec<StampedRecord>)> {
-    let user = parse_user_id(user)?;
-    s.store
-        .get_user(team, user)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = team_user(s, team, user).await?;
     let start = bound(&q.start_date, "start_date", false)?;
     let end = match q.end_date.as_deref() {
         Some(e) => bound(e, "end_date", true)?,
@@ -125,10 +139,7 @@ async fn stamped(
             "`end_date` must be after `start_date`",
         ));
     }
-    let provider = match q.provider.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) => field_provider(p, "provider")?.id(),
-        None => "",
-    };
+    let provider = provider_filter(q.provider.as_deref())?;
     let records = s
         .store
         .list_stamped_records(team, user, resource, start, end, provider)
@@ -379,4 +390,121 @@ pub async fn timeseries_grouped(
         next: None,
         next_cursor: None,
     }))
+}
+
+/// The user's stored devices (of one provider when `provider` names one): what their
+/// providers list now, so no range.
+async fn stored_devices(
+    s: &AppState,
+    team: Uuid,
+    user: &str,
+    provider: Option<&str>,
+) -> ApiResult<Vec<StampedRecord>> {
+    let user = team_user(s, team, user).await?;
+    let provider = provider_filter(provider)?;
+    Ok(s.store
+        .list_stamped_records(team, user, Resource::Devices, i64::MIN, i64::MAX, provider)
+        .await?)
+}
+
+/// Junction's `GET /v2/user/{user_id}/device`: every device of the user, in Junction's
+/// `ClientFacingDevice`.
+#[utoipa::path(get, path = "/user/{user_id}/device", tag = "junction", operation_id = "v2_user_devices",
+    params(("user_id" = Uuid, Path)),
+    responses((status = 200, description = "the user's devices", body = Vec<ClientFacingDevice>)))]
+pub async fn user_devices(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Vec<ClientFacingDevice>>> {
+    let records = stored_devices(&s, team.id, &user, None).await?;
+    Ok(Json(mapped(&records, Resource::Devices, device_of)?))
+}
+
+/// Junction's `GET /v2/user/{user_id}/device/{device_id}`: one device by its `id` (the
+/// one its `provider.device.*` events carried); 404 when the user has no such device.
+#[utoipa::path(get, path = "/user/{user_id}/device/{device_id}", tag = "junction", operation_id = "v2_user_device",
+    params(("user_id" = Uuid, Path), ("device_id" = String, Path)),
+    responses((status = 200, description = "the device", body = ClientFacingDevice)))]
+pub async fn user_device(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path((user, device)): Path<(String, String)>,
+) -> ApiResult<Json<ClientFacingDevice>> {
+    let records = stored_devices(&s, team.id, &user, None).await?;
+    let rec = records
+        .iter()
+        .find(|r| r.data["id"].as_str() == Some(device.as_str()))
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    Ok(Json(device_of(&fields(rec, Resource::Devices))?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RawDevicesParams {
+    /// Only this provider's devices (Junction's slug, or ours); empty for all.
+    #[serde(default)]
+    #[param(schema_with = super::provider_param_schema)]
+    provider: Option<String>,
+}
+
+/// Junction's `DeviceV2InDb`: a device as the provider described it, normalised (our
+/// stored record), with its provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceV2InDb {
+    /// The stored device: Junction's device fields and what the provider adds
+    /// (Dexcom: `display_device`, `alert_schedules`).
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+    /// The provider's key of the device.
+    provider_id: String,
+    user_id: String,
+    /// Junction's numeric source id; the gateway numbers no sources: always 0.
+    source_id: i64,
+    id: String,
+    source: ClientFacingProvider,
+}
+
+/// Junction's `RawDevices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RawDevices {
+    devices: Vec<DeviceV2InDb>,
+}
+
+/// Junction's `GET /v2/summary/devices/{user_id}/raw`.
+#[utoipa::path(get, path = "/summary/devices/{user_id}/raw", tag = "junction", operation_id = "v2_devices_raw",
+    params(("user_id" = Uuid, Path), RawDevicesParams),
+    responses((status = 200, description = "the user's devices as their providers described them", body = RawDevices)))]
+pub async fn devices_raw(
+    State(s): State<AppState>,
+    Auth(team): Auth,
+    Path(user): Path<String>,
+    Query(q): Query<RawDevicesParams>,
+) -> ApiResult<Json<RawDevices>> {
+    let records = stored_devices(&s, team.id, &user, q.provider.as_deref()).await?;
+    let devices = records
+        .iter()
+        .map(|rec| {
+            let f = fields(rec, Resource::Devices);
+            let device = device_of(&f)?;
+            let provider = providers::find(&rec.provider).ok_or_else(|| Unexpressible {
+                resource: Resource::Devices,
+                record: device.id().to_string(),
+                field: "provider".to_string(),
+            })?;
+            Ok(DeviceV2InDb {
+                data: rec.data.clone(),
+                provider_id: rec.data["provider_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                user_id: device.user_id().to_string(),
+                source_id: 0,
+                id: device.id().to_string(),
+                source: ClientFacingProvider::of(provider),
+            })
+        })
+        .collect::<Mapped<Vec<_>>>()?;
+    Ok(Json(RawDevices { devices }))
 }

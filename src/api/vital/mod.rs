@@ -13,7 +13,7 @@
 //!
 //! - [`users`]: users, their connections, refresh, deregistration, deletion;
 //! - [`link`]: link tokens, the provider OAuth link as JSON, the end of a link flow;
-//! - [`data`]: providers, summaries and timeseries (plain and grouped);
+//! - [`data`]: providers, summaries, timeseries (plain and grouped) and devices;
 //! - [`introspect`]: per user, provider and resource, what is stored and the backfill.
 
 mod data;
@@ -65,6 +65,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data::profile))
         .routes(routes!(data::timeseries))
         .routes(routes!(data::timeseries_grouped))
+        .routes(routes!(data::user_devices))
+        .routes(routes!(data::user_device))
+        .routes(routes!(data::devices_raw))
         .routes(routes!(introspect::resources))
         .routes(routes!(introspect::historical_pull))
 }
