@@ -5,8 +5,10 @@
 //! uploaded in the last 30 days), `GET /v3/users/sleep` (`{"nights": [...]}`) and
 //! `GET /v3/users/nightly-recharge` (`{"recharges": [...]}`), both the last 28 days
 //! whatever is asked, and `GET /v3/users/activities?from&to` (a JSON array, at most 28
-//! days, `from` at most 365 days back). No data flows until the app registers the user
-//! (`POST /v3/users` with a `member-id`) after consent; deregistering is
+//! days, `from` at most 365 days back). Physical information (body weight, and the
+//! profile's height) comes only in a transaction, opened, listed, read entry by entry
+//! and committed as a chain of pages (see `Step`). No data flows until the app
+//! registers the user (`POST /v3/users` with a `member-id`) after consent; deregistering is
 //! `DELETE /v3/users/{user-id}`, which also revokes the token. Polar issues no refresh
 //! token. Exercise times are local with their UTC offset in minutes beside them and
 //! durations are ISO 8601 (`PT1H4M30.5S`); sleep stages are seconds; energy is kcal.
@@ -179,7 +181,7 @@ impl Adapter for Polar {
     }
 
     /// The physical-information transaction is read once, for `body`; its newest
-    /// height is the `profile` (see [`Step`]).
+    /// height is the `profile` (see `Step`).
     fn read_with(&self, resource: Resource) -> Option<Resource> {
         (resource == Resource::Profile).then_some(Resource::Body)
     }
