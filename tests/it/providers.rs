@@ -1502,6 +1502,13 @@ async fn polar_physical_information_arrives_through_its_transaction(db: TestDb) 
         (&profile[0]["height"], &profile[0]["provider_id"]),
         (&json!(1.69), &json!("10579"))
     );
+    // As Junction shows it: centimetres.
+    let (s, junction) = app.api.get(&format!("/v2/summary/profile/{uid}")).await;
+    assert_eq!(s, StatusCode::OK, "{junction}");
+    assert_eq!(
+        (&junction["height"], &junction["source"]["provider"]),
+        (&json!(169), &json!("polar"))
+    );
 
     // The transaction expires before the retry: the commit finds it gone, and the chain
     // starts over with a new one that hands the same entries over again.
