@@ -1,6 +1,10 @@
 //! Running one claimed job: page by page, each paid for from the provider's budget,
 //! fetched, parsed by the adapter and committed (records, events, cursor) in one
-//! transaction; and what an error means for the job and for the connection.
+//! transaction; and what an error means for the job and for the connection. A page may
+//! be one step of a chain the adapter drives through its cursor (Polar's transaction:
+//! open, list, read each entry, commit): every step is stored before the next request,
+//! so a step that makes the provider forget (a commit) follows the storing of what it
+//! hands over, and a chain whose cursor is gone (`ProviderError::Gone`) starts over.
 
 use std::sync::Arc;
 use std::time::Duration;
