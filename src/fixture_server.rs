@@ -75,6 +75,8 @@ struct FixtureState {
     items: Mutex<HashMap<(String, Resource), DataSet>>,
     /// Per provider, the users registered through calls like Polar's `POST /v3/users`.
     registered: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per provider, its transactions (Polar's physical information).
+    transactions: Mutex<HashMap<String, providers::FixtureTransactions>>,
     /// The server's time: request times, windows and the `Date` of rate-limited replies.
     clock: Mutex<Clock>,
     limits: Mutex<Limits>,
@@ -284,6 +286,21 @@ impl FixtureServer {
     /// Serve `data/<resource>.changed.json` from now on: what a later poll sees.
     pub fn advance_to_changed_data(&self) {
         self.state.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Forgets every open transaction (Polar's physical information), as if each had
+    /// expired: their items, not committed, go into the next transaction.
+    pub fn expire_transactions(&self) {
+        for t in self.state.transactions.lock().unwrap().values_mut() {
+            t.open.clear();
+        }
+    }
+
+    /// Makes `provider`'s transaction commits fail with a 500 (`true`) until called
+    /// with `false`.
+    pub fn fail_commits(&self, provider: &str, fail: bool) {
+        let mut all = self.state.transactions.lock().unwrap();
+        all.entry(provider.to_string()).or_default().fail_commits = fail;
     }
 
     /// Expires every access token issued so far (the next data request gets a 401).
@@ -995,6 +1012,21 @@ async fn serve_data(
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         Some(Fault::Malformed) => return json(200, "{\"data\": [ {\"id\": ".to_string()),
         None => {}
+    }
+    // A step of a transaction (Polar's physical information), with the server's memory
+    // of them.
+    let step = {
+        let items = |r: Resource| served_items(st, &id, imp, r).to_vec();
+        let mut all = st.transactions.lock().unwrap();
+        let state = all.entry(id.clone()).or_default();
+        imp.serve_transaction(method.as_str(), &path, &items, state)
+    };
+    if let Some((status, reply)) = step {
+        let mut log = st.requests.lock().unwrap();
+        if log.len() < 10_000 {
+            log.push(format!("{id} {method} {path} {status}"));
+        }
+        return json(status, reply);
     }
     if let Some(reply) = imp.static_reply(&path) {
         // The user's own id where the reply names them (an identity request).

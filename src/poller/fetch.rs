@@ -140,13 +140,21 @@ impl Fetcher {
     ) -> (Result<Vec<u8>, ProviderError>, RateReport) {
         let base = self.oauth.endpoints(p).base_url;
         let url = format!("{}{}", base.trim_end_matches('/'), req.path);
-        let mut r = if let Some(body) = &req.json {
-            self.http.post(&url).json(body)
-        } else if req.method == "POST" {
-            self.http.post(&url).form(&req.form)
-        } else {
-            self.http.get(&url)
+        let method = match reqwest::Method::from_bytes(req.method.as_bytes()) {
+            Ok(m) => m,
+            Err(e) => {
+                let e = ProviderError::Refused(format!("bad method {}: {e}", req.method));
+                return (Err(e), RateReport::default());
+            }
         };
+        // A JSON body, else form fields; a bodiless step of a chain (Polar's `POST` that
+        // opens a transaction, its `PUT` commit) sends none.
+        let mut r = self.http.request(method, &url);
+        if let Some(body) = &req.json {
+            r = r.json(body);
+        } else if !req.form.is_empty() {
+            r = r.form(&req.form);
+        }
         r = r.query(&req.query).bearer_auth(token);
         let resp = match r.send().await {
             Ok(resp) => resp,

@@ -1,6 +1,10 @@
 //! Running one claimed job: page by page, each paid for from the provider's budget,
 //! fetched, parsed by the adapter and committed (records, events, cursor) in one
-//! transaction; and what an error means for the job and for the connection.
+//! transaction; and what an error means for the job and for the connection. A page may
+//! be one step of a chain the adapter drives through its cursor (Polar's transaction:
+//! open, list, read each entry, commit): every step is stored before the next request,
+//! so a step that makes the provider forget (a commit) follows the storing of what it
+//! hands over, and a chain whose cursor is gone (`ProviderError::Gone`) starts over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,20 +139,28 @@ impl Poller {
                     )
                 }
                 (None, JobKind::Pull) => (Finish::PullDone, vec![]),
+                // The window is done for the job's resource and for those its pages
+                // also bring (Polar's profile, read with body).
                 (None, JobKind::Backfill) => (
                     Finish::WindowDone,
-                    job.resource
-                        .is_history()
-                        .then(|| {
+                    std::iter::once(job.resource)
+                        .chain(
+                            p.manifest
+                                .resources
+                                .iter()
+                                .map(|r| r.name)
+                                .filter(|r| p.adapter.read_with(*r) == Some(job.resource)),
+                        )
+                        .filter(|r| r.is_history())
+                        .map(|resource| {
                             Envelope::historical_chunk(
                                 &conn.event_ref(p.event_ref()),
-                                job.resource,
+                                resource,
                                 (utc(job.window_start), utc(job.window_end)),
                                 job.chunk_index,
                                 job.chunk_count,
                             )
                         })
-                        .into_iter()
                         .collect(),
                 ),
             };
@@ -227,6 +239,11 @@ impl Poller {
         priority: Priority,
         req: &providers::PageRequest,
     ) -> anyhow::Result<Option<Vec<u8>>> {
+        // A path naming the user by the provider's id for them gets the connection's.
+        let req = match req.clone().for_user(conn.external_user_id.as_deref()) {
+            Ok(r) => r,
+            Err(e) => return self.handle_error(p, conn, job, e).await.map(|_| None),
+        };
         let mut refreshed = false;
         loop {
             // The token first: a refresh is not a data request, and the budget taken
@@ -246,7 +263,7 @@ impl Poller {
                 },
                 None => None,
             };
-            let (result, report) = self.fetcher.fetch(p, &token, req).await;
+            let (result, report) = self.fetcher.fetch(p, &token, &req).await;
             if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
                 budgets.settle(p, r).await;
                 budgets.observe(p, &report).await;
@@ -321,15 +338,8 @@ impl Poller {
                     self.metrics.job_failed(p.id(), "gave_up");
                     self.give_up(p, job, &m).await?;
                 } else {
-                    let backoff = Duration::from_secs(5)
-                        .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
-                        .min(MAX_BACKOFF);
                     self.store
-                        .reschedule_job(
-                            job,
-                            self.clock.now_ms() + backoff.as_millis() as i64,
-                            Some(&m),
-                        )
+                        .reschedule_job(job, self.after_backoff(job), Some(&m))
                         .await?;
                 }
             }
@@ -349,15 +359,34 @@ impl Poller {
             }
             // A pull whose record the provider no longer has (deleted since its
             // notification) ends there; the connection is fine.
-            ProviderError::Refused(m) if job.kind == JobKind::Pull => {
+            ProviderError::Refused(m) | ProviderError::Gone(m) if job.kind == JobKind::Pull => {
                 self.store.fail_job(job, &m).await?
             }
-            ProviderError::Refused(m) => {
+            // The cursor names what the provider no longer has (a transaction that
+            // expired while the chain waited): the chain starts over after the usual
+            // back-off. Nothing read in it was committed at the provider, so the new
+            // chain reads it again, and the stored records' content hashes make that
+            // re-read publish nothing.
+            ProviderError::Gone(m) if job.cursor.is_some() => {
+                tracing::info!(provider = p.id(), job = job.id, error = %m, "the chain's cursor is gone; starting over");
+                self.store
+                    .restart_job(job, self.after_backoff(job), &m)
+                    .await?
+            }
+            ProviderError::Refused(m) | ProviderError::Gone(m) => {
                 self.connection_error(p, conn, ConnectionErrorType::ProviderApiError, &m)
                     .await?
             }
         }
         Ok(())
+    }
+
+    /// When a job that failed `job.attempts` times before runs again: 5 s, doubling.
+    fn after_backoff(&self, job: &Job) -> i64 {
+        let backoff = Duration::from_secs(5)
+            .saturating_mul(1u32 << job.attempts.clamp(0, 10) as u32)
+            .min(MAX_BACKOFF);
+        self.clock.now_ms() + backoff.as_millis() as i64
     }
 
     /// Stops a job that retrying will not fix, visibly: a backfill window is failed

@@ -74,7 +74,12 @@ pub fn connect_jobs(p: &Provider, now: i64, resume: Option<i64>) -> Vec<NewJob> 
         None => history_start(p, now),
     };
     let mut jobs = Vec::new();
-    for r in &m.resources {
+    // A resource read with another (Polar's profile, with body) has no jobs of its own.
+    for r in m
+        .resources
+        .iter()
+        .filter(|r| p.adapter.read_with(r.name).is_none())
+    {
         jobs.extend(backfill(p, r.name, start, now, now, None));
         jobs.push(NewJob {
             kind: JobKind::Poll,
@@ -153,6 +158,16 @@ pub fn repull_jobs(
         }
         resources.to_vec()
     };
+    // A resource read with another is re-pulled by re-pulling that one.
+    let chosen = chosen
+        .into_iter()
+        .map(|r| p.adapter.read_with(r).unwrap_or(r))
+        .fold(Vec::new(), |mut picked: Vec<Resource>, r| {
+            if !picked.contains(&r) {
+                picked.push(r);
+            }
+            picked
+        });
     let end = end.min(now);
     Ok(chosen
         .into_iter()

@@ -233,7 +233,54 @@ impl PageRequest {
             json: Some(body),
         }
     }
+
+    /// A request with no body and no query: one step of a chain the adapter drives
+    /// through its cursor (Polar's transactions: `POST` to open one, `GET` its list and
+    /// items, `PUT` to commit it).
+    pub fn bare(method: &'static str, path: impl Into<String>) -> PageRequest {
+        PageRequest {
+            method,
+            ..PageRequest::get(path, vec![])
+        }
+    }
+
+    /// The request with [`USER_ID`] in its path replaced by the provider's id for the
+    /// user (the connection's external user id), percent-encoded as one path segment.
+    /// A path that does not name the user is kept as it is; one that does, for a
+    /// connection whose provider id is unknown, is refused.
+    pub fn for_user(
+        mut self,
+        external_user_id: Option<&str>,
+    ) -> Result<PageRequest, ProviderError> {
+        if !self.path.contains(USER_ID) {
+            return Ok(self);
+        }
+        let id = external_user_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                ProviderError::Refused(format!(
+                    "{} names the user, and the connection has no provider user id",
+                    self.path
+                ))
+            })?;
+        let segment: String = id
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        self.path = self.path.replace(USER_ID, &segment);
+        Ok(self)
+    }
 }
+
+/// Where a [`PageRequest`]'s path names the user by the provider's own id for them
+/// (Polar's `/v3/users/{user-id}/…`): the runtime puts the connection's external user
+/// id there ([`PageRequest::for_user`]), so adapters stay free of connections.
+pub const USER_ID: &str = "{user-id}";
 
 /// A request the runtime makes outside the paging loop, with the user's access token:
 /// Polar's user registration after consent and de-registration (a JSON body, not a
@@ -288,6 +335,11 @@ pub enum ProviderError {
     /// A definitive refusal (revoked access, bad request).
     #[error("refused by the provider: {0}")]
     Refused(String),
+    /// What the request named is no longer there (Polar's 404 for a transaction that
+    /// is gone): a pull of it ends; a job part-way through a chain of requests starts
+    /// the chain over; at a job's first request it is a refusal.
+    #[error("gone at the provider: {0}")]
+    Gone(String),
 }
 
 impl ProviderError {
@@ -330,6 +382,15 @@ pub trait Adapter: Send + Sync + 'static {
         body: &[u8],
         cursor: Option<&str>,
     ) -> Result<Page, ProviderError>;
+
+    /// The resource whose pages also bring `resource`'s records, where one read hands
+    /// several over together (Polar's physical-information transaction, read once for
+    /// `body`, also gives the `profile`, and a second reader would race its commit):
+    /// `resource` then gets no jobs of its own, and its backfill is that resource's.
+    /// None, the default: every resource is read by its own jobs.
+    fn read_with(&self, _resource: Resource) -> Option<Resource> {
+        None
+    }
 
     /// The request for one record of `resource` by the provider's own key (what a push
     /// notification names), for providers with a single-record read (Strava's
@@ -669,6 +730,21 @@ pub trait Impersonation: Send + Sync + 'static {
         None
     }
 
+    /// Answers one step of a transaction that hands a resource's items over once
+    /// (Polar's physical information: open, list, item, commit), or None when `method
+    /// path` is no such step. `items` gives a resource's data set as the server serves
+    /// it; `state` is the server's memory of this provider's transactions, so what a
+    /// commit handed over is never served again. Returns the HTTP status and body.
+    fn serve_transaction(
+        &self,
+        _method: &str,
+        _path: &str,
+        _items: &dyn Fn(Resource) -> Vec<Value>,
+        _state: &mut FixtureTransactions,
+    ) -> Option<(u16, String)> {
+        None
+    }
+
     // Push, as the provider sends it (see `push`). Defaults: no push at all.
 
     /// The notification(s) the provider sends about `change` to each of `subscriptions`
@@ -728,6 +804,20 @@ pub trait Impersonation: Send + Sync + 'static {
     ) -> Option<push::SubscriptionServed> {
         None
     }
+}
+
+/// The fixture server's memory of one provider's transactions (see
+/// [`Impersonation::serve_transaction`]).
+#[derive(Debug, Default)]
+pub struct FixtureTransactions {
+    /// The last transaction id handed out.
+    pub last_id: i64,
+    /// Open transactions by id: the user the path named and the keys of the items held.
+    pub open: std::collections::HashMap<i64, (String, Vec<String>)>,
+    /// (user, item key) handed over by a commit: never in a transaction again.
+    pub committed: std::collections::HashSet<(String, String)>,
+    /// Commits are answered with a 500 while set (a failing commit, for tests).
+    pub fail_commits: bool,
 }
 
 /// A registered provider: its manifest, its adapter and its impersonation.

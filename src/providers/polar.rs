@@ -5,8 +5,10 @@
 //! uploaded in the last 30 days), `GET /v3/users/sleep` (`{"nights": [...]}`) and
 //! `GET /v3/users/nightly-recharge` (`{"recharges": [...]}`), both the last 28 days
 //! whatever is asked, and `GET /v3/users/activities?from&to` (a JSON array, at most 28
-//! days, `from` at most 365 days back). No data flows until the app registers the user
-//! (`POST /v3/users` with a `member-id`) after consent; deregistering is
+//! days, `from` at most 365 days back). Physical information (body weight, and the
+//! profile's height) comes only in a transaction, opened, listed, read entry by entry
+//! and committed as a chain of pages (see `Step`). No data flows until the app
+//! registers the user (`POST /v3/users` with a `member-id`) after consent; deregistering is
 //! `DELETE /v3/users/{user-id}`, which also revokes the token. Polar issues no refresh
 //! token. Exercise times are local with their UTC offset in minutes beside them and
 //! durations are ISO 8601 (`PT1H4M30.5S`); sleep stages are seconds; energy is kcal.
@@ -24,8 +26,8 @@ use serde_json::{json, Value};
 use super::normalize::*;
 use super::push::*;
 use super::{
-    Adapter, Impersonation, Page, PageRequest, ProviderCall, ProviderError, RateReport, RateWindow,
-    Record, ResourceSpec, Window, WindowCount,
+    Adapter, FixtureTransactions, Impersonation, Page, PageRequest, ProviderCall, ProviderError,
+    RateReport, RateWindow, Record, ResourceSpec, Window, WindowCount,
 };
 use crate::events::Resource;
 
@@ -73,8 +75,11 @@ impl Adapter for Polar {
         &self,
         resource: &ResourceSpec,
         window: &Window,
-        _cursor: Option<&str>,
+        cursor: Option<&str>,
     ) -> PageRequest {
+        if physical(resource.name) {
+            return Step::of(cursor).request();
+        }
         let dated = matches!(
             resource.name,
             Resource::Activity
@@ -106,8 +111,11 @@ impl Adapter for Polar {
         &self,
         resource: Resource,
         body: &[u8],
-        _cursor: Option<&str>,
+        cursor: Option<&str>,
     ) -> Result<Page, ProviderError> {
+        if physical(resource) {
+            return Step::of(cursor).parse(body);
+        }
         // Docs: 204 No Content (an empty body) when there is nothing to list.
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Page::default());
@@ -168,7 +176,21 @@ impl Adapter for Polar {
         // all mandatory consents" (every data operation): only the user can fix it at
         // account.polar.com, as with a scope they did not grant. 429 comes with
         // RateLimit-Reset (seconds), which the runtime does not read; it waits 60 s.
-        ProviderError::from_status(status, retry_after, body)
+        // 404 is "No transaction was found with given transaction id" (DOCS "List
+        // physical infos"), or an exercise deleted since its webhook: gone.
+        match status {
+            404 => ProviderError::Gone(format!(
+                "HTTP 404: {}",
+                String::from_utf8_lossy(&body[..body.len().min(500)])
+            )),
+            _ => ProviderError::from_status(status, retry_after, body),
+        }
+    }
+
+    /// The physical-information transaction is read once, for `body`; its newest
+    /// height is the `profile` (see `Step`).
+    fn read_with(&self, resource: Resource) -> Option<Resource> {
+        (resource == Resource::Profile).then_some(Resource::Body)
     }
 
     /// Docs "Token endpoint": `expires_in` 31535999 ("about one year"), yet "Access
@@ -408,6 +430,254 @@ impl Adapter for Polar {
             expires_at: None,
             signing_secret: Some(req_str(&v, "data.signature_secret_key")?.to_string()),
         })
+    }
+}
+
+/// Physical information (`body`, and `profile` read with it).
+fn physical(resource: Resource) -> bool {
+    matches!(resource, Resource::Body | Resource::Profile)
+}
+
+/// DOCS "Physical info": the data is handed over only in a transaction. Each step is one
+/// request and one page, and the cursor says which step comes next:
+///
+/// 1. no cursor: `POST /v3/users/{user-id}/physical-information-transactions`, 201 with
+///    a `transaction-location` (`transaction-id`), or 204 "when there is no new physical
+///    info data available", which ends the run;
+/// 2. `list`: `GET …/physical-information-transactions/{transaction-id}`, the
+///    `physical-informations` "Absolute links to individual physical information within
+///    the transaction" (204 "when there is no data available");
+/// 3. `fetch`: `GET …/{transaction-id}/physical-informations/{id}` for each link in turn,
+///    each a `physical-information` entry: a `body` record when it has a weight; the
+///    newest entry's height becomes the `profile` on the last one (carried in the cursor,
+///    so a re-read of the same entries writes the same profile);
+/// 4. `commit`: `PUT …/physical-information-transactions/{transaction-id}`, "Transaction
+///    has been committed and data deleted".
+///
+/// Every page is stored (records and cursor in one database transaction) before the next
+/// request is made, so the commit, after which Polar hands nothing over again, is sent
+/// only once everything the transaction held is stored. A transaction that is gone
+/// (404) makes the runtime start the chain over.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum Step {
+    Create,
+    List {
+        tx: i64,
+    },
+    Fetch {
+        tx: i64,
+        /// The Polar user the links name (the profile's key).
+        user: String,
+        /// The entries still to fetch, in the list's order.
+        ids: Vec<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        newest: Option<Newest>,
+    },
+    Commit {
+        tx: i64,
+    },
+}
+
+/// The newest entry with a height among those fetched so far.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Newest {
+    created: String,
+    /// Centimetres.
+    height: f64,
+}
+
+const PHYSICAL: &str = "/v3/users/{user-id}/physical-information-transactions";
+
+impl Step {
+    /// The step a cursor names; none (or one that is not ours) starts the chain.
+    fn of(cursor: Option<&str>) -> Step {
+        cursor
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or(Step::Create)
+    }
+
+    fn cursor(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
+    fn request(&self) -> PageRequest {
+        match self {
+            Step::Create => PageRequest::bare("POST", PHYSICAL),
+            Step::List { tx } => PageRequest::bare("GET", format!("{PHYSICAL}/{tx}")),
+            Step::Fetch { tx, ids, .. } => match ids.first() {
+                Some(id) => {
+                    PageRequest::bare("GET", format!("{PHYSICAL}/{tx}/physical-informations/{id}"))
+                }
+                // Never written (a fetch step always has an entry left); read as the list.
+                None => PageRequest::bare("GET", format!("{PHYSICAL}/{tx}")),
+            },
+            Step::Commit { tx } => PageRequest::bare("PUT", format!("{PHYSICAL}/{tx}")),
+        }
+    }
+
+    /// Reads the reply to [`Step::request`]: the records it gives and the next step.
+    fn parse(&self, body: &[u8]) -> Result<Page, ProviderError> {
+        // 204 No Content, documented for every step.
+        let empty = body.iter().all(u8::is_ascii_whitespace);
+        let page = |records: Vec<Record>, next: Option<Step>| Page {
+            records,
+            next: next.and_then(|s| s.cursor()),
+            ..Page::default()
+        };
+        match self {
+            // Nothing new: the run ends quietly, with nothing to commit.
+            Step::Create if empty => Ok(page(vec![], None)),
+            Step::Create => {
+                let v = parse_json(body)?;
+                let tx = opt_i64(&v, "transaction-id")?
+                    .ok_or_else(|| ProviderError::malformed("transaction-id", "missing"))?;
+                Ok(page(vec![], Some(Step::List { tx })))
+            }
+            Step::List { tx } => {
+                let links = if empty {
+                    vec![]
+                } else {
+                    listed(&parse_json(body)?, "physical-informations")?.to_vec()
+                };
+                let mut user = None;
+                let mut ids = Vec::with_capacity(links.len());
+                for (i, link) in links.iter().enumerate() {
+                    let field = format!("physical-informations[{i}]");
+                    let (u, id) = link.as_str().and_then(entry_link).ok_or_else(|| {
+                        ProviderError::malformed(
+                            &field,
+                            format!("`{link}` is not a link to a physical information"),
+                        )
+                    })?;
+                    if user.get_or_insert_with(|| u.clone()) != &u {
+                        return Err(ProviderError::malformed(field, "names another user"));
+                    }
+                    ids.push(id);
+                }
+                let tx = *tx;
+                Ok(page(
+                    vec![],
+                    Some(match user {
+                        Some(user) => Step::Fetch {
+                            tx,
+                            user,
+                            ids,
+                            newest: None,
+                        },
+                        None => Step::Commit { tx },
+                    }),
+                ))
+            }
+            Step::Fetch {
+                tx,
+                user,
+                ids,
+                newest,
+            } => {
+                let Some((&id, rest)) = ids.split_first() else {
+                    return Ok(page(vec![], Some(Step::Commit { tx: *tx })));
+                };
+                let mut newest = newest.clone();
+                let mut records = vec![];
+                if !empty {
+                    let entry = physical_information(&parse_json(body)?, id)?;
+                    records.extend(entry.body);
+                    if let Some(n) = entry.height {
+                        if newest.as_ref().is_none_or(|old| n.created >= old.created) {
+                            newest = Some(n);
+                        }
+                    }
+                }
+                if !rest.is_empty() {
+                    return Ok(page(
+                        records,
+                        Some(Step::Fetch {
+                            tx: *tx,
+                            user: user.clone(),
+                            ids: rest.to_vec(),
+                            newest,
+                        }),
+                    ));
+                }
+                records.extend(newest.map(|n| profile(user, &n)));
+                Ok(page(records, Some(Step::Commit { tx: *tx })))
+            }
+            // Committed (200) or nothing to commit (204): the run is done.
+            Step::Commit { .. } => Ok(page(vec![], None)),
+        }
+    }
+}
+
+/// `https://www.polaraccesslink.com/v3/users/{user}/physical-information-transactions/{tx}/physical-informations/{id}`
+/// → (user, id).
+fn entry_link(link: &str) -> Option<(String, i64)> {
+    let (head, id) = link.rsplit_once("/physical-informations/")?;
+    let id: i64 = id.parse().ok()?;
+    let (head, _tx) = head.rsplit_once("/physical-information-transactions/")?;
+    let (_, user) = head.rsplit_once("/v3/users/")?;
+    path_safe(user).then(|| (user.to_string(), id))
+}
+
+/// What one entry gives: its body record, if it has a weight, and its height.
+struct Entry {
+    body: Option<Record>,
+    height: Option<Newest>,
+}
+
+/// A weight or height: absent, null or not above zero is no reading (never a zero);
+/// anything else must be a finite number.
+fn reading(v: &Value, field: &str) -> Result<Option<f64>, ProviderError> {
+    Ok(opt_f64(v, field)?.filter(|x| *x > 0.0))
+}
+
+/// One `physical-information` (DOCS "Get physical info"), the entry `id` of the list's
+/// link: `created` ("The time physical information was created in AccessLink, in format
+/// YYYY-MM-DDTHH:mm:ss.SSSZ"), `weight` in kg and `height` in cm (the units of the
+/// `user` schema's same fields: the entry's schema names none), `weight-source`
+/// (`SOURCE_MEASURED` or `SOURCE_USER`). Heart rates, thresholds and VO2max have no
+/// place in Junction's body or profile and are not read.
+fn physical_information(v: &Value, id: i64) -> Result<Entry, ProviderError> {
+    if !v.is_object() {
+        return Err(ProviderError::malformed(
+            "$",
+            "expected a physical information",
+        ));
+    }
+    let (created, _) = utc_instant(req_str(v, "created")?, "created")?;
+    let created = format_utc(created);
+    let device = match opt_str(v, "weight-source")? {
+        Some("SOURCE_USER") => "manual",
+        _ => "unknown",
+    };
+    let body = reading(v, "weight")?.map(|kg| Record {
+        resource: Resource::Body,
+        provider_id: id.to_string(),
+        fields: fields(vec![
+            ("source", source(ID, device)),
+            ("measured_at", json!(created)),
+            // The entry gives no offset.
+            ("timezone_offset", Value::Null),
+            ("weight", num(Some(kg))),
+            ("fat", Value::Null),
+        ]),
+    });
+    let height = reading(v, "height")?.map(|height| Newest { created, height });
+    Ok(Entry { body, height })
+}
+
+/// The user's profile from the newest height: one record per Polar user, in metres as
+/// stored profiles are (Junction shows centimetres).
+fn profile(user: &str, n: &Newest) -> Record {
+    Record {
+        resource: Resource::Profile,
+        provider_id: user.to_string(),
+        fields: fields(vec![
+            ("source", source(ID, "unknown")),
+            // As of the entry it comes from: what dates the profile for range queries.
+            ("measured_at", json!(n.created)),
+            ("height", num(Some(n.height / 100.0))),
+        ]),
     }
 }
 
@@ -991,6 +1261,8 @@ impl Impersonation for PolarFixtures {
             "data/body_temperature_delta.changed.json" => {
                 include_str!("../../fixtures/polar/data/body_temperature_delta.changed.json")
             }
+            "data/body.json" => include_str!("../../fixtures/polar/data/body.json"),
+            "data/body.changed.json" => include_str!("../../fixtures/polar/data/body.changed.json"),
             _ => return None,
         })
     }
@@ -1291,6 +1563,112 @@ impl Impersonation for PolarFixtures {
             }
             _ => return None,
         })
+    }
+
+    /// DOCS "Physical info" (see [`Step`]): a `POST` opens a transaction holding every
+    /// entry (`data/body.json`, keyed by `id`) the user's commits have not handed over
+    /// yet, 201 `transaction-location`, or 204 when there is none; `GET` lists its links
+    /// (204 once none is left) and each entry, with its `transaction-id` and `polar-user`
+    /// filled in; `PUT` commits it, 200, and its entries are never served again. An
+    /// unknown transaction is 404 ("No transaction was found with given transaction
+    /// id"). Uncommitted entries go into the next transaction too.
+    fn serve_transaction(
+        &self,
+        method: &str,
+        path: &str,
+        items: &dyn Fn(Resource) -> Vec<Value>,
+        state: &mut FixtureTransactions,
+    ) -> Option<(u16, String)> {
+        let (user, rest) = path.strip_prefix("/v3/users/")?.split_once('/')?;
+        let rest = rest.strip_prefix("physical-information-transactions")?;
+        let error = |status: u16| {
+            let body = self
+                .fixture(&format!("errors/{status}.json"))
+                .unwrap_or("{}");
+            Some((status, body.to_string()))
+        };
+        if !path_safe(user) {
+            return error(404);
+        }
+        let home = format!("https://www.polaraccesslink.com/v3/users/{user}");
+        let base = format!("{home}/physical-information-transactions");
+        let key = |v: &Value| v.get("id").filter(|i| i.is_i64()).map(Value::to_string);
+        let handed = |state: &FixtureTransactions, k: &str| {
+            state.committed.contains(&(user.to_string(), k.to_string()))
+        };
+        let entries = items(Resource::Body);
+        let parts: Vec<&str> = rest.split('/').collect();
+        let tx = parts.get(1).map(|t| t.parse::<i64>().ok());
+        // The transaction the path names, if it is this user's and open.
+        let held = |state: &FixtureTransactions, tx: Option<i64>| {
+            tx.and_then(|t| state.open.get(&t))
+                .filter(|(u, _)| u == user)
+                .map(|(_, keys)| keys.clone())
+        };
+        match (method, parts.as_slice()) {
+            ("POST", [""]) => {
+                let keys: Vec<String> = entries
+                    .iter()
+                    .filter_map(key)
+                    .filter(|k| !handed(state, k))
+                    .collect();
+                if keys.is_empty() {
+                    return Some((204, String::new()));
+                }
+                state.last_id += 1;
+                let id = state.last_id;
+                state.open.insert(id, (user.to_string(), keys));
+                let reply = json!({"transaction-id": id, "resource-uri": format!("{base}/{id}")});
+                Some((201, reply.to_string()))
+            }
+            ("GET", ["", _]) => {
+                let Some(keys) = held(state, tx.flatten()) else {
+                    return error(404);
+                };
+                let t = tx.flatten().unwrap_or_default();
+                let links: Vec<String> = keys
+                    .iter()
+                    .filter(|k| !handed(state, k))
+                    .map(|k| format!("{base}/{t}/physical-informations/{k}"))
+                    .collect();
+                if links.is_empty() {
+                    return Some((204, String::new()));
+                }
+                Some((200, json!({ "physical-informations": links }).to_string()))
+            }
+            ("PUT", ["", _]) => {
+                let Some(keys) = held(state, tx.flatten()) else {
+                    return error(404);
+                };
+                if state.fail_commits {
+                    return error(500);
+                }
+                state.open.remove(&tx.flatten().unwrap_or_default());
+                for k in keys {
+                    state.committed.insert((user.to_string(), k));
+                }
+                Some((200, String::new()))
+            }
+            ("GET", ["", _, "physical-informations", entry]) => {
+                let Some(keys) = held(state, tx.flatten()) else {
+                    return error(404);
+                };
+                if !keys.iter().any(|k| k == entry) {
+                    return error(404);
+                }
+                if handed(state, entry) {
+                    return Some((204, String::new()));
+                }
+                let mut v = entries
+                    .iter()
+                    .find(|v| key(v).as_deref() == Some(*entry))?
+                    .clone();
+                v["transaction-id"] = json!(tx.flatten());
+                v["polar-user"] = json!(home);
+                Some((200, v.to_string()))
+            }
+            _ => None,
+        }
     }
 
     fn serve_call(
@@ -1670,7 +2048,7 @@ mod tests {
             Err(ProviderError::Malformed { .. })
         ));
         assert!(matches!(
-            Polar.parse_page(Resource::Body, b"[]", None),
+            Polar.parse_page(Resource::Glucose, b"[]", None),
             Err(ProviderError::Malformed { .. })
         ));
     }
@@ -2646,6 +3024,323 @@ mod tests {
                 204
             );
             assert!(subs.is_empty());
+        }
+    }
+
+    /// Physical information: the steps' requests and replies, page by page.
+    mod physical {
+        use super::*;
+
+        fn body_page(n: u32) -> Vec<u8> {
+            std::fs::read(format!(
+                "{}/fixtures/polar/pages/body/page_{n}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        }
+
+        fn window() -> Window {
+            Window {
+                start: at("2026-10-25T00:00:00Z"),
+                end: at("2026-11-22T00:00:00Z"),
+            }
+        }
+
+        /// Each step's request for `cursor` as `METHOD path`.
+        fn request(cursor: Option<&str>) -> String {
+            let r = Polar.page_request(&spec(Resource::Body), &window(), cursor);
+            assert!(r.query.is_empty() && r.form.is_empty() && r.json.is_none());
+            format!("{} {}", r.method, r.path)
+        }
+
+        fn parse(body: &[u8], cursor: Option<&str>) -> Result<Page, ProviderError> {
+            Polar.parse_page(Resource::Body, body, cursor)
+        }
+
+        fn malformed_field(r: Result<Page, ProviderError>) -> String {
+            match r {
+                Err(ProviderError::Malformed { field, .. }) => field,
+                other => panic!("expected a malformed reply, got {other:?}"),
+            }
+        }
+
+        const TX: &str = "/v3/users/{user-id}/physical-information-transactions";
+
+        #[test]
+        fn the_chain_opens_lists_fetches_each_entry_and_commits_last() {
+            let mut cursor: Option<String> = None;
+            let mut steps = vec![];
+            let mut records = vec![];
+            for n in 1..=6 {
+                steps.push(request(cursor.as_deref()));
+                let page = parse(&body_page(n), cursor.as_deref()).unwrap();
+                records.push(page.records);
+                cursor = page.next;
+            }
+            assert_eq!(cursor, None, "the commit ends the run");
+            assert_eq!(
+                steps,
+                [
+                    format!("POST {TX}"),
+                    format!("GET {TX}/179879"),
+                    format!("GET {TX}/179879/physical-informations/4711001"),
+                    format!("GET {TX}/179879/physical-informations/4711002"),
+                    format!("GET {TX}/179879/physical-informations/4711003"),
+                    format!("PUT {TX}/179879"),
+                ]
+            );
+            // Opening, listing and committing store nothing; each entry with a weight
+            // is a body record on its own page; the newest height is the profile, on
+            // the last entry's page, before the commit is asked for.
+            let counts: Vec<usize> = records.iter().map(Vec::len).collect();
+            assert_eq!(counts, [0, 0, 1, 1, 1, 0]);
+            let first = &records[2][0];
+            assert_eq!(
+                (first.resource, first.provider_id.as_str()),
+                (Resource::Body, "4711001")
+            );
+            assert_eq!(first.fields["measured_at"], "2026-10-27T19:03:12+00:00");
+            assert_eq!(first.fields["weight"], 61.2);
+            assert_eq!(first.fields["source"]["type"], "manual", "SOURCE_USER");
+            assert_eq!(
+                records[3][0].fields["source"]["type"], "unknown",
+                "SOURCE_MEASURED"
+            );
+            // The third entry has no weight: no body record, and never a zero.
+            let profile = &records[4][0];
+            assert_eq!(
+                (profile.resource, profile.provider_id.as_str()),
+                (Resource::Profile, "10579")
+            );
+            assert_eq!(
+                profile.fields["height"], 1.69,
+                "centimetres, stored in metres"
+            );
+            assert_eq!(profile.fields["measured_at"], "2026-11-18T20:10:05+00:00");
+        }
+
+        #[test]
+        fn nothing_new_or_nothing_listed_ends_quietly() {
+            // 204 to the POST: no transaction, nothing to commit.
+            assert_eq!(parse(b"", None).unwrap(), Page::default());
+            // A transaction whose list is empty (204, or no links) is committed at once.
+            for list in [&b""[..], b"{}", br#"{"physical-informations": []}"#] {
+                let page = parse(list, Some(r#"{"step":"list","tx":7}"#)).unwrap();
+                assert!(page.records.is_empty());
+                assert_eq!(request(page.next.as_deref()), format!("PUT {TX}/7"));
+            }
+            // An entry answered 204 gives nothing; the chain goes on.
+            let cursor = r#"{"step":"fetch","tx":7,"user":"5","ids":[1,2]}"#;
+            let page = parse(b"", Some(cursor)).unwrap();
+            assert!(page.records.is_empty());
+            assert_eq!(
+                request(page.next.as_deref()),
+                format!("GET {TX}/7/physical-informations/2")
+            );
+            // Committed (200 with no body): done.
+            assert_eq!(
+                parse(b"", Some(r#"{"step":"commit","tx":7}"#))
+                    .unwrap()
+                    .next,
+                None
+            );
+            // A cursor that is not ours starts the chain.
+            assert_eq!(request(Some("garbage")), format!("POST {TX}"));
+        }
+
+        #[test]
+        fn the_profile_is_the_newest_height_whatever_the_order_and_a_reread_is_the_same() {
+            let entry = |id: i64, created: &str, height: Value| {
+                json!({"id": id, "created": created, "weight": 70.0, "height": height}).to_string()
+            };
+            let run = |entries: &[(i64, String)]| -> Vec<Record> {
+                let ids: Vec<i64> = entries.iter().map(|(id, _)| *id).collect();
+                let mut cursor =
+                    Some(json!({"step": "fetch", "tx": 3, "user": "42", "ids": ids}).to_string());
+                let mut out = vec![];
+                for (_, body) in entries {
+                    let page = parse(body.as_bytes(), cursor.as_deref()).unwrap();
+                    out.extend(page.records);
+                    cursor = page.next;
+                }
+                assert_eq!(request(cursor.as_deref()), format!("PUT {TX}/3"));
+                out
+            };
+            let entries = [
+                (10, entry(10, "2026-11-20T08:00:00.000Z", json!(181))),
+                (11, entry(11, "2026-11-02T08:00:00.000Z", json!(179))),
+                (12, entry(12, "2026-11-21T08:00:00.000Z", json!(null))),
+            ];
+            let records = run(&entries);
+            let profiles: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.resource == Resource::Profile)
+                .collect();
+            assert_eq!(profiles.len(), 1, "one profile per transaction");
+            assert_eq!(
+                profiles[0].fields["height"], 1.81,
+                "the newest entry with a height"
+            );
+            assert_eq!(profiles[0].provider_id, "42");
+            assert_eq!(
+                records
+                    .iter()
+                    .filter(|r| r.resource == Resource::Body)
+                    .count(),
+                3
+            );
+            assert_eq!(run(&entries), records, "the same entries, the same records");
+        }
+
+        #[test]
+        fn malformed_replies_name_their_field_and_never_panic() {
+            assert_eq!(malformed_field(parse(b"{}", None)), "transaction-id");
+            assert_eq!(
+                malformed_field(parse(br#"{"transaction-id": "x"}"#, None)),
+                "transaction-id"
+            );
+            assert_eq!(malformed_field(parse(b"<xml/>", None)), "$");
+            let list = Some(r#"{"step":"list","tx":7}"#);
+            assert_eq!(
+                malformed_field(parse(br#"{"physical-informations": 3}"#, list)),
+                "physical-informations"
+            );
+            for bad in [
+                json!(["https://www.polaraccesslink.com/v3/users/5/elsewhere/1"]),
+                json!([1]),
+                json!(["https://x/v3/users/5/physical-information-transactions/7/physical-informations/nan"]),
+                json!(["https://x/v3/users/a%2Fb/physical-information-transactions/7/physical-informations/1"]),
+            ] {
+                let body = json!({ "physical-informations": bad }).to_string();
+                assert_eq!(
+                    malformed_field(parse(body.as_bytes(), list)),
+                    "physical-informations[0]"
+                );
+            }
+            let two_users = json!({"physical-informations": [
+                "https://x/v3/users/5/physical-information-transactions/7/physical-informations/1",
+                "https://x/v3/users/6/physical-information-transactions/7/physical-informations/2",
+            ]});
+            assert_eq!(
+                malformed_field(parse(two_users.to_string().as_bytes(), list)),
+                "physical-informations[1]"
+            );
+            let fetch = Some(r#"{"step":"fetch","tx":7,"user":"5","ids":[1]}"#);
+            for (entry, field) in [
+                (json!({"weight": 70}), "created"),
+                (json!({"created": "yesterday", "weight": 70}), "created"),
+                (
+                    json!({"created": "2026-11-02T08:00:00.000Z", "weight": "heavy"}),
+                    "weight",
+                ),
+                (
+                    json!({"created": "2026-11-02T08:00:00.000Z", "height": [1]}),
+                    "height",
+                ),
+                (json!([]), "$"),
+            ] {
+                assert_eq!(
+                    malformed_field(parse(entry.to_string().as_bytes(), fetch)),
+                    field,
+                    "{entry}"
+                );
+            }
+            // Readings without a value are not zeros: no body, no profile.
+            for empty in [json!(null), json!(0), json!(-1)] {
+                let entry = json!({"created": "2026-11-02T08:00:00.000Z", "weight": empty, "height": empty});
+                let page = parse(entry.to_string().as_bytes(), fetch).unwrap();
+                assert!(page.records.is_empty(), "{entry}");
+            }
+        }
+
+        #[test]
+        fn the_user_goes_into_the_path_and_a_gone_transaction_is_gone() {
+            let req = Polar.page_request(&spec(Resource::Body), &window(), None);
+            assert_eq!(
+                req.clone().for_user(Some("10579")).unwrap().path,
+                "/v3/users/10579/physical-information-transactions"
+            );
+            assert_eq!(
+                req.clone().for_user(Some("a/b c")).unwrap().path,
+                "/v3/users/a%2Fb%20c/physical-information-transactions"
+            );
+            assert!(matches!(req.for_user(None), Err(ProviderError::Refused(_))));
+            // Paths that name no user need none.
+            let sleep = Polar.page_request(&spec(Resource::Sleep), &window(), None);
+            assert_eq!(sleep.clone().for_user(None).unwrap(), sleep);
+            assert!(matches!(
+                Polar.classify_error(404, None, b""),
+                ProviderError::Gone(_)
+            ));
+            assert_eq!(Polar.read_with(Resource::Profile), Some(Resource::Body));
+            assert_eq!(Polar.read_with(Resource::Body), None);
+        }
+
+        #[test]
+        fn the_fixture_server_hands_each_entry_over_once() {
+            let entries = data("body.json");
+            let items = |r: Resource| {
+                assert_eq!(r, Resource::Body);
+                entries.clone()
+            };
+            let mut state = FixtureTransactions::default();
+            let mut call = |method: &str, path: &str| {
+                PolarFixtures
+                    .serve_transaction(method, path, &items, &mut state)
+                    .unwrap()
+            };
+            let tx = "/v3/users/10579/physical-information-transactions";
+            let (status, created) = call("POST", tx);
+            assert_eq!(status, 201);
+            let created: Value = serde_json::from_str(&created).unwrap();
+            assert_eq!(created["transaction-id"], 1);
+            // An uncommitted transaction's entries go into the next one too.
+            assert_eq!(call("POST", tx).0, 201);
+            let (status, list) = call("GET", &format!("{tx}/1"));
+            assert_eq!(status, 200);
+            let list: Value = serde_json::from_str(&list).unwrap();
+            assert_eq!(list["physical-informations"].as_array().unwrap().len(), 3);
+            let (status, entry) = call("GET", &format!("{tx}/1/physical-informations/4711002"));
+            assert_eq!(status, 200);
+            let entry: Value = serde_json::from_str(&entry).unwrap();
+            assert_eq!(
+                (&entry["transaction-id"], &entry["polar-user"]),
+                (
+                    &json!(1),
+                    &json!("https://www.polaraccesslink.com/v3/users/10579")
+                )
+            );
+            assert_eq!(
+                call("GET", &format!("{tx}/1/physical-informations/1")).0,
+                404
+            );
+            assert_eq!(
+                call("GET", &format!("{tx}/9")).0,
+                404,
+                "unknown transaction"
+            );
+            assert_eq!(
+                call("GET", "/v3/users/7/physical-information-transactions/1").0,
+                404,
+                "another user's"
+            );
+            assert_eq!(call("PUT", &format!("{tx}/1")), (200, String::new()));
+            assert_eq!(call("PUT", &format!("{tx}/1")).0, 404, "committed: gone");
+            // The other open transaction held the same entries: they are handed over.
+            assert_eq!(call("GET", &format!("{tx}/2")).0, 204);
+            assert_eq!(
+                call("GET", &format!("{tx}/2/physical-informations/4711001")).0,
+                204
+            );
+            assert_eq!(call("POST", tx).0, 204, "nothing new");
+            // Another user has their own.
+            assert_eq!(
+                call("POST", "/v3/users/7/physical-information-transactions").0,
+                201
+            );
+            assert!(PolarFixtures
+                .serve_transaction("GET", "/v3/users/10579/sleep", &items, &mut state)
+                .is_none());
         }
     }
 }

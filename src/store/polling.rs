@@ -675,6 +675,29 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a job back to start over from its first page, after an error (counted as an
+    /// attempt): its cursor names what the provider no longer has (an expired
+    /// transaction of a chain of requests).
+    pub async fn restart_job(
+        &self,
+        job: &Job,
+        run_at: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE jobs SET next_run_at = $3, cursor = NULL, attempts = attempts + 1, last_error = $4, updated_at = $5 \
+             WHERE id = $1 AND next_run_at = $2",
+        )
+        .bind(job.id)
+        .bind(job.lease)
+        .bind(run_at)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Gives up on a job (malformed data, a panic, too many failed tries); it stays
     /// visible in the connection's progress with its error. A failed backfill window
     /// releases the next one, so one bad window never holds back the rest of the

@@ -1437,8 +1437,8 @@ async fn junction_replies_match_their_documented_schemas(db: TestDb) {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{resource}: {}", r.body);
     }
-    // No fixture provider shares a profile: the 404 is checked against the document,
-    // and the success can only be checked once a provider shares one.
+    // Oura shares no profile: the 404 is checked against the document. Polar's profile,
+    // the one a fixture provider shares, is not connected here, so its 200 is not.
     assert_eq!(
         c.get(&format!("/v2/summary/profile/{uid}")).await.status,
         StatusCode::NOT_FOUND

@@ -19,6 +19,7 @@ crate::backend_tests!(
     google_health_names_the_user_through_its_identity_request,
     google_healths_vital_named_series_are_served_by_both_data_apis,
     polar_registers_the_user_after_consent_and_deregisters_them,
+    polar_physical_information_arrives_through_its_transaction,
 );
 
 async fn app_with_fixtures(db: TestDb) -> (TestApp, FixtureServer) {
@@ -1427,4 +1428,208 @@ async fn without_enforcement_nothing_is_refused_and_no_usage_is_sent() {
     assert_eq!(fx.refused("whoop"), 0);
     assert_eq!(fx.data_requests("whoop"), 120);
     assert_eq!(fx.max_in_any_window("whoop", Duration::from_secs(60)), 120);
+}
+
+/// Polar hands physical information over only in a transaction (open, list, each
+/// entry, commit), and forgets what a commit handed over. The backfill stores each
+/// entry with a weight as body and the newest height as the profile before it commits:
+/// while the commit fails the records are already there. A transaction that is gone
+/// by the retry (expired) is read again from a new one, and the stored records' hashes
+/// make the re-read change nothing: no new version, no second event. A poll with
+/// nothing new (204) costs one request and writes nothing.
+async fn polar_physical_information_arrives_through_its_transaction(db: TestDb) {
+    let (app, fx) = app_with_fixtures(db).await;
+    app.endpoint("/hooks", json!({})).await;
+    let uid = app.user("polar-body").await["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tx = "/v3/users/10579/physical-information-transactions";
+    let steps = || -> Vec<String> {
+        fx.requests()
+            .into_iter()
+            // The steps as the transaction's server logged them (`METHOD path status`).
+            .filter(|r| {
+                r.contains("physical-information-transactions")
+                    && ["POST", "GET", "PUT"].contains(&r.split(' ').nth(1).unwrap_or(""))
+            })
+            .map(|r| r.replacen(tx, "…", 1))
+            .collect()
+    };
+    let records = |resource: &'static str| {
+        let app = &app;
+        let uid = uid.clone();
+        async move {
+            let (_, v) = app
+                .api
+                .get(&format!(
+                    "/v1/summary/{resource}/{uid}?start_date=2000-01-01"
+                ))
+                .await;
+            v[resource].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let of = |kind: &str| {
+        app.events()
+            .into_iter()
+            .filter(|e| e["user_id"] == uid.as_str() && e["event_type"] == kind)
+            .count()
+    };
+
+    // Waits for the server to log `line`.
+    let logged = |line: &'static str| {
+        let steps = &steps;
+        async move {
+            let seen = eventually(Duration::from_secs(20), || async {
+                steps().iter().any(|s| s == line)
+            })
+            .await;
+            assert!(seen, "no `{line}` in {:?}", steps());
+        }
+    };
+    // The open transaction expires and commits work again: the job's retry (after its
+    // back-off, on the gateway's clock) must end with `line`.
+    let expire_and_retry = |line: &'static str| {
+        let (app, fx, steps) = (&app, &fx, &steps);
+        async move {
+            fx.expire_transactions();
+            fx.fail_commits("polar", false);
+            let done = app
+                .eventually_advancing(Duration::from_secs(10), Duration::from_secs(30), || {
+                    let done = steps().iter().any(|s| s == line);
+                    async move { done }
+                })
+                .await;
+            assert!(done, "no `{line}` in {:?}", steps());
+        }
+    };
+
+    // The backfill, its commit failing.
+    fx.fail_commits("polar", true);
+    let q = connect(&app, &uid, "polar").await;
+    assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
+    logged("polar PUT …/1 500").await;
+    assert_eq!(
+        steps(),
+        [
+            "polar POST … 201",
+            "polar GET …/1 200",
+            "polar GET …/1/physical-informations/4711001 200",
+            "polar GET …/1/physical-informations/4711002 200",
+            "polar GET …/1/physical-informations/4711003 200",
+            "polar PUT …/1 500",
+        ]
+    );
+    // Everything the transaction held is stored before the commit is asked for.
+    let body = records("body").await;
+    let weights: Vec<&Value> = body.iter().map(|r| &r["weight"]).collect();
+    assert_eq!(
+        weights,
+        [&json!(61.2), &json!(60.6)],
+        "the entry without a weight is no body"
+    );
+    let profile = records("profile").await;
+    assert_eq!(profile.len(), 1);
+    assert_eq!(
+        (&profile[0]["height"], &profile[0]["provider_id"]),
+        (&json!(1.69), &json!("10579"))
+    );
+    // As Junction shows it: centimetres.
+    let (s, junction) = app.api.get(&format!("/v2/summary/profile/{uid}")).await;
+    assert_eq!(s, StatusCode::OK, "{junction}");
+    assert_eq!(
+        (&junction["height"], &junction["source"]["provider"]),
+        (&json!(169), &json!("polar"))
+    );
+
+    // The transaction expires before the retry: the commit finds it gone, and the chain
+    // starts over with a new one that hands the same entries over again.
+    expire_and_retry("polar PUT …/2 200").await;
+    assert_eq!(
+        &steps()[6..],
+        [
+            "polar PUT …/1 404",
+            "polar POST … 201",
+            "polar GET …/2 200",
+            "polar GET …/2/physical-informations/4711001 200",
+            "polar GET …/2/physical-informations/4711002 200",
+            "polar GET …/2/physical-informations/4711003 200",
+            "polar PUT …/2 200",
+        ]
+    );
+    let again = records("body").await;
+    assert_eq!(again.len(), 2);
+    assert!(
+        again
+            .iter()
+            .chain(&records("profile").await)
+            .all(|r| r["version"] == 1),
+        "a re-read is no change: {again:?}"
+    );
+
+    // A poll over new physical information, its commit failing and its transaction
+    // expiring as before: one new body record and the profile edited, each published
+    // once.
+    fx.advance_to_changed_data();
+    fx.fail_commits("polar", true);
+    let (s, _) = app
+        .api
+        .post(&format!("/v1/user/{uid}/refresh"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    logged("polar PUT …/3 500").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            of("daily.data.body.created") == 1 && of("daily.data.profile.updated") == 1
+        })
+        .await
+    );
+    expire_and_retry("polar PUT …/4 200").await;
+    // The poll's chain read the new entry alone, twice; the second read published nothing.
+    let fetched = |tx: u32| {
+        steps()
+            .iter()
+            .filter(|s| s.starts_with(&format!("polar GET …/{tx}/physical-informations/")))
+            .count()
+    };
+    assert_eq!((fetched(3), fetched(4)), (1, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        (of("daily.data.body.created"), of("daily.data.body.updated")),
+        (1, 0)
+    );
+    assert_eq!(
+        (
+            of("daily.data.profile.created"),
+            of("daily.data.profile.updated")
+        ),
+        (0, 1)
+    );
+    let body = records("body").await;
+    assert_eq!(body.len(), 3);
+    let profile = records("profile").await;
+    assert_eq!((profile.len(), &profile[0]["version"]), (1, &json!(2)));
+
+    // The next scheduled poll, with nothing new: the POST is answered 204 and that is all.
+    let before = (steps().len(), app.events().len());
+    app.advance(Duration::from_secs(7200));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            steps().len() > before.0
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // (The clock's jump can lapse a claim in flight, so a poll may run twice.)
+    let polled = steps()[before.0..].to_vec();
+    assert!(polled.iter().all(|s| s == "polar POST … 204"), "{polled:?}");
+    assert_eq!(records("body").await.len(), 3);
+    let new_events: Vec<Value> = app.events().into_iter().skip(before.1).collect();
+    assert!(
+        new_events
+            .iter()
+            .all(|e| !e["event_type"].as_str().unwrap().contains("body")
+                && !e["event_type"].as_str().unwrap().contains("profile")),
+        "{new_events:?}"
+    );
 }

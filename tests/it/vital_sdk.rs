@@ -316,7 +316,7 @@ async fn the_official_sdk_reads_what_the_gateway_stored(db: TestDb) {
         assert_eq!(got["weight"].as_f64(), stored["weight"].as_f64());
         assert_eq!(got["fat"].as_f64(), stored["fat"].as_f64());
     }
-    // No fixture provider shares a profile: Junction's 404.
+    // None of the providers connected here shares a profile (Polar does): Junction's 404.
     assert_eq!(out["profile"]["status"], 404);
     assert_eq!(out["profile"]["body"]["detail"]["error_type"], "not_found");
 
