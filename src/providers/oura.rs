@@ -106,31 +106,13 @@ impl Adapter for Oura {
             ..Page::default()
         };
         for (i, item) in items.iter().enumerate() {
-            let item = match resource {
-                Resource::Sleep => sleep(item),
-                Resource::Activity => activity(item).map(Item::Record),
-                Resource::Workouts => workout(item).map(Item::Record),
-                Resource::Heartrate => heartrate(item).map(Item::Record),
-                Resource::BloodOxygen => spo2(item).map(|r| r.map_or(Item::Skipped, Item::Record)),
-                Resource::BodyTemperatureDelta => temperature_delta(item),
-                other => {
-                    return Err(ProviderError::malformed(
-                        "resource",
-                        format!("Oura has no {other}"),
-                    ))
-                }
-            }
-            .map_err(|e| match e {
+            let read = read_item(resource, item).map_err(|e| match e {
                 ProviderError::Malformed { field, message } => {
                     ProviderError::malformed(format!("data[{i}].{field}"), message)
                 }
                 e => e,
             })?;
-            match item {
-                Item::Record(r) => page.records.push(r),
-                Item::Removed(r) => page.removals.push(r),
-                Item::Skipped => {}
-            }
+            add(&mut page, read);
         }
         page.next = opt_str(&v, "next_token")?.map(str::to_string);
         Ok(page)
@@ -172,33 +154,28 @@ impl Adapter for Oura {
 
     /// One document, read as a list item: a sleep period Oura marks as not sleep is a
     /// removal.
+    /// `body_temperature_delta` comes from the sleep route's periods: read with `sleep`.
+    fn read_with(&self, resource: Resource) -> Option<Resource> {
+        (resource == Resource::BodyTemperatureDelta).then_some(Resource::Sleep)
+    }
+
     fn parse_record(&self, resource: Resource, body: &[u8]) -> Result<Page, ProviderError> {
         let v = parse_json(body)?;
         if !v.is_object() {
             return Err(ProviderError::malformed("$", "expected one document"));
         }
-        let item = match resource {
-            Resource::Sleep => sleep(&v)?,
-            Resource::Activity => Item::Record(activity(&v)?),
-            Resource::Workouts => Item::Record(workout(&v)?),
-            other => {
-                return Err(ProviderError::malformed(
-                    "resource",
-                    format!("no single-document read for Oura {other}"),
-                ))
-            }
-        };
-        Ok(match item {
-            Item::Record(r) => Page {
-                records: vec![r],
-                ..Page::default()
-            },
-            Item::Removed(r) => Page {
-                removals: vec![r],
-                ..Page::default()
-            },
-            Item::Skipped => Page::default(),
-        })
+        if !matches!(
+            resource,
+            Resource::Sleep | Resource::Activity | Resource::Workouts
+        ) {
+            return Err(ProviderError::malformed(
+                "resource",
+                format!("no single-document read for Oura {resource}"),
+            ));
+        }
+        let mut page = Page::default();
+        add(&mut page, read_item(resource, &v)?);
+        Ok(page)
     }
 
     /// WEBHOOKS "Verification Process": `GET <callback>?verification_token=…&challenge=…`;
@@ -371,6 +348,37 @@ enum Item {
     Record(Record),
     Removed(Removal),
     Skipped,
+}
+
+/// What one item of `resource`'s route holds. A sleep period is also the night's body
+/// temperature delta (`body_temperature_delta` is read with `sleep`, from the same
+/// reply: one request serves both, and a sleep notification's pull brings both).
+fn read_item(resource: Resource, item: &Value) -> Result<Vec<Item>, ProviderError> {
+    Ok(match resource {
+        Resource::Sleep => vec![sleep(item)?, temperature_delta(item)?],
+        Resource::Activity => vec![Item::Record(activity(item)?)],
+        Resource::Workouts => vec![Item::Record(workout(item)?)],
+        Resource::Heartrate => vec![Item::Record(heartrate(item)?)],
+        Resource::BloodOxygen => vec![spo2(item)?.map_or(Item::Skipped, Item::Record)],
+        Resource::BodyTemperatureDelta => vec![temperature_delta(item)?],
+        other => {
+            return Err(ProviderError::malformed(
+                "resource",
+                format!("Oura has no {other}"),
+            ))
+        }
+    })
+}
+
+/// Adds what items hold to `page`.
+fn add(page: &mut Page, items: Vec<Item>) {
+    for item in items {
+        match item {
+            Item::Record(r) => page.records.push(r),
+            Item::Removed(r) => page.removals.push(r),
+            Item::Skipped => {}
+        }
+    }
 }
 
 /// Every sleep period is a record, main sleep or nap, with Vital's `type`, except the
@@ -1033,9 +1041,19 @@ mod tests {
         let types: Vec<(String, Value)> = page
             .records
             .iter()
+            .filter(|r| r.resource == Resource::Sleep)
             .map(|r| (r.provider_id.clone(), r.fields["type"].clone()))
             .collect();
         assert_eq!(types.len(), 4, "three nights and a nap: {types:?}");
+        // The nights' deltas come with them (read with sleep); the nap has none.
+        let deltas: Vec<&str> = page
+            .records
+            .iter()
+            .filter(|r| r.resource == Resource::BodyTemperatureDelta)
+            .map(|r| r.provider_id.as_str())
+            .collect();
+        assert_eq!(deltas.len(), 3, "{deltas:?}");
+        assert!(!deltas.contains(&"58393cab-c600-411f-9090-aeff6e83bd9f"));
         assert_eq!(
             types[2],
             (
@@ -1062,14 +1080,21 @@ mod tests {
             )
             .unwrap();
         assert!(last.next.is_none());
-        assert_eq!(last.records.len(), 2);
+        // Two periods, and one night's delta.
+        assert_eq!(last.records.len(), 3);
         assert_eq!(
             last.removals,
-            vec![Removal {
-                resource: Resource::Sleep,
-                provider_id: "156c40dc-d472-4768-ab8e-f998424d07c0".into()
-            }],
-            "a rejected rest period is a removal"
+            vec![
+                Removal {
+                    resource: Resource::Sleep,
+                    provider_id: "156c40dc-d472-4768-ab8e-f998424d07c0".into()
+                },
+                Removal {
+                    resource: Resource::BodyTemperatureDelta,
+                    provider_id: "156c40dc-d472-4768-ab8e-f998424d07c0".into()
+                }
+            ],
+            "a rejected rest period is a removal, of its delta too"
         );
 
         let kinds = r#"{"data": [
@@ -1095,8 +1120,15 @@ mod tests {
                 ("e", &json!("unknown"))
             ]
         );
-        let removed: Vec<&str> = p.removals.iter().map(|r| r.provider_id.as_str()).collect();
+        let removed: Vec<&str> = p
+            .removals
+            .iter()
+            .filter(|r| r.resource == Resource::Sleep)
+            .map(|r| r.provider_id.as_str())
+            .collect();
         assert_eq!(removed, ["b", "c"], "removals need only the id");
+        // Their deltas go with them.
+        assert_eq!(p.removals.len(), 4);
     }
 
     #[test]
