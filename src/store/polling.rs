@@ -3,7 +3,7 @@
 //! upserted by content hash, events published, the job's cursor advanced, all in one
 //! transaction, so a killed process resumes with no gap and no duplicate event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -418,26 +418,85 @@ pub(super) async fn delete_records(
     Ok(out)
 }
 
-/// Makes the window after `job`'s (the next older one of its backfill) due at `now`.
-async fn release_next_window(
+/// Stores each page's progress on its job (cursor, next run, done), for the pages whose
+/// claim still holds: the job's `next_run_at` is still the lease the page was fetched
+/// under (a job claimed again by another worker since has moved on). One statement per
+/// group; returns the ids of the jobs whose claim held.
+async fn claim_pages(
+    tx: &mut AnyConnection,
+    pages: &[PageCommit],
+    now: i64,
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let mut held = HashSet::new();
+    for chunk in pages.chunks(super::rows_per_statement(5)) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(2 + i * 5, 5)))
+            .collect();
+        // `done` says which pages finish their job (a completed window or pull);
+        // every other page keeps its job pending.
+        let sql = format!(
+            "WITH v (id, lease, next_run_at, cursor, done) AS (VALUES {}) \
+             UPDATE jobs SET next_run_at = v.next_run_at, cursor = v.cursor, \
+               status = CASE WHEN v.done = 1 THEN {DONE} ELSE jobs.status END, \
+               attempts = 0, last_error = NULL, updated_at = $1 \
+             FROM v WHERE jobs.id = v.id AND jobs.next_run_at = v.lease \
+             RETURNING jobs.id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for page in chunk {
+            let (next_run_at, cursor, done) = match &page.finish {
+                Finish::Continue { lease, cursor } => (*lease, Some(cursor.clone()), 0i64),
+                Finish::WindowDone | Finish::PullDone => (now, None, 1),
+                Finish::PollDone { next_run_at, .. } => (*next_run_at, None, 0),
+            };
+            q = q
+                .bind(page.job.id)
+                .bind(page.job.lease)
+                .bind(next_run_at)
+                .bind(cursor)
+                .bind(done);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            held.insert(r.try_get::<i64, _>(0)?);
+        }
+    }
+    Ok(held)
+}
+
+/// Makes the window after each of `jobs` (the next older one of its backfill) due at
+/// `now`. One statement per group.
+async fn release_next_windows(
     conn: &mut AnyConnection,
-    job: &Job,
+    jobs: &[&Job],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
-    // `next_run_at = $5` for selective and walks `jobs_due`, where every waiting
-    // window of every connection shares that value.
-    sqlx::query(&format!(
-        "UPDATE jobs SET next_run_at = CASE WHEN next_run_at = $5 THEN $4 ELSE next_run_at END \
-         WHERE connection_id = $1 AND resource = $2 AND kind = {BACKFILL} AND chunk_index = $3 AND status = {PENDING}",
-    ))
-    .bind(job.connection_id.to_string())
-    .bind(job.resource.as_str())
-    .bind(job.chunk_index + 1)
-    .bind(now)
-    .bind(AFTER_PREVIOUS_WINDOW)
-    .execute(&mut *conn)
-    .await?;
+    for chunk in jobs.chunks(super::rows_per_statement(3)) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(3 + i * 3, 3)))
+            .collect();
+        // The waiting test sits in the CASE, not the WHERE: PostgreSQL's planner takes
+        // `next_run_at = $2` for selective and walks `jobs_due`, where every waiting
+        // window of every connection shares that value.
+        let sql = format!(
+            "WITH v (connection_id, resource, chunk_index) AS (VALUES {}) \
+             UPDATE jobs SET next_run_at = CASE WHEN jobs.next_run_at = $2 THEN $1 ELSE jobs.next_run_at END \
+             FROM v WHERE jobs.connection_id = v.connection_id AND jobs.resource = v.resource \
+               AND jobs.chunk_index = v.chunk_index AND jobs.kind = {BACKFILL} AND jobs.status = {PENDING}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(AFTER_PREVIOUS_WINDOW);
+        for job in chunk {
+            q = q
+                .bind(job.connection_id.to_string())
+                .bind(job.resource.as_str())
+                .bind(job.chunk_index + 1);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -713,7 +772,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if res.rows_affected() > 0 && job.kind == JobKind::Backfill {
-            release_next_window(&mut tx, job, self.clock.now_ms()).await?;
+            release_next_windows(&mut tx, &[job], self.clock.now_ms()).await?;
         }
         tx.commit().await
     }
@@ -820,51 +879,37 @@ impl Store {
         let mut out: Vec<Option<PageCounts>> = vec![None; pages.len()];
         let mut removal_events: Vec<(usize, Envelope)> = Vec::new();
         // The claim checks come first: they are writes, so they also take SQLite's lock.
+        // One statement for the whole group: a page's claim holds when its job still
+        // carries the lease it was claimed with.
+        let held = claim_pages(&mut tx, pages, now).await?;
+        let mut windows_done: Vec<&Job> = Vec::new();
         for (i, page) in pages.iter().enumerate() {
             let (job, finish) = (&page.job, &page.finish);
-            // A completed window is done; every other page keeps its job pending.
-            let (status, new_lease) = match finish {
-                Finish::Continue { lease, .. } => ("status", *lease),
-                Finish::WindowDone | Finish::PullDone => (DONE, now),
-                Finish::PollDone { next_run_at, .. } => ("status", *next_run_at),
-            };
-            let sql = format!(
-                "UPDATE jobs SET next_run_at = $3, cursor = $4, status = {status}, attempts = 0, last_error = NULL, \
-                 updated_at = $5 WHERE id = $1 AND next_run_at = $2"
-            );
-            let cursor = match finish {
-                Finish::Continue { cursor, .. } => Some(cursor.clone()),
-                _ => None,
-            };
-            let res = sqlx::query(&sql)
-                .bind(job.id)
-                .bind(job.lease)
-                .bind(new_lease)
-                .bind(cursor)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            if res.rows_affected() == 0 {
+            if !held.contains(&job.id) {
                 continue;
             }
             out[i] = Some(PageCounts::default());
-            let removed = delete_records(&mut tx, &page.removals).await?;
-            out[i].as_mut().expect("just set").removed += removed.len() as u64;
-            if let Some(build) = &page.events.from_removals {
-                removal_events.extend(build(&removed).into_iter().map(|e| (i, e)));
+            if !page.removals.is_empty() {
+                let removed = delete_records(&mut tx, &page.removals).await?;
+                out[i].as_mut().expect("just set").removed += removed.len() as u64;
+                if let Some(build) = &page.events.from_removals {
+                    removal_events.extend(build(&removed).into_iter().map(|e| (i, e)));
+                }
             }
-            if let Finish::PollDone { next_window, .. } = finish {
-                sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
-                    .bind(job.id)
-                    .bind(next_window.0)
-                    .bind(next_window.1)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Finish::WindowDone = finish {
-                release_next_window(&mut tx, job, now).await?;
+            match finish {
+                Finish::PollDone { next_window, .. } => {
+                    sqlx::query("UPDATE jobs SET window_start = $2, window_end = $3 WHERE id = $1")
+                        .bind(job.id)
+                        .bind(next_window.0)
+                        .bind(next_window.1)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Finish::WindowDone => windows_done.push(job),
+                Finish::Continue { .. } | Finish::PullDone => {}
             }
         }
+        release_next_windows(&mut tx, &windows_done, now).await?;
 
         // Every record of the claimed pages, with its stable id.
         let claimed: Vec<(usize, &PageCommit)> = pages
