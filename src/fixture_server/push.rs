@@ -110,17 +110,14 @@ impl FixtureServer {
     /// does in the console of a provider whose subscriptions no API makes (WHOOP,
     /// Google).
     pub fn register_console_subscription(&self, provider: &str, callback_url: &str) {
-        self.state
-            .push
-            .lock()
-            .unwrap()
-            .subscriptions
-            .entry(provider.to_string())
-            .or_default()
-            .push(FixtureSubscription {
+        keep(
+            &self.state,
+            provider,
+            FixtureSubscription {
                 callback_url: callback_url.to_string(),
                 ..FixtureSubscription::default()
-            });
+            },
+        );
     }
 
     /// Registers a subscriber for every notification of `provider` as a developer does
@@ -149,14 +146,7 @@ impl FixtureServer {
         if !verify_callback(&self.state, p, &sub, &secrets, now).await {
             return false;
         }
-        self.state
-            .push
-            .lock()
-            .unwrap()
-            .subscriptions
-            .entry(provider.to_string())
-            .or_default()
-            .push(sub);
+        keep(&self.state, provider, sub);
         true
     }
 
@@ -300,6 +290,17 @@ impl FixtureServer {
     }
 }
 
+/// `sub` joins `provider`'s subscriptions.
+fn keep(st: &FixtureState, provider: &str, sub: FixtureSubscription) {
+    st.push
+        .lock()
+        .unwrap()
+        .subscriptions
+        .entry(provider.to_string())
+        .or_default()
+        .push(sub);
+}
+
 /// The notification with its proof spoilt: a signature header's value changed, or
 /// where the provider signs nothing, the subscription (Strava) or user (Withings) it
 /// names.
@@ -434,13 +435,7 @@ pub(super) async fn subscription_call(
         return Some((served.status, served.body));
     };
     if verify_callback(st, p, &sub, &secrets, now).await {
-        st.push
-            .lock()
-            .unwrap()
-            .subscriptions
-            .entry(p.id().to_string())
-            .or_default()
-            .push(sub);
+        keep(st, p.id(), sub);
         Some((served.status, served.body))
     } else {
         Some(served.if_unverified.unwrap_or((

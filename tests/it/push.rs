@@ -600,19 +600,20 @@ async fn google_pushes_verify_against_the_published_keyset_and_follow_its_rotati
     assert_eq!(keyset_fetches(&fx), 1, "the keyset held is used");
 
     // Google rotates its key. The first notification signed by the new one arrives
-    // within a minute of the last fetch: refused (Google retries), no fetch.
-    // (Each edit moves the end: Google's notification names no point and carries no
-    // id, so the same interval notified again reads as a retry.)
+    // within a minute of the last fetch: refused (Google retries), no fetch. (Each
+    // edit moves the end: Google's notification names no point and carries no id, so
+    // the same interval notified again reads as a retry.)
+    let edited = |title: &str, minutes: i64| {
+        let mut e = exercise.clone();
+        e["exercise"]["displayName"] = json!(title);
+        e["exercise"]["interval"]["endTime"] = json!(z(
+            now - chrono::Duration::hours(2) + chrono::Duration::minutes(minutes)
+        ));
+        change(FixtureChangeKind::Updated, &e)
+    };
     assert!(fx.rotate_push_key("google_health"));
-    exercise["exercise"]["displayName"] = json!("Lunch run (edited)");
-    exercise["exercise"]["interval"]["endTime"] = json!(z(
-        now - chrono::Duration::hours(2) + chrono::Duration::minutes(38)
-    ));
     let sent = fx
-        .change(
-            "google_health",
-            change(FixtureChangeKind::Updated, &exercise),
-        )
+        .change("google_health", edited("Lunch run (edited)", 38))
         .await;
     assert_eq!(sent[0].status, Some(401));
     assert_eq!(keyset_fetches(&fx), 1, "at most one fetch a minute");
@@ -621,10 +622,7 @@ async fn google_pushes_verify_against_the_published_keyset_and_follow_its_rotati
     // key in it: verified, pulled, published.
     app.advance(Duration::from_secs(61));
     let sent = fx
-        .change(
-            "google_health",
-            change(FixtureChangeKind::Updated, &exercise),
-        )
+        .change("google_health", edited("Lunch run (edited)", 38))
         .await;
     assert_eq!(sent[0].status, Some(204), "{sent:?}");
     assert_eq!(keyset_fetches(&fx), 2);
@@ -640,15 +638,8 @@ async fn google_pushes_verify_against_the_published_keyset_and_follow_its_rotati
         "the change signed by the new key reached the endpoint"
     );
     // Notifications signed by the new key now verify with no further fetch.
-    exercise["exercise"]["displayName"] = json!("Lunch run (edited twice)");
-    exercise["exercise"]["interval"]["endTime"] = json!(z(
-        now - chrono::Duration::hours(2) + chrono::Duration::minutes(39)
-    ));
     let sent = fx
-        .change(
-            "google_health",
-            change(FixtureChangeKind::Updated, &exercise),
-        )
+        .change("google_health", edited("Lunch run (edited twice)", 39))
         .await;
     assert_eq!(sent[0].status, Some(204));
     assert_eq!(keyset_fetches(&fx), 2);
