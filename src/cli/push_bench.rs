@@ -43,6 +43,11 @@ use crate::seal::{random_token, Sealer};
 /// per project; WHOOP: 100 a minute per app; Strava: 100 reads per 15 minutes).
 pub const DEFAULT_PROVIDER: &str = "google_health";
 
+/// How far apart in time the bench's new records lie: more than a pull's range around
+/// one, widened by the most a zone's offset can add either way (Google filters on civil
+/// times: 14 h before, 12 h after, fixtures/google_health/README.md).
+const RECORD_SPACING_SECS: i64 = 27 * 3600;
+
 /// How long the bench waits for the next matching webhook before it gives up on the
 /// rest.
 const STALL_AFTER: Duration = Duration::from_secs(90);
@@ -104,10 +109,12 @@ impl Template {
     }
 
     /// The `n`th new record: the template with a new provider id wherever the old one
-    /// appears, its times moved so the newest is today, then `n` seconds earlier, so
-    /// that no two records share their times (a notification that names only a
-    /// user, a data type and an interval, as Google's does, tells records apart by
-    /// their times alone).
+    /// appears, its times moved so the newest is today, then `n` times
+    /// [`RECORD_SPACING_SECS`] earlier, so that no two records share a pull's range.
+    /// (The fixture provider serves one data set to every user, so a pull over a range
+    /// reads every bench record in it, whichever user it was made for; a notification
+    /// that names only a user, a data type and an interval, as Google's does, is pulled
+    /// over that interval, which Google's civil-time filters widen by a day.)
     pub(super) fn record(&self, p: &'static Provider, n: u64) -> anyhow::Result<NewRecord> {
         use crate::fixture_server::shift_item_times;
         let new_id = fresh_id(&self.provider_id, n);
@@ -120,7 +127,10 @@ impl Template {
                 shift_item_times(p.id(), &mut item, chrono::Duration::days(days));
             }
         }
-        let earlier = i64::try_from(n % 86_400).unwrap_or(0);
+        let earlier = i64::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(RECORD_SPACING_SECS))
+            .context("too many records")?;
         shift_item_times(p.id(), &mut item, chrono::Duration::seconds(-earlier));
         let read = provider_id_of(p, self.resource, &item);
         anyhow::ensure!(
