@@ -114,6 +114,7 @@ impl Gateway {
             oauth: oauth.clone(),
             http: provider_http.clone(),
             public_url: public_url.clone(),
+            keys: Default::default(),
         };
         let poller = Arc::new(Poller::new(
             store.clone(),

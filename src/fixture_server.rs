@@ -760,48 +760,46 @@ fn days_since_recording() -> i64 {
         .max(0)
 }
 
-/// Moves every date and instant in `item`, one of `provider`'s items, forward by
-/// `days`, as the fixture server moves its recorded data (its epoch fields included).
-pub fn shift_item_dates(provider: &str, item: &mut Value, days: i64) {
+/// Moves every date and instant in `item`, one of `provider`'s items, by `by`, as the
+/// fixture server moves its recorded data (its epoch fields included; dates by the
+/// whole days of `by`).
+pub fn shift_item_times(provider: &str, item: &mut Value, by: chrono::Duration) {
     let epoch = providers::find(provider).map_or(&[][..], |p| p.impersonation.epoch_fields());
-    shift_dates(item, days, epoch);
+    shift_dates(item, by, epoch);
 }
 
-/// Moves every date (`YYYY-MM-DD`), RFC 3339 instant, date-time without offset
-/// (`YYYY-MM-DDThh:mm:ss`, Dexcom's receiver records) and integer epoch field named in
-/// `epoch_keys` in `v` forward by `days`, keeping each one's offset (or lack of one).
-fn shift_dates(v: &mut Value, days: i64, epoch_keys: &[&str]) {
+/// Moves every date (`YYYY-MM-DD`, by the whole days of `by`), RFC 3339 instant,
+/// date-time without offset (`YYYY-MM-DDThh:mm:ss`, Dexcom's receiver records) and
+/// integer epoch field named in `epoch_keys` in `v` by `by`, keeping each one's offset
+/// (or lack of one).
+fn shift_dates(v: &mut Value, by: chrono::Duration, epoch_keys: &[&str]) {
     match v {
         Value::String(s) => {
             if s.len() == 10 {
                 if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                    *s = (d + chrono::Duration::days(days))
+                    *s = (d + chrono::Duration::days(by.num_days()))
                         .format("%Y-%m-%d")
                         .to_string();
                 }
             } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-                *s = (t + chrono::Duration::days(days)).to_rfc3339();
+                *s = (t + by).to_rfc3339();
             } else if let Some(t) = s
                 .get(..19)
                 .and_then(|h| chrono::NaiveDateTime::parse_from_str(h, "%Y-%m-%dT%H:%M:%S").ok())
             {
                 // Local times without an offset (Polar's `start_time`, Dexcom's receiver records): the same shift,
                 // keeping any fraction after the seconds as it was.
-                *s = format!(
-                    "{}{}",
-                    (t + chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S"),
-                    &s[19..]
-                );
+                *s = format!("{}{}", (t + by).format("%Y-%m-%dT%H:%M:%S"), &s[19..]);
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, days, epoch_keys)),
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_dates(x, by, epoch_keys)),
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 match x.as_i64() {
                     Some(secs) if epoch_keys.contains(&k.as_str()) => {
-                        *x = Value::from(secs + days * 86_400)
+                        *x = Value::from(secs.saturating_add(by.num_seconds()))
                     }
-                    _ => shift_dates(x, days, epoch_keys),
+                    _ => shift_dates(x, by, epoch_keys),
                 }
             }
         }
@@ -912,6 +910,18 @@ async fn serve_data(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    // The keys the provider publishes for its notifications' signatures (Google's
+    // keyset): public, no token.
+    if method == Method::GET {
+        if let Some(doc) = push::published_keys(st, p, &path) {
+            let mut log = st.requests.lock().unwrap();
+            if log.len() < 10_000 {
+                log.push(format!("{id} GET {path}"));
+            }
+            drop(log);
+            return (StatusCode::OK, [("content-type", "application/json")], doc).into_response();
+        }
+    }
     // Subscription management (app credentials, or Withings' user token).
     {
         let mut fields: std::collections::BTreeMap<String, String> =
@@ -1133,7 +1143,7 @@ fn served_items(
         items
             .into_iter()
             .map(|mut v| {
-                shift_dates(&mut v, shift, imp.epoch_fields());
+                shift_dates(&mut v, chrono::Duration::days(shift), imp.epoch_fields());
                 v
             })
             .collect(),
@@ -1247,7 +1257,7 @@ mod tests {
             "startdate": 1_795_000_000,
             "note": "2026-11-22T21:55",
         });
-        shift_dates(&mut v, 9, &["startdate"]);
+        shift_dates(&mut v, chrono::Duration::days(9), &["startdate"]);
         assert_eq!(v["day"], "2026-12-01");
         assert_eq!(v["app"], "2026-12-01T21:55:00+00:00");
         assert_eq!(v["local"], "2026-12-01T13:55:00-08:00");

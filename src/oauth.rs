@@ -59,13 +59,17 @@ pub struct Endpoints {
     pub authorize_url: String,
     pub token_url: String,
     pub base_url: String,
+    /// Where the provider publishes the keys its notifications are signed with (the
+    /// manifest's `push.keys_url`), where it has them.
+    pub push_keys_url: Option<String>,
 }
 
 impl Endpoints {
-    /// Each URL from its own `WEARBRIDGE_<ID>_AUTHORIZE_URL`, `_TOKEN_URL` or
-    /// `_BASE_URL` when set; otherwise from the fixture server when `fixture_root` is
-    /// set, else from the manifest. Credentials from `WEARBRIDGE_<ID>_CLIENT_ID` /
-    /// `_CLIENT_SECRET`.
+    /// Each URL from its own `WEARBRIDGE_<ID>_AUTHORIZE_URL`, `_TOKEN_URL`, `_BASE_URL`
+    /// or `_PUSH_KEYS_URL` when set; otherwise from the fixture server when
+    /// `fixture_root` is set (the keys at the path the provider publishes them under,
+    /// below `{root}/{id}`), else from the manifest. Credentials from
+    /// `WEARBRIDGE_<ID>_CLIENT_ID` / `_CLIENT_SECRET`.
     pub fn resolve(p: &Provider, fixture_root: Option<&str>) -> Endpoints {
         Endpoints::resolve_in(p, fixture_root, &|name| std::env::var(name).ok())
     }
@@ -83,19 +87,29 @@ impl Endpoints {
         };
         // A provider's own setting is the more specific one, so it wins over the root: one
         // provider can be pointed at its sandbox while the others play from fixtures.
-        let (authorize_url, token_url, base_url) = match fixture_root {
+        let keys_url = p
+            .manifest
+            .push
+            .as_ref()
+            .and_then(|push| push.keys_url.clone());
+        let (authorize_url, token_url, base_url, push_keys_url) = match fixture_root {
             Some(root) => {
                 let root = root.trim_end_matches('/');
                 (
                     format!("{root}/{id}/oauth/authorize"),
                     format!("{root}/{id}/oauth/token"),
                     format!("{root}/{id}"),
+                    keys_url
+                        .as_deref()
+                        .and_then(|u| url::Url::parse(u).ok())
+                        .map(|u| format!("{root}/{id}{}", u.path())),
                 )
             }
             None => (
                 p.manifest.authorize_url.clone(),
                 p.manifest.token_url.clone(),
                 p.manifest.base_url.clone(),
+                keys_url,
             ),
         };
         Endpoints {
@@ -105,6 +119,7 @@ impl Endpoints {
             authorize_url: env("AUTHORIZE_URL").unwrap_or(authorize_url),
             token_url: env("TOKEN_URL").unwrap_or(token_url),
             base_url: env("BASE_URL").unwrap_or(base_url),
+            push_keys_url: env("PUSH_KEYS_URL").or(push_keys_url),
         }
     }
 }
@@ -528,6 +543,39 @@ mod tests {
         assert_eq!(e.token_url, "https://a.example/token");
         assert_eq!(e.base_url, "http://fx:1/oura");
         assert_eq!(e.client_id, "mine");
+    }
+
+    #[test]
+    fn published_push_keys_follow_the_fixture_root_unless_set_per_provider() {
+        let g = crate::providers::find("google_health").expect("google_health is registered");
+        let manifest = g.manifest.push.as_ref().and_then(|p| p.keys_url.clone());
+        assert_eq!(
+            manifest.as_deref(),
+            Some("https://www.gstatic.com/googlehealthapi/webhooks/webhooks_public_keyset.json")
+        );
+        let at = |root: Option<&str>, vars: &[(&str, &str)]| {
+            Endpoints::resolve_in(g, root, &|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .push_keys_url
+        };
+        assert_eq!(at(None, &[]), manifest);
+        assert_eq!(
+            at(Some("http://fx:1/"), &[]).as_deref(),
+            Some("http://fx:1/google_health/googlehealthapi/webhooks/webhooks_public_keyset.json")
+        );
+        let own = [(
+            "WEARBRIDGE_GOOGLE_HEALTH_PUSH_KEYS_URL",
+            "https://keys.example/k.json",
+        )];
+        assert_eq!(
+            at(Some("http://fx:1"), &own).as_deref(),
+            Some("https://keys.example/k.json")
+        );
+        // A provider that publishes no keys has none, fixtures or not.
+        assert_eq!(resolve(Some("http://fx:1"), &[]).push_keys_url, None);
     }
 
     #[test]

@@ -56,13 +56,13 @@ async fn push_secrets(state: &AppState, p: &Provider) -> Result<PushSecrets, Api
 
 fn refused(state: &AppState, p: &Provider, e: PushError) -> ApiError {
     let outcome = match e {
-        PushError::Unverified(_) => "unverified",
+        PushError::Unverified(_) | PushError::UnknownKey(_) => "unverified",
         PushError::Malformed(_) => "malformed",
     };
     state.metrics.notification(p.id(), outcome);
     tracing::info!(provider = p.id(), error = %e, "notification refused");
     match e {
-        PushError::Unverified(m) => ApiError::new(
+        PushError::Unverified(m) | PushError::UnknownKey(m) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unverified_notification",
             format!("the notification could not be verified: {m}"),
@@ -152,8 +152,8 @@ pub async fn receive(
         Some(Err(e)) => return Err(refused(&state, p, e)),
         None => {}
     }
-    p.adapter
-        .verify_push(&req, &secrets)
+    verify(&state, p, &req, &secrets)
+        .await
         .map_err(|e| refused(&state, p, e))?;
     let notices = p
         .adapter
@@ -234,6 +234,30 @@ pub async fn receive(
     }
     let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(NotificationReceipt { outcomes })).into_response())
+}
+
+/// [`crate::providers::Adapter::verify_push`], once more with the provider's published
+/// keys fetched anew when the signature names a key not among those held (the provider
+/// rotated its keys; the refetch is rate-limited by the subscriber).
+async fn verify(
+    state: &AppState,
+    p: &'static Provider,
+    req: &PushRequest<'_>,
+    secrets: &PushSecrets,
+) -> Result<(), PushError> {
+    match p.adapter.verify_push(req, secrets) {
+        Err(PushError::UnknownKey(why)) => {
+            match state.subscriber.secrets_with_fresh_keys(p).await {
+                Ok(Some(fresh)) => p.adapter.verify_push(req, &fresh),
+                Ok(None) => Err(PushError::UnknownKey(why)),
+                Err(e) => {
+                    tracing::warn!(provider = p.id(), error = %e, "reading push secrets failed");
+                    Err(PushError::UnknownKey(why))
+                }
+            }
+        }
+        other => other,
+    }
 }
 
 /// The events a notification's effects publish.

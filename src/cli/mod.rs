@@ -255,6 +255,7 @@ async fn providers_command(
                 ),
                 http,
                 public_url,
+                keys: Default::default(),
             };
             let mut failed = false;
             for p in crate::providers::registry() {

@@ -11,8 +11,9 @@
 //!
 //! The new records are made generically from the data the fixture provider serves: an
 //! item of the resource is cloned, the provider id the adapter reads from it is found
-//! (served and parsed as the gateway would) and replaced wherever it appears, and its
-//! times are moved to today, inside the pull window.
+//! (served and parsed as the gateway would) and replaced wherever it appears (as a value,
+//! or a segment of a resource name such as Google's `…/dataPoints/{id}`), and its times
+//! are moved to today, inside the pull window.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -37,9 +38,15 @@ use crate::receiver::{now_us, Receiver};
 use crate::seal::{random_token, Sealer};
 
 /// The provider `bench push` measures unless told: of the providers that push here,
-/// the one whose documented limits carry the most notifications (WHOOP: 100 requests a
-/// minute per app; Strava: 100 reads per 15 minutes).
-pub const DEFAULT_PROVIDER: &str = "whoop";
+/// the one whose documented limits carry the most notifications, and the only one whose
+/// limits carry 100 a second (Google Health: 300 requests a minute per user and 120,000
+/// per project; WHOOP: 100 a minute per app; Strava: 100 reads per 15 minutes).
+pub const DEFAULT_PROVIDER: &str = "google_health";
+
+/// How far apart in time the bench's new records lie: more than a pull's range around
+/// one, widened by the most a zone's offset can add either way (Google filters on civil
+/// times: 14 h before, 12 h after, fixtures/google_health/README.md).
+const RECORD_SPACING_SECS: i64 = 27 * 3600;
 
 /// How long the bench waits for the next matching webhook before it gives up on the
 /// rest.
@@ -102,8 +109,14 @@ impl Template {
     }
 
     /// The `n`th new record: the template with a new provider id wherever the old one
-    /// appears, its times moved so the newest is today.
+    /// appears, its times moved so the newest is today, then `n` times
+    /// [`RECORD_SPACING_SECS`] earlier, so that no two records share a pull's range.
+    /// (The fixture provider serves one data set to every user, so a pull over a range
+    /// reads every bench record in it, whichever user it was made for; a notification
+    /// that names only a user, a data type and an interval, as Google's does, is pulled
+    /// over that interval, which Google's civil-time filters widen by a day.)
     pub(super) fn record(&self, p: &'static Provider, n: u64) -> anyhow::Result<NewRecord> {
+        use crate::fixture_server::shift_item_times;
         let new_id = fresh_id(&self.provider_id, n);
         let mut item = self.item.clone();
         replace_id(&mut item, &self.provider_id, &new_id);
@@ -111,9 +124,14 @@ impl Template {
         if let Some(newest) = newest_day(&item) {
             let days = (today - newest).num_days();
             if days > 0 {
-                crate::fixture_server::shift_item_dates(p.id(), &mut item, days);
+                shift_item_times(p.id(), &mut item, chrono::Duration::days(days));
             }
         }
+        let earlier = i64::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(RECORD_SPACING_SECS))
+            .context("too many records")?;
+        shift_item_times(p.id(), &mut item, chrono::Duration::seconds(-earlier));
         let read = provider_id_of(p, self.resource, &item);
         anyhow::ensure!(
             read.as_deref() == Some(new_id.as_str()),
@@ -161,9 +179,12 @@ fn provider_id_of(p: &'static Provider, resource: Resource, item: &Value) -> Opt
     found.into_iter().find(|id| appears(item, id))
 }
 
+/// Whether `id` is in `v`: a value itself, or one segment of a `/`-separated name
+/// (Google's `users/me/dataTypes/exercise/dataPoints/{id}`, from which its adapter
+/// reads the id).
 fn appears(v: &Value, id: &str) -> bool {
     match v {
-        Value::String(s) => s == id,
+        Value::String(s) => s == id || s.split('/').any(|seg| seg == id),
         Value::Number(n) => n.to_string() == id,
         Value::Array(a) => a.iter().any(|x| appears(x, id)),
         Value::Object(m) => m.values().any(|x| appears(x, id)),
@@ -187,9 +208,17 @@ fn fresh_id(old: &str, n: u64) -> String {
     }
 }
 
+/// Replaces `old` wherever [`appears`] finds it.
 fn replace_id(v: &mut Value, old: &str, new: &str) {
     match v {
         Value::String(s) if s == old => *s = new.to_string(),
+        Value::String(s) if s.split('/').any(|seg| seg == old) => {
+            *s = s
+                .split('/')
+                .map(|seg| if seg == old { new } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+        }
         Value::Number(n) if n.to_string() == old => {
             *v = new
                 .parse::<u64>()
@@ -252,7 +281,19 @@ pub(super) async fn subscribe(
             }
         }
         (_, SubscriptionManagement::Console) => {
-            fixtures.register_console_subscription(p.id(), &subscriber.callback_url(p));
+            // With the secret the provider sends back (Google's subscriber secret); the
+            // provider checks the callback first where it does (Google).
+            anyhow::ensure!(
+                fixtures
+                    .register_console_subscriber(
+                        p.id(),
+                        &subscriber.callback_url(p),
+                        &subscriber.console_secret(p),
+                    )
+                    .await,
+                "{}'s check of the callback failed",
+                p.id()
+            );
         }
         (SubscriptionScope::User, SubscriptionManagement::Api) => {}
     }
@@ -549,4 +590,41 @@ pub async fn run(config: Config, args: PushBench) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Google's data points carry their id as the last segment of `name` only: a new
+    /// record gets a new id there, and the adapter reads that id back; records made
+    /// from one template do not share their times.
+    #[tokio::test]
+    async fn a_new_google_data_point_reads_back_with_its_new_id_and_times_of_its_own() {
+        let p = providers::find("google_health").unwrap();
+        let fixtures = FixtureServer::start().await.unwrap();
+        let template = Template::find(p, &fixtures).unwrap();
+        assert_eq!(template.resource, Resource::Workouts);
+        let (a, b) = (
+            template.record(p, 1).unwrap(),
+            template.record(p, 2).unwrap(),
+        );
+        assert_ne!(a.provider_id, b.provider_id);
+        let name = a.item["name"].as_str().unwrap();
+        assert!(
+            name.ends_with(&format!("/dataPoints/{}", a.provider_id)),
+            "{name}"
+        );
+        assert_ne!(
+            a.item["exercise"]["interval"], b.item["exercise"]["interval"],
+            "records differ in time"
+        );
+        let mut v = json!({"name": "users/me/dataTypes/x/dataPoints/17", "n": 17, "other": "a17"});
+        assert!(appears(&v, "17"));
+        replace_id(&mut v, "17", "18");
+        assert_eq!(
+            v,
+            json!({"name": "users/me/dataTypes/x/dataPoints/18", "n": 18, "other": "a17"})
+        );
+    }
 }

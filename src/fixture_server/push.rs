@@ -4,7 +4,10 @@
 //! `POST`s), or are registered as a developer would in the provider's console (WHOOP,
 //! Google). When the provider's data changes ([`FixtureServer::change`]) every
 //! subscription covering it is notified, signed as the provider signs; faults make the
-//! next notifications arrive with a bad signature, twice, out of order, or late.
+//! next notifications arrive with a bad signature, twice, out of order, or late. A
+//! provider that signs with a key it publishes (Google) serves its keys at the path of
+//! its manifest's `push.keys_url`, and can rotate to a new one
+//! ([`FixtureServer::rotate_push_key`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -66,17 +69,40 @@ pub(super) struct PushState {
     /// Notifications held back by [`PushFault::OutOfOrder`].
     held: HashMap<String, Vec<(String, OutboundPush)>>,
     sent: HashMap<String, Vec<PushSent>>,
+    /// The signing keys each provider rotated to ([`FixtureServer::rotate_push_key`]),
+    /// newest last.
+    rotated: HashMap<String, Vec<String>>,
 }
 
-/// The app's credentials as the gateway has them (its `WEARBRIDGE_<ID>_CLIENT_ID` and
-/// `_CLIENT_SECRET`, or the same defaults), which WHOOP and Oura sign with.
-pub(super) fn app_secrets(p: &Provider) -> PushSecrets {
+/// What the fixture provider signs with: the app's credentials as the gateway has them
+/// (its `WEARBRIDGE_<ID>_CLIENT_ID` and `_CLIENT_SECRET`, or the same defaults), which
+/// WHOOP and Oura sign with, and the keys it rotated to (Google).
+pub(super) fn app_secrets(st: &FixtureState, p: &Provider) -> PushSecrets {
     let e = crate::oauth::Endpoints::resolve(p, Some("http://fixtures.invalid"));
     PushSecrets {
         client_id: e.client_id,
         client_secret: e.client_secret,
+        rotated_keys: st
+            .push
+            .lock()
+            .unwrap()
+            .rotated
+            .get(p.id())
+            .cloned()
+            .unwrap_or_default(),
         ..PushSecrets::default()
     }
+}
+
+/// The document of published keys `p` serves at `path` (the path of its manifest's
+/// `push.keys_url`, below `/{id}`), with the keys it rotated to; None for another path.
+pub(super) fn published_keys(st: &FixtureState, p: &Provider, path: &str) -> Option<String> {
+    let url = p.manifest.push.as_ref()?.keys_url.as_deref()?;
+    if url::Url::parse(url).ok()?.path() != path {
+        return None;
+    }
+    let rotated = app_secrets(st, p).rotated_keys;
+    p.impersonation.published_keys(&rotated)
 }
 
 impl FixtureServer {
@@ -84,17 +110,64 @@ impl FixtureServer {
     /// does in the console of a provider whose subscriptions no API makes (WHOOP,
     /// Google).
     pub fn register_console_subscription(&self, provider: &str, callback_url: &str) {
+        keep(
+            &self.state,
+            provider,
+            FixtureSubscription {
+                callback_url: callback_url.to_string(),
+                ..FixtureSubscription::default()
+            },
+        );
+    }
+
+    /// Registers a subscriber for every notification of `provider` as a developer does
+    /// in its console or with a Cloud credential (Google's `projects.subscribers.create`),
+    /// giving it `secret` for the provider to send back (Google's
+    /// `endpointAuthorization.secret`). The provider first checks the callback as it
+    /// checks any (Google's verification pair); false, and nothing registered, when the
+    /// check fails.
+    pub async fn register_console_subscriber(
+        &self,
+        provider: &str,
+        callback_url: &str,
+        secret: &str,
+    ) -> bool {
+        let Some(p) = providers::find(provider) else {
+            return false;
+        };
+        let sub = FixtureSubscription {
+            callback_url: callback_url.to_string(),
+            verify_token: Some(secret.to_string()),
+            ..FixtureSubscription::default()
+        };
+        let now_ms = self.state.clock.lock().unwrap().now_ms();
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let secrets = app_secrets(&self.state, p);
+        if !verify_callback(&self.state, p, &sub, &secrets, now).await {
+            return false;
+        }
+        keep(&self.state, provider, sub);
+        true
+    }
+
+    /// `provider` rotates the key it signs notifications with: from now on it signs
+    /// with a new one, which its published keys (served at its manifest's
+    /// `push.keys_url`) list beside the old. False where it publishes no keys.
+    pub fn rotate_push_key(&self, provider: &str) -> bool {
+        let Some(key) =
+            providers::find(provider).and_then(|p| p.impersonation.rotated_signing_key())
+        else {
+            return false;
+        };
         self.state
             .push
             .lock()
             .unwrap()
-            .subscriptions
+            .rotated
             .entry(provider.to_string())
             .or_default()
-            .push(FixtureSubscription {
-                callback_url: callback_url.to_string(),
-                ..FixtureSubscription::default()
-            });
+            .push(key);
+        true
     }
 
     /// The subscriptions `provider` holds now.
@@ -157,7 +230,9 @@ impl FixtureServer {
             record: change.record.as_deref(),
             at,
         };
-        let pushes = p.impersonation.push_for(&fc, &subs, &app_secrets(p), at);
+        let pushes = p
+            .impersonation
+            .push_for(&fc, &subs, &app_secrets(&self.state, p), at);
         let mut out = Vec::new();
         for (url, push) in pushes {
             let fault = self
@@ -213,6 +288,17 @@ impl FixtureServer {
         }
         out
     }
+}
+
+/// `sub` joins `provider`'s subscriptions.
+fn keep(st: &FixtureState, provider: &str, sub: FixtureSubscription) {
+    st.push
+        .lock()
+        .unwrap()
+        .subscriptions
+        .entry(provider.to_string())
+        .or_default()
+        .push(sub);
 }
 
 /// The notification with its proof spoilt: a signature header's value changed, or
@@ -329,7 +415,7 @@ pub(super) async fn subscription_call(
     body: &[u8],
 ) -> Option<(u16, String)> {
     let imp = p.impersonation.as_ref();
-    let secrets = app_secrets(p);
+    let secrets = app_secrets(st, p);
     let now_ms = st.clock.lock().unwrap().now_ms();
     let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
     let req = SubscriptionRequest {
@@ -349,13 +435,7 @@ pub(super) async fn subscription_call(
         return Some((served.status, served.body));
     };
     if verify_callback(st, p, &sub, &secrets, now).await {
-        st.push
-            .lock()
-            .unwrap()
-            .subscriptions
-            .entry(p.id().to_string())
-            .or_default()
-            .push(sub);
+        keep(st, p.id(), sub);
         Some((served.status, served.body))
     } else {
         Some(served.if_unverified.unwrap_or((

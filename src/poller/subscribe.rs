@@ -3,7 +3,11 @@
 //! expire) and each connection's where the provider subscribes per user (Withings: made
 //! on connect, removed on deregister). Every outcome is kept
 //! (`Store::save_push_subscription`) and shown by `GET /v1/providers`. What verifying a
-//! notification needs of them ([`Subscriber::secrets`]) is read here too.
+//! notification needs of them ([`Subscriber::secrets`]) is read here too, with the keys
+//! a provider publishes for its signatures ([`PublishedKeys`]: Google's keyset).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -19,6 +23,15 @@ use crate::store::{Connection, PushSubscription, Store};
 /// Renew a subscription when less than this share of its life is left.
 const RENEW_WHEN_LEFT: f64 = 0.25;
 
+/// Published keys are fetched again at most this often (ms) when notifications name a
+/// key we do not hold: a forger naming made-up key ids costs the provider's key server
+/// one request a minute, not one per request.
+const REFETCH_KEYS_AFTER_MS: i64 = 60_000;
+
+/// Published keys older than this (ms) are fetched again before use, so a key the
+/// provider withdrew stops verifying within the hour.
+const KEYS_MAX_AGE_MS: i64 = 3_600_000;
+
 #[derive(Clone)]
 pub struct Subscriber {
     pub store: Store,
@@ -27,6 +40,103 @@ pub struct Subscriber {
     pub http: reqwest::Client,
     /// This gateway's base URL as providers reach it.
     pub public_url: String,
+    /// The keys providers publish, as last fetched: one cache for every clone (every
+    /// request this process serves).
+    pub keys: PublishedKeys,
+}
+
+/// The public keys each provider publishes at its `push.keys_url` (Google's Tink
+/// keyset), as this process last fetched them. Fetched on first need, again when they
+/// are an hour old, and again when a notification names a key not among them (the
+/// provider rotated), at most once a minute; a failed fetch keeps what was held and is
+/// logged. One fetch at a time per provider: requests that need it meanwhile wait for
+/// its outcome instead of fetching too.
+#[derive(Clone, Default)]
+pub struct PublishedKeys(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>>);
+
+#[derive(Debug, Default)]
+struct Held {
+    /// The published document, as fetched (the adapter reads it).
+    document: Option<String>,
+    /// When it was fetched (ms, the store's clock).
+    fetched_at: Option<i64>,
+    /// When a fetch was last tried, whatever came of it.
+    tried_at: Option<i64>,
+}
+
+/// Why a fetch of published keys is made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeysWanted {
+    /// To verify a notification: fetch if none are held or they are old.
+    Current,
+    /// A notification named a key not held: fetch unless one was tried within
+    /// [`REFETCH_KEYS_AFTER_MS`].
+    Fresh,
+}
+
+impl PublishedKeys {
+    fn slot(&self, provider: &str) -> Arc<tokio::sync::Mutex<Held>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(provider.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The document published at `url` for `provider`, fetched with `http` when
+    /// `wanted` says so; `None` when none was ever fetched. The bool says whether a
+    /// fetch was made now and succeeded.
+    async fn get(
+        &self,
+        provider: &str,
+        url: &str,
+        http: &reqwest::Client,
+        now: i64,
+        wanted: KeysWanted,
+    ) -> (Option<String>, bool) {
+        let slot = self.slot(provider);
+        let mut held = slot.lock().await;
+        let since = |t: Option<i64>| t.map(|t| now.saturating_sub(t));
+        let fetch = match wanted {
+            KeysWanted::Current => {
+                held.tried_at.is_none()
+                    || (since(held.fetched_at).is_none_or(|age| age >= KEYS_MAX_AGE_MS)
+                        && since(held.tried_at).is_some_and(|t| t >= REFETCH_KEYS_AFTER_MS))
+            }
+            KeysWanted::Fresh => since(held.tried_at).is_none_or(|t| t >= REFETCH_KEYS_AFTER_MS),
+        };
+        if !fetch {
+            return (held.document.clone(), false);
+        }
+        held.tried_at = Some(now);
+        match fetch_document(http, url).await {
+            Ok(doc) => {
+                tracing::info!(provider, url, "fetched the provider's published push keys");
+                held.document = Some(doc);
+                held.fetched_at = Some(now);
+                (held.document.clone(), true)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    provider,
+                    url,
+                    error = %e,
+                    held = held.document.is_some(),
+                    "fetching the provider's published push keys failed; notifications the keys held cannot verify are refused with 401 (the provider retries), and the fetch is tried again in a minute"
+                );
+                (held.document.clone(), false)
+            }
+        }
+    }
+}
+
+/// A published key document: a 2xx reply's body as text.
+async fn fetch_document(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let resp = http.get(url).send().await?;
+    let status = resp.status();
+    anyhow::ensure!(status.is_success(), "the key server answered {status}");
+    Ok(resp.text().await?)
 }
 
 impl Subscriber {
@@ -46,9 +156,49 @@ impl Subscriber {
             .derived_token(&format!("push verify token/{}", p.id()))
     }
 
+    /// The secret to give a provider whose subscription is made by hand, where it asks
+    /// for one to send back with every notification (Google's
+    /// `endpointAuthorization.secret`, a whole `Authorization` header value): our verify
+    /// token as a bearer token.
+    pub fn console_secret(&self, p: &Provider) -> String {
+        format!("Bearer {}", self.verify_token(p))
+    }
+
     /// What verifying `p`'s requests needs: the app's credentials, our verify token,
-    /// and what its live subscriptions returned.
+    /// what its live subscriptions returned, and the keys it publishes (fetched if
+    /// none are held or they are old) with those the operator configured.
     pub async fn secrets(&self, p: &Provider) -> anyhow::Result<PushSecrets> {
+        let (published, _) = self.published_keys(p, KeysWanted::Current).await;
+        self.secrets_with(p, published).await
+    }
+
+    /// [`Subscriber::secrets`] after a notification named a key not among them: with
+    /// `p`'s published keys fetched anew, or None when no new fetch is due (one was
+    /// tried within the last minute, or it failed), so there is nothing new to try.
+    pub async fn secrets_with_fresh_keys(
+        &self,
+        p: &Provider,
+    ) -> anyhow::Result<Option<PushSecrets>> {
+        match self.published_keys(p, KeysWanted::Fresh).await {
+            (published, true) => Ok(Some(self.secrets_with(p, published).await?)),
+            (_, false) => Ok(None),
+        }
+    }
+
+    /// The document `p` publishes its keys in, where it publishes one.
+    async fn published_keys(&self, p: &Provider, wanted: KeysWanted) -> (Option<String>, bool) {
+        let Some(url) = self.oauth.endpoints(p).push_keys_url else {
+            return (None, false);
+        };
+        let now = self.store.clock().now_ms();
+        self.keys.get(p.id(), &url, &self.http, now, wanted).await
+    }
+
+    async fn secrets_with(
+        &self,
+        p: &Provider,
+        published: Option<String>,
+    ) -> anyhow::Result<PushSecrets> {
         let endpoints = self.oauth.endpoints(p);
         let subs = self.store.push_subscriptions(Some(p.id())).await?;
         let live: Vec<&PushSubscription> = subs.iter().filter(|s| s.status == "active").collect();
@@ -64,7 +214,8 @@ impl Subscriber {
             verify_token: self.verify_token(p),
             signing_secret,
             subscription_ids: live.iter().filter_map(|s| s.remote_id.clone()).collect(),
-            public_keys: public_keys(p),
+            public_keys: published.into_iter().chain(public_keys(p)).collect(),
+            rotated_keys: vec![],
         })
     }
 
@@ -85,8 +236,12 @@ impl Subscriber {
                 "{}'s subscriptions are not made through its API by the app: {}",
                 p.id(),
                 match push.subscription.scope {
-                    SubscriptionScope::User => "they are made per user, on connect",
-                    SubscriptionScope::App => "register the callback in its developer console",
+                    SubscriptionScope::User => "they are made per user, on connect".to_string(),
+                    SubscriptionScope::App => format!(
+                        "register the callback {} in its developer console (where it asks for a secret to send back, give it `{}`)",
+                        self.callback_url(p),
+                        self.console_secret(p)
+                    ),
                 }
             );
         }
@@ -277,10 +432,10 @@ fn resolve(url: &str, manifest_base: &str, base: &str) -> String {
     }
 }
 
-/// The keys `p` signs notifications with, as the operator configures them
-/// (`WEARBRIDGE_<ID>_PUSH_PUBLIC_KEYS`): PEM blocks, or one key in the form the
-/// provider publishes it (Google's Tink keyset JSON, a base64 DER key), which its
-/// adapter reads.
+/// The keys `p` signs notifications with as the operator configures them
+/// (`WEARBRIDGE_<ID>_PUSH_PUBLIC_KEYS`), besides those it publishes: PEM blocks, or one
+/// key in the form the provider publishes it (Google's Tink keyset JSON, a base64 DER
+/// key), which its adapter reads.
 fn public_keys(p: &Provider) -> Vec<String> {
     let name = format!("WEARBRIDGE_{}_PUSH_PUBLIC_KEYS", p.id().to_uppercase());
     let Some(v) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
@@ -298,6 +453,70 @@ fn public_keys(p: &Provider) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::resolve;
+    use super::{KeysWanted, PublishedKeys};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Fetched on first need, kept, fetched again when an hour old or when a
+    /// notification names an unknown key (at most once a minute); a failed fetch keeps
+    /// what was held.
+    #[tokio::test]
+    async fn published_keys_are_cached_and_fetched_again_at_most_once_a_minute() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (h, f) = (hits.clone(), failing.clone());
+        let app = axum::Router::new().route(
+            "/keys.json",
+            axum::routing::get(move || {
+                let (h, f) = (h.clone(), f.clone());
+                async move {
+                    let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+                    if f.load(Ordering::SeqCst) {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new())
+                    } else {
+                        (axum::http::StatusCode::OK, format!("keyset {n}"))
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (keys, http) = (PublishedKeys::default(), reqwest::Client::new());
+        let get = |now: i64, wanted| {
+            let (keys, http, url) = (keys.clone(), http.clone(), url.clone());
+            async move { keys.get("google_health", &url, &http, now, wanted).await }
+        };
+        let doc = |n: usize| Some(format!("keyset {n}"));
+        assert_eq!(get(0, KeysWanted::Current).await, (doc(1), true));
+        assert_eq!(get(59_000, KeysWanted::Current).await, (doc(1), false));
+        // An unknown key within a minute of the last fetch: no fetch.
+        assert_eq!(get(59_000, KeysWanted::Fresh).await, (doc(1), false));
+        assert_eq!(get(60_000, KeysWanted::Fresh).await, (doc(2), true));
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // Failing: what was held is kept, and tried again only a minute later.
+        failing.store(true, Ordering::SeqCst);
+        assert_eq!(get(120_000, KeysWanted::Fresh).await, (doc(2), false));
+        assert_eq!(get(150_000, KeysWanted::Fresh).await, (doc(2), false));
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        failing.store(false, Ordering::SeqCst);
+        // An hour after the last fetch, plain use fetches again.
+        assert_eq!(get(3_659_000, KeysWanted::Current).await, (doc(2), false));
+        assert_eq!(get(3_660_000, KeysWanted::Current).await, (doc(4), true));
+        // Nothing reachable at all: none held, no panic.
+        let gone = PublishedKeys::default();
+        assert_eq!(
+            gone.get(
+                "google_health",
+                "http://127.0.0.1:1/k.json",
+                &http,
+                0,
+                KeysWanted::Current
+            )
+            .await,
+            (None, false)
+        );
+    }
 
     #[test]
     fn subscription_urls_go_where_the_provider_is_reached() {

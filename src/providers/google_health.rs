@@ -423,7 +423,9 @@ impl Adapter for GoogleHealth {
     /// Authorization header for all subsequent webhook notifications"), and
     /// `X-HEALTHAPI-SIGNATURE` is "an ECDSA (NIST P256) signature of the JSON payload"
     /// by Google Health API's public key, which must be in `secrets.public_keys` (see
-    /// `public_keys` below for the forms accepted).
+    /// `public_keys` below for the forms accepted). `UnknownKey` when no key is held, or
+    /// the signature's Tink prefix names a key id none of the keys held carries (Google
+    /// rotated its keys: the gateway fetches the keyset again and retries).
     fn verify_push(&self, req: &PushRequest<'_>, secrets: &PushSecrets) -> Result<(), PushError> {
         authorized(req, secrets)?;
         let unverified = |m: &str| PushError::Unverified(m.to_string());
@@ -435,14 +437,20 @@ impl Adapter for GoogleHealth {
             .map_err(|_| unverified("X-HEALTHAPI-SIGNATURE is not base64"))?;
         let keys = public_keys(&secrets.public_keys);
         if keys.is_empty() {
-            return Err(unverified("no Google Health public key is configured"));
+            return Err(PushError::UnknownKey(
+                "no Google Health public key is held".into(),
+            ));
         }
         if keys.iter().any(|k| k.verifies(req.body, &sig)) {
-            Ok(())
-        } else {
-            Err(unverified(
+            return Ok(());
+        }
+        match tink_key_id(&sig) {
+            Some(id) if !keys.iter().any(|k| k.key_id() == Some(id)) => Err(PushError::UnknownKey(
+                format!("X-HEALTHAPI-SIGNATURE names key {id}, which is not among the keys held"),
+            )),
+            _ => Err(unverified(
                 "X-HEALTHAPI-SIGNATURE does not match any public key",
-            ))
+            )),
         }
     }
 
@@ -610,7 +618,21 @@ struct SigningKey {
     prefix: Option<[u8; 5]>,
 }
 
+/// The key id a signature in Tink's framing names (`01 || keyId`, big-endian).
+fn tink_key_id(sig: &[u8]) -> Option<u32> {
+    match sig {
+        [1, a, b, c, d, _, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 impl SigningKey {
+    /// The Tink key id the key's signatures carry, where it has a prefix.
+    fn key_id(&self) -> Option<u32> {
+        self.prefix
+            .map(|p| u32::from_be_bytes([p[1], p[2], p[3], p[4]]))
+    }
+
     /// Whether `sig` signs `body`: DER (ASN.1) or fixed 64-byte (IEEE P1363) ECDSA
     /// P-256 SHA-256, after the key's Tink prefix where it has one. A key from a PEM may
     /// be met with or without a Tink prefix: both are tried.
@@ -1507,6 +1529,37 @@ impl Impersonation for GoogleHealthFixtures {
         (path == "/v4/users/me/identity").then(|| self.fixture("oauth/identity.json"))?
     }
 
+    /// `push/public_keyset.json`, with an ENABLED entry for each key rotated to; the
+    /// newest is primary.
+    fn published_keys(&self, rotated: &[String]) -> Option<String> {
+        let mut keyset: Value =
+            serde_json::from_str(self.fixture("push/public_keyset.json")?).ok()?;
+        for k in rotated {
+            let (id, pair) = rotated_key(k)?;
+            let entry = tink_entry(id, ring::signature::KeyPair::public_key(&pair).as_ref())?;
+            keyset.get_mut("key")?.as_array_mut()?.push(entry);
+            keyset["primaryKeyId"] = json!(id);
+        }
+        Some(keyset.to_string())
+    }
+
+    /// A new P-256 key with a random key id, as `{keyId}:{PKCS#8 in base64}`.
+    fn rotated_signing_key(&self) -> Option<String> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &rng,
+        )
+        .ok()?;
+        let mut id = [0u8; 4];
+        ring::rand::SecureRandom::fill(&rng, &mut id).ok()?;
+        Some(format!(
+            "{}:{}",
+            u32::from_be_bytes(id),
+            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        ))
+    }
+
     /// The verification pair HOOKS describes: `{"type": "verification"}` with the
     /// subscriber's `Authorization` secret (must get 201) and without it (401 or 403).
     fn verification_pushes(
@@ -1548,7 +1601,7 @@ impl Impersonation for GoogleHealthFixtures {
         &self,
         change: &FixtureChange<'_>,
         subscriptions: &[FixtureSubscription],
-        _secrets: &PushSecrets,
+        secrets: &PushSecrets,
         _now: DateTime<Utc>,
     ) -> Vec<(String, OutboundPush)> {
         let operation = match change.kind {
@@ -1579,7 +1632,7 @@ impl Impersonation for GoogleHealthFixtures {
                 }})
                 .to_string()
                 .into_bytes();
-                let sig = fixture_signature(self, &body)?;
+                let sig = fixture_signature(self, &body, &secrets.rotated_keys)?;
                 Some((
                     sub.callback_url.clone(),
                     OutboundPush {
@@ -1615,21 +1668,68 @@ fn point_interval(item: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     })
 }
 
-/// The fixture's signature over `body`: ECDSA P-256 SHA-256 (DER) by the fixture key,
-/// behind Tink's prefix `01 || keyId` of `push/public_keyset.json`, in base64.
-fn fixture_signature(imp: &GoogleHealthFixtures, body: &[u8]) -> Option<String> {
+/// A signing key the fixture provider rotated to, as it keeps it: `{keyId}:{PKCS#8 in
+/// base64}`; its id and key pair.
+fn rotated_key(text: &str) -> Option<(u32, ring::signature::EcdsaKeyPair)> {
+    let (id, pkcs8) = text.split_once(':')?;
+    Some((id.parse().ok()?, p256_pair(pkcs8)?))
+}
+
+/// A P-256 key pair from its PKCS#8 in base64.
+fn p256_pair(pkcs8_b64: &str) -> Option<ring::signature::EcdsaKeyPair> {
     let pkcs8 = base64::engine::general_purpose::STANDARD
-        .decode(imp.fixture("push/fixture_signing_key.pk8.b64")?.trim())
+        .decode(pkcs8_b64.trim())
         .ok()?;
-    let keyset: Value = serde_json::from_str(imp.fixture("push/public_keyset.json")?).ok()?;
-    let key_id = u32::try_from(keyset.get("primaryKeyId")?.as_u64()?).ok()?;
-    let rng = ring::rand::SystemRandom::new();
-    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+    ring::signature::EcdsaKeyPair::from_pkcs8(
         &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
         &pkcs8,
-        &rng,
+        &ring::rand::SystemRandom::new(),
     )
-    .ok()?;
+    .ok()
+}
+
+/// A Tink JSON keyset entry for the P-256 public key `point` (`04 || x || y`): a
+/// serialised `EcdsaPublicKey` (`version` 0, `params` {hash SHA256 = 3, curve NIST_P256
+/// = 2, encoding DER = 2}, `x`, `y`), as in `push/public_keyset.json`.
+fn tink_entry(key_id: u32, point: &[u8]) -> Option<Value> {
+    let (x, y) = (point.get(1..33)?, point.get(33..65)?);
+    let mut proto = vec![0x08, 0x00, 0x12, 0x06, 0x08, 0x03, 0x10, 0x02, 0x18, 0x02];
+    proto.extend_from_slice(&[0x1a, 0x20]);
+    proto.extend_from_slice(x);
+    proto.extend_from_slice(&[0x22, 0x20]);
+    proto.extend_from_slice(y);
+    Some(json!({
+        "keyData": {
+            "typeUrl": "type.googleapis.com/google.crypto.tink.EcdsaPublicKey",
+            "value": base64::engine::general_purpose::STANDARD.encode(proto),
+            "keyMaterialType": "ASYMMETRIC_PUBLIC",
+        },
+        "status": "ENABLED",
+        "keyId": key_id,
+        "outputPrefixType": "TINK",
+    }))
+}
+
+/// The fixture's signature over `body`: ECDSA P-256 SHA-256 (DER) by the newest key it
+/// rotated to (`rotated`), else by the fixture key (`push/fixture_signing_key`), behind
+/// Tink's prefix `01 || keyId` of that key, in base64.
+fn fixture_signature(
+    imp: &GoogleHealthFixtures,
+    body: &[u8],
+    rotated: &[String],
+) -> Option<String> {
+    let (key_id, pair) = match rotated.last() {
+        Some(k) => rotated_key(k)?,
+        None => {
+            let keyset: Value =
+                serde_json::from_str(imp.fixture("push/public_keyset.json")?).ok()?;
+            (
+                u32::try_from(keyset.get("primaryKeyId")?.as_u64()?).ok()?,
+                p256_pair(imp.fixture("push/fixture_signing_key.pk8.b64")?)?,
+            )
+        }
+    };
+    let rng = ring::rand::SystemRandom::new();
     let sig = pair.sign(&rng, body).ok()?;
     let mut framed = vec![1u8];
     framed.extend_from_slice(&key_id.to_be_bytes());
@@ -3068,32 +3168,31 @@ mod tests {
                 notification(body, sig, Some("Bearer another")),
                 &ok
             ));
-            assert!(refused(
-                notification(body, sig, Some(SECRET)),
-                &PushSecrets {
-                    public_keys: vec![],
-                    ..ok.clone()
-                }
-            ));
-            assert!(refused(
-                notification(body, sig, Some(SECRET)),
-                &PushSecrets {
-                    public_keys: vec!["not a key".into()],
-                    ..ok.clone()
-                }
-            ));
             assert!(refused(notification(body, "%%%", Some(SECRET)), &ok));
-            // A keyset whose key id differs: the Tink prefix no longer matches.
+            // No key held, or none with the key id the signature names (a keyset whose
+            // key id differs: Google rotated): unknown, which the gateway answers by
+            // fetching the keyset again.
             let moved = GoogleHealthFixtures
                 .fixture("push/public_keyset.json")
                 .unwrap()
                 .replace("1794372517", "1794372518");
-            assert!(refused(
-                notification(body, sig, Some(SECRET)),
-                &PushSecrets {
-                    public_keys: vec![moved],
-                    ..ok.clone()
-                }
+            for keys in [vec![], vec!["not a key".to_string()], vec![moved]] {
+                let r = GoogleHealth.verify_push(
+                    &notification(body, sig, Some(SECRET)).req(),
+                    &PushSecrets {
+                        public_keys: keys.clone(),
+                        ..ok.clone()
+                    },
+                );
+                assert!(
+                    matches!(r, Err(PushError::UnknownKey(_))),
+                    "{keys:?}: {r:?}"
+                );
+            }
+            // A key held whose signature does not match is no reason to fetch again.
+            assert!(matches!(
+                GoogleHealth.verify_push(&notification(body, &flipped, Some(SECRET)).req(), &ok),
+                Err(PushError::Unverified(_))
             ));
             // A secret configured without its scheme is a bearer token.
             let bare = PushSecrets {
@@ -3343,6 +3442,75 @@ mod tests {
             assert!(GoogleHealthFixtures
                 .push_for(&gone, std::slice::from_ref(&sub), &s, now)
                 .is_empty());
+        }
+
+        /// After a rotation the fixture signs with the new key, whose id the old keyset
+        /// does not hold (so the gateway fetches again), and publishes it beside the old
+        /// one as primary; the keyset published then verifies old and new signatures.
+        #[test]
+        fn a_rotated_key_signs_and_is_published_beside_the_old_one() {
+            let now = at("2026-11-21T12:00:00Z");
+            let sub = FixtureSubscription {
+                callback_url: "https://gw.example/v1/providers/google_health/notifications".into(),
+                verify_token: Some(SECRET.into()),
+                ..FixtureSubscription::default()
+            };
+            let items = data("workouts.json");
+            let change = FixtureChange {
+                user: USER,
+                resource: Resource::Workouts,
+                kind: FixtureChangeKind::Updated,
+                item: items.last(),
+                record: None,
+                at: now,
+            };
+            let published = GoogleHealthFixtures.published_keys(&[]).unwrap();
+            assert_eq!(
+                public_keys(std::slice::from_ref(&published)),
+                public_keys(&[GoogleHealthFixtures
+                    .fixture("push/public_keyset.json")
+                    .unwrap()
+                    .to_string()]),
+                "before a rotation, the fixture keyset as it is"
+            );
+            let old = PushSecrets {
+                verify_token: SECRET.into(),
+                public_keys: vec![published],
+                ..PushSecrets::default()
+            };
+            let rotated = vec![GoogleHealthFixtures.rotated_signing_key().unwrap()];
+            let signed_by = |keys: &[String]| {
+                let fixture_side = PushSecrets {
+                    rotated_keys: keys.to_vec(),
+                    ..PushSecrets::default()
+                };
+                let pushes = GoogleHealthFixtures.push_for(
+                    &change,
+                    std::slice::from_ref(&sub),
+                    &fixture_side,
+                    now,
+                );
+                Owned::of(&pushes[0].1, now)
+            };
+            let before = signed_by(&[]);
+            let after = signed_by(&rotated);
+            assert!(matches!(
+                GoogleHealth.verify_push(&after.req(), &old),
+                Err(PushError::UnknownKey(_))
+            ));
+            let keyset: Value =
+                serde_json::from_str(&GoogleHealthFixtures.published_keys(&rotated).unwrap())
+                    .unwrap();
+            assert_eq!(keyset["key"].as_array().unwrap().len(), 2);
+            let new_id: u64 = rotated[0].split_once(':').unwrap().0.parse().unwrap();
+            assert_eq!(keyset["primaryKeyId"], new_id);
+            let fresh = PushSecrets {
+                public_keys: vec![keyset.to_string()],
+                ..old.clone()
+            };
+            GoogleHealth.verify_push(&after.req(), &fresh).unwrap();
+            GoogleHealth.verify_push(&before.req(), &fresh).unwrap();
+            GoogleHealth.verify_push(&before.req(), &old).unwrap();
         }
     }
 }

@@ -750,8 +750,9 @@ pub trait Impersonation: Send + Sync + 'static {
     /// The notification(s) the provider sends about `change` to each of `subscriptions`
     /// that covers it, built and signed exactly as the provider does: the callback URL
     /// with its request. `secrets` are the app's credentials (what WHOOP and Oura sign
-    /// with); what a subscription agreed (Strava's id, Polar's signing key) is in it.
-    /// `now` is when it is sent (the signature timestamp).
+    /// with, and the keys a provider that publishes its keys rotated to); what a
+    /// subscription agreed (Strava's id, Polar's signing key) is in it. `now` is when
+    /// it is sent (the signature timestamp).
     fn push_for(
         &self,
         _change: &push::FixtureChange<'_>,
@@ -760,6 +761,22 @@ pub trait Impersonation: Send + Sync + 'static {
         _now: DateTime<Utc>,
     ) -> Vec<(String, push::OutboundPush)> {
         vec![]
+    }
+
+    /// The document in which the provider publishes the public keys its notifications
+    /// are signed with, as served at the path of its manifest's `push.keys_url`
+    /// (Google's Tink keyset): the fixture's own key and those of `rotated`, the keys
+    /// [`Impersonation::rotated_signing_key`] made (newest last, which signs). None
+    /// where the provider publishes none.
+    fn published_keys(&self, _rotated: &[String]) -> Option<String> {
+        None
+    }
+
+    /// A new private key to sign notifications with from now on, as the provider
+    /// rotating its keys makes one (handed back in [`push::PushSecrets::rotated_keys`]).
+    /// None where the provider signs with no key it publishes.
+    fn rotated_signing_key(&self) -> Option<String> {
+        None
     }
 
     /// The query of the `GET` with which the provider checks a callback before accepting

@@ -54,6 +54,12 @@ pub struct PushSpec {
     /// Which resources each kind of notification touches (the provider's own names:
     /// Oura's `data_type`, WHOOP's `type`, Strava's `object_type`, Withings' `appli`).
     pub notifications: Vec<NotificationSpec>,
+    /// Where the provider publishes the public keys it signs notifications with
+    /// (Google's Tink keyset). The gateway fetches them, keeps them, and fetches them
+    /// again when a notification names a key it does not hold (the provider rotated);
+    /// `WEARBRIDGE_<ID>_PUSH_KEYS_URL` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
@@ -137,8 +143,13 @@ pub struct PushSecrets {
     /// The provider's subscription ids we hold (Strava's `subscription_id`).
     pub subscription_ids: Vec<String>,
     /// Public keys the provider signs with (Google Health), as the provider publishes
-    /// them.
+    /// them: fetched from the manifest's `push.keys_url`, and any the operator
+    /// configures.
     pub public_keys: Vec<String>,
+    /// The fixture provider's side only: the private keys it rotated to (newest last),
+    /// with which it signs and whose public halves it publishes beside its fixture key
+    /// ([`super::Impersonation::rotated_signing_key`]). Empty in the gateway.
+    pub rotated_keys: Vec<String>,
 }
 
 /// An inbound request to the notifications route, as the adapter sees it.
@@ -159,6 +170,11 @@ pub enum PushError {
     /// subscription, wrong verify token). Nothing changes.
     #[error("unverified: {0}")]
     Unverified(String),
+    /// 401 too, unless the provider's published keys, fetched anew, hold the key the
+    /// signature names: it is signed by a key not among [`PushSecrets::public_keys`]
+    /// (the provider rotated its keys, or none were fetched yet).
+    #[error("unverified: {0}")]
+    UnknownKey(String),
     /// 400: verified (or unverifiable only because it is unreadable) but not a
     /// notification we can read. Nothing changes.
     #[error("malformed notification: {0}")]

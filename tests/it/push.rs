@@ -20,6 +20,7 @@ crate::backend_tests!(
     strava_pushes_become_single_activity_pulls_and_polling_is_the_safety_net,
     whoop_signed_pushes_are_verified_and_deletions_published,
     every_pushing_provider_subscribes_verifies_and_pulls_once,
+    google_pushes_verify_against_the_published_keyset_and_follow_its_rotation,
 );
 
 fn of_type(app: &TestApp, t: &str) -> Vec<Value> {
@@ -363,8 +364,7 @@ async fn whoop_signed_pushes_are_verified_and_deletions_published(db: TestDb) {
 /// (its API, with the provider's check of our callback; its console; per user on
 /// connect), a change to a stored record notified and pulled with no poll due, the same
 /// notification forged refused with nothing pulled, and a retried one done once.
-/// (Google Health's notifications are signed with a key the operator configures; its
-/// adapter's tests sign and verify them.)
+/// (Google Health has its own test below.)
 async fn every_pushing_provider_subscribes_verifies_and_pulls_once(db: TestDb) {
     use wearbridge::providers::push::{SubscriptionManagement, SubscriptionScope};
     for (id, resource) in [
@@ -504,6 +504,148 @@ async fn every_pushing_provider_subscribes_verifies_and_pulls_once(db: TestDb) {
             assert_eq!(conns[0].status, ConnectionStatus::Error, "{id}");
         }
     }
+}
+
+/// How often the fixture provider's published keys were fetched.
+fn keyset_fetches(fx: &FixtureServer) -> usize {
+    fx.requests()
+        .iter()
+        .filter(|r| r.contains("webhooks_public_keyset.json"))
+        .count()
+}
+
+/// Google Health as it pushes: the subscriber made by the operator (Google checks the
+/// callback with its verification pair, so a wrong secret fails), every notification
+/// verified against the keyset Google publishes, which the gateway fetches itself (no
+/// key is configured) from where the fixture provider serves it; a forged signature
+/// refused with nothing pulled; a retried notification pulled once, its change reaching
+/// the endpoint as `daily.data.workouts.created`; and a key rotation followed by
+/// fetching the keyset again, no more than once a minute.
+async fn google_pushes_verify_against_the_published_keyset_and_follow_its_rotation(db: TestDb) {
+    let (app, fx, _uid, health_user) = connected(db, "google_health").await;
+    let google = wearbridge::providers::find("google_health").unwrap();
+    let subscriber = &app.gateway.state.subscriber;
+    let url = subscriber.callback_url(google);
+    assert_eq!(keyset_fetches(&fx), 0, "fetched on first need");
+    assert!(
+        !fx.register_console_subscriber("google_health", &url, "Bearer not-ours")
+            .await,
+        "Google's check of the callback fails with another secret"
+    );
+    assert!(
+        fx.register_console_subscriber("google_health", &url, &subscriber.console_secret(google))
+            .await,
+        "Google's check of the callback passes with ours"
+    );
+    assert_eq!(fx.subscriptions("google_health").len(), 1);
+    // Answering Google's check read the push secrets, the published keys with them.
+    assert_eq!(keyset_fetches(&fx), 1);
+
+    // A new exercise two hours ago.
+    let mut exercise = serde_json::from_str::<Vec<Value>>(include_str!(
+        "../../fixtures/google_health/data/workouts.json"
+    ))
+    .unwrap()
+    .last()
+    .unwrap()
+    .clone();
+    let now = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap();
+    let z = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    exercise["name"] = json!("users/me/dataTypes/exercise/dataPoints/7000000000000000001");
+    exercise["exercise"]["displayName"] = json!("Lunch run");
+    exercise["exercise"]["interval"]["startTime"] = json!(z(now - chrono::Duration::hours(2)));
+    exercise["exercise"]["interval"]["endTime"] = json!(z(
+        now - chrono::Duration::hours(2) + chrono::Duration::minutes(37)
+    ));
+    let change = |kind, item: &Value| Change {
+        user: health_user.clone(),
+        resource: Resource::Workouts,
+        kind,
+        item: Some(item.clone()),
+        record: Some("7000000000000000001".into()),
+    };
+
+    // Forged: 401, nothing pulled.
+    fx.push_fault("google_health", PushFault::BadSignature);
+    let sent = fx
+        .change(
+            "google_health",
+            change(FixtureChangeKind::Created, &exercise),
+        )
+        .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, Some(401));
+    assert_eq!(pulls(&app).await, 0);
+    assert_eq!(keyset_fetches(&fx), 1);
+
+    // The real one, retried: acknowledged with 204 both times, one pull.
+    fx.push_fault("google_health", PushFault::Duplicate);
+    let sent = fx
+        .change(
+            "google_health",
+            change(FixtureChangeKind::Created, &exercise),
+        )
+        .await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|s| s.status == Some(204)), "{sent:?}");
+    assert_eq!(pulls(&app).await, 1, "the retry queued nothing");
+    assert_eq!(metric(&app, "google_health", "duplicate").await, 1);
+    let arrived = eventually(Duration::from_secs(20), || async {
+        of_type(&app, "daily.data.workouts.created")
+            .iter()
+            .any(|e| e["data"]["title"] == "Lunch run")
+    })
+    .await;
+    assert!(arrived, "the pushed exercise never reached the endpoint");
+    assert_eq!(keyset_fetches(&fx), 1, "the keyset held is used");
+
+    // Google rotates its key. The first notification signed by the new one arrives
+    // within a minute of the last fetch: refused (Google retries), no fetch. (Each
+    // edit moves the end: Google's notification names no point and carries no id, so
+    // the same interval notified again reads as a retry.)
+    let edited = |title: &str, minutes: i64| {
+        let mut e = exercise.clone();
+        e["exercise"]["displayName"] = json!(title);
+        e["exercise"]["interval"]["endTime"] = json!(z(
+            now - chrono::Duration::hours(2) + chrono::Duration::minutes(minutes)
+        ));
+        change(FixtureChangeKind::Updated, &e)
+    };
+    assert!(fx.rotate_push_key("google_health"));
+    let sent = fx
+        .change("google_health", edited("Lunch run (edited)", 38))
+        .await;
+    assert_eq!(sent[0].status, Some(401));
+    assert_eq!(keyset_fetches(&fx), 1, "at most one fetch a minute");
+    assert_eq!(pulls(&app).await, 1);
+    // A minute on, its retry makes the gateway fetch the keyset again, with the new
+    // key in it: verified, pulled, published.
+    app.advance(Duration::from_secs(61));
+    let sent = fx
+        .change("google_health", edited("Lunch run (edited)", 38))
+        .await;
+    assert_eq!(sent[0].status, Some(204), "{sent:?}");
+    assert_eq!(keyset_fetches(&fx), 2);
+    assert_eq!(pulls(&app).await, 2);
+    let updated = eventually(Duration::from_secs(20), || async {
+        of_type(&app, "daily.data.workouts.updated")
+            .iter()
+            .any(|e| e["data"]["title"] == "Lunch run (edited)")
+    })
+    .await;
+    assert!(
+        updated,
+        "the change signed by the new key reached the endpoint"
+    );
+    // Notifications signed by the new key now verify with no further fetch.
+    let sent = fx
+        .change("google_health", edited("Lunch run (edited twice)", 39))
+        .await;
+    assert_eq!(sent[0].status, Some(204));
+    assert_eq!(keyset_fetches(&fx), 2);
+    // Refused: the check with a wrong secret, the check without one, the forged
+    // notification and the one signed by a key not yet fetched.
+    assert_eq!(metric(&app, "google_health", "unverified").await, 4);
 }
 
 /// `wearbridge providers subscribe` against a serving gateway: the provider checks the
