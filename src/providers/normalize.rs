@@ -64,6 +64,17 @@ pub fn opt_f64(v: &Value, path: &str) -> Result<Option<f64>, ProviderError> {
     }
 }
 
+/// An optional percentage (0 to 100); anything outside that range is malformed.
+pub fn opt_percentage(v: &Value, path: &str) -> Result<Option<f64>, ProviderError> {
+    match opt_f64(v, path)? {
+        Some(x) if !(0.0..=100.0).contains(&x) => Err(ProviderError::malformed(
+            path,
+            format!("{x} is not a percentage"),
+        )),
+        x => Ok(x),
+    }
+}
+
 pub fn req_f64(v: &Value, path: &str) -> Result<f64, ProviderError> {
     opt_f64(v, path)?.ok_or_else(|| ProviderError::malformed(path, "missing"))
 }

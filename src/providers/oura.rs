@@ -573,15 +573,9 @@ fn spo2(v: &Value) -> Result<Option<Record>, ProviderError> {
     let day = req_str(v, "day")?;
     let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .map_err(|_| ProviderError::malformed("day", format!("`{day}` is not a date")))?;
-    let Some(avg) = opt_f64(v, "spo2_percentage.average")? else {
+    let Some(avg) = opt_percentage(v, "spo2_percentage.average")? else {
         return Ok(None);
     };
-    if !(0.0..=100.0).contains(&avg) {
-        return Err(ProviderError::malformed(
-            "spo2_percentage.average",
-            format!("{avg} is not a percentage"),
-        ));
-    }
     let at = format_utc(date.and_time(chrono::NaiveTime::MIN).and_utc());
     Ok(Some(Record {
         resource: Resource::BloodOxygen,

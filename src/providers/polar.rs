@@ -1006,15 +1006,9 @@ fn spo2_test(v: &Value) -> Result<Option<Record>, ProviderError> {
     if opt_str(v, "test_status")? != Some("SPO2_TEST_PASSED") {
         return Ok(None);
     }
-    let Some(pct) = opt_f64(v, "blood_oxygen_percent")? else {
+    let Some(pct) = opt_percentage(v, "blood_oxygen_percent")? else {
         return Ok(None);
     };
-    if !(0.0..=100.0).contains(&pct) {
-        return Err(ProviderError::malformed(
-            "blood_oxygen_percent",
-            format!("{pct} is not a percentage"),
-        ));
-    }
     let secs =
         opt_i64(v, "test_time")?.ok_or_else(|| ProviderError::malformed("test_time", "missing"))?;
     let at = from_unix(secs, "test_time")?;
