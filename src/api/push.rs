@@ -90,12 +90,7 @@ pub async fn handshake(
     let p = pushing(&provider)?;
     let secrets = push_secrets(&state, p).await?;
     let query = query_map(raw);
-    let req = PushRequest {
-        headers: &headers,
-        query: &query,
-        body: &[],
-        now: crate::poller::plan::utc(state.store.clock().now_ms()),
-    };
+    let req = push_request(&state, &headers, &query, &[]);
     match p.adapter.push_handshake(&req, &secrets) {
         None => Err(ApiError::not_found("subscription handshake")),
         Some(Ok(reply)) => {
@@ -103,6 +98,21 @@ pub async fn handshake(
             Ok(as_response(reply))
         }
         Some(Err(e)) => Err(refused(&state, p, e)),
+    }
+}
+
+/// A request to the notifications route as the adapter reads it, at the store's time.
+fn push_request<'a>(
+    state: &AppState,
+    headers: &'a HeaderMap,
+    query: &'a BTreeMap<String, String>,
+    body: &'a [u8],
+) -> PushRequest<'a> {
+    PushRequest {
+        headers,
+        query,
+        body,
+        now: crate::poller::plan::utc(state.store.clock().now_ms()),
     }
 }
 
@@ -139,12 +149,7 @@ pub async fn receive(
     let p = pushing(&provider)?;
     let secrets = push_secrets(&state, p).await?;
     let query = query_map(raw);
-    let req = PushRequest {
-        headers: &headers,
-        query: &query,
-        body: &body,
-        now: crate::poller::plan::utc(state.store.clock().now_ms()),
-    };
+    let req = push_request(&state, &headers, &query, &body);
     // A provider checking the callback (Google's verification POSTs) rather than
     // notifying.
     match p.adapter.push_handshake(&req, &secrets) {
