@@ -922,8 +922,9 @@ async fn serve_data(
             return (StatusCode::OK, [("content-type", "application/json")], doc).into_response();
         }
     }
-    // Subscription management (app credentials, or Withings' user token).
-    {
+    // Subscription management (app credentials, or Withings' user token), for a
+    // provider that pushes.
+    if p.manifest.push.is_some() {
         let mut fields: std::collections::BTreeMap<String, String> =
             query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         fields.extend(url::form_urlencoded::parse(&body).into_owned());
