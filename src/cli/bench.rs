@@ -759,6 +759,10 @@ async fn ingest_ceiling(
             )
         })
         .collect();
+    // A record on two windows' edge is stored once, as the pipeline stores it: two
+    // batches inserting one id would otherwise wait on each other's row lock (and
+    // deadlock, on PostgreSQL), slowing the ceiling.
+    let stored_ids = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let in_flight = Arc::new(Semaphore::new(CEILING_BATCHES_IN_FLIGHT));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -770,7 +774,7 @@ async fn ingest_ceiling(
             break;
         }
         let permit = in_flight.clone().acquire_owned().await?;
-        let store = store.clone();
+        let (store, stored_ids) = (store.clone(), stored_ids.clone());
         tasks.push(tokio::spawn(async move {
             let mut records = Vec::with_capacity(batch.len());
             for (user, page) in batch {
@@ -787,6 +791,12 @@ async fn ingest_ceiling(
                     p.id(),
                     parsed.records,
                 ));
+            }
+            {
+                let mut seen = stored_ids.lock().expect("not poisoned");
+                for r in &mut records {
+                    r.keep_unseen(&mut seen);
+                }
             }
             let stored = store.insert_records(&records).await?;
             drop(permit);
