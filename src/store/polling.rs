@@ -1263,6 +1263,16 @@ impl Store {
             .collect()
     }
 
+    /// Writes what is committed into the database files (a benchmark's setup, before
+    /// it measures): PostgreSQL's `CHECKPOINT`, SQLite's WAL copied back and truncated.
+    pub async fn checkpoint(&self) -> Result<(), sqlx::Error> {
+        let sql = match self.backend {
+            Backend::Postgres => "CHECKPOINT",
+            Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+        };
+        sqlx::query(sql).execute(&self.writer).await.map(|_| ())
+    }
+
     /// Records and events stored, over the whole database (bench).
     pub async fn row_counts(&self) -> Result<(i64, i64), sqlx::Error> {
         let r: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records")
