@@ -82,6 +82,10 @@ struct FixtureState {
     limits: Mutex<Limits>,
     /// The data pages served since [`FixtureServer::keep_pages`], when it was called.
     kept: Mutex<Option<Vec<PageAsked>>>,
+    /// Since [`FixtureServer::cache_pages`]: each data page's reply, by provider, path
+    /// and parameters, with the data set it was made from (a changed data set is
+    /// another `Arc`, so its pages are made anew).
+    page_cache: Mutex<Option<HashMap<String, (DataSet, Result<String, String>)>>>,
     /// Subscriptions, faults and sent notifications (see `push`).
     push: Mutex<push::PushState>,
     /// Held while a change is applied to a data set (see `push`).
@@ -421,6 +425,15 @@ impl FixtureServer {
         *self.state.kept.lock().unwrap() = Some(Vec::new());
     }
 
+    /// From now on, answer a data page asked again (another user's same window) from
+    /// memory while its data set is unchanged: a benchmark's provider then costs the
+    /// machine what a real provider costs it, next to nothing, and the figures are the
+    /// gateway's. Pages of fixture files (dated anew on every request) are made each
+    /// time as before.
+    pub fn cache_pages(&self) {
+        *self.state.page_cache.lock().unwrap() = Some(HashMap::new());
+    }
+
     /// The data pages served since [`FixtureServer::keep_pages`], in the order they were
     /// answered, each with the body it got: served again from the same request and the
     /// same data, so byte for byte the same (as long as the data sets were not changed
@@ -444,7 +457,7 @@ impl FixtureServer {
                     resource,
                     token: a.token,
                     params: a.params,
-                    body: reply.ok()?.to_string(),
+                    body: reply.ok()?,
                 })
             })
             .collect()
@@ -1080,7 +1093,7 @@ async fn serve_data(
                     params,
                 });
             }
-            json(200, v.to_string())
+            json(200, v)
         }
         Err(m) => json(400, serde_json::json!({"error": m}).to_string()),
     }
@@ -1094,7 +1107,7 @@ fn list_page(
     p: &Provider,
     path: &str,
     params: &HashMap<String, String>,
-) -> Option<(Resource, Result<Value, String>)> {
+) -> Option<(Resource, Result<String, String>)> {
     let imp = p.impersonation.as_ref();
     // The resource whose documented path this is (Withings tells them apart by `action`).
     let spec = p
@@ -1105,7 +1118,25 @@ fn list_page(
         .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
         .or_else(|| imp.resource_at(path).and_then(|r| p.resource(r)))?;
     let items = served_items(st, p.id(), imp, spec.name);
-    Some((spec.name, imp.serve_at(path, spec, params, &items)))
+    let key = st.page_cache.lock().unwrap().is_some().then(|| {
+        let mut sorted: Vec<_> = params.iter().collect();
+        sorted.sort();
+        format!("{} {path} {sorted:?}", p.id())
+    });
+    if let Some(key) = &key {
+        if let Some((held, reply)) = st.page_cache.lock().unwrap().as_ref()?.get(key) {
+            if Arc::ptr_eq(held, &items) {
+                return Some((spec.name, reply.clone()));
+            }
+        }
+    }
+    let reply = imp
+        .serve_at(path, spec, params, &items)
+        .map(|v| v.to_string());
+    if let (Some(key), Some(cache)) = (key, st.page_cache.lock().unwrap().as_mut()) {
+        cache.insert(key, (items, reply.clone()));
+    }
+    Some((spec.name, reply))
 }
 
 /// The items a provider's `resource` serves now: a data set given with `set_items`, or

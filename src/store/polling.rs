@@ -1302,6 +1302,17 @@ impl Store {
     }
 
     /// Jobs by kind and status (tests, bench, demo progress).
+    /// Backfill windows still to run, over the whole database (bench): read through the
+    /// due index, cheap enough to ask often while a backfill runs.
+    pub async fn backfill_windows_pending(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM jobs WHERE status = {PENDING} AND kind = {BACKFILL}"
+        ))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")
+    }
+
     pub async fn job_counts(
         &self,
     ) -> Result<std::collections::BTreeMap<(JobKind, JobStatus), i64>, sqlx::Error> {
