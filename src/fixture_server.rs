@@ -85,7 +85,7 @@ struct FixtureState {
     /// Since [`FixtureServer::cache_pages`]: each data page's reply, by provider, path
     /// and parameters, with the data set it was made from (a changed data set is
     /// another `Arc`, so its pages are made anew).
-    page_cache: Mutex<Option<HashMap<String, (DataSet, Result<String, String>)>>>,
+    page_cache: Mutex<Option<HashMap<String, CachedPage>>>,
     /// Subscriptions, faults and sent notifications (see `push`).
     push: Mutex<push::PushState>,
     /// Held while a change is applied to a data set (see `push`).
@@ -506,6 +506,9 @@ pub fn user_id_of(id: &str, user: u64) -> String {
 
 /// A provider's records, as the ingest benchmark replaces its fixture files with.
 type DataSet = Arc<Vec<Value>>;
+
+/// A data page's reply (a 400's message as the error) and the data set it came from.
+type CachedPage = (DataSet, Result<String, String>);
 
 // The error is the handler's reply, returned at once; boxing it buys nothing here.
 #[allow(clippy::result_large_err)]

@@ -593,6 +593,18 @@ pub async fn run(config: Config, args: PushBench) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Puts the setup's writes on disk before the measured phase: the backfill writes
+/// hundreds of megabytes, which the kernel (and PostgreSQL's checkpointer) would
+/// otherwise write back during the measured seconds, stalling their commits behind
+/// work that is not theirs. Best effort: a database user that may not `CHECKPOINT`
+/// (superusers and `pg_checkpoint` may) still gets the kernel's flush.
+pub(super) async fn settle_writes(store: &crate::store::Store) {
+    if let Err(e) = store.checkpoint().await {
+        eprintln!("note: no CHECKPOINT before measuring ({e}); the setup's writes may still be written back during it");
+    }
+    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,16 +640,4 @@ mod tests {
             json!({"name": "users/me/dataTypes/x/dataPoints/18", "n": 18, "other": "a17"})
         );
     }
-}
-
-/// Puts the setup's writes on disk before the measured phase: the backfill writes
-/// hundreds of megabytes, which the kernel (and PostgreSQL's checkpointer) would
-/// otherwise write back during the measured seconds, stalling their commits behind
-/// work that is not theirs. Best effort: a database user that may not `CHECKPOINT`
-/// (superusers and `pg_checkpoint` may) still gets the kernel's flush.
-pub(super) async fn settle_writes(store: &crate::store::Store) {
-    if let Err(e) = store.checkpoint().await {
-        eprintln!("note: no CHECKPOINT before measuring ({e}); the setup's writes may still be written back during it");
-    }
-    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
 }
