@@ -25,9 +25,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 impl Poller {
     /// Runs one job until it is done, must wait (for budget, or after an error), or
     /// (a backfill while budgets are on) has stored one page and goes back in line.
-    /// `job` follows the claim as pages are committed.
-    pub async fn run_job(&self, job: &mut Job) -> anyhow::Result<()> {
-        let Some(mut conn) = self.store.get_connection(job.connection_id).await? else {
+    /// `job` follows the claim as pages are committed. `conn` is the job's connection
+    /// if it was read with the claim (a token refreshed since is found by the refresh's
+    /// version check); otherwise it is read now.
+    pub async fn run_job(&self, job: &mut Job, conn: Option<Connection>) -> anyhow::Result<()> {
+        let conn = match conn {
+            Some(c) => Some(c),
+            None => self.store.get_connection(job.connection_id).await?,
+        };
+        let Some(mut conn) = conn else {
             return Ok(());
         };
         if conn.status != ConnectionStatus::Connected {

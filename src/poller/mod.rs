@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::oauth::OAuthClients;
 use crate::seal::Sealer;
 use crate::states::JobKind;
-use crate::store::{Job, Store};
+use crate::store::{Connection, Job, Store};
 
 use budget::Budgets;
 use fetch::Fetcher;
@@ -113,7 +113,9 @@ impl Poller {
     /// not yet started at shutdown are handed back, due now.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let sem = Arc::new(Semaphore::new(self.concurrency));
-        let mut queue: VecDeque<Job> = VecDeque::new();
+        // Claimed jobs, each with its connection as read with the claim (`None`: read
+        // when the job starts).
+        let mut queue: VecDeque<(Job, Option<Connection>)> = VecDeque::new();
         // Whether the last claim may have left due jobs behind (it filled its batch).
         let mut more_due = true;
         let mut ticks = self.clock.ticks();
@@ -135,13 +137,28 @@ impl Poller {
                 {
                     Ok(jobs) => {
                         more_due = jobs.len() == want;
+                        // The claimed jobs' connections in one read, not one per job.
+                        let mut ids: Vec<_> = jobs.iter().map(|j| j.connection_id).collect();
+                        ids.sort();
+                        ids.dedup();
+                        let conns = match self.store.get_connections(&ids).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "reading the claimed jobs' connections failed; each job reads its own");
+                                Default::default()
+                            }
+                        };
+                        let with_conn = |j: Job| {
+                            let c = conns.get(&j.connection_id).cloned();
+                            (j, c)
+                        };
                         // Pulls go to the front of the line.
                         let (pulls, rest): (Vec<Job>, Vec<Job>) =
                             jobs.into_iter().partition(|j| j.kind == JobKind::Pull);
                         for j in pulls.into_iter().rev() {
-                            queue.push_front(j);
+                            queue.push_front(with_conn(j));
                         }
-                        queue.extend(rest);
+                        queue.extend(rest.into_iter().map(with_conn));
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
@@ -170,15 +187,15 @@ impl Poller {
                 _ = self.store.jobs_queued() => continue,
                 _ = shutdown.changed() => continue,
             };
-            let job = queue.pop_front().expect("not empty");
+            let (job, conn) = queue.pop_front().expect("not empty");
             let this = self.clone();
             tokio::spawn(async move {
-                this.run_guarded(job).await;
+                this.run_guarded(job, conn).await;
                 drop(permit);
                 this.job_ended.notify_one();
             });
         }
-        for job in queue {
+        for (job, _) in queue {
             if let Err(e) = self
                 .store
                 .reschedule_job(&job, self.clock.now_ms(), None)
@@ -193,8 +210,8 @@ impl Poller {
     /// Runs one job; a panic fails the job with the panic's message (nothing of the
     /// page it was on is committed: commits happen after parsing) instead of ending the
     /// task silently and leaving the job to be claimed again forever.
-    pub async fn run_guarded(&self, mut job: Job) {
-        let outcome = AssertUnwindSafe(self.run_job(&mut job))
+    pub async fn run_guarded(&self, mut job: Job, conn: Option<Connection>) {
+        let outcome = AssertUnwindSafe(self.run_job(&mut job, conn))
             .catch_unwind()
             .await;
         self.settle(&job, outcome).await;

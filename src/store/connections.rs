@@ -159,6 +159,29 @@ impl Store {
             .transpose()
     }
 
+    /// Connections by id, with one statement: those of a batch of claimed jobs.
+    pub async fn get_connections(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Connection>, sqlx::Error> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(super::PARAMS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {CONNECTION_COLUMNS} FROM connections c JOIN users u ON u.id = c.user_id WHERE c.id IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let c = connection_from(&r)?;
+                found.insert(c.id, c);
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn user_connections(
         &self,
         team: Uuid,
