@@ -1121,18 +1121,21 @@ fn list_page(
         .or_else(|| p.manifest.resources.iter().find(|r| r.path == path))
         .or_else(|| imp.resource_at(path).and_then(|r| p.resource(r)))?;
     let items = served_items(st, p.id(), imp, spec.name);
-    let key = st.page_cache.lock().unwrap().is_some().then(|| {
-        let mut sorted: Vec<_> = params.iter().collect();
-        sorted.sort();
-        format!("{} {path} {sorted:?}", p.id())
-    });
-    if let Some(key) = &key {
-        if let Some((held, reply)) = st.page_cache.lock().unwrap().as_ref()?.get(key) {
-            if Arc::ptr_eq(held, &items) {
-                return Some((spec.name, reply.clone()));
+    // With the cache on: the page's key, or the reply made before from these items.
+    let key = match st.page_cache.lock().unwrap().as_ref() {
+        None => None,
+        Some(cache) => {
+            let mut sorted: Vec<_> = params.iter().collect();
+            sorted.sort();
+            let key = format!("{} {path} {sorted:?}", p.id());
+            match cache.get(&key) {
+                Some((held, reply)) if Arc::ptr_eq(held, &items) => {
+                    return Some((spec.name, reply.clone()))
+                }
+                _ => Some(key),
             }
         }
-    }
+    };
     let reply = imp
         .serve_at(path, spec, params, &items)
         .map(|v| v.to_string());

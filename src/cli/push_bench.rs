@@ -598,7 +598,7 @@ pub async fn run(config: Config, args: PushBench) -> anyhow::Result<ExitCode> {
 /// otherwise write back during the measured seconds, stalling their commits behind
 /// work that is not theirs. Best effort: a database user that may not `CHECKPOINT`
 /// (superusers and `pg_checkpoint` may) still gets the kernel's flush.
-pub(super) async fn settle_writes(store: &crate::store::Store) {
+async fn settle_writes(store: &crate::store::Store) {
     if let Err(e) = store.checkpoint().await {
         eprintln!("note: no CHECKPOINT before measuring ({e}); the setup's writes may still be written back during it");
     }

@@ -29,12 +29,12 @@ impl Poller {
     /// if it was read with the claim (a token refreshed since is found by the refresh's
     /// version check); otherwise it is read now.
     pub async fn run_job(&self, job: &mut Job, conn: Option<Connection>) -> anyhow::Result<()> {
-        let conn = match conn {
-            Some(c) => Some(c),
-            None => self.store.get_connection(job.connection_id).await?,
-        };
-        let Some(mut conn) = conn else {
-            return Ok(());
+        let mut conn = match conn {
+            Some(c) => c,
+            None => match self.store.get_connection(job.connection_id).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            },
         };
         if conn.status != ConnectionStatus::Connected {
             return Ok(());

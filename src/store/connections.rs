@@ -151,12 +151,7 @@ impl Store {
     }
 
     pub async fn get_connection(&self, id: Uuid) -> Result<Option<Connection>, sqlx::Error> {
-        sqlx::query(&format!("SELECT {CONNECTION_COLUMNS} FROM connections c JOIN users u ON u.id = c.user_id WHERE c.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| connection_from(&r))
-            .transpose()
+        Ok(self.get_connections(&[id]).await?.remove(&id))
     }
 
     /// Connections by id, with one statement: those of a batch of claimed jobs.

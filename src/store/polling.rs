@@ -1301,7 +1301,6 @@ impl Store {
             .collect()
     }
 
-    /// Jobs by kind and status (tests, bench, demo progress).
     /// Backfill windows still to run, over the whole database (bench): read through the
     /// due index, cheap enough to ask often while a backfill runs.
     pub async fn backfill_windows_pending(&self) -> Result<i64, sqlx::Error> {
@@ -1313,6 +1312,7 @@ impl Store {
         .try_get("n")
     }
 
+    /// Jobs by kind and status (tests, bench, demo progress).
     pub async fn job_counts(
         &self,
     ) -> Result<std::collections::BTreeMap<(JobKind, JobStatus), i64>, sqlx::Error> {
