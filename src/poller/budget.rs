@@ -158,7 +158,7 @@ impl Budgets {
         p: &'static Provider,
         user: Uuid,
         priority: Priority,
-    ) -> Result<Result<Reservation, i64>, sqlx::Error> {
+    ) -> anyhow::Result<Result<Reservation, i64>> {
         let specs = self.specs(p, user).await;
         let now = self.clock.now_ms();
         match self.store.take_budget(&specs, 1, priority, now).await? {

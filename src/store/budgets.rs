@@ -13,12 +13,16 @@
 //! two takers never deadlock), checks every window and writes them all, or writes
 //! nothing: a user's and the app's budgets are charged together or not at all. A refusal
 //! is read-only, except that a refused poll marks the budget so that backfills yield the
-//! next free slot to it.
+//! next free slot to it. A process's concurrent takes go in one transaction (a group,
+//! each decided as if it came alone after those before it), so the app's row is locked
+//! once per group and waited for by one connection of the process, not by every pull.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Backend, Store};
+use super::{placeholders, Backend, Store};
 use crate::states::ConnectionStatus;
 
 /// Slots per window: the granularity of the sliding window.
@@ -298,73 +302,132 @@ impl BudgetState {
     }
 }
 
+/// One request for budget: `need` requests charged to every budget in `specs` at
+/// `now`, all or none.
+#[derive(Debug, Clone)]
+pub struct BudgetRequest {
+    pub specs: Vec<BudgetSpec>,
+    pub need: u64,
+    pub priority: Priority,
+    pub now: i64,
+}
+
+/// Takes of budget grouped into one transaction (see [`super::group`]): a provider
+/// app's budget row is locked once per group rather than once per request, and by one
+/// pooled connection of this process at a time rather than by every task that waits
+/// for it.
+pub(crate) type BudgetGroup = super::group::Group<BudgetRequest, Grant>;
+
+/// Requests one group takes at most (two parameters per budget row it touches).
+const GROUP_MAX_REQUESTS: usize = 64;
+
 impl Store {
-    /// Takes `need` requests from every budget in `specs` at `now`, all or none.
+    /// Takes `need` requests from every budget in `specs` at `now`, all or none; with
+    /// whatever other requests of this process are waiting, in one transaction.
     pub async fn take_budget(
         &self,
         specs: &[BudgetSpec],
         need: u64,
         priority: Priority,
         now: i64,
-    ) -> Result<Grant, sqlx::Error> {
-        super::retry_transient("taking rate budget", || {
-            self.take_budget_once(specs, need, priority, now)
-        })
-        .await
+    ) -> anyhow::Result<Grant> {
+        let request = BudgetRequest {
+            specs: specs.to_vec(),
+            need,
+            priority,
+            now,
+        };
+        self.budget_group
+            .run(
+                request,
+                |queued| queued.len().min(GROUP_MAX_REQUESTS),
+                |requests| async move {
+                    match super::retry_transient("taking rate budget", || {
+                        self.take_budgets(&requests)
+                    })
+                    .await
+                    {
+                        Ok(grants) => grants.into_iter().map(Ok).collect(),
+                        Err(e) => requests.iter().map(|_| Err(e.to_string())).collect(),
+                    }
+                },
+            )
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
-    async fn take_budget_once(
+    /// Takes budget for each request in turn, in one transaction: every row any of
+    /// them is charged to is locked (in key order, so two takers never deadlock), each
+    /// request is granted or refused as if it came alone after the ones before it, and
+    /// each row is written once.
+    pub async fn take_budgets(
         &self,
-        specs: &[BudgetSpec],
-        need: u64,
-        priority: Priority,
-        now: i64,
-    ) -> Result<Grant, sqlx::Error> {
-        let mut order: Vec<&BudgetSpec> = specs.iter().collect();
-        order.sort_by(|a, b| a.key.cmp(&b.key));
+        requests: &[BudgetRequest],
+    ) -> Result<Vec<Grant>, sqlx::Error> {
+        let mut keys: Vec<&str> = requests
+            .iter()
+            .flat_map(|r| r.specs.iter().map(|s| s.key.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let latest = requests.iter().map(|r| r.now).max().unwrap_or(0);
         let mut tx = self.begin_budget().await?;
-        let mut states = Vec::with_capacity(order.len());
-        for spec in &order {
-            states.push(self.locked_state(&mut tx, &spec.key, now).await?);
-        }
-        let mut wait: Option<(i64, WaitReason)> = None;
-        let mut refusing = Vec::new();
-        for (i, (spec, state)) in order.iter().zip(states.iter_mut()).enumerate() {
-            let (at, why) = state.available_at(spec, now, need, priority);
-            if at > now {
-                refusing.push(i);
-                if wait.is_none_or(|(w, _)| at > w) {
-                    wait = Some((at, why));
+        let mut states = self.locked_states(&mut tx, &keys, latest).await?;
+        let mut dirty: HashSet<String> = HashSet::new();
+        let mut grants = Vec::with_capacity(requests.len());
+        for r in requests {
+            let mut wait: Option<(i64, WaitReason)> = None;
+            let mut refusing = Vec::new();
+            for spec in &r.specs {
+                let state = states.entry(spec.key.clone()).or_default();
+                let (at, why) = state.available_at(spec, r.now, r.need, r.priority);
+                if at > r.now {
+                    refusing.push(spec);
+                    if wait.is_none_or(|(w, _)| at > w) {
+                        wait = Some((at, why));
+                    }
                 }
             }
-        }
-        match wait {
-            None => {
-                for (spec, state) in order.iter().zip(states.iter_mut()) {
-                    state.spend(spec, now, need);
-                    write_state(&mut tx, &spec.key, state, now).await?;
+            match wait {
+                None => {
+                    for spec in &r.specs {
+                        states
+                            .entry(spec.key.clone())
+                            .or_default()
+                            .spend(spec, r.now, r.need);
+                        dirty.insert(spec.key.clone());
+                    }
+                    grants.push(Grant::Granted);
                 }
-                tx.commit().await?;
-                Ok(Grant::Granted)
-            }
-            Some((until, why)) => {
-                if priority == Priority::Poll && why != WaitReason::Paused {
-                    // Backfills hold off until the poll has had its slot.
-                    let hold = until + order.iter().map(|s| hold_ms(s)).max().unwrap_or(0);
-                    for i in refusing {
-                        let state = &mut states[i];
-                        if state.polls_waiting_until < hold {
-                            state.polls_waiting_until = hold;
-                            write_state(&mut tx, &order[i].key, state, now).await?;
+                Some((until, why)) => {
+                    if r.priority == Priority::Poll && why != WaitReason::Paused {
+                        // Backfills hold off until the poll has had its slot.
+                        let hold = until + r.specs.iter().map(hold_ms).max().unwrap_or(0);
+                        for spec in refusing {
+                            let state = states.entry(spec.key.clone()).or_default();
+                            if state.polls_waiting_until < hold {
+                                state.polls_waiting_until = hold;
+                                dirty.insert(spec.key.clone());
+                            }
                         }
                     }
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
+                    grants.push(Grant::Wait { until, why });
                 }
-                Ok(Grant::Wait { until, why })
             }
         }
+        if dirty.is_empty() {
+            tx.rollback().await?;
+        } else {
+            let mut changed: Vec<(&str, &BudgetState)> = states
+                .iter()
+                .filter(|(k, _)| dirty.contains(*k))
+                .map(|(k, s)| (k.as_str(), s))
+                .collect();
+            changed.sort_by_key(|(k, _)| *k);
+            write_states(&mut tx, &changed, latest).await?;
+            tx.commit().await?;
+        }
+        Ok(grants)
     }
 
     /// A transaction that reads budgets and may then write them. On SQLite it takes the
@@ -377,30 +440,68 @@ impl Store {
         }
     }
 
-    /// A budget's row, locked for this transaction (created empty if new).
-    async fn locked_state(
+    /// Budgets' rows, locked for this transaction in key order (`keys` sorted), those
+    /// not there yet created empty.
+    async fn locked_states(
         &self,
         tx: &mut sqlx::AnyConnection,
-        key: &str,
+        keys: &[&str],
         now: i64,
-    ) -> Result<BudgetState, sqlx::Error> {
+    ) -> Result<HashMap<String, BudgetState>, sqlx::Error> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
-        let sql = format!("SELECT state FROM rate_budgets WHERE key = $1{lock}");
-        if let Some(row) = sqlx::query(&sql).bind(key).fetch_optional(&mut *tx).await? {
-            return Ok(parse_state(&row.try_get::<String, _>("state")?));
+        let select = |keys: &[&str]| {
+            format!(
+                "SELECT key, state FROM rate_budgets WHERE key IN ({}) ORDER BY key{lock}",
+                placeholders(1, keys.len())
+            )
+        };
+        let mut states = HashMap::with_capacity(keys.len());
+        let sql = select(keys);
+        let mut q = sqlx::query(&sql);
+        for k in keys {
+            q = q.bind(*k);
         }
-        sqlx::query(
-            "INSERT INTO rate_budgets (key, state, updated_at) VALUES ($1, '{}', $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(&sql).bind(key).fetch_one(&mut *tx).await?;
-        Ok(parse_state(&row.try_get::<String, _>("state")?))
+        for row in q.fetch_all(&mut *tx).await? {
+            states.insert(
+                row.try_get::<String, _>("key")?,
+                parse_state(&row.try_get::<String, _>("state")?),
+            );
+        }
+        let missing: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !states.contains_key(*k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(states);
+        }
+        let values = (0..missing.len())
+            .map(|i| format!("(${}, '{{}}', $1)", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO rate_budgets (key, state, updated_at) VALUES {values} ON CONFLICT (key) DO NOTHING"
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for k in &missing {
+            q = q.bind(*k);
+        }
+        q.execute(&mut *tx).await?;
+        let sql = select(&missing);
+        let mut q = sqlx::query(&sql);
+        for k in &missing {
+            q = q.bind(*k);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            states.insert(
+                row.try_get::<String, _>("key")?,
+                parse_state(&row.try_get::<String, _>("state")?),
+            );
+        }
+        Ok(states)
     }
 
     /// Changes one budget's state under its row lock.
@@ -412,9 +513,13 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         super::retry_transient("updating rate budget", || async {
             let mut tx = self.begin_budget().await?;
-            let mut state = self.locked_state(&mut tx, key, now).await?;
+            let mut state = self
+                .locked_states(&mut tx, &[key], now)
+                .await?
+                .remove(key)
+                .unwrap_or_default();
             change(&mut state);
-            write_state(&mut tx, key, &state, now).await?;
+            write_states(&mut tx, &[(key, &state)], now).await?;
             tx.commit().await
         })
         .await
@@ -519,19 +624,30 @@ fn parse_state(text: &str) -> BudgetState {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-async fn write_state(
+/// Writes budgets' states (one statement for all of them).
+async fn write_states(
     tx: &mut sqlx::AnyConnection,
-    key: &str,
-    state: &BudgetState,
+    states: &[(&str, &BudgetState)],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let text = serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query("UPDATE rate_budgets SET state = $2, updated_at = $3 WHERE key = $1")
-        .bind(key)
-        .bind(text)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let texts = states
+        .iter()
+        .map(|(_, s)| serde_json::to_string(s).map_err(|e| sqlx::Error::Encode(e.into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = (0..states.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH v (key, state) AS (VALUES {values}) \
+         UPDATE rate_budgets SET state = (SELECT v.state FROM v WHERE v.key = rate_budgets.key), updated_at = $1 \
+         WHERE key IN (SELECT key FROM v)"
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for ((key, _), text) in states.iter().zip(texts) {
+        q = q.bind(*key).bind(text);
+    }
+    q.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod connections;
 mod deliveries;
 mod endpoints;
 mod events;
+mod group;
 mod introspect;
 mod polling;
 mod portal;
@@ -111,6 +112,8 @@ pub struct Store {
     jobs: Arc<(Notify, std::sync::atomic::AtomicBool)>,
     /// Fetched pages waiting to be committed together (see [`Store::commit`]).
     group: Arc<polling::GroupCommit>,
+    /// Takes of rate budget waiting to be made together (see [`Store::take_budget`]).
+    budget_group: Arc<budgets::BudgetGroup>,
     /// SQLite: the WAL checkpointer, stopped when the last clone of the store goes.
     _checkpoints: Option<Arc<AbortOnDrop>>,
     /// The "now" that claims compare due times with (see [`Store::with_clock`]).
@@ -169,6 +172,7 @@ impl Store {
                     work: Arc::new(Notify::new()),
                     jobs: Arc::default(),
                     group: Arc::new(polling::GroupCommit::new(1)),
+                    budget_group: Arc::new(budgets::BudgetGroup::new(1)),
                     _checkpoints: checkpoints,
                     clock: Clock::real(),
                 })
@@ -195,6 +199,7 @@ impl Store {
                     work: Arc::new(Notify::new()),
                     jobs: Arc::default(),
                     group: Arc::new(polling::GroupCommit::new(4)),
+                    budget_group: Arc::new(budgets::BudgetGroup::new(1)),
                     _checkpoints: None,
                     clock: Clock::real(),
                 })

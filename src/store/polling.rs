@@ -10,7 +10,6 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::connections::{Connection, SealedTokens};
@@ -284,46 +283,25 @@ async fn insert_new_rows(
     Ok(inserted)
 }
 
-/// Group commit of fetched pages. Each poller task queues its page; whoever finds no
-/// commit running (up to `leaders` at once: SQLite has one writer, PostgreSQL several
-/// connections) takes everything queued and commits it in one transaction, while new
-/// pages queue for the next one. Nothing waits on a timer: under light load a group is
-/// one page, under heavy load it is what piled up during the previous commit.
-pub(crate) struct GroupCommit {
-    queue: std::sync::Mutex<Vec<Queued>>,
-    leaders: tokio::sync::Semaphore,
-}
-
-/// A page waiting for a commit, with where its result goes.
-type Queued = (
-    PageCommit,
-    oneshot::Sender<Result<Option<PageCounts>, String>>,
-);
+/// Group commit of fetched pages (see [`super::group`]): each poller task queues its
+/// page, and one transaction commits what is queued, up to these limits.
+pub(crate) type GroupCommit = super::group::Group<PageCommit, Option<PageCounts>>;
 
 /// Pages (and records) a group takes at most, so one transaction stays short.
 pub const GROUP_MAX_PAGES: usize = 64;
 pub const GROUP_MAX_RECORDS: usize = 4000;
 
-impl GroupCommit {
-    pub(crate) fn new(leaders: usize) -> GroupCommit {
-        GroupCommit {
-            queue: std::sync::Mutex::new(Vec::new()),
-            leaders: tokio::sync::Semaphore::new(leaders),
-        }
+/// How many of the queued pages one group commits.
+fn group_size(queued: &[(PageCommit, impl Sized)]) -> usize {
+    let (mut n, mut records) = (0, 0);
+    while n < queued.len()
+        && n < GROUP_MAX_PAGES
+        && (n == 0 || records + queued[n].0.records.len() <= GROUP_MAX_RECORDS)
+    {
+        records += queued[n].0.records.len();
+        n += 1;
     }
-
-    fn take(&self) -> Vec<Queued> {
-        let mut q = self.queue.lock().unwrap();
-        let (mut n, mut records) = (0, 0);
-        while n < q.len()
-            && n < GROUP_MAX_PAGES
-            && (n == 0 || records + q[n].0.records.len() <= GROUP_MAX_RECORDS)
-        {
-            records += q[n].0.records.len();
-            n += 1;
-        }
-        q.drain(..n).collect()
-    }
+    n
 }
 
 /// Counts from one page commit.
@@ -844,42 +822,23 @@ impl Store {
     /// commit, see [`GroupCommit`]); the result is this page's alone. A group that
     /// fails is retried page by page, so one bad page never fails the others.
     pub async fn commit(&self, page: PageCommit) -> anyhow::Result<Option<PageCounts>> {
-        let (tx, mut rx) = oneshot::channel();
-        self.group.queue.lock().unwrap().push((page, tx));
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut rx => return r.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg),
-                permit = self.group.leaders.acquire() => {
-                    let permit = permit.expect("never closed");
-                    let batch = self.group.take();
-                    if batch.is_empty() {
-                        // Another leader took this page; its result is on the way.
-                        drop(permit);
-                        return rx.await.map_err(|_| anyhow::anyhow!("group commit dropped the page"))?.map_err(anyhow::Error::msg);
-                    }
-                    let (pages, replies): (Vec<PageCommit>, Vec<_>) = batch.into_iter().unzip();
-                    match self.commit_pages(&pages).await {
-                        Ok(results) => {
-                            // The next group may start while this one's pages are freed.
-                            drop(permit);
-                            for (reply, r) in replies.into_iter().zip(results) {
-                                let _ = reply.send(Ok(r));
-                            }
+        self.group
+            .run(page, group_size, |pages| async move {
+                match self.commit_pages(&pages).await {
+                    Ok(results) => results.into_iter().map(Ok).collect(),
+                    Err(e) if pages.len() == 1 => vec![Err(e.to_string())],
+                    Err(_) => {
+                        let mut out = Vec::with_capacity(pages.len());
+                        for page in &pages {
+                            let r = self.commit_pages(std::slice::from_ref(page)).await;
+                            out.push(r.map(|mut v| v.pop().flatten()).map_err(|e| e.to_string()));
                         }
-                        Err(e) if pages.len() == 1 => {
-                            let _ = replies.into_iter().next().expect("one").send(Err(e.to_string()));
-                        }
-                        Err(_) => {
-                            for (page, reply) in pages.iter().zip(replies) {
-                                let r = self.commit_pages(std::slice::from_ref(page)).await;
-                                let _ = reply.send(r.map(|mut v| v.pop().flatten()).map_err(|e| e.to_string()));
-                            }
-                        }
+                        out
                     }
                 }
-            }
-        }
+            })
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// Commits fetched pages of several jobs in one transaction (group commit: the
@@ -1075,7 +1034,7 @@ impl Store {
             .collect();
         let mut inserted = 0;
         for chunk in rows.chunks(GROUP_MAX_RECORDS) {
-            let _permit = self.group.leaders.acquire().await.expect("never closed");
+            let _place = self.group.place().await;
             // Concurrent callers inserting the same ids in different orders may deadlock
             // on PostgreSQL.
             inserted += super::retry_transient("inserting records", || async {

@@ -16,6 +16,7 @@ crate::backend_tests!(
     budgets_are_charged_together_shared_and_survive_restarts,
     a_pause_holds_every_process_and_waiting_polls_go_first,
     concurrent_processes_never_take_more_than_the_limit,
+    takes_in_one_group_are_decided_in_turn,
     due_polls_are_claimed_before_backfills_and_spent_providers_are_skipped,
     a_panicking_job_fails_with_its_message_and_the_history_goes_on,
     a_job_that_keeps_failing_stops_after_its_tries,
@@ -176,6 +177,66 @@ async fn concurrent_processes_never_take_more_than_the_limit(db: TestDb) {
         granted += t.await.unwrap() as usize;
     }
     assert_eq!(granted, 25);
+}
+
+/// A group of takes (what a process's concurrent pulls make together) is decided as if
+/// each came alone after those before it: every row is charged once per grant, a
+/// refusal charges nothing, and a refused poll holds backfills off its budget.
+async fn takes_in_one_group_are_decided_in_turn(db: TestDb) {
+    use wearbridge::store::BudgetRequest;
+    let store = db.store().await;
+    let app = spec("whoop/app", 4);
+    let (a, b) = (spec("whoop/app/user/a", 2), spec("whoop/app/user/b", 3));
+    let req = |specs: &[&BudgetSpec], priority| BudgetRequest {
+        specs: specs.iter().map(|s| (*s).clone()).collect(),
+        need: 1,
+        priority,
+        now: NOW,
+    };
+    let grants = store
+        .take_budgets(&[
+            req(&[&app, &a], Priority::Poll),
+            req(&[&app, &a], Priority::Poll),
+            req(&[&app, &b], Priority::Poll),
+            // a's budget is spent: refused, the app not charged.
+            req(&[&app, &a], Priority::Poll),
+            req(&[&app, &b], Priority::Poll),
+            // The app's is spent now.
+            req(&[&app, &b], Priority::Backfill),
+        ])
+        .await
+        .unwrap();
+    let granted: Vec<bool> = grants.iter().map(|g| *g == Grant::Granted).collect();
+    assert_eq!(
+        granted,
+        [true, true, true, false, true, false],
+        "{grants:?}"
+    );
+    assert!(matches!(
+        grants[3],
+        Grant::Wait {
+            why: WaitReason::Limit,
+            ..
+        }
+    ));
+    let used = |key: &'static str| {
+        let store = store.clone();
+        async move { store.budget_state(key).await.unwrap().used(60_000, NOW) }
+    };
+    assert_eq!(used("whoop/app").await, 4);
+    assert_eq!(used("whoop/app/user/a").await, 2);
+    assert_eq!(used("whoop/app/user/b").await, 2);
+    // The refused poll holds backfills off a's budget (and only a's) until it has run.
+    let Grant::Wait { why, .. } =
+        take(&store, std::slice::from_ref(&a), Priority::Backfill, NOW).await
+    else {
+        panic!("a's budget is spent");
+    };
+    assert_eq!(why, WaitReason::Yielding);
+    assert_eq!(
+        take(&store, std::slice::from_ref(&b), Priority::Backfill, NOW).await,
+        Grant::Granted
+    );
 }
 
 async fn due_polls_are_claimed_before_backfills_and_spent_providers_are_skipped(db: TestDb) {
