@@ -116,6 +116,15 @@ impl Receiver {
         self.inner.received.lock().unwrap().clone()
     }
 
+    /// What arrived after the first `n` (those [`Receiver::received`] gave before).
+    pub fn received_after(&self, n: usize) -> Vec<Received> {
+        let received = self.inner.received.lock().unwrap();
+        received
+            .get(n..)
+            .map(<[Received]>::to_vec)
+            .unwrap_or_default()
+    }
+
     pub fn count(&self) -> u64 {
         self.inner.count.load(Ordering::SeqCst)
     }

@@ -371,7 +371,6 @@ async fn send(st: &FixtureState, url: &str, push: &OutboundPush) -> PushSent {
 /// The change made to the data the provider serves.
 fn apply(st: &FixtureState, p: &Provider, change: &Change) {
     let imp = p.impersonation.as_ref();
-    let mut items: Vec<Value> = served_items(st, p.id(), imp, change.resource).to_vec();
     let is_it = |v: &Value| match change.record.as_deref() {
         Some(key) => {
             imp.serve_record(change.resource, key, std::slice::from_ref(v))
@@ -380,6 +379,19 @@ fn apply(st: &FixtureState, p: &Provider, change: &Change) {
         }
         None => false,
     };
+    if change.kind == FixtureChangeKind::Deauthorized {
+        // The user's tokens stop working, as after a revocation.
+        return;
+    }
+    let current = served_items(st, p.id(), imp, change.resource);
+    let mut sets = st.items.lock().unwrap();
+    let items = sets
+        .entry((p.id().to_string(), change.resource))
+        .or_insert(current);
+    // Changed in place, unless a page being served (or the page cache) holds the data
+    // set: then it is copied, and whoever holds the old one keeps it as it was. A copy
+    // per change would make a run of changes cost the square of the data set.
+    let items = std::sync::Arc::make_mut(items);
     match change.kind {
         FixtureChangeKind::Created | FixtureChangeKind::Updated => {
             let Some(item) = change.item.clone() else {
@@ -391,15 +403,8 @@ fn apply(st: &FixtureState, p: &Provider, change: &Change) {
             }
         }
         FixtureChangeKind::Deleted => items.retain(|v| !is_it(v)),
-        FixtureChangeKind::Deauthorized => {
-            // The user's tokens stop working, as after a revocation.
-            return;
-        }
+        FixtureChangeKind::Deauthorized => {}
     }
-    st.items.lock().unwrap().insert(
-        (p.id().to_string(), change.resource),
-        std::sync::Arc::new(items),
-    );
 }
 
 /// A subscription-management call, answered as the provider does; a created
