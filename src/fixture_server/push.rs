@@ -309,8 +309,10 @@ fn forged(mut push: OutboundPush) -> OutboundPush {
     for (name, value) in push.headers.iter_mut() {
         if name.to_ascii_lowercase().contains("signature") {
             let mut bytes = value.clone().into_bytes();
+            // A digit for a digit: a letter swapped for its other case would still be
+            // the same hex digit to a verifier that reads hex either way.
             if let Some(b) = bytes.first_mut() {
-                *b = if *b == b'A' { b'B' } else { b'A' };
+                *b = if *b == b'0' { b'1' } else { b'0' };
             }
             *value = String::from_utf8(bytes).unwrap_or_default();
             spoilt = true;
