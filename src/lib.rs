@@ -16,7 +16,7 @@
 //! | [`providers`] | one manifest (`providers/<id>.toml`) and one [`providers::Adapter`] per provider, in one registry; pure |
 //! | [`oauth`] | each provider's OAuth client ([`oauth::OAuthClients`]): authorize URLs, code exchange, token refresh (the `oauth2` crate) |
 //! | [`poller`] | ingestion: plans jobs (`plan`), spends provider budgets shared by every process (`budget`), fetches with token refresh (`fetch`), runs jobs page by page and builds each page's events (`job`), manages push subscriptions (`subscribe`), schedules pulls, then polls, then backfills |
-//! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed |
+//! | [`store`] | the only module that speaks SQL: SQLite and PostgreSQL behind one `Store`; persists what it is handed; concurrent small writes of one kind (fetched pages, budget takes) go as one transaction per group (`store::group`) |
 //! | [`delivery`] | the webhook sender: signing, outbound URL policy, retry schedule, worker |
 //! | [`api`] | the HTTP API (axum): `/v1` (auth, users, connect flow, endpoints, events, delivery log and stats, providers' notifications) and the Junction-compatible `/v2` (`api::vital`, a mapping over `/v1`); its OpenAPI document (`api::openapi`, utoipa); the Link page and the webhook portal |
 //! | [`metrics`] | Prometheus counters, the attempt-latency histogram and backlog gauges for `/metrics` |
@@ -31,7 +31,7 @@
 //! connect   api::connect ─► oauth (code exchange) ─► seal tokens ─► events::Envelope::connection_created
 //!           ─► store::Store::create_connection (connection + planned jobs + event, one transaction)
 //! ingest    poller: store::Store::claim_jobs (polls first) ─► oauth (refresh) ─► poller::budget
-//!              (store::Store::take_budget) ─► providers::Adapter::page_request
+//!              (store::Store::take_budget, grouped) ─► providers::Adapter::page_request
 //!           ─► HTTP (Adapter::rate_report corrects the budget) ─► Adapter::parse_page (events::Record) ─► store::PageCommit with the page's events
 //!              (events::Envelope::daily from what changed, historical_chunk when a window ends)
 //!           ─► store::Store::commit: records upserted by content hash, events and deliveries,
