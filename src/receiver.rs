@@ -113,7 +113,7 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.inner.received.lock().unwrap().clone()
+        self.received_after(0)
     }
 
     /// What arrived after the first `n` (those [`Receiver::received`] gave before).

@@ -452,24 +452,31 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
-        let select = |keys: &[&str]| {
-            format!(
+        // Rows of `keys`, locked, into `states`.
+        async fn read(
+            tx: &mut sqlx::AnyConnection,
+            keys: &[&str],
+            lock: &str,
+            states: &mut HashMap<String, BudgetState>,
+        ) -> Result<(), sqlx::Error> {
+            let sql = format!(
                 "SELECT key, state FROM rate_budgets WHERE key IN ({}) ORDER BY key{lock}",
                 placeholders(1, keys.len())
-            )
-        };
-        let mut states = HashMap::with_capacity(keys.len());
-        let sql = select(keys);
-        let mut q = sqlx::query(&sql);
-        for k in keys {
-            q = q.bind(*k);
-        }
-        for row in q.fetch_all(&mut *tx).await? {
-            states.insert(
-                row.try_get::<String, _>("key")?,
-                parse_state(&row.try_get::<String, _>("state")?),
             );
+            let mut q = sqlx::query(&sql);
+            for k in keys {
+                q = q.bind(*k);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                states.insert(
+                    row.try_get::<String, _>("key")?,
+                    parse_state(&row.try_get::<String, _>("state")?),
+                );
+            }
+            Ok(())
         }
+        let mut states = HashMap::with_capacity(keys.len());
+        read(tx, keys, lock, &mut states).await?;
         let missing: Vec<&str> = keys
             .iter()
             .copied()
@@ -490,17 +497,7 @@ impl Store {
             q = q.bind(*k);
         }
         q.execute(&mut *tx).await?;
-        let sql = select(&missing);
-        let mut q = sqlx::query(&sql);
-        for k in &missing {
-            q = q.bind(*k);
-        }
-        for row in q.fetch_all(&mut *tx).await? {
-            states.insert(
-                row.try_get::<String, _>("key")?,
-                parse_state(&row.try_get::<String, _>("state")?),
-            );
-        }
+        read(tx, &missing, lock, &mut states).await?;
         Ok(states)
     }
 

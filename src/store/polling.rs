@@ -284,7 +284,8 @@ async fn insert_new_rows(
 }
 
 /// Group commit of fetched pages (see [`super::group`]): each poller task queues its
-/// page, and one transaction commits what is queued, up to these limits.
+/// page, and one transaction commits what is queued, up to these limits. Its leaders:
+/// one on SQLite (one writer), several on PostgreSQL (several connections).
 pub(crate) type GroupCommit = super::group::Group<PageCommit, Option<PageCounts>>;
 
 /// Pages (and records) a group takes at most, so one transaction stays short.
