@@ -138,40 +138,44 @@ pub async fn publish_in(
     if inserted.is_empty() {
         return Ok(Published::default());
     }
-    // 2. Match endpoints once per event type, then insert the deliveries.
-    let mut matching: HashMap<&str, Vec<String>> = HashMap::new();
+    // 2. Match endpoints: the team's candidates in one read, each event type's among
+    //    them once; then insert the deliveries.
+    let candidates: Vec<(String, Vec<String>)> = match target {
+        Target::Subscribers => sqlx::query(
+            "SELECT id, event_types FROM endpoints WHERE team_id = $1 AND enabled = TRUE",
+        )
+        .bind(&team_s)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, super::get_json(r, "event_types")?)))
+        .collect::<Result<_, sqlx::Error>>()?,
+        // Only this endpoint, whatever its filter: an empty filter matches every type.
+        Target::Endpoint(id) => {
+            sqlx::query("SELECT id FROM endpoints WHERE team_id = $1 AND id = $2")
+                .bind(&team_s)
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("id")?, Vec::new())))
+                .collect::<Result<_, sqlx::Error>>()?
+        }
+    };
+    let mut matching: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut rows: Vec<(&str, &str, Option<&str>)> = Vec::new(); // (event, endpoint, ordering key)
     for &(_, event_type, _) in &inserted {
-        if !matching.contains_key(event_type) {
-            let eps = match target {
-                Target::Subscribers => {
-                    sqlx::query(
-                        "SELECT id FROM endpoints WHERE team_id = $1 AND enabled = TRUE \
-                         AND (event_types = '[]' OR event_types LIKE $2)",
-                    )
-                    .bind(&team_s)
-                    .bind(format!("%\"{event_type}\"%"))
-                    .fetch_all(&mut *conn)
-                    .await?
-                }
-                Target::Endpoint(id) => {
-                    sqlx::query("SELECT id FROM endpoints WHERE team_id = $1 AND id = $2")
-                        .bind(&team_s)
-                        .bind(id.to_string())
-                        .fetch_all(&mut *conn)
-                        .await?
-                }
-            };
-            let ids = eps
+        matching.entry(event_type).or_insert_with(|| {
+            candidates
                 .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?;
-            matching.insert(event_type, ids);
-        }
+                .filter(|(_, types)| types.is_empty() || types.iter().any(|t| t == event_type))
+                .map(|(id, _)| id.as_str())
+                .collect()
+        });
     }
     for (event_id, event_type, key) in &inserted {
         for ep in &matching[event_type] {
-            rows.push((event_id, ep, *key));
+            rows.push((event_id, *ep, *key));
         }
     }
     let mut deliveries = 0;

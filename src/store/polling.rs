@@ -249,11 +249,12 @@ type NewRow<'a> = (Uuid, Uuid, &'a str, &'a Prepared);
 
 /// Inserts new records' rows with multi-row statements (created and updated at `now`,
 /// version 1); a row whose id is already stored is left as it is. Returns the rows
-/// inserted.
+/// inserted; with `ids`, also adds the id of each to it.
 async fn insert_new_rows(
     tx: &mut AnyConnection,
     rows: &[NewRow<'_>],
     now: i64,
+    mut ids: Option<&mut HashSet<String>>,
 ) -> Result<u64, sqlx::Error> {
     let mut inserted = 0;
     for chunk in rows.chunks(super::rows_per_statement(9)) {
@@ -262,8 +263,9 @@ async fn insert_new_rows(
             .collect();
         let sql = format!(
             "INSERT INTO records (id, team_id, user_id, provider, resource, provider_id, starts_at, data, content_hash, version, created_at, updated_at) \
-             VALUES {} ON CONFLICT (id) DO NOTHING",
-            values.join(", ")
+             VALUES {} ON CONFLICT (id) DO NOTHING{}",
+            values.join(", "),
+            if ids.is_some() { " RETURNING id" } else { "" }
         );
         let mut q = sqlx::query(&sql).bind(now);
         for (team, user, provider, p) in chunk {
@@ -278,7 +280,15 @@ async fn insert_new_rows(
                 .bind(p.text.as_str())
                 .bind(p.hash.as_str());
         }
-        inserted += q.execute(&mut *tx).await?.rows_affected();
+        match ids.as_deref_mut() {
+            Some(ids) => {
+                for r in q.fetch_all(&mut *tx).await? {
+                    ids.insert(r.try_get("id")?);
+                    inserted += 1;
+                }
+            }
+            None => inserted += q.execute(&mut *tx).await?.rows_affected(),
+        }
     }
     Ok(inserted)
 }
@@ -899,15 +909,48 @@ impl Store {
             .iter()
             .flat_map(|(i, page)| page.records.iter().map(move |r| (*i, r)))
             .collect();
+        // A backfill's records are mostly not stored yet: each whose first appearance
+        // in the group is on a backfill page is inserted at once, and only those
+        // already there are looked up with the rest (a lookup a window would
+        // otherwise cost for nothing). Positions in `all` of the records so created:
+        let mut created_at_once: HashSet<usize> = HashSet::new();
+        let mut stored_now: HashSet<String> = HashSet::new();
+        {
+            let mut first = HashSet::new();
+            let at_once: Vec<usize> = (0..all.len())
+                .filter(|&k| first.insert(all[k].1.id))
+                .filter(|&k| pages[all[k].0].job.kind == JobKind::Backfill)
+                .collect();
+            if !at_once.is_empty() {
+                let rows: Vec<NewRow<'_>> = at_once
+                    .iter()
+                    .map(|&k| {
+                        let (c, p) = (&pages[all[k].0].conn, all[k].1);
+                        (c.team_id, c.user_id, c.provider.as_str(), p)
+                    })
+                    .collect();
+                insert_new_rows(&mut tx, &rows, now, Some(&mut stored_now)).await?;
+                created_at_once.extend(
+                    at_once
+                        .into_iter()
+                        .filter(|&k| stored_now.contains(&all[k].1.id.to_string())),
+                );
+            }
+        }
+        let to_look_up: Vec<String> = all
+            .iter()
+            .map(|(_, r)| r.id.to_string())
+            .filter(|id| !stored_now.contains(id))
+            .collect();
         let mut known: HashMap<String, (String, i64)> = HashMap::new();
-        for chunk in all.chunks(super::PARAMS_PER_STATEMENT) {
+        for chunk in to_look_up.chunks(super::PARAMS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id, content_hash, version FROM records WHERE id IN ({})",
                 placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
-            for (_, r) in chunk {
-                q = q.bind(r.id.to_string());
+            for id in chunk {
+                q = q.bind(id);
             }
             for r in q.fetch_all(&mut *tx).await? {
                 known.insert(
@@ -937,8 +980,15 @@ impl Store {
             let mut changed: Vec<(&Prepared, i64, Option<Value>)> = Vec::new();
             while at < all.len() && all[at].0 == *i {
                 let p = all[at].1;
+                let inserted = created_at_once.contains(&at);
                 at += 1;
                 let key = p.id.to_string();
+                if inserted {
+                    known.insert(key, (p.hash.clone(), 1));
+                    counts.created += 1;
+                    changed.push((p, 1, None));
+                    continue;
+                }
                 let version = match known.get(&key) {
                     None => 1,
                     Some((h, _)) if *h == p.hash => {
@@ -996,7 +1046,7 @@ impl Store {
                 (c.team_id, c.user_id, c.provider.as_str(), *p)
             })
             .collect();
-        insert_new_rows(&mut tx, &new_rows, now).await?;
+        insert_new_rows(&mut tx, &new_rows, now, None).await?;
         let mut delivered = false;
         for (team, evs) in events {
             let envelopes: Vec<Envelope> = evs.iter().map(|(_, e)| e.clone()).collect();
@@ -1040,7 +1090,7 @@ impl Store {
             // on PostgreSQL.
             inserted += super::retry_transient("inserting records", || async {
                 let mut tx = self.writer.begin().await?;
-                let n = insert_new_rows(&mut tx, chunk, now_ms()).await?;
+                let n = insert_new_rows(&mut tx, chunk, now_ms(), None).await?;
                 tx.commit().await?;
                 Ok(n)
             })

@@ -21,6 +21,7 @@ crate::backend_tests!(
     pages_commit_records_events_and_cursor_together,
     ending_a_connection_stops_its_jobs_once,
     group_commits_keep_each_page_its_own_result,
+    a_backfill_page_stores_its_new_records_and_looks_up_only_the_rest,
 );
 
 /// What a poll's page publishes: `daily.data.*` for what it changed.
@@ -654,6 +655,127 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(recs.len(), 1000);
+}
+
+/// A backfill page's records go in before any lookup; the ones already stored are
+/// looked up like a poll's, so each still counts as created, unchanged or updated, and a
+/// poll page later in the same group sees what the backfill page wrote.
+async fn a_backfill_page_stores_its_new_records_and_looks_up_only_the_rest(db: TestDb) {
+    let job = |kind: JobKind| NewJob {
+        kind,
+        resource: Resource::Workouts,
+        window_start: 0,
+        window_end: 1,
+        chunk_index: 0,
+        chunk_count: 1,
+        run_at: 0,
+        backfill_id: None,
+        record_key: None,
+    };
+    let s = setup(
+        &db,
+        &[
+            job(JobKind::Poll),
+            job(JobKind::Poll),
+            job(JobKind::Backfill),
+        ],
+    )
+    .await;
+    let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
+    let jobs = s
+        .store
+        .claim_jobs(10, now_ms() + 60_000, &[])
+        .await
+        .unwrap();
+    let of = |kind: JobKind| jobs.iter().filter(move |j| j.kind == kind);
+    let (first, second) = {
+        let mut polls = of(JobKind::Poll);
+        (polls.next().unwrap().clone(), polls.next().unwrap().clone())
+    };
+    let backfill = of(JobKind::Backfill).next().unwrap().clone();
+    let done = Finish::PollDone {
+        next_run_at: now_ms() + 3_600_000,
+        next_window: (0, 1),
+    };
+    let stored = s
+        .store
+        .commit(PageCommit::new(
+            first,
+            conn.clone(),
+            vec![workout("b", 1.0), workout("c", 1.0)],
+            daily(&conn),
+            done.clone(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.created, 2);
+
+    // One group: the backfill page brings `a` (new), `b` (the same) and `c` (changed);
+    // the poll page after it brings `a` again, changed.
+    let history = PageEvents {
+        fixed: vec![],
+        from_changes: None,
+        from_removals: None,
+    };
+    let out = s
+        .store
+        .commit_pages(&[
+            PageCommit::new(
+                backfill,
+                conn.clone(),
+                vec![workout("a", 1.0), workout("b", 1.0), workout("c", 2.0)],
+                history,
+                Finish::Continue {
+                    cursor: "next".into(),
+                    lease: now_ms() + 60_000,
+                },
+            ),
+            PageCommit::new(
+                second,
+                conn.clone(),
+                vec![workout("a", 3.0)],
+                daily(&conn),
+                done,
+            ),
+        ])
+        .await
+        .unwrap();
+    let counts: Vec<(u64, u64, u64, u64)> = out
+        .iter()
+        .map(|c| {
+            let c = c.expect("both claims hold");
+            (c.created, c.unchanged, c.updated, c.events)
+        })
+        .collect();
+    assert_eq!(counts, vec![(1, 1, 1, 0), (0, 0, 1, 1)]);
+    let recs = s
+        .store
+        .list_records(s.team, conn.user_id, Resource::Workouts, 0, i64::MAX, None)
+        .await
+        .unwrap();
+    let mut got: Vec<(String, i64, f64)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["provider_id"].as_str().unwrap().to_string(),
+                r["version"].as_i64().unwrap(),
+                r["calories"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_string(), 2, 3.0),
+            ("b".to_string(), 1, 1.0),
+            ("c".to_string(), 2, 2.0)
+        ]
+    );
+    let a = wearbridge::ids::record_id(s.team, conn.user_id, "oura", "workouts", "a");
+    let updated = wearbridge::ids::daily_event_id("daily.data.workouts.updated", a, 2);
+    assert!(s.store.get_event(s.team, updated).await.unwrap().is_some());
 }
 
 /// PostgreSQL: ending a connection locks the connection, then its pending jobs, while a
