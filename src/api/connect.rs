@@ -35,6 +35,8 @@ pub struct ProviderResource {
     name: String,
     /// `summary` (read from /v1/summary) or `timeseries` (from /v1/timeseries).
     kind: String,
+    /// How many days one backfill window of it spans.
+    backfill_window_days: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,6 +46,7 @@ pub struct ProviderView {
     resources: Vec<ProviderResource>,
     /// How far back the backfill reaches.
     history_days: u32,
+    /// How many days one backfill window spans (a resource may span fewer: see its own).
     backfill_window_days: u32,
     poll_interval_secs: u64,
     lookback_days: u32,
@@ -83,6 +86,7 @@ pub async fn list_providers(
                     .map(|r| ProviderResource {
                         name: r.name.to_string(),
                         kind: r.kind.clone(),
+                        backfill_window_days: p.window_days(r.name),
                     })
                     .collect(),
                 history_days: m.history_days,

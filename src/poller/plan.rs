@@ -39,7 +39,7 @@ fn backfill(
                 vec![]
             }
         }
-        _ => windows(start, end, p.manifest.window_days),
+        _ => windows(start, end, p.window_days(resource)),
     };
     let n = ws.len() as i64;
     ws.into_iter()

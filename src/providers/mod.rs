@@ -165,6 +165,11 @@ pub struct ResourceSpec {
     /// backfill is one request over the whole history, and each poll reads the list again.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub windowed: bool,
+    /// The longest range one request of this route may ask for, where the provider
+    /// caps it below the manifest's `window_days` (Oura's heart rate): its backfill
+    /// windows are this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -868,6 +873,14 @@ impl Provider {
     pub fn resource(&self, r: Resource) -> Option<&ResourceSpec> {
         self.manifest.resources.iter().find(|s| s.name == r)
     }
+
+    /// How many days one backfill window of `r` spans: the route's own cap, or the
+    /// manifest's.
+    pub fn window_days(&self, r: Resource) -> u32 {
+        self.resource(r)
+            .and_then(|s| s.window_days)
+            .unwrap_or(self.manifest.window_days)
+    }
 }
 
 fn load(
@@ -988,6 +1001,15 @@ mod tests {
                 m.id
             );
             assert!(!m.resources.is_empty(), "{}", m.id);
+            for r in &m.resources {
+                assert!(
+                    r.window_days
+                        .is_none_or(|d| d > 0 && d <= m.window_days && d <= m.history_days),
+                    "{} {}",
+                    m.id,
+                    r.name
+                );
+            }
             assert!(
                 m.token_auth == "body" || m.token_auth == "basic",
                 "{}",

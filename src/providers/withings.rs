@@ -1312,6 +1312,7 @@ mod tests {
             path: "/measure".into(),
             method: Some("POST".into()),
             windowed: true,
+            window_days: None,
         };
         let w = Window {
             start: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
@@ -1780,6 +1781,7 @@ mod tests {
             path: "/v2/sleep".into(),
             method: Some("POST".into()),
             windowed: true,
+            window_days: None,
         };
         let items: Vec<Value> =
             serde_json::from_str(include_str!("../../fixtures/withings/data/sleep.json")).unwrap();

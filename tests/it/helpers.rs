@@ -366,6 +366,28 @@ impl Api {
     }
 }
 
+/// How many windows a new connection's backfill of `provider`'s `resource` spans: one
+/// `historical.data.*` event each. A resource read with another has that one's.
+pub fn backfill_windows(provider: &str, resource: &str) -> usize {
+    let p = wearbridge::providers::find(provider).expect("a registered provider");
+    let r: wearbridge::events::Resource = resource.parse().expect("a resource");
+    let r = p.adapter.read_with(r).unwrap_or(r);
+    wearbridge::poller::plan::connect_jobs(p, 0, None)
+        .iter()
+        .filter(|j| j.kind == wearbridge::states::JobKind::Backfill && j.resource == r)
+        .count()
+}
+
+/// Every resource's windows in a new connection's backfill of `provider`.
+pub fn all_backfill_windows(provider: &str) -> usize {
+    let p = wearbridge::providers::find(provider).expect("a registered provider");
+    p.manifest
+        .resources
+        .iter()
+        .map(|r| backfill_windows(provider, r.name.as_str()))
+        .sum()
+}
+
 /// Polls `check` until it is true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where

@@ -454,7 +454,7 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
             .format("%Y-%m-%d")
             .to_string()
     };
-    let body = json!({"start_date": day(40), "end_date": day(0), "resources": ["sleep"]});
+    let body = json!({"start_date": day(100), "end_date": day(0), "resources": ["sleep"]});
     // The connect backfill is still running (no poller here): 409.
     let (s, v) = app.api.post(&path, body.clone()).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -486,9 +486,10 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
             .filter(|e| e["event_type"] == "historical.data.sleep.created")
             .collect()
     };
+    let connect_windows = crate::helpers::backfill_windows("oura", "sleep");
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app).len() >= 13
+            historical(&app).len() >= connect_windows
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
@@ -496,15 +497,15 @@ async fn a_repull_queues_windows_newest_first_and_refuses_what_it_cannot_do(db: 
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["resources"], json!(["sleep"]));
     let windows = v["windows"].as_u64().unwrap();
-    assert_eq!(windows, 2, "40 days in 30-day windows: {v}");
+    assert_eq!(windows, 2, "100 days in 90-day windows: {v}");
     let id = v["backfill_id"].as_str().unwrap().to_string();
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app).len() as u64 >= 13 + windows
+            historical(&app).len() as u64 >= connect_windows as u64 + windows
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());
-    let repulled: Vec<Value> = historical(&app).into_iter().skip(13).collect();
+    let repulled: Vec<Value> = historical(&app).into_iter().skip(connect_windows).collect();
     let chunks: Vec<(i64, bool)> = repulled
         .iter()
         .map(|e| {
@@ -576,11 +577,7 @@ async fn two_processes_never_exceed_the_providers_budget() {
 
 async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     let (fx, app, uid) = connected(db, "oura").await;
-    let resources = wearbridge::providers::find("oura")
-        .unwrap()
-        .manifest
-        .resources
-        .len();
+    let windows = crate::helpers::all_backfill_windows("oura");
     let historical = |app: &TestApp| {
         app.events()
             .iter()
@@ -594,7 +591,7 @@ async fn a_connection_back_from_an_error_backfills_only_the_gap(db: TestDb) {
     };
     let done = app
         .eventually_advancing(Duration::from_secs(1), Duration::from_secs(60), || async {
-            historical(&app) >= resources * 13
+            historical(&app) >= windows
         })
         .await;
     assert!(done, "{:?}", app.store().job_counts().await.unwrap());

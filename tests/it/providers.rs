@@ -86,7 +86,7 @@ async fn a_stopped_poller_hands_back_the_jobs_it_had_not_started(db: TestDb) {
                     .starts_with("historical.")
             })
             .count()
-            >= 5 * 13
+            >= crate::helpers::all_backfill_windows("oura")
     })
     .await;
     assert!(
@@ -125,8 +125,11 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
     assert_eq!(q.get("state").map(String::as_str), Some("success"), "{q:?}");
     assert_eq!(q.get("provider").map(String::as_str), Some("oura"));
 
-    // Backfill: 13 windows per resource (six of them); historical events newest first,
-    // one is_final.
+    // Backfill: a year in 90-day windows (5) per daily resource, 30-day ones (13) for
+    // heart rate, whose route caps its range; historical events newest first, one
+    // is_final.
+    let windows = |r: &str| if r == "heartrate" { 13 } else { 5 };
+    assert_eq!(crate::helpers::all_backfill_windows("oura"), 5 * 5 + 13);
     // The 429's pause and the 500's back-off pass by moving the clock on, a second at a
     // time (far short of the hourly poll).
     let done = app
@@ -140,7 +143,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
                         .starts_with("historical.")
                 })
                 .count()
-                >= 6 * 13
+                >= 5 * 5 + 13
         })
         .await;
     assert!(
@@ -167,7 +170,7 @@ async fn oura_connects_backfills_in_order_and_polls_changes(db: TestDb) {
             .iter()
             .filter(|e| e["event_type"] == format!("historical.data.{r}.created"))
             .collect();
-        assert_eq!(hist.len(), 13, "{r}");
+        assert_eq!(hist.len(), windows(r), "{r}");
         let starts: Vec<&str> = hist
             .iter()
             .map(|e| e["data"]["start_date"].as_str().unwrap())
