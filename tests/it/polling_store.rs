@@ -130,6 +130,21 @@ async fn setup(db: &TestDb, jobs: &[NewJob]) -> Setup {
     }
 }
 
+/// A job of `kind` over the instant `[0, 1)`, due now.
+fn job(kind: JobKind, resource: Resource) -> NewJob {
+    NewJob {
+        kind,
+        resource,
+        window_start: 0,
+        window_end: 1,
+        chunk_index: 0,
+        chunk_count: 1,
+        run_at: 0,
+        backfill_id: None,
+        record_key: None,
+    }
+}
+
 fn backfill(resource: Resource, idx: i64, count: i64) -> NewJob {
     let day = 86_400_000;
     let end = 1_800_000_000_000 - idx * 30 * day;
@@ -254,17 +269,7 @@ async fn backfill_windows_run_strictly_newest_first(db: TestDb) {
 }
 
 async fn pages_commit_records_events_and_cursor_together(db: TestDb) {
-    let poll = NewJob {
-        kind: JobKind::Poll,
-        resource: Resource::Workouts,
-        window_start: 0,
-        window_end: 1,
-        chunk_index: 0,
-        chunk_count: 1,
-        run_at: 0,
-        backfill_id: None,
-        record_key: None,
-    };
+    let poll = job(JobKind::Poll, Resource::Workouts);
     let s = setup(&db, &[poll]).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
     let job = s
@@ -537,17 +542,7 @@ async fn ending_a_connection_stops_its_jobs_once(db: TestDb) {
 async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
     let polls: Vec<NewJob> = [Resource::Workouts, Resource::Sleep, Resource::Activity]
         .iter()
-        .map(|r| NewJob {
-            kind: JobKind::Poll,
-            resource: *r,
-            window_start: 0,
-            window_end: 1,
-            chunk_index: 0,
-            chunk_count: 1,
-            run_at: 0,
-            backfill_id: None,
-            record_key: None,
-        })
+        .map(|r| job(JobKind::Poll, *r))
         .collect();
     let s = setup(&db, &polls).await;
     let conn = s.store.get_connection(s.conn).await.unwrap().unwrap();
@@ -596,17 +591,7 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
 
     // Forty pages from forty tasks at once: every record stored once, every page answered.
     let polls: Vec<NewJob> = (0..40)
-        .map(|_| NewJob {
-            kind: JobKind::Poll,
-            resource: Resource::Workouts,
-            window_start: 0,
-            window_end: 1,
-            chunk_index: 0,
-            chunk_count: 1,
-            run_at: 0,
-            backfill_id: None,
-            record_key: None,
-        })
+        .map(|_| job(JobKind::Poll, Resource::Workouts))
         .collect();
     let s2 = setup(&db, &polls).await;
     let conn2 = s2.store.get_connection(s2.conn).await.unwrap().unwrap();
@@ -661,23 +646,13 @@ async fn group_commits_keep_each_page_its_own_result(db: TestDb) {
 /// looked up like a poll's, so each still counts as created, unchanged or updated, and a
 /// poll page later in the same group sees what the backfill page wrote.
 async fn a_backfill_page_stores_its_new_records_and_looks_up_only_the_rest(db: TestDb) {
-    let job = |kind: JobKind| NewJob {
-        kind,
-        resource: Resource::Workouts,
-        window_start: 0,
-        window_end: 1,
-        chunk_index: 0,
-        chunk_count: 1,
-        run_at: 0,
-        backfill_id: None,
-        record_key: None,
-    };
+    let w = Resource::Workouts;
     let s = setup(
         &db,
         &[
-            job(JobKind::Poll),
-            job(JobKind::Poll),
-            job(JobKind::Backfill),
+            job(JobKind::Poll, w),
+            job(JobKind::Poll, w),
+            job(JobKind::Backfill, w),
         ],
     )
     .await;
