@@ -247,6 +247,12 @@ impl NewRecords {
 /// A new record's row: its owner (team, user, provider) and the prepared record.
 type NewRow<'a> = (Uuid, Uuid, &'a str, &'a Prepared);
 
+/// The row of `p`, a record of `page`.
+fn new_row<'a>(page: &'a PageCommit, p: &'a Prepared) -> NewRow<'a> {
+    let c = &page.conn;
+    (c.team_id, c.user_id, c.provider.as_str(), p)
+}
+
 /// Inserts new records' rows with multi-row statements (created and updated at `now`,
 /// version 1); a row whose id is already stored is left as it is. Returns the rows
 /// inserted; with `ids`, also adds the id of each to it.
@@ -912,30 +918,18 @@ impl Store {
         // A backfill's records are mostly not stored yet: each whose first appearance
         // in the group is on a backfill page is inserted at once, and only those
         // already there are looked up with the rest (a lookup a window would
-        // otherwise cost for nothing). Positions in `all` of the records so created:
-        let mut created_at_once: HashSet<usize> = HashSet::new();
+        // otherwise cost for nothing). The ids so created are met first at that
+        // appearance below.
         let mut stored_now: HashSet<String> = HashSet::new();
-        {
-            let mut first = HashSet::new();
-            let at_once: Vec<usize> = (0..all.len())
-                .filter(|&k| first.insert(all[k].1.id))
-                .filter(|&k| pages[all[k].0].job.kind == JobKind::Backfill)
-                .collect();
-            if !at_once.is_empty() {
-                let rows: Vec<NewRow<'_>> = at_once
-                    .iter()
-                    .map(|&k| {
-                        let (c, p) = (&pages[all[k].0].conn, all[k].1);
-                        (c.team_id, c.user_id, c.provider.as_str(), p)
-                    })
-                    .collect();
-                insert_new_rows(&mut tx, &rows, now, Some(&mut stored_now)).await?;
-                created_at_once.extend(
-                    at_once
-                        .into_iter()
-                        .filter(|&k| stored_now.contains(&all[k].1.id.to_string())),
-                );
-            }
+        let mut first = HashSet::new();
+        let at_once: Vec<NewRow<'_>> = all
+            .iter()
+            .filter(|(_, p)| first.insert(p.id))
+            .filter(|(i, _)| pages[*i].job.kind == JobKind::Backfill)
+            .map(|(i, p)| new_row(&pages[*i], p))
+            .collect();
+        if !at_once.is_empty() {
+            insert_new_rows(&mut tx, &at_once, now, Some(&mut stored_now)).await?;
         }
         let to_look_up: Vec<String> = all
             .iter()
@@ -980,10 +974,9 @@ impl Store {
             let mut changed: Vec<(&Prepared, i64, Option<Value>)> = Vec::new();
             while at < all.len() && all[at].0 == *i {
                 let p = all[at].1;
-                let inserted = created_at_once.contains(&at);
                 at += 1;
                 let key = p.id.to_string();
-                if inserted {
+                if stored_now.remove(&key) {
                     known.insert(key, (p.hash.clone(), 1));
                     counts.created += 1;
                     changed.push((p, 1, None));
@@ -1039,13 +1032,7 @@ impl Store {
         }
 
         // New records go in as multi-row inserts: the write lock is held for less.
-        let new_rows: Vec<NewRow<'_>> = new_rows
-            .iter()
-            .map(|(page, p)| {
-                let c = &page.conn;
-                (c.team_id, c.user_id, c.provider.as_str(), *p)
-            })
-            .collect();
+        let new_rows: Vec<NewRow<'_>> = new_rows.iter().map(|(page, p)| new_row(page, p)).collect();
         insert_new_rows(&mut tx, &new_rows, now, None).await?;
         let mut delivered = false;
         for (team, evs) in events {
